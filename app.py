@@ -1,0 +1,108 @@
+"""Atelier: a local generative-media studio for small GPUs.
+
+`python app.py --help` lists the flags; the launchers (launch.sh, launch.bat) pass theirs through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger("atelier")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="atelier", description="Atelier: local image, video, speech and music generation.")
+    parser.add_argument("--share", action="store_true", help="create a public Gradio share link (use with --auth)")
+    parser.add_argument("--listen", action="store_true", help="serve on all network interfaces, not only this computer")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ATELIER_PORT", 7860)), help="port (default 7860)")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this login for the UI and the API")
+    parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
+    parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
+    parser.add_argument("--outputs-dir", type=Path, default=HERE / "outputs", help="where results are saved")
+    parser.add_argument("--demo", action="store_true", help="offer only the demo models (tiny, random weights)")
+    parser.add_argument("--offline", action="store_true", help="never download (also when HF_HUB_OFFLINE=1)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab at start")
+    args = parser.parse_args(argv)
+    if args.auth is not None and ":" not in args.auth:
+        parser.error("--auth takes USER:PASS")
+    return args
+
+
+def build_context(args: argparse.Namespace):
+    from pipelines.hardware import detect_hardware
+    from pipelines.manager import ModelManager
+    from pipelines.model_store import ModelStore
+    from pipelines.outputs import OutputStore
+    from presets import choose_preset, load_presets
+    from tabs.context import AppContext
+
+    presets = load_presets()
+    hardware = detect_hardware()
+    preset, warnings = choose_preset(presets, hardware.vram_total_bytes, hardware.ram_total_bytes)
+    if args.preset:
+        if args.preset not in presets:
+            raise SystemExit(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(presets)}")
+        preset = presets[args.preset]
+    log.info(
+        "hardware: %s, %.1f GB VRAM, %.1f GB RAM; preset %s",
+        hardware.gpu_name or "no GPU", hardware.vram_total_bytes / 1e9, hardware.ram_total_bytes / 1e9, preset.id,
+    )
+    offline = args.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    store = ModelStore(args.models_dir, offline=offline)
+    manager = ModelManager(store, preset)
+    if args.share and not args.auth:
+        warnings.append(
+            "⚠️ This app is shared publicly with a Gradio link and no login: anyone with the link can use your GPU "
+            "and see your outputs. Restart with --auth user:password."
+        )
+    for warning in warnings:
+        log.warning(warning)
+    return AppContext(
+        manager=manager, store=store, outputs=OutputStore(args.outputs_dir), presets=presets,
+        demo_mode=args.demo, warnings=warnings,
+    )
+
+
+def build_ui(context):
+    import gradio as gr
+
+    from tabs import image, system
+
+    with gr.Blocks(title="Atelier") as ui:
+        gr.Markdown("# Atelier")
+        for warning in context.warnings:
+            gr.Markdown(warning, elem_classes=["atelier-warning"])
+        if context.demo_mode:
+            gr.Markdown("**Demo mode**: only demo models with random weights are offered; their outputs are noise.")
+        system.build(context)
+        with gr.Tabs():
+            with gr.Tab("Image", id="image"):
+                image.build(context)
+    # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
+    ui.queue(api_open=False, default_concurrency_limit=1)
+    return ui
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    context = build_context(args)
+    ui = build_ui(context)
+    auth = tuple(args.auth.split(":", 1)) if args.auth else None
+    ui.launch(
+        server_name="0.0.0.0" if args.listen else "127.0.0.1",
+        server_port=args.port,
+        share=args.share,
+        auth=auth,
+        inbrowser=not args.no_browser,
+        allowed_paths=[str(context.outputs.root)],
+        show_error=True,
+    )
+
+
+if __name__ == "__main__":
+    main()

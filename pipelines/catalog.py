@@ -1,0 +1,282 @@
+"""The model catalog: one frozen entry per model, families and their rules, as data.
+
+Adding a model of a known family is adding one `ModelSpec` to `MODELS`. A new family adds a
+`FamilySpec`, a tiny builder in `pipelines/tiny/` and a runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+from typing import Mapping
+
+GB = 1_000_000_000
+
+
+class Family(str, Enum):
+    SD3 = "sd3"
+    FLUX = "flux"
+
+
+class Task(str, Enum):
+    TEXT_TO_IMAGE = "text_to_image"
+
+
+class Role(str, Enum):
+    """What a pipeline component does; presets place components by role."""
+
+    DENOISER = "denoiser"
+    TEXT_ENCODER = "text_encoder"
+    VAE = "vae"
+
+
+@dataclass(frozen=True)
+class SchedulerChoice:
+    """A sampler as users know it, and the diffusers scheduler class that implements it."""
+
+    name: str
+    class_name: str
+    config_overrides: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    family: Family
+    # Sizes must be multiples of the VAE scale factor times the transformer's patch size.
+    size_multiple: int
+    min_size: int
+    max_size: int
+    supports_negative_prompt: bool
+    schedulers: tuple[SchedulerChoice, ...]
+    # Component name in the diffusers folder -> role, for placement.
+    component_roles: Mapping[str, Role]
+    # Keyword arguments every call of this family's pipeline gets.
+    call_kwargs: Mapping[str, object] = field(default_factory=dict)
+
+    def scheduler(self, name: str) -> SchedulerChoice:
+        for choice in self.schedulers:
+            if choice.name == name:
+                return choice
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class CallDefaults:
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    scheduler: str = "Euler"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """A LoRA fused into the base weights at load time (step-distillation LoRAs such as Hyper-SD)."""
+
+    repo: str | None
+    filename: str
+    scale: float
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    name: str
+    family: Family
+    task: Task
+    pipeline_class: str
+    defaults: CallDefaults
+    # Bytes of each component in the dtype it ships in; the sum is what a download costs.
+    component_bytes: Mapping[str, int]
+    licence: str
+    repo: str | None = None
+    # A model that reuses another entry's weights (a fast preset) names it here.
+    base: str | None = None
+    lora: LoraSpec | None = None
+    demo: bool = False
+    # Files worth downloading from the repo; the rest (single-file duplicates, fp32 copies) are skipped.
+    allow_patterns: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*/*.safetensors", "*/*.json", "*/*.txt", "*/*.model")
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.component_bytes.values())
+
+    @property
+    def label(self) -> str:
+        if self.demo:
+            return f"{self.name} [demo · random weights]"
+        return self.name
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+_FLOW_SCHEDULERS = (
+    SchedulerChoice("Euler", "FlowMatchEulerDiscreteScheduler"),
+    SchedulerChoice("Heun", "FlowMatchHeunDiscreteScheduler"),
+    SchedulerChoice(
+        "DPM++ 2M",
+        "DPMSolverMultistepScheduler",
+        _frozen({"use_flow_sigmas": True, "prediction_type": "flow_prediction", "algorithm_type": "dpmsolver++", "solver_order": 2}),
+    ),
+)
+
+FAMILIES: Mapping[Family, FamilySpec] = _frozen({
+    Family.SD3: FamilySpec(
+        family=Family.SD3,
+        size_multiple=16,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        schedulers=_FLOW_SCHEDULERS,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "text_encoder_3": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+    Family.FLUX: FamilySpec(
+        family=Family.FLUX,
+        size_multiple=16,
+        min_size=256,
+        max_size=2048,
+        # FLUX is guidance-distilled: a negative prompt would need true CFG at twice the cost.
+        supports_negative_prompt=False,
+        # FluxPipeline passes its own sigmas and `mu`, which only the flow-matching Euler scheduler accepts.
+        schedulers=_FLOW_SCHEDULERS[:1],
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+})
+
+# Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.
+_SD3_ENCODERS = {"text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000, "text_encoder_3": 9_520_000_000, "vae": 168_000_000}
+_FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, "vae": 168_000_000}
+_STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
+
+_TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
+_DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
+
+MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        id="sd3-medium",
+        name="Stable Diffusion 3 Medium",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        repo="stabilityai/stable-diffusion-3-medium-diffusers",
+        defaults=CallDefaults(steps=28, guidance=7.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 4_170_000_000, **_SD3_ENCODERS}),
+        licence=_STABILITY_LICENCE,
+    ),
+    ModelSpec(
+        id="sd3-medium-hyper8",
+        name="SD3 Medium + Hyper-SD 8 steps (fast)",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        base="sd3-medium",
+        lora=LoraSpec(repo="ByteDance/Hyper-SD", filename="Hyper-SD3-8steps-CFG-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=5.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 4_170_000_000, **_SD3_ENCODERS, "lora": 472_000_000}),
+        licence=_STABILITY_LICENCE + " Hyper-SD LoRA: see the ByteDance/Hyper-SD model card.",
+    ),
+    ModelSpec(
+        id="sd35-medium",
+        name="Stable Diffusion 3.5 Medium",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        repo="stabilityai/stable-diffusion-3.5-medium",
+        defaults=CallDefaults(steps=40, guidance=4.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 4_940_000_000, **_SD3_ENCODERS}),
+        licence=_STABILITY_LICENCE,
+    ),
+    ModelSpec(
+        id="sd35-large",
+        name="Stable Diffusion 3.5 Large",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        repo="stabilityai/stable-diffusion-3.5-large",
+        defaults=CallDefaults(steps=28, guidance=3.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 16_300_000_000, **_SD3_ENCODERS}),
+        licence=_STABILITY_LICENCE,
+    ),
+    ModelSpec(
+        id="flux1-dev",
+        name="FLUX.1 [dev]",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        repo="black-forest-labs/FLUX.1-dev",
+        defaults=CallDefaults(steps=28, guidance=3.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
+        licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first).",
+    ),
+    ModelSpec(
+        id="flux1-schnell",
+        name="FLUX.1 [schnell]",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        repo="black-forest-labs/FLUX.1-schnell",
+        defaults=CallDefaults(steps=4, guidance=0.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
+        licence="Apache-2.0.",
+    ),
+    ModelSpec(
+        id="demo-sd3",
+        name="SD3 (tiny)",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=5.0, width=256, height=256),
+        component_bytes=_frozen({**_TINY_BYTES, "text_encoder_3": 500_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-sd3-hyper8",
+        name="SD3 + step-distillation LoRA (tiny)",
+        family=Family.SD3,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusion3Pipeline",
+        demo=True,
+        base="demo-sd3",
+        lora=LoraSpec(repo=None, filename="demo-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=5.0, width=256, height=256),
+        component_bytes=_frozen({**_TINY_BYTES, "text_encoder_3": 500_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux",
+        name="FLUX.1 (tiny)",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=3.5, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+)
+
+MODELS_BY_ID: Mapping[str, ModelSpec] = _frozen({spec.id: spec for spec in MODELS})
+
+
+def model_spec(model_id: str) -> ModelSpec:
+    """The catalog entry for `model_id`; KeyError when there is none."""
+    return MODELS_BY_ID[model_id]
+
+
+def family_spec(family: Family) -> FamilySpec:
+    return FAMILIES[family]

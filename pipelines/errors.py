@@ -1,0 +1,33 @@
+"""The user-facing errors. Tabs translate exactly these into `gr.Error`; anything else is a bug."""
+
+
+class AtelierError(Exception):
+    """An error whose message is written for the person using the app."""
+
+
+class InvalidRequest(AtelierError):
+    """A request value is out of range; the message names the field and what is accepted."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class ModelNotAvailable(AtelierError):
+    """The weights are not on this machine and cannot be fetched now."""
+
+
+class ModelLoadFailed(AtelierError):
+    """The weights are present but could not be loaded (corrupt file, wrong layout)."""
+
+
+class NotEnoughMemory(AtelierError):
+    """The job does not fit in the memory the active preset allows."""
+
+
+class JobStopped(AtelierError):
+    """The user pressed Stop; raised between denoising steps."""
+
+
+class OutputNotWritable(AtelierError):
+    """The outputs folder cannot be written (permissions, disk full)."""

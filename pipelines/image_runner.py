@@ -1,0 +1,201 @@
+"""Text to image: one request in, saved PNGs out.
+
+    1. check the request   2. load (manager.use)   3. set the sampler
+    4. for each image of the batch: denoise (Stop and progress between steps), decode   5. save
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+
+import diffusers
+import torch
+
+from pipelines.catalog import MODELS_BY_ID, ModelSpec, family_spec
+from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.jobs import Job
+from pipelines.manager import ModelManager
+from pipelines.outputs import OutputStore, SavedOutput
+
+log = logging.getLogger(__name__)
+
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 200
+MAX_BATCH = 16
+MAX_GUIDANCE = 30.0
+MAX_PROMPT_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """Inputs as a person or a script gave them; `None` means the model's default."""
+
+    prompt: str
+    model: str
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = -1
+    batch: int = 1
+    scheduler: str | None = None
+
+    def check(self) -> "ImageRequest":
+        """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
+        spec = MODELS_BY_ID.get(self.model)
+        if spec is None:
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose one of {', '.join(MODELS_BY_ID)}")
+        family = family_spec(spec.family)
+        defaults = spec.defaults
+        prompt = (self.prompt or "").strip()
+        if not prompt:
+            raise InvalidRequest("prompt", "must not be empty; describe the image you want")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest("prompt", f"has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+        negative = (self.negative_prompt or "").strip()
+        if negative and not family.supports_negative_prompt:
+            raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
+        width = _integer("width", self.width, defaults.width)
+        height = _integer("height", self.height, defaults.height)
+        for name, value in (("width", width), ("height", height)):
+            _check_size(name, value, spec)
+        steps = _integer("steps", self.steps, defaults.steps)
+        if not 1 <= steps <= MAX_STEPS:
+            raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
+        guidance = _number("guidance", self.guidance, defaults.guidance)
+        if not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise InvalidRequest("guidance", f"{guidance} is out of range; use 0 to {MAX_GUIDANCE:g}")
+        seed = _integer("seed", self.seed, -1)
+        if not -1 <= seed <= MAX_SEED:
+            raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        batch = _integer("batch", self.batch, 1)
+        if not 1 <= batch <= MAX_BATCH:
+            raise InvalidRequest("batch", f"{batch} is out of range; use 1 to {MAX_BATCH}")
+        scheduler = self.scheduler or defaults.scheduler
+        names = [choice.name for choice in family.schedulers]
+        if scheduler not in names:
+            raise InvalidRequest("scheduler", f"{scheduler!r} is not available for {spec.name}; choose one of {', '.join(names)}")
+        return replace(
+            self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
+            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler,
+        )
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    outputs: list[SavedOutput]
+    stopped: bool = False
+    seconds: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+
+
+def _integer(name: str, value, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise InvalidRequest(name, f"{value!r} is not a whole number")
+    return int(value)
+
+
+def _number(name: str, value, default: float) -> float:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(name, f"{value!r} is not a number")
+    return float(value)
+
+
+def _check_size(name: str, value: int, spec: ModelSpec) -> None:
+    family = family_spec(spec.family)
+    multiple, low, high = family.size_multiple, family.min_size, family.max_size
+    if low <= value <= high and value % multiple == 0:
+        return
+    nearest = min(max(round(value / multiple) * multiple, low), high)
+    raise InvalidRequest(
+        name, f"{value} is not accepted by {spec.name}; use a multiple of {multiple} from {low} to {high} (nearest: {nearest})"
+    )
+
+
+@contextmanager
+def _sampler(pipe, name: str, spec: ModelSpec):
+    """Swap in the sampler for one job and put the model's own back afterwards."""
+    choice = family_spec(spec.family).scheduler(name)
+    original = pipe.scheduler
+    if type(original).__name__ != choice.class_name:
+        overrides = dict(choice.config_overrides)
+        if overrides.get("use_flow_sigmas"):
+            overrides["flow_shift"] = original.config.get("shift", 1.0)
+        pipe.scheduler = getattr(diffusers, choice.class_name).from_config(original.config, **overrides)
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
+
+
+def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
+    # 1. Check before anything loads.
+    request = request.check()
+    spec = MODELS_BY_ID[request.model]
+    family = family_spec(spec.family)
+    first_seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
+    seeds = [(first_seed + index) % (MAX_SEED + 1) for index in range(request.batch)]
+    started = time.monotonic()
+    saved: list[SavedOutput] = []
+    job.report(0.0, f"Loading {spec.name}")
+
+    # 2. Load (or reuse) the model; the manager holds the GPU for the whole batch.
+    with manager.use(spec.id) as pipe, _sampler(pipe, request.scheduler, spec):
+        for index, seed in enumerate(seeds):
+            label = f"Image {index + 1}/{len(seeds)}"
+
+            def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
+                job.check_stop()
+                job.report((_index + (step + 1) / request.steps) / len(seeds), f"{_label} · step {step + 1}/{request.steps}")
+                return callback_kwargs
+
+            # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
+            # whatever the device and placement.
+            image_started = time.monotonic()
+            kwargs = dict(
+                prompt=request.prompt,
+                width=request.width,
+                height=request.height,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=on_step_end,
+                **family.call_kwargs,
+            )
+            if family.supports_negative_prompt:
+                kwargs["negative_prompt"] = request.negative_prompt or None
+            try:
+                job.check_stop()
+                image = pipe(**kwargs).images[0]
+            except JobStopped:
+                log.info("stopped after %d of %d images", len(saved), len(seeds))
+                return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
+
+            # 5. Save with everything needed to reproduce it.
+            parameters = {
+                **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch")},
+                "seed": seed,
+                "batch_index": index,
+                "model_name": spec.name,
+                "repo": spec.repo or (MODELS_BY_ID[spec.base].repo if spec.base else None),
+                "lora": asdict(spec.lora) if spec.lora else None,
+                "demo": spec.demo,
+                "preset": manager.preset.id,
+                "device": manager.execution_device(),
+                "dtype": manager.compute_dtype(),
+                "seconds": round(time.monotonic() - image_started, 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            saved.append(outputs.save_image(image, parameters))
+    job.report(1.0, "Done")
+    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds)

@@ -1,0 +1,230 @@
+"""Where a model's weights are on disk, and getting them there.
+
+Lookup order for a real model: `<models_dir>/<id>/` (a diffusers folder), then the Hugging Face cache, then
+a download into `<models_dir>/<id>/` when online. Demo models are built by our own code into
+`<models_dir>/demo/<id>/` the first time they are needed. Every folder is loaded the same way afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.catalog import MODELS, ModelSpec, model_spec
+from pipelines.errors import ModelNotAvailable
+from pipelines.tiny import BUILDER_VERSION, build_tiny_lora, build_tiny_model
+
+log = logging.getLogger(__name__)
+
+_DEMO_STAMP = "atelier-demo.json"
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The folder a pipeline loads from, and the LoRA file fused into it, if any."""
+
+    folder: Path
+    lora_file: Path | None = None
+
+
+class ModelStore:
+    def __init__(self, models_dir: Path, offline: bool):
+        self.models_dir = Path(models_dir)
+        self.offline = offline
+
+    # -- where things are -------------------------------------------------------------------------
+
+    def weights_spec(self, spec: ModelSpec) -> ModelSpec:
+        """The entry whose weights `spec` loads (a fast preset loads its base model's)."""
+        return model_spec(spec.base) if spec.base else spec
+
+    def local_folder(self, spec: ModelSpec) -> Path:
+        weights = self.weights_spec(spec)
+        if weights.demo:
+            return self.models_dir / "demo" / weights.id
+        return self.models_dir / weights.id
+
+    def lora_path(self, spec: ModelSpec) -> Path | None:
+        if spec.lora is None:
+            return None
+        if spec.demo:
+            return self.models_dir / "demo" / spec.id / spec.lora.filename
+        return self.models_dir / "loras" / spec.lora.filename
+
+    def _cached_snapshot(self, spec: ModelSpec) -> Path | None:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        try:
+            folder = Path(snapshot_download(spec.repo, local_files_only=True, allow_patterns=list(spec.allow_patterns)))
+        except (LocalEntryNotFoundError, OSError, ValueError):
+            return None
+        return folder if (folder / "model_index.json").is_file() else None
+
+    def find_local(self, spec: ModelSpec) -> ModelFiles | None:
+        """The files for `spec` if all of them are on this machine (or, for a demo model, can be built)."""
+        weights = self.weights_spec(spec)
+        folder = self.local_folder(spec)
+        if not (folder / "model_index.json").is_file() and not weights.demo:
+            folder = self._cached_snapshot(weights)
+            if folder is None:
+                return None
+        lora = self.lora_path(spec)
+        if lora is not None and not lora.is_file() and not spec.demo:
+            return None
+        return ModelFiles(folder, lora)
+
+    def is_on_disk(self, spec: ModelSpec) -> bool:
+        if spec.demo:
+            return True
+        return self.find_local(spec) is not None
+
+    def any_real_model_on_disk(self) -> bool:
+        return any(self.is_on_disk(spec) for spec in MODELS if not spec.demo)
+
+    # -- getting things ---------------------------------------------------------------------------
+
+    def ensure(self, spec: ModelSpec) -> ModelFiles:
+        """Files ready to load: built (demo), found, or downloaded; ModelNotAvailable with a way out otherwise."""
+        if spec.demo:
+            return self._ensure_demo(spec)
+        found = self.find_local(spec)
+        if found is not None:
+            return found
+        if self.offline:
+            raise ModelNotAvailable(self._missing_message(spec, "the app is offline"))
+        weights = self.weights_spec(spec)
+        folder = self.local_folder(spec)
+        if not (folder / "model_index.json").is_file():
+            self._download_folder(weights, folder)
+        lora = self.lora_path(spec)
+        if lora is not None and not lora.is_file():
+            self._download_file(spec, lora)
+        return ModelFiles(folder, lora)
+
+    def _missing_message(self, spec: ModelSpec, why: str) -> str:
+        weights = self.weights_spec(spec)
+        folder = self.local_folder(spec)
+        message = (
+            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {folder}. "
+            f"Get it with: hf download {weights.repo} --local-dir {folder}"
+        )
+        lora = self.lora_path(spec)
+        if spec.lora is not None and lora is not None and not lora.is_file():
+            message += f" ; and the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}"
+        return message + ". Or start with --demo to try the app with demo models."
+
+    def _download_folder(self, spec: ModelSpec, folder: Path) -> None:
+        from huggingface_hub import snapshot_download
+
+        # Downloads land in a side folder first so an interrupted download never looks like a model.
+        partial = self.models_dir / ".downloads" / spec.id
+        started = time.monotonic()
+        log.info("downloading %s (%s, %.1f GB) into %s", spec.id, spec.repo, spec.weight_bytes / 1e9, folder)
+        try:
+            snapshot_download(spec.repo, local_dir=partial, allow_patterns=list(spec.allow_patterns))
+        except Exception as error:  # the Hub client raises many types; all mean "not available now"
+            raise ModelNotAvailable(self._download_failure(spec, error)) from error
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial, folder)
+        log.info("downloaded %s in %.0f s", spec.id, time.monotonic() - started)
+
+    def _download_file(self, spec: ModelSpec, target: Path) -> None:
+        from huggingface_hub import hf_hub_download
+
+        try:
+            hf_hub_download(spec.lora.repo, spec.lora.filename, local_dir=target.parent)
+        except Exception as error:  # as above
+            raise ModelNotAvailable(self._download_failure(spec, error)) from error
+
+    def _download_failure(self, spec: ModelSpec, error: Exception) -> str:
+        from huggingface_hub.errors import GatedRepoError
+
+        if isinstance(error, GatedRepoError):
+            weights = self.weights_spec(spec)
+            return (
+                f"{spec.name} is gated on the Hugging Face Hub: accept its licence at https://huggingface.co/{weights.repo} "
+                "and log in (hf auth login, or set HF_TOKEN), then try again."
+            )
+        return self._missing_message(spec, f"the download failed: {type(error).__name__}: {error}")
+
+    def _ensure_demo(self, spec: ModelSpec) -> ModelFiles:
+        weights = self.weights_spec(spec)
+        folder = self.local_folder(spec)
+        if not _demo_is_current(folder):
+            _build_atomically(folder, lambda target: build_tiny_model(weights.family, target))
+        lora = self.lora_path(spec)
+        if lora is not None and not _demo_is_current(lora.parent):
+            _build_atomically(lora.parent, lambda target: build_tiny_lora(spec.family, target / lora.name))
+        return ModelFiles(folder, lora)
+
+
+def _demo_is_current(folder: Path) -> bool:
+    stamp = folder / _DEMO_STAMP
+    try:
+        return json.loads(stamp.read_text())["builder_version"] == BUILDER_VERSION
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _build_atomically(folder: Path, build) -> None:
+    """Build into a temporary sibling and rename, so a crash mid-build never leaves a half model."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(folder.name + f".building-{os.getpid()}")
+    shutil.rmtree(temporary, ignore_errors=True)
+    build(temporary)
+    (temporary / _DEMO_STAMP).write_text(json.dumps({"builder_version": BUILDER_VERSION}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(temporary, folder)
+    log.info("built demo model in %s", folder)
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    spec: ModelSpec
+    on_disk: bool
+    offered: bool
+
+    def as_dict(self) -> dict:
+        spec = self.spec
+        return {
+            "id": spec.id,
+            "name": spec.name,
+            "label": spec.label,
+            "family": spec.family.value,
+            "task": spec.task.value,
+            "repo": spec.repo,
+            "base": spec.base,
+            "demo": spec.demo,
+            "on_disk": self.on_disk,
+            "offered": self.offered,
+            "weight_gb": round(spec.weight_bytes / 1e9, 2),
+            "licence": spec.licence,
+            "defaults": {
+                "steps": spec.defaults.steps,
+                "guidance": spec.defaults.guidance,
+                "width": spec.defaults.width,
+                "height": spec.defaults.height,
+                "scheduler": spec.defaults.scheduler,
+            },
+        }
+
+
+def list_models(store: ModelStore, demo_mode: bool) -> list[ModelListing]:
+    """Every catalog entry and whether the app offers it now.
+
+    Demo models are offered in demo mode and whenever no real weights are on disk; real models are offered
+    unless in demo mode (one not on disk downloads on first use when online).
+    """
+    on_disk = {spec.id: store.is_on_disk(spec) for spec in MODELS}
+    no_real_weights = not any(on_disk[spec.id] for spec in MODELS if not spec.demo)
+    listings = []
+    for spec in MODELS:
+        offered = (demo_mode or no_real_weights) if spec.demo else not demo_mode
+        listings.append(ModelListing(spec, on_disk[spec.id], offered))
+    return listings

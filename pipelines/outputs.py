@@ -1,0 +1,138 @@
+"""Saving results: atomically, never over an existing file, parameters embedded and in a JSON sidecar.
+
+Layout: `<outputs>/<kind>/<YYYY-MM-DD>/<NNNNN>-<model>-<seed>.<ext>` with `<same stem>.json` beside it.
+A file appears under its final name only once it is complete (written to a temporary name, then linked
+into place with a call that fails rather than overwrite).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+from pipelines import __version__
+from pipelines.errors import OutputNotWritable
+
+PARAMETERS_KEY = "atelier"
+
+
+@dataclass(frozen=True)
+class SavedOutput:
+    path: Path
+    sidecar: Path
+    parameters: dict
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """A file-name fragment with no path separators, dots-only names or odd characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")
+    return cleaned[:limit] or "output"
+
+
+class OutputStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def save_image(self, image: Image.Image, parameters: dict, kind: str = "images") -> SavedOutput:
+        parameters = {**parameters, "app": "Atelier", "app_version": __version__}
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PARAMETERS_KEY, json.dumps(parameters, ensure_ascii=False))
+        info.add_text("parameters", a1111_text(parameters))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", pnginfo=info)
+        stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
+        return self._save_bytes(buffer.getvalue(), kind, stem, ".png", parameters)
+
+    def _save_bytes(self, data: bytes, kind: str, stem: str, suffix: str, parameters: dict) -> SavedOutput:
+        folder = self.root / safe_name(kind) / dt.date.today().isoformat()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            temporary = folder / f".{uuid.uuid4().hex}.tmp"
+            _write_synced(temporary, data)
+            try:
+                path = _link_under_free_name(temporary, folder, stem, suffix)
+            finally:
+                temporary.unlink(missing_ok=True)
+            sidecar = path.with_suffix(".json")
+            record = {**parameters, "file": path.name}
+            try:
+                _write_replacing(sidecar, json.dumps(record, indent=2, ensure_ascii=False).encode())
+            except OSError:
+                path.unlink(missing_ok=True)
+                raise
+        except OSError as error:
+            raise OutputNotWritable(f"Cannot write to the outputs folder {folder}: {error.strerror or error}") from error
+        return SavedOutput(path, sidecar, record)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "xb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_replacing(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{uuid.uuid4().hex}.tmp")
+    try:
+        _write_synced(temporary, data)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _next_number(folder: Path) -> int:
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
+    return max(numbers, default=0) + 1
+
+
+def _link_under_free_name(temporary: Path, folder: Path, stem: str, suffix: str) -> Path:
+    number = _next_number(folder)
+    while True:
+        path = folder / f"{number:05d}-{stem}{suffix}"
+        try:
+            os.link(temporary, path)  # fails if the name is taken: never overwrites, even under a race
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def a1111_text(parameters: dict) -> str:
+    """The 'parameters' text other tools (A1111, Forge, Civitai) read from a PNG."""
+    lines = [str(parameters.get("prompt", ""))]
+    if parameters.get("negative_prompt"):
+        lines.append(f"Negative prompt: {parameters['negative_prompt']}")
+    fields = {
+        "Steps": parameters.get("steps"),
+        "Sampler": parameters.get("scheduler"),
+        "CFG scale": parameters.get("guidance"),
+        "Seed": parameters.get("seed"),
+        "Size": f"{parameters.get('width')}x{parameters.get('height')}",
+        "Model": parameters.get("model"),
+        "Version": f"Atelier {__version__}",
+    }
+    lines.append(", ".join(f"{key}: {value}" for key, value in fields.items() if value is not None))
+    return "\n".join(lines)
+
+
+def read_parameters(path: Path) -> dict:
+    """The parameters a result was made with: from its sidecar, else from the PNG's embedded text."""
+    path = Path(path)
+    sidecar = path.with_suffix(".json")
+    if path.suffix.lower() != ".json" and sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    if path.suffix.lower() == ".json":
+        return json.loads(path.read_text())
+    with Image.open(path) as image:
+        text = image.text.get(PARAMETERS_KEY) if hasattr(image, "text") else None
+    if text is None:
+        raise ValueError(f"{path.name} carries no Atelier parameters")
+    return json.loads(text)

@@ -1,0 +1,61 @@
+"""Tiny FLUX.1: real component classes, 16 latent channels packed 2×2, VAE scale 8, guidance embedding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from pipelines.tiny import tokenizers
+from pipelines.tiny.sd3 import LATENT_CHANNELS, tiny_t5, tiny_vae
+
+
+def tiny_transformer(seed: int) -> FluxTransformer2DModel:
+    torch.manual_seed(seed)
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=LATENT_CHANNELS * 4,
+        num_layers=1,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 4, 8),
+    )
+
+
+def tiny_clip(seed: int) -> CLIPTextModel:
+    torch.manual_seed(seed)
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=tokenizers.CLIP_VOCAB_SIZE,
+        hidden_act="gelu",
+    )
+    return CLIPTextModel(config)
+
+
+def build(folder: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    vae = tiny_vae()
+    pipe = FluxPipeline(
+        transformer=tiny_transformer(seed + 1),
+        scheduler=FlowMatchEulerDiscreteScheduler(
+            shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
+        ),
+        vae=vae,
+        text_encoder=tiny_clip(seed + 2),
+        tokenizer=tokenizers.clip_tokenizer(),
+        text_encoder_2=tiny_t5(seed + 3, d_model=32),
+        tokenizer_2=tokenizers.t5_tokenizer(),
+    )
+    pipe.save_pretrained(folder)

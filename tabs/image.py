@@ -1,0 +1,178 @@
+"""The Image tab: text to image with SD3 and FLUX. Endpoint: /generate_image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from pipelines.catalog import MODELS_BY_ID, family_spec
+from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.model_store import list_models
+from pipelines.outputs import read_parameters
+from tabs.context import GPU_QUEUE, AppContext
+from tabs.errors import shown_to_user
+
+DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
+
+
+def model_choices(context: AppContext) -> tuple[list[tuple[str, str]], str]:
+    listings = [listing for listing in list_models(context.store, context.demo_mode) if listing.offered]
+    choices = []
+    for listing in listings:
+        suffix = "" if listing.on_disk else f" — downloads {listing.spec.weight_bytes / 1e9:.0f} GB on first use"
+        choices.append((listing.spec.label + suffix, listing.spec.id))
+    on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
+    demo = [listing.spec.id for listing in listings if listing.spec.demo]
+    default = (on_disk or demo or [choices[0][1]])[0]
+    return choices, default
+
+
+def model_info(model_id: str) -> str:
+    spec = MODELS_BY_ID.get(model_id)
+    if spec is None:
+        return ""
+    lines = [f"**{spec.label}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"]
+    if spec.demo:
+        lines.append(DEMO_NOTE)
+    return "\n\n".join(lines)
+
+
+def build(context: AppContext) -> None:
+    choices, default_model = model_choices(context)
+    spec = MODELS_BY_ID[default_model]
+    family = family_spec(spec.family)
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            model = gr.Dropdown(
+                choices=choices, value=default_model, label="Model", elem_id="image-model",
+                # Our request check names the accepted models; Gradio's own check would not.
+                allow_custom_value=True,
+            )
+            info = gr.Markdown(model_info(default_model), elem_id="image-model-info")
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A lighthouse on a cliff at dusk, oil painting", elem_id="image-prompt")
+            negative_prompt = gr.Textbox(
+                label="Negative prompt", value="", lines=2, interactive=family.supports_negative_prompt, elem_id="image-negative"
+            )
+            with gr.Row():
+                width = gr.Number(label="Width", value=spec.defaults.width, precision=0, step=family.size_multiple, elem_id="image-width")
+                height = gr.Number(label="Height", value=spec.defaults.height, precision=0, step=family.size_multiple, elem_id="image-height")
+            with gr.Row():
+                steps = gr.Number(label="Steps", value=spec.defaults.steps, precision=0, elem_id="image-steps")
+                guidance = gr.Number(label="Guidance", value=spec.defaults.guidance, step=0.5, elem_id="image-guidance")
+            with gr.Row():
+                seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="image-seed")
+                batch = gr.Number(label="Batch count", value=1, precision=0, elem_id="image-batch")
+                scheduler = gr.Dropdown(
+                    label="Sampler", choices=[c.name for c in family.schedulers], value=spec.defaults.scheduler, elem_id="image-sampler",
+                    allow_custom_value=True,
+                )
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="image-stop")
+        with gr.Column(scale=3):
+            gallery = gr.Gallery(label="Results", columns=2, height=560, elem_id="image-gallery", format="png")
+            result = gr.Markdown(label="Summary", elem_id="image-result")
+            with gr.Row():
+                reuse = gr.Button("Reuse settings of the selected image", size="sm", elem_id="image-reuse")
+                settings_file = gr.File(label="…or drop an Atelier PNG / JSON here", file_types=[".png", ".json"], height=80)
+            with gr.Accordion("Parameters used", open=False):
+                parameters = gr.JSON(label="Parameters", elem_id="image-parameters")
+    selected = gr.State(None)
+
+    @shown_to_user
+    def generate_image_handler(
+        prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler,
+        request: gr.Request, progress=gr.Progress(),
+    ):
+        request_ = ImageRequest(
+            prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler,
+        )
+        owner = _owner(request)
+        job = context.jobs.start(owner, lambda fraction, text: progress(fraction, desc=text))
+        try:
+            outcome = generate_image(request_, context.manager, context.outputs, job)
+        finally:
+            context.jobs.finish(owner, job)
+        demo = MODELS_BY_ID[model].demo
+        images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if demo else "")) for o in outcome.outputs]
+        summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}"
+        if outcome.stopped:
+            summary = f"Stopped. {summary}"
+        if demo:
+            summary += "\n\n" + DEMO_NOTE
+        used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
+        return images, used, summary
+
+    generate.click(
+        generate_image_handler,
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler],
+        outputs=[gallery, parameters, result],
+        api_name="generate_image",
+        **GPU_QUEUE,
+    )
+    prompt.submit(
+        generate_image_handler,
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler],
+        outputs=[gallery, parameters, result],
+        api_visibility="private",
+        **GPU_QUEUE,
+    )
+
+    def stop_handler(request: gr.Request):
+        stopped = context.jobs.stop(_owner(request))
+        return "Stopping after the current step…" if stopped else "Nothing is running."
+
+    stop.click(stop_handler, outputs=[result], api_name="stop")
+
+    def on_model_chosen(model_id):
+        chosen = MODELS_BY_ID[model_id]
+        chosen_family = family_spec(chosen.family)
+        defaults = chosen.defaults
+        return (
+            model_info(model_id),
+            gr.update(interactive=chosen_family.supports_negative_prompt, value="" if not chosen_family.supports_negative_prompt else gr.skip()),
+            defaults.width, defaults.height, defaults.steps, defaults.guidance,
+            gr.update(choices=[c.name for c in chosen_family.schedulers], value=defaults.scheduler),
+        )
+
+    model.input(
+        on_model_chosen, inputs=[model], outputs=[info, negative_prompt, width, height, steps, guidance, scheduler],
+        api_visibility="private",
+    )
+
+    def on_select(event: gr.SelectData):
+        value = event.value or {}
+        image = value.get("image") if isinstance(value, dict) else None
+        return image.get("path") if isinstance(image, dict) else None
+
+    gallery.select(on_select, outputs=[selected], api_visibility="private")
+
+    settings_outputs = [model, info, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
+
+    @shown_to_user
+    def reuse_settings(path):
+        if not path:
+            raise gr.Error("Select an image in the results first, or drop an Atelier PNG or JSON.")
+        try:
+            used = read_parameters(Path(path))
+        except (OSError, ValueError) as error:
+            raise gr.Error(f"No Atelier settings found in {Path(path).name}: {error}") from None
+        model_id = used.get("model")
+        if model_id not in MODELS_BY_ID:
+            raise gr.Error(f"{Path(path).name} was made with a model this app does not know ({model_id!r}).")
+        chosen_family = family_spec(MODELS_BY_ID[model_id].family)
+        return (
+            model_id, model_info(model_id), used.get("prompt", ""), used.get("negative_prompt", ""),
+            used.get("width"), used.get("height"), used.get("steps"), used.get("guidance"), used.get("seed", -1), 1,
+            gr.update(choices=[c.name for c in chosen_family.schedulers], value=used.get("scheduler")),
+        )
+
+    reuse.click(reuse_settings, inputs=[selected], outputs=settings_outputs, api_visibility="private")
+    settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_outputs, api_visibility="private")
+
+
+def _owner(request: gr.Request | None) -> str:
+    return getattr(request, "session_hash", None) or "local"

@@ -1,0 +1,95 @@
+"""The header panel: hardware preset (choose and explain), live status, the model catalog.
+Endpoints: /set_preset, /status, /models."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from pipelines.model_store import list_models
+from tabs.context import GPU_QUEUE, AppContext
+from tabs.errors import shown_to_user
+
+GIB = 1024**3
+
+
+def status_dict(context: AppContext) -> dict:
+    status = context.manager.status()
+    memory = status.memory
+    return {
+        "preset": status.preset.id,
+        "preset_label": status.preset.label,
+        "device": status.device,
+        "resident_model": status.model_id,
+        "resident_model_name": status.model_name,
+        "demo": status.demo,
+        "plan": status.plan.describe() if status.plan else None,
+        "load_seconds": round(status.load_seconds, 2) if status.load_seconds is not None else None,
+        "vram_allocated_gb": round(memory.vram_allocated_bytes / GIB, 2),
+        "vram_reserved_gb": round(memory.vram_reserved_bytes / GIB, 2),
+        "vram_free_gb": round(memory.vram_free_bytes / GIB, 2),
+        "vram_total_gb": round(memory.vram_total_bytes / GIB, 2),
+        "process_ram_gb": round(memory.process_rss_bytes / GIB, 2),
+        "ram_available_gb": round(memory.ram_available_bytes / GIB, 2),
+        "ram_total_gb": round(memory.ram_total_bytes / GIB, 2),
+    }
+
+
+def status_line(context: AppContext) -> str:
+    status = status_dict(context)
+    loaded = status["resident_model_name"] or "no model loaded"
+    vram = f"VRAM {status['vram_reserved_gb']:.1f}/{status['vram_total_gb']:.1f} GB · " if status["vram_total_gb"] else ""
+    return f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
+
+
+def preset_explanation(context: AppContext) -> str:
+    preset = context.manager.preset
+    return f"**{preset.label}** — {preset.description}"
+
+
+def build(context: AppContext) -> None:
+    with gr.Accordion("Hardware preset and status", open=False):
+        with gr.Row():
+            preset = gr.Dropdown(
+                choices=[(p.label, p.id) for p in context.presets.values()],
+                value=context.manager.preset.id,
+                label="Hardware preset",
+                elem_id="preset",
+                scale=1,
+            )
+            explanation = gr.Markdown(preset_explanation(context), elem_id="preset-explanation")
+        status_text = gr.Markdown(status_line(context), elem_id="status-line")
+        with gr.Row():
+            refresh = gr.Button("Refresh", size="sm")
+            unload = gr.Button("Unload model", size="sm")
+        with gr.Accordion("Status (JSON)", open=False):
+            status_json = gr.JSON(elem_id="status-json")
+        with gr.Accordion("Models", open=False):
+            models_json = gr.JSON(elem_id="models-json")
+    timer = gr.Timer(3.0)
+
+    @shown_to_user
+    def set_preset(preset_id: str):
+        chosen = context.presets.get(preset_id)
+        if chosen is None:
+            raise gr.Error(f"preset: unknown preset {preset_id!r}; choose one of {', '.join(context.presets)}")
+        context.manager.set_preset(chosen)
+        return preset_explanation(context), status_line(context)
+
+    preset.change(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
+
+    def status() -> dict:
+        return status_dict(context)
+
+    def models() -> list[dict]:
+        return [listing.as_dict() for listing in list_models(context.store, context.demo_mode)]
+
+    refresh.click(status, outputs=[status_json], api_name="status")
+    refresh.click(models, outputs=[models_json], api_name="models")
+    refresh.click(lambda: status_line(context), outputs=[status_text], api_visibility="private")
+    timer.tick(lambda: status_line(context), outputs=[status_text], api_visibility="private")
+
+    def unload_model():
+        context.manager.unload()
+        return status_line(context)
+
+    unload.click(unload_model, outputs=[status_text], api_name="unload", **GPU_QUEUE)
