@@ -84,6 +84,7 @@ class ModelManager:
             loaded = self._ensure_loaded(model_id)
             try:
                 yield loaded.pipe
+                return
             except torch.OutOfMemoryError as error:
                 message = (
                     f"Out of memory running {loaded.spec.name} on the {self._preset.label} preset (weights planned on "
@@ -91,12 +92,11 @@ class ModelManager:
                     "unloaded; try a smaller size or batch, or a preset for less VRAM."
                 )
                 _drop_frames(error)
-                del loaded
-                self._release()
-                raise NotEnoughMemory(message) from None
             finally:
-                if self._loaded is loaded:
-                    loaded.placement.after_job()
+                loaded.placement.after_job()
+            del loaded
+            self._release()
+            raise NotEnoughMemory(message)
 
     def unload(self) -> None:
         with self._lock:

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.errors import InvalidRequest
+from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.jobs import Job
+from pipelines.manager import ModelManager
+from pipelines.model_store import ModelStore
+from pipelines.outputs import OutputStore, read_parameters
+
+
+@pytest.fixture
+def manager(demo_models_dir, presets):
+    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    return OutputStore(tmp_path / "outputs")
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux", "demo-sd3-hyper8"])
+def test_each_demo_model_makes_a_batch_with_consecutive_seeds(manager, outputs, model):
+    result = generate_image(ImageRequest(prompt="a fox", model=model, steps=2, seed=11, batch=2, width=256, height=320), manager, outputs, Job())
+    assert [o.parameters["seed"] for o in result.outputs] == [11, 12] == result.seeds
+    for saved in result.outputs:
+        assert Image.open(saved.path).size == (256, 320)
+        assert read_parameters(saved.path)["model"] == model and saved.parameters["demo"] is True
+
+
+def test_same_seed_gives_the_same_image_and_another_seed_does_not(manager, outputs):
+    make = lambda seed: generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=seed), manager, outputs, Job()).outputs[0].path
+    assert np.array_equal(pixels(make(5)), pixels(make(5)))
+    assert not np.array_equal(pixels(make(5)), pixels(make(6)))
+
+
+def test_a_random_seed_is_reported(manager, outputs):
+    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, seed=-1), manager, outputs, Job())
+    seed = result.outputs[0].parameters["seed"]
+    assert 0 <= seed <= 2**32 - 1 and result.seeds == [seed]
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "Heun", "DPM++ 2M"])
+def test_every_sd3_sampler_runs_and_is_recorded(manager, outputs, sampler):
+    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=1, scheduler=sampler), manager, outputs, Job())
+    assert result.outputs[0].parameters["scheduler"] == sampler
+
+
+def test_the_sampler_choice_does_not_leak_into_the_next_job(manager, outputs):
+    run = lambda sampler: pixels(generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=1, scheduler=sampler), manager, outputs, Job()).outputs[0].path)
+    euler = run("Euler")
+    run("DPM++ 2M")
+    assert np.array_equal(run("Euler"), euler)
+
+
+def test_the_fast_preset_fuses_its_lora(manager, outputs):
+    run = lambda model: pixels(generate_image(ImageRequest(prompt="a fox", model=model, steps=2, seed=3, guidance=5.0), manager, outputs, Job()).outputs[0].path)
+    assert not np.array_equal(run("demo-sd3"), run("demo-sd3-hyper8"))
+
+
+def test_stop_ends_the_job_between_steps_and_saves_nothing_unfinished(manager, outputs):
+    steps_seen = []
+
+    def on_progress(fraction, text):
+        steps_seen.append(text)
+        if "step 2/" in text:
+            job.stop()
+
+    job = Job(on_progress)
+    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=50, seed=1, batch=3), manager, outputs, job)
+    assert result.stopped and result.outputs == []
+    assert sum("step" in text for text in steps_seen) == 2, "the job ends at the next step"
+    assert not list((outputs.root).rglob("*.png"))
+    after = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=1), manager, outputs, Job())
+    assert len(after.outputs) == 1 and not after.stopped
+
+
+def test_stop_keeps_the_images_already_finished(manager, outputs):
+    def on_progress(fraction, text):
+        if text.startswith("Image 2/") and "step 1/" in text:
+            job.stop()
+
+    job = Job(on_progress)
+    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=1, batch=3), manager, outputs, job)
+    assert result.stopped and [o.parameters["seed"] for o in result.outputs] == [1]
+
+
+@pytest.mark.parametrize(
+    "change, field, hint",
+    [
+        (dict(prompt="   "), "prompt", "empty"),
+        (dict(prompt="x" * 10_001), "prompt", "10000"),
+        (dict(model="sd9"), "model", "demo-sd3"),
+        (dict(width=1000), "width", "multiple of 16 from 256 to 2048"),
+        (dict(height=4096), "height", "2048"),
+        (dict(height=100), "height", "256"),
+        (dict(steps=0), "steps", "1 to 200"),
+        (dict(steps=2.5), "steps", "whole number"),
+        (dict(guidance=-1), "guidance", "0 to 30"),
+        (dict(guidance=float("nan")), "guidance", "not a number"),
+        (dict(seed=2**32), "seed", "4294967295"),
+        (dict(seed=-2), "seed", "-1"),
+        (dict(batch=0), "batch", "1 to 16"),
+        (dict(scheduler="Karras"), "scheduler", "Euler"),
+        (dict(model="demo-flux", negative_prompt="blurry"), "negative_prompt", "does not use"),
+        (dict(model="demo-flux", scheduler="Heun"), "scheduler", "Euler"),
+        (dict(width="wide"), "width", "whole number"),
+    ],
+)
+def test_bad_values_name_the_field_and_what_is_accepted(change, field, hint):
+    request = ImageRequest(**{"prompt": "a fox", "model": "demo-sd3", **change})
+    with pytest.raises(InvalidRequest) as error:
+        request.check()
+    assert error.value.field == field and hint in str(error.value)
+
+
+def test_a_bad_request_loads_nothing(manager, outputs):
+    manager.unload()
+    with pytest.raises(InvalidRequest):
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", width=17), manager, outputs, Job())
+    assert manager.status().model_id is None
+
+
+def test_defaults_come_from_the_model(manager):
+    checked = ImageRequest(prompt="a fox", model="demo-flux").check()
+    assert (checked.steps, checked.guidance, checked.width, checked.scheduler) == (4, 3.5, 256, "Euler")

@@ -1,0 +1,165 @@
+import gc
+import shutil
+import threading
+import time
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from diffusers import SD3Transformer2DModel
+
+from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory
+from pipelines.hardware import process_rss_bytes, release_freed_memory
+from pipelines.manager import ModelManager
+from pipelines.model_store import ModelStore
+from pipelines.placement import Placement
+
+
+def make_manager(models_dir, preset) -> ModelManager:
+    return ModelManager(ModelStore(models_dir, offline=True), preset)
+
+
+def run_once(pipe, seed=0) -> np.ndarray:
+    return pipe("a lighthouse", num_inference_steps=2, width=256, height=256, output_type="np",
+                generator=torch.Generator().manual_seed(seed)).images
+
+
+def test_use_loads_once_and_reuses_the_resident_pipeline(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with manager.use("demo-sd3") as first:
+        pass
+    with manager.use("demo-sd3") as second:
+        assert second is first
+    assert manager.status().model_id == "demo-sd3"
+
+
+def test_swap_drops_every_reference_to_the_previous_pipeline(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with manager.use("demo-sd3") as pipe:
+        previous = weakref.ref(pipe)
+        transformer = weakref.ref(pipe.transformer)
+        del pipe
+    with manager.use("demo-flux"):
+        gc.collect()
+        assert previous() is None and transformer() is None
+    assert manager.status().model_id == "demo-flux"
+
+
+@pytest.mark.parametrize("preset_id", ["cpu", "8gb-laptop"])
+def test_swap_returns_the_previous_models_ram(models_dir, presets, preset_id):
+    # A 445 MB transformer in place of the tiny one, so the measurement is well above noise.
+    big = SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=12, attention_head_dim=64,
+        num_attention_heads=8, joint_attention_dim=64, caption_projection_dim=512, pooled_projection_dim=64,
+        pos_embed_max_size=96,
+    )
+    model_bytes = sum(p.numel() * 4 for p in big.parameters())
+    shutil.rmtree(models_dir / "demo" / "demo-sd3" / "transformer")
+    big.save_pretrained(models_dir / "demo" / "demo-sd3" / "transformer")
+    del big
+    release_freed_memory()
+
+    manager = make_manager(models_dir, presets[preset_id])
+    with manager.use("demo-flux") as pipe:
+        run_once(pipe)
+        del pipe
+    baseline = process_rss_bytes()
+    with manager.use("demo-sd3") as pipe:
+        run_once(pipe)
+        loaded = process_rss_bytes() - baseline
+        del pipe
+    with manager.use("demo-flux") as pipe:
+        run_once(pipe)
+        del pipe
+    after_swap = process_rss_bytes() - baseline
+    assert loaded > 0.6 * model_bytes, "the measurement must see the model being resident"
+    assert after_swap < 0.15 * model_bytes, f"{after_swap / 1e6:.0f} MB still held after the swap"
+
+
+def test_a_corrupt_weights_file_fails_clearly_and_leaves_nothing_loaded(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with manager.use("demo-flux"):
+        pass
+    weights = models_dir / "demo" / "demo-sd3" / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelLoadFailed, match="demo-sd3"):
+        with manager.use("demo-sd3"):
+            pass
+    assert manager.status().model_id is None
+    with manager.use("demo-flux") as pipe:
+        assert run_once(pipe).shape == (1, 256, 256, 3)
+
+
+def test_unknown_model_is_an_invalid_request(models_dir, presets):
+    with pytest.raises(InvalidRequest, match="model"):
+        with make_manager(models_dir, presets["cpu"]).use("no-such-model"):
+            pass
+
+
+def test_a_real_model_missing_offline_says_what_to_download(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with pytest.raises(ModelNotAvailable) as error:
+        with manager.use("sd3-medium"):
+            pass
+    message = str(error.value)
+    assert "stabilityai/stable-diffusion-3-medium-diffusers" in message and str(models_dir / "sd3-medium") in message
+    assert manager.status().model_id is None
+
+
+def test_out_of_memory_in_a_job_unloads_and_the_next_job_works(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with pytest.raises(NotEnoughMemory, match="Out of memory"):
+        with manager.use("demo-sd3"):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+    assert manager.status().model_id is None
+    with manager.use("demo-sd3") as pipe:
+        assert run_once(pipe).shape == (1, 256, 256, 3)
+
+
+def test_jobs_from_two_threads_never_overlap(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    spans, errors = [], []
+
+    def job(model_id):
+        try:
+            with manager.use(model_id):
+                start = time.monotonic()
+                time.sleep(0.2)
+                spans.append((start, time.monotonic()))
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=job, args=(m,)) for m in ("demo-sd3", "demo-flux", "demo-sd3", "demo-flux")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    spans.sort()
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("preset_id", ["8gb-laptop", "6gb", "24gb"])
+def test_offloaded_and_streamed_placements_give_the_resident_output(models_dir, presets, preset_id):
+    resident = make_manager(models_dir, presets["cpu"])
+    with resident.use("demo-sd3") as pipe:
+        expected = run_once(pipe, seed=4)
+    resident.unload()
+    placed = make_manager(models_dir, presets[preset_id])
+    with placed.use("demo-sd3") as pipe:
+        actual = run_once(pipe, seed=4)
+    assert np.array_equal(actual, expected)
+
+
+def test_each_preset_places_components_as_it_says(models_dir, presets):
+    manager = make_manager(models_dir, presets["8gb-laptop"])
+    with manager.use("demo-sd3"):
+        plan = manager.status().plan
+    assert set(plan.components.values()) == {Placement.OFFLOAD}
+    assert plan.vae_tiling
+    manager.set_preset(presets["6gb"])
+    assert manager.status().model_id is None, "changing the preset unloads"
+    with manager.use("demo-sd3"):
+        plan = manager.status().plan
+    assert plan.components["transformer"] is Placement.STREAM

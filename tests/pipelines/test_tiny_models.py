@@ -1,0 +1,42 @@
+"""Each tiny family is saved in the real diffusers layout and runs 2 steps through from_pretrained."""
+
+import json
+
+import diffusers
+import pytest
+import torch
+
+from pipelines.catalog import Family
+from pipelines.tiny import build_tiny_model
+
+PIPELINES = {Family.SD3: "StableDiffusion3Pipeline", Family.FLUX: "FluxPipeline"}
+
+
+@pytest.mark.parametrize("family", list(Family))
+def test_tiny_model_is_saved_in_the_real_folder_layout(tmp_path, family):
+    folder = tmp_path / family.value
+    build_tiny_model(family, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == PIPELINES[family]
+    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (folder / "text_encoder" / "model.safetensors").is_file()
+    assert (folder / "tokenizer" / "tokenizer_config.json").is_file()
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 8_000_000
+
+
+@pytest.mark.parametrize("family", list(Family))
+@pytest.mark.parametrize("width, height", [(256, 256), (256, 384)])
+def test_tiny_model_runs_two_steps_at_the_requested_size(demo_models_dir, family, width, height):
+    pipe = getattr(diffusers, PIPELINES[family]).from_pretrained(demo_models_dir / "demo" / f"demo-{family.value}")
+    image = pipe(
+        "a lighthouse", num_inference_steps=2, width=width, height=height, generator=torch.Generator().manual_seed(0)
+    ).images[0]
+    assert image.size == (width, height)
+
+
+def test_same_seed_builds_the_same_weights(tmp_path):
+    build_tiny_model(Family.SD3, tmp_path / "a", seed=3)
+    build_tiny_model(Family.SD3, tmp_path / "b", seed=3)
+    name = "transformer/diffusion_pytorch_model.safetensors"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

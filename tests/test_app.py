@@ -1,0 +1,110 @@
+"""The app end to end: a real server process driven through gradio_client, as a script would."""
+
+import json
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from PIL import Image
+
+from tests.app_server import AppServer
+
+
+@pytest.fixture(scope="module")
+def app(demo_models_dir, tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("outputs")
+    server = AppServer(
+        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
+        log_path=tmp_path_factory.mktemp("logs") / "app.log",
+    ).wait_ready()
+    server.outputs = outputs
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return Client(app.url, verbose=False)
+
+
+def test_generate_image_returns_pngs_with_their_parameters(app, client):
+    gallery, used, summary = client.predict(
+        prompt="a lighthouse at dusk", negative_prompt="blurry", model="demo-sd3", width=256, height=320,
+        steps=2, guidance=4.0, seed=42, batch=2, api_name="/generate_image",
+    )
+    assert len(gallery) == 2 and "42, 43" in summary and "random weights" in summary
+    for item, saved_path, parameters in zip(gallery, used["images"], used["parameters"]):
+        saved = Path(saved_path)
+        assert saved.is_relative_to(app.outputs) and saved.is_file()
+        with Image.open(item["image"]) as png:
+            assert png.size == (256, 320)
+            embedded = json.loads(png.text["atelier"])
+        sidecar = json.loads(saved.with_suffix(".json").read_text())
+        for record in (embedded, sidecar, parameters):
+            assert record["prompt"] == "a lighthouse at dusk" and record["negative_prompt"] == "blurry"
+            assert (record["model"], record["steps"], record["guidance"], record["width"]) == ("demo-sd3", 2, 4.0, 256)
+            assert record["demo"] is True
+        assert [embedded["seed"], sidecar["seed"]] == [parameters["seed"]] * 2
+
+
+def test_a_random_seed_is_reported_back(client):
+    _, used, summary = client.predict(prompt="a fox", model="demo-flux", steps=1, seed=-1, api_name="/generate_image")
+    seed = used["parameters"][0]["seed"]
+    assert seed >= 0 and str(seed) in summary
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(width=1000), "width: 1000 is not accepted"),
+        (dict(steps=0), "steps: 0 is out of range; use 1 to 200"),
+        (dict(model="nope"), "model: unknown model 'nope'"),
+        (dict(prompt=""), "prompt: must not be empty"),
+        (dict(seed=2**40), "seed: "),
+        (dict(model="sd3-medium"), "hf download stabilityai/stable-diffusion-3-medium-diffusers"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_the_app_keeps_serving(client, change, message):
+    with pytest.raises(Exception) as error:
+        client.predict(**{"prompt": "a fox", "model": "demo-sd3", "steps": 1, **change}, api_name="/generate_image")
+    assert type(error.value).__name__ == "AppError" and message in str(error.value)
+    gallery, _, _ = client.predict(prompt="a fox", model="demo-sd3", steps=1, seed=1, api_name="/generate_image")
+    assert len(gallery) == 1
+
+
+def test_models_lists_the_catalog_with_local_availability(client):
+    models = {entry["id"]: entry for entry in client.predict(api_name="/models")}
+    assert {"sd3-medium", "sd35-large", "flux1-dev", "flux1-schnell", "demo-sd3"} <= set(models)
+    assert models["demo-sd3"]["offered"] and models["demo-sd3"]["on_disk"] and models["demo-sd3"]["demo"]
+    assert not models["flux1-dev"]["on_disk"] and models["flux1-dev"]["repo"] == "black-forest-labs/FLUX.1-dev"
+
+
+def test_status_reports_preset_resident_model_and_memory(client):
+    client.predict(prompt="a fox", model="demo-flux", steps=1, seed=1, api_name="/generate_image")
+    status = client.predict(api_name="/status")
+    assert status["preset"] == "cpu" and status["device"] == "cpu"
+    assert status["resident_model"] == "demo-flux" and status["demo"] is True
+    assert status["process_ram_gb"] > 0 and status["ram_total_gb"] > 0 and "resident" in status["plan"]
+
+
+def test_the_preset_can_be_changed_from_a_script(client):
+    try:
+        client.predict("8gb-laptop", api_name="/set_preset")
+        client.predict(prompt="a fox", model="demo-sd3", steps=1, seed=1, api_name="/generate_image")
+        status = client.predict(api_name="/status")
+        assert status["preset"] == "8gb-laptop" and "offload" in status["plan"]
+    finally:
+        client.predict("cpu", api_name="/set_preset")
+
+
+def test_the_rest_route_that_skips_the_queue_is_closed(app):
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        app.url + "gradio_api/run/generate_image", data=json.dumps({"data": ["a fox"]}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert b"join the queue" in refused.value.read()
