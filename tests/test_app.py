@@ -108,3 +108,14 @@ def test_the_rest_route_that_skips_the_queue_is_closed(app):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert b"join the queue" in refused.value.read()
+
+
+def test_the_readme_api_example_runs(app):
+    import subprocess
+    import sys
+
+    from tests.app_server import ROOT
+
+    done = subprocess.run([sys.executable, "examples/api_client.py", app.url], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seed 42" in done.stdout and "seed 43" in done.stdout and "demo-sd3 on disk (demo)" in done.stdout
