@@ -18,9 +18,10 @@ DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not
 
 def model_choices(context: AppContext) -> tuple[list[tuple[str, str]], str]:
     listings = [listing for listing in list_models(context.store, context.demo_mode) if listing.offered]
+    missing = " — not on disk" if context.store.offline else " — downloads {gb:.0f} GB on first use"
     choices = []
     for listing in listings:
-        suffix = "" if listing.on_disk else f" — downloads {listing.spec.weight_bytes / 1e9:.0f} GB on first use"
+        suffix = "" if listing.on_disk else missing.format(gb=listing.spec.weight_bytes / 1e9)
         choices.append((listing.spec.label + suffix, listing.spec.id))
     on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
     demo = [listing.spec.id for listing in listings if listing.spec.demo]
@@ -32,10 +33,9 @@ def model_info(model_id: str) -> str:
     spec = MODELS_BY_ID.get(model_id)
     if spec is None:
         return ""
-    lines = [f"**{spec.label}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"]
     if spec.demo:
-        lines.append(DEMO_NOTE)
-    return "\n\n".join(lines)
+        return DEMO_NOTE
+    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
 
 
 def build(context: AppContext) -> None:
@@ -127,20 +127,25 @@ def build(context: AppContext) -> None:
 
     stop.click(stop_handler, outputs=[result], api_name="stop")
 
-    def on_model_chosen(model_id):
-        chosen = MODELS_BY_ID[model_id]
+    def show_model_controls(model_id):
+        chosen = MODELS_BY_ID.get(model_id)
+        if chosen is None:
+            return gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
-        defaults = chosen.defaults
-        return (
-            model_info(model_id),
-            gr.update(interactive=chosen_family.supports_negative_prompt, value="" if not chosen_family.supports_negative_prompt else gr.skip()),
-            defaults.width, defaults.height, defaults.steps, defaults.guidance,
-            gr.update(choices=[c.name for c in chosen_family.schedulers], value=defaults.scheduler),
-        )
+        negative_update = gr.update(interactive=chosen_family.supports_negative_prompt)
+        if not chosen_family.supports_negative_prompt:
+            negative_update = gr.update(interactive=False, value="")
+        return model_info(model_id), negative_update, gr.update(choices=[c.name for c in chosen_family.schedulers])
+
+    # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
+    model.change(show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler], api_visibility="private")
+
+    def apply_model_defaults(model_id):
+        defaults = MODELS_BY_ID[model_id].defaults
+        return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler
 
     model.input(
-        on_model_chosen, inputs=[model], outputs=[info, negative_prompt, width, height, steps, guidance, scheduler],
-        api_visibility="private",
+        apply_model_defaults, inputs=[model], outputs=[width, height, steps, guidance, scheduler], api_visibility="private"
     )
 
     def on_select(event: gr.SelectData):
@@ -150,7 +155,7 @@ def build(context: AppContext) -> None:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_outputs = [model, info, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
+    settings_outputs = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
 
     @shown_to_user
     def reuse_settings(path):
@@ -163,15 +168,15 @@ def build(context: AppContext) -> None:
         model_id = used.get("model")
         if model_id not in MODELS_BY_ID:
             raise gr.Error(f"{Path(path).name} was made with a model this app does not know ({model_id!r}).")
-        chosen_family = family_spec(MODELS_BY_ID[model_id].family)
         return (
-            model_id, model_info(model_id), used.get("prompt", ""), used.get("negative_prompt", ""),
-            used.get("width"), used.get("height"), used.get("steps"), used.get("guidance"), used.get("seed", -1), 1,
-            gr.update(choices=[c.name for c in chosen_family.schedulers], value=used.get("scheduler")),
+            model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
+            used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
         )
 
-    reuse.click(reuse_settings, inputs=[selected], outputs=settings_outputs, api_visibility="private")
-    settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_outputs, api_visibility="private")
+    reuse.click(reuse_settings, inputs=[selected], outputs=settings_outputs, api_name="reuse_selected", api_visibility="private")
+    settings_file.upload(
+        reuse_settings, inputs=[settings_file], outputs=settings_outputs, api_name="reuse_settings"
+    )
 
 
 def _owner(request: gr.Request | None) -> str:

@@ -41,30 +41,35 @@ def status_line(context: AppContext) -> str:
     return f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
 
 
+def models_list(context: AppContext) -> list[dict]:
+    return [listing.as_dict() for listing in list_models(context.store, context.demo_mode)]
+
+
 def preset_explanation(context: AppContext) -> str:
     preset = context.manager.preset
     return f"**{preset.label}** — {preset.description}"
 
 
 def build(context: AppContext) -> None:
-    with gr.Accordion("Hardware preset and status", open=False):
+    with gr.Row(equal_height=True):
+        explanation = gr.Markdown(lambda: preset_explanation(context), elem_id="preset-explanation")
+        status_text = gr.Markdown(lambda: status_line(context), elem_id="status-line")
+    with gr.Accordion("Hardware preset, status and models", open=False):
         with gr.Row():
             preset = gr.Dropdown(
                 choices=[(p.label, p.id) for p in context.presets.values()],
-                value=context.manager.preset.id,
+                value=lambda: context.manager.preset.id,
                 label="Hardware preset",
                 elem_id="preset",
                 scale=1,
             )
-            explanation = gr.Markdown(preset_explanation(context), elem_id="preset-explanation")
-        status_text = gr.Markdown(status_line(context), elem_id="status-line")
-        with gr.Row():
-            refresh = gr.Button("Refresh", size="sm")
-            unload = gr.Button("Unload model", size="sm")
+            with gr.Column(scale=1):
+                refresh = gr.Button("Refresh", size="sm")
+                unload = gr.Button("Unload model", size="sm")
         with gr.Accordion("Status (JSON)", open=False):
-            status_json = gr.JSON(elem_id="status-json")
+            status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
         with gr.Accordion("Models", open=False):
-            models_json = gr.JSON(elem_id="models-json")
+            models_json = gr.JSON(lambda: models_list(context), elem_id="models-json")
     timer = gr.Timer(3.0)
 
     @shown_to_user
@@ -75,17 +80,16 @@ def build(context: AppContext) -> None:
         context.manager.set_preset(chosen)
         return preset_explanation(context), status_line(context)
 
-    preset.change(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
+    preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
 
     def status() -> dict:
         return status_dict(context)
 
     def models() -> list[dict]:
-        return [listing.as_dict() for listing in list_models(context.store, context.demo_mode)]
+        return models_list(context)
 
     refresh.click(status, outputs=[status_json], api_name="status")
     refresh.click(models, outputs=[models_json], api_name="models")
-    refresh.click(lambda: status_line(context), outputs=[status_text], api_visibility="private")
     timer.tick(lambda: status_line(context), outputs=[status_text], api_visibility="private")
 
     def unload_model():

@@ -119,3 +119,48 @@ def test_the_readme_api_example_runs(app):
     done = subprocess.run([sys.executable, "examples/api_client.py", app.url], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "seed 42" in done.stdout and "seed 43" in done.stdout and "demo-sd3 on disk (demo)" in done.stdout
+
+
+def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
+    from gradio_client import handle_file
+
+    _, used, _ = client.predict(
+        prompt="a red barn", negative_prompt="fog", model="demo-sd3", width=256, height=272, steps=3, guidance=6.5,
+        seed=99, scheduler="Heun", api_name="/generate_image",
+    )
+    restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler = restored
+    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler) == (
+        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun"
+    )
+
+
+def test_reuse_settings_refuses_a_file_without_atelier_parameters(client, tmp_path):
+    from gradio_client import handle_file
+
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    with pytest.raises(Exception, match="No Atelier settings found in plain.png"):
+        client.predict(handle_file(str(plain)), api_name="/reuse_settings")
+
+
+def test_stop_from_the_same_client_ends_its_running_job(client):
+    import time
+
+    from gradio_client.utils import Status
+
+    def denoising() -> bool:
+        status = job.status()
+        return status.code == Status.PROGRESS and any("step" in (unit.desc or "") for unit in status.progress_data or [])
+
+    job = client.submit(prompt="a fox", model="demo-sd3", width=512, height=512, steps=200, seed=1, batch=2, api_name="/generate_image")
+    deadline = time.monotonic() + 60
+    while not denoising() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    assert "Stopping" in client.predict(api_name="/stop")
+    gallery, used, summary = job.result(timeout=60)
+    assert summary.startswith("Stopped") and used["stopped"] is True and len(gallery) < 2
+    assert time.monotonic() - started < 10
+    after, _, _ = client.predict(prompt="a fox", model="demo-sd3", steps=1, seed=1, api_name="/generate_image")
+    assert len(after) == 1
