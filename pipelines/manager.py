@@ -157,6 +157,8 @@ class ModelManager:
         dtype = getattr(torch, dtype_name)
         pipeline_class = getattr(diffusers, spec.pipeline_class)
         pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype)
+        # Runners report steps themselves; the pipeline's own bar would show every step twice.
+        pipe.set_progress_bar_config(disable=True)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
