@@ -150,7 +150,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     job.report(0.0, f"Loading {spec.name}")
 
     # 2. Load (or reuse) the model; the manager holds the GPU for the whole batch.
-    with manager.use(spec.id) as pipe, _sampler(pipe, request.scheduler, spec):
+    with manager.use(spec.id, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
         for index, seed in enumerate(seeds):
             label = f"Image {index + 1}/{len(seeds)}"
 

@@ -25,6 +25,7 @@ import torch
 from pipelines.catalog import ModelSpec, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
+from pipelines.jobs import ProgressCallback
 from pipelines.model_store import ModelFiles, ModelStore
 from pipelines.placement import AppliedPlacement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
@@ -78,10 +79,11 @@ class ModelManager:
         return self._preset.dtype
 
     @contextmanager
-    def use(self, model_id: str) -> Iterator[object]:
-        """Hold the GPU for one job with `model_id` loaded and placed; yields the pipeline."""
+    def use(self, model_id: str, on_progress: ProgressCallback | None = None) -> Iterator[object]:
+        """Hold the GPU for one job with `model_id` loaded and placed; yields the pipeline.
+        `on_progress` hears about a download, if one is needed."""
         with self._lock:
-            loaded = self._ensure_loaded(model_id)
+            loaded = self._ensure_loaded(model_id, on_progress)
             try:
                 yield loaded.pipe
                 return
@@ -125,7 +127,7 @@ class ModelManager:
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def _ensure_loaded(self, model_id: str) -> _Loaded:
+    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None) -> _Loaded:
         try:
             spec = model_spec(model_id)
         except KeyError:
@@ -133,7 +135,7 @@ class ModelManager:
         if self._loaded is not None and self._loaded.spec.id == spec.id:
             return self._loaded
         self._release()
-        files = self.store.ensure(spec)
+        files = self.store.ensure(spec, on_progress)
         started = time.monotonic()
         try:
             pipe, applied = self._load(spec, files)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipelines.catalog import MODELS, ModelSpec, model_spec
 from pipelines.errors import ModelNotAvailable
+from pipelines.jobs import ProgressCallback
 from pipelines.tiny import BUILDER_VERSION, build_tiny_lora, build_tiny_model
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class ModelStore:
 
     # -- getting things ---------------------------------------------------------------------------
 
-    def ensure(self, spec: ModelSpec) -> ModelFiles:
+    def ensure(self, spec: ModelSpec, on_progress: ProgressCallback | None = None) -> ModelFiles:
         """Files ready to load: built (demo), found, or downloaded; ModelNotAvailable with a way out otherwise."""
         if spec.demo:
             return self._ensure_demo(spec)
@@ -101,7 +102,7 @@ class ModelStore:
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
         if not (folder / "model_index.json").is_file():
-            self._download_folder(weights, folder)
+            self._download_folder(weights, folder, on_progress)
         lora = self.lora_path(spec)
         if lora is not None and not lora.is_file():
             self._download_file(spec, lora)
@@ -119,7 +120,7 @@ class ModelStore:
             message += f" ; and the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}"
         return message + ". Or start with --demo to try the app with demo models."
 
-    def _download_folder(self, spec: ModelSpec, folder: Path) -> None:
+    def _download_folder(self, spec: ModelSpec, folder: Path, on_progress: ProgressCallback | None) -> None:
         from huggingface_hub import snapshot_download
 
         # Downloads land in a side folder first so an interrupted download never looks like a model.
@@ -127,7 +128,10 @@ class ModelStore:
         started = time.monotonic()
         log.info("downloading %s (%s, %.1f GB) into %s", spec.id, spec.repo, spec.weight_bytes / 1e9, folder)
         try:
-            snapshot_download(spec.repo, local_dir=partial, allow_patterns=list(spec.allow_patterns))
+            snapshot_download(
+                spec.repo, local_dir=partial, allow_patterns=list(spec.allow_patterns),
+                tqdm_class=_reporting_tqdm(on_progress, f"Downloading {spec.name}"),
+            )
         except Exception as error:  # the Hub client raises many types; all mean "not available now"
             raise ModelNotAvailable(self._download_failure(spec, error)) from error
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +166,20 @@ class ModelStore:
         if lora is not None and not _demo_is_current(lora.parent):
             _build_atomically(lora.parent, lambda target: build_tiny_lora(spec.family, target / lora.name))
         return ModelFiles(folder, lora)
+
+
+def _reporting_tqdm(on_progress: ProgressCallback | None, description: str):
+    """A tqdm class that forwards the Hub client's progress to a job, so the UI shows the download."""
+    from tqdm.auto import tqdm
+
+    class ReportingTqdm(tqdm):
+        def update(self, n=1):
+            result = super().update(n)
+            if on_progress is not None and self.total:
+                on_progress(self.n / self.total, f"{description}: {self.n}/{self.total} files")
+            return result
+
+    return ReportingTqdm
 
 
 def _demo_is_current(folder: Path) -> bool:

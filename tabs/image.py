@@ -84,7 +84,7 @@ def build(context: AppContext) -> None:
     @shown_to_user
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler,
-        request: gr.Request, progress=gr.Progress(track_tqdm=True),
+        request: gr.Request, progress=gr.Progress(),
     ):
         request_ = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,

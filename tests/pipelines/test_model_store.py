@@ -54,18 +54,22 @@ def test_a_fast_preset_without_its_lora_reports_the_lora(models_dir):
 def test_online_download_lands_in_the_models_folder_only_when_complete(tmp_path, demo_models_dir, monkeypatch):
     calls = []
 
-    def fake_snapshot_download(repo_id, local_dir=None, allow_patterns=None, local_files_only=False):
+    def fake_snapshot_download(repo_id, local_dir=None, allow_patterns=None, local_files_only=False, tqdm_class=None):
         if local_files_only:
             raise LocalEntryNotFoundError("not in the cache")
         calls.append(repo_id)
+        with tqdm_class(total=4) as bar:
+            bar.update(4)
         assert not (tmp_path / "flux1-schnell").exists(), "the final folder appears only after the download"
         shutil.copytree(demo_models_dir / "demo" / "demo-flux", local_dir)
         return str(local_dir)
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
     store = ModelStore(tmp_path, offline=False)
-    files = store.ensure(model_spec("flux1-schnell"))
+    reports = []
+    files = store.ensure(model_spec("flux1-schnell"), on_progress=lambda fraction, text: reports.append((fraction, text)))
     assert calls == ["black-forest-labs/FLUX.1-schnell"]
+    assert reports[-1] == (1.0, "Downloading FLUX.1 [schnell]: 4/4 files"), "the download's progress reaches the job"
     assert files.folder == tmp_path / "flux1-schnell" and (files.folder / "model_index.json").is_file()
 
 
