@@ -51,8 +51,19 @@ class FamilySpec:
     schedulers: tuple[SchedulerChoice, ...]
     # Component name in the diffusers folder -> role, for placement.
     component_roles: Mapping[str, Role]
+    # Text tokens the denoiser attends over beside the image tokens (CLIP 77 + T5 256 for SD3; T5 512 for FLUX).
+    text_tokens: int = 0
+    # Whether classifier-free guidance runs as a batch of two in one forward (SD3) or not at all (FLUX).
+    guidance_doubles_batch: bool = False
     # Keyword arguments every call of this family's pipeline gets.
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
+
+    def denoiser_tokens(self, width: int, height: int) -> int:
+        """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
+        return (width // 16) * (height // 16) + self.text_tokens
+
+    def denoiser_batch(self, guidance: float) -> int:
+        return 2 if self.guidance_doubles_batch and guidance > 1.0 else 1
 
     def scheduler(self, name: str) -> SchedulerChoice:
         for choice in self.schedulers:
@@ -131,6 +142,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         max_size=2048,
         supports_negative_prompt=True,
         schedulers=_FLOW_SCHEDULERS,
+        text_tokens=77 + 256,
+        guidance_doubles_batch=True,
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -148,6 +161,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         supports_negative_prompt=False,
         # FluxPipeline passes its own sigmas and `mu`, which only the flow-matching Euler scheduler accepts.
         schedulers=_FLOW_SCHEDULERS[:1],
+        text_tokens=512,
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,

@@ -25,6 +25,10 @@ class NotEnoughMemory(AtelierError):
     """The job does not fit in the memory the active preset allows."""
 
 
+class RetryAfterOutOfMemory(NotEnoughMemory):
+    """Out of memory once; the plan stepped down and the step may be run again."""
+
+
 class JobStopped(AtelierError):
     """The user pressed Stop; raised between denoising steps."""
 

@@ -17,9 +17,10 @@ import diffusers
 import torch
 
 from pipelines.catalog import MODELS_BY_ID, ModelSpec, family_spec
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
+from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,19 @@ def _sampler(pipe, name: str, spec: ModelSpec):
         pipe.scheduler = original
 
 
+def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed):
+    """One image; after an out-of-memory the manager has stepped its plan down, and the image runs once more."""
+    for attempt in (1, 2):
+        try:
+            with manager.use(spec.id, workload, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
+                job.check_stop()
+                return pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        except RetryAfterOutOfMemory:
+            if attempt == 2:
+                raise
+            job.report(0.0, "Out of memory: retrying with a leaner memory plan")
+
+
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
     # 1. Check before anything loads.
     request = request.check()
@@ -149,53 +163,51 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     saved: list[SavedOutput] = []
     job.report(0.0, f"Loading {spec.name}")
 
-    # 2. Load (or reuse) the model; the manager holds the GPU for the whole batch.
-    with manager.use(spec.id, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
-        for index, seed in enumerate(seeds):
-            label = f"Image {index + 1}/{len(seeds)}"
+    # 2. Load (or reuse) the model; the manager plans memory for this size, or refuses before anything runs.
+    workload = Workload(family.denoiser_tokens(request.width, request.height), family.denoiser_batch(request.guidance))
+    for index, seed in enumerate(seeds):
+        label = f"Image {index + 1}/{len(seeds)}"
 
-            def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
-                job.check_stop()
-                job.report((_index + (step + 1) / request.steps) / len(seeds), f"{_label} · step {step + 1}/{request.steps}")
-                return callback_kwargs
+        def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
+            job.check_stop()
+            job.report((_index + (step + 1) / request.steps) / len(seeds), f"{_label} · step {step + 1}/{request.steps}")
+            return callback_kwargs
 
-            # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
-            # whatever the device and placement.
-            image_started = time.monotonic()
-            kwargs = dict(
-                prompt=request.prompt,
-                width=request.width,
-                height=request.height,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=on_step_end,
-                **family.call_kwargs,
-            )
-            if family.supports_negative_prompt:
-                kwargs["negative_prompt"] = request.negative_prompt or None
-            try:
-                job.check_stop()
-                image = pipe(**kwargs).images[0]
-            except JobStopped:
-                log.info("stopped after %d of %d images", len(saved), len(seeds))
-                return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
+        # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
+        # whatever the device and placement.
+        image_started = time.monotonic()
+        kwargs = dict(
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            callback_on_step_end=on_step_end,
+            **family.call_kwargs,
+        )
+        if family.supports_negative_prompt:
+            kwargs["negative_prompt"] = request.negative_prompt or None
+        try:
+            image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
+        except JobStopped:
+            log.info("stopped after %d of %d images", len(saved), len(seeds))
+            return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
 
-            # 5. Save with everything needed to reproduce it.
-            parameters = {
-                **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch")},
-                "seed": seed,
-                "batch_index": index,
-                "model_name": spec.name,
-                "repo": spec.repo or (MODELS_BY_ID[spec.base].repo if spec.base else None),
-                "lora": asdict(spec.lora) if spec.lora else None,
-                "demo": spec.demo,
-                "preset": manager.preset.id,
-                "device": manager.execution_device(),
-                "dtype": manager.compute_dtype(),
-                "seconds": round(time.monotonic() - image_started, 3),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            saved.append(outputs.save_image(image, parameters))
+        # 5. Save with everything needed to reproduce it.
+        parameters = {
+            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch")},
+            "seed": seed,
+            "batch_index": index,
+            "model_name": spec.name,
+            "repo": spec.repo or (MODELS_BY_ID[spec.base].repo if spec.base else None),
+            "lora": asdict(spec.lora) if spec.lora else None,
+            "demo": spec.demo,
+            "preset": manager.preset.id,
+            "device": manager.execution_device(),
+            "dtype": manager.compute_dtype(),
+            "seconds": round(time.monotonic() - image_started, 3),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        saved.append(outputs.save_image(image, parameters))
     job.report(1.0, "Done")
     return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds)

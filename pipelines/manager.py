@@ -5,12 +5,19 @@ Policy:
   previous one, whose GPU memory and host RAM are released before the new one loads.
 - Every job runs inside `use(...)`, under one lock, so two jobs never share the GPU.
 - Components are placed by the active preset (see `placement.py`); changing the preset unloads.
+- On GPU presets the denoiser is placed by the memory engine (`memory/`): its weights are read once into
+  a pinned host arena that is reused across models, and before each job the planner decides how many of
+  its blocks stay resident for that job's size. A job that cannot fit is refused before it starts, with
+  the memory it needs and the memory the preset allows.
 - A failed load releases whatever was loaded and raises `ModelLoadFailed`; nothing stays half-loaded.
-- Out of memory inside a job releases the model and raises `NotEnoughMemory`; the next job starts clean.
+- Out of memory inside a job: the first time, device memory is freed, the plan steps down one notch
+  (fewer resident blocks, tiled VAE) and `RetryAfterOutOfMemory` tells the runner to run the step again;
+  the second time the model is unloaded and `NotEnoughMemory` raised. The next job starts clean.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -20,12 +27,17 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import diffusers
+import psutil
 import torch
 
 from pipelines.catalog import ModelSpec, family_spec, model_spec
-from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory
+from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
+from pipelines.memory.block_streamer import BlockStreamer
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed, stream_loaded
+from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.model_store import ModelFiles, ModelStore
 from pipelines.placement import AppliedPlacement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
@@ -40,6 +52,10 @@ class _Loaded:
     pipe: object
     placement: AppliedPlacement
     load_seconds: float
+    streamer: BlockStreamer | None = None
+    shape: DenoiserShape | None = None
+    block_plan: BlockPlan | None = None
+    steps_down: int = 0
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,7 @@ class ManagerStatus:
     model_name: str | None
     demo: bool
     plan: PlacementPlan | None
+    block_plan: BlockPlan | None
     load_seconds: float | None
     memory: MemoryReading
 
@@ -60,6 +77,7 @@ class ModelManager:
         self._preset = preset
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
+        self._arena: HostArena | None = None
 
     @property
     def preset(self) -> Preset:
@@ -79,26 +97,60 @@ class ModelManager:
         return self._preset.dtype
 
     @contextmanager
-    def use(self, model_id: str, on_progress: ProgressCallback | None = None) -> Iterator[object]:
-        """Hold the GPU for one job with `model_id` loaded and placed; yields the pipeline.
+    def use(self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None) -> Iterator[object]:
+        """Hold the GPU for one job with `model_id` loaded and placed for `workload`; yields the pipeline.
         `on_progress` hears about a download, if one is needed."""
         with self._lock:
             loaded = self._ensure_loaded(model_id, on_progress)
+            self._admit(loaded, workload)
             try:
                 yield loaded.pipe
                 return
             except torch.OutOfMemoryError as error:
-                message = (
-                    f"Out of memory running {loaded.spec.name} on the {self._preset.label} preset (weights planned on "
-                    f"the device: {loaded.placement.plan.predicted_peak_vram_bytes / GIB:.1f} GiB). The model was "
-                    "unloaded; try a smaller size or batch, or a preset for less VRAM."
-                )
                 _drop_frames(error)
+                retry = self._step_down(loaded)
             finally:
                 loaded.placement.after_job()
+            if retry is not None:
+                raise retry
+            message = (
+                f"Out of memory running {loaded.spec.name} on the {self._preset.label} preset, also after stepping the "
+                "plan down. The model was unloaded; try a smaller size or batch, or a preset for less VRAM."
+            )
             del loaded
             self._release()
             raise NotEnoughMemory(message)
+
+    def _admit(self, loaded: _Loaded, workload: Workload | None) -> None:
+        """Choose the block plan for this job, or refuse it before anything runs."""
+        if loaded.streamer is None:
+            return
+        workload = workload or _default_workload(loaded.spec)
+        # Visiting components have left the device by the time the denoiser runs; resident ones have not.
+        usable = self._preset.usable_vram_bytes - loaded.placement.plan.resident_bytes
+        plan = plan_blocks(loaded.shape, workload, usable, demote=loaded.steps_down)
+        if not plan.fits:
+            raise NotEnoughMemory(
+                f"{loaded.spec.name} at this size needs {plan.device_bytes / GIB:.1f} GiB of GPU memory even with every "
+                f"block streamed ({plan.activation_bytes / GIB:.1f} GiB of it for activations); the {self._preset.label} "
+                f"preset allows {usable / GIB:.1f} GiB. Use a smaller size or batch."
+            )
+        if plan.resident != loaded.streamer.resident or loaded.block_plan is None or plan.ring_slots != loaded.streamer.ring_slots:
+            loaded.streamer.place(set(plan.resident), ring_slots=max(plan.ring_slots, 1))
+        loaded.block_plan = plan
+
+    def _step_down(self, loaded: _Loaded) -> RetryAfterOutOfMemory | None:
+        """One notch leaner after an out-of-memory: a quarter of the resident blocks stream, the VAE tiles.
+        None when this model has stepped down already."""
+        release_freed_memory()
+        if loaded.steps_down:
+            return None
+        resident = len(loaded.block_plan.resident) if loaded.block_plan else 0
+        loaded.steps_down = max(1, resident // 4)
+        if getattr(loaded.pipe, "vae", None) is not None:
+            loaded.pipe.vae.enable_tiling()
+        log.warning("out of memory with %s: %d fewer resident blocks, tiled VAE, one more try", loaded.spec.id, loaded.steps_down)
+        return RetryAfterOutOfMemory(f"Out of memory with {loaded.spec.name}; retrying with a leaner plan.")
 
     def unload(self) -> None:
         with self._lock:
@@ -121,6 +173,7 @@ class ModelManager:
             model_name=loaded.spec.name if loaded else None,
             demo=loaded.spec.demo if loaded else False,
             plan=loaded.placement.plan if loaded else None,
+            block_plan=loaded.block_plan if loaded else None,
             load_seconds=loaded.load_seconds if loaded else None,
             memory=read_memory(),
         )
@@ -134,48 +187,80 @@ class ModelManager:
             raise InvalidRequest("model", f"unknown model {model_id!r}") from None
         if self._loaded is not None and self._loaded.spec.id == spec.id:
             return self._loaded
-        self._release()
         files = self.store.ensure(spec, on_progress)
+        self._release(next_denoiser_bytes=_bytes_on_disk(files.folder / "transformer"))
         started = time.monotonic()
         try:
-            pipe, applied = self._load(spec, files)
+            loaded = self._load(spec, files)
+        except NotEnoughMemory:
+            release_freed_memory()
+            raise
         except Exception as error:  # any failure while loading must leave nothing behind
             log.exception("loading %s from %s failed", spec.id, files.folder)
             message = f"{spec.name} could not be loaded from {files.folder}: {_short(error)}"
             _drop_frames(error)
             release_freed_memory()
             raise ModelLoadFailed(message) from None
-        self._loaded = _Loaded(spec, pipe, applied, time.monotonic() - started)
+        loaded.load_seconds = time.monotonic() - started
+        self._loaded = loaded
         memory = read_memory()
         log.info(
             "loaded %s in %.1f s (%s); free VRAM %.1f GiB, process RSS %.1f GiB",
-            spec.id, self._loaded.load_seconds, applied.plan.describe(),
+            spec.id, loaded.load_seconds, loaded.placement.plan.describe(),
             memory.vram_free_bytes / GIB, memory.process_rss_bytes / GIB,
         )
         return self._loaded
 
-    def _load(self, spec: ModelSpec, files: ModelFiles) -> tuple[object, AppliedPlacement]:
+    def _load(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
+        _check_ram(spec, files)
         dtype_name = self.compute_dtype()
         dtype = getattr(torch, dtype_name)
+        device = torch.device(self.execution_device())
         pipeline_class = getattr(diffusers, spec.pipeline_class)
-        pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype)
-        # Runners report steps themselves; the pipeline's own bar would show every step twice.
-        pipe.set_progress_bar_config(disable=True)
+        use_engine = self._preset.device == "cuda"
+        streamer = None
+        if use_engine and files.lora_file is None:
+            # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
+            transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
+            transformer, streamer = load_streamed(transformer_class, files.folder / "transformer", device, dtype, self._host_arena())
+            pipe = pipeline_class.from_pretrained(files.folder, transformer=transformer, dtype=dtype)
+        else:
+            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
             pipe.fuse_lora(lora_scale=spec.lora.scale)
             pipe.unload_lora_weights()
+            if use_engine:
+                streamer = stream_loaded(pipe.transformer, device, dtype, self._host_arena())
+        # Runners report steps themselves; the pipeline's own bar would show every step twice.
+        pipe.set_progress_bar_config(disable=True)
         family = family_spec(spec.family)
-        modules = {name: getattr(pipe, name) for name in family.component_roles if getattr(pipe, name, None) is not None}
-        sizes = {name: measure_component(module, dtype) for name, module in modules.items()}
-        plan = plan_placement(family, sizes, self._preset, self.execution_device(), dtype_name)
-        order = [name for name in pipe.model_cpu_offload_seq.split("->") if name in modules]
-        return pipe, apply_placement(pipe, plan, order)
+        names = [name for name in family.component_roles if getattr(pipe, name, None) is not None]
+        placed_apart = {"transformer"} if streamer is not None else set()
+        sizes = {name: measure_component(getattr(pipe, name), dtype) for name in names if name not in placed_apart}
+        plan = plan_placement(family, sizes, self._preset, device.type, dtype_name)
+        order = [name for name in pipe.model_cpu_offload_seq.split("->") if name in names]
+        applied = apply_placement(pipe, plan, order, denoiser="transformer", streamer=streamer)
+        shape = denoiser_shape(pipe.transformer, streamer.block_bytes, dtype.itemsize) if streamer else None
+        return _Loaded(spec, pipe, applied, 0.0, streamer=streamer, shape=shape)
 
-    def _release(self) -> None:
+    def _host_arena(self) -> HostArena:
+        if self._arena is None:
+            self._arena = HostArena(pinned=self.execution_device() == "cuda")
+        return self._arena
+
+    def _release(self, next_denoiser_bytes: int = 0) -> None:
+        """Drop the loaded model. The pinned arena stays for a next model that needs at least half of it
+        (re-pinning costs seconds); otherwise, and always when it is not pinned, its RAM goes back too."""
+        arena = self._arena
+        if arena is not None and not (arena.pinned and arena.capacity_bytes // 2 <= next_denoiser_bytes <= arena.capacity_bytes):
+            arena.free()
+            self._arena = None
         loaded, self._loaded = self._loaded, None
         if loaded is None:
+            if arena is not None and self._arena is None:
+                release_freed_memory()
             return
         model_id = loaded.spec.id
         del loaded
@@ -185,6 +270,31 @@ class ModelManager:
         log.info(
             "unloaded %s in %.2f s; free VRAM %.1f GiB, process RSS %.1f GiB",
             model_id, time.monotonic() - started, memory.vram_free_bytes / GIB, memory.process_rss_bytes / GIB,
+        )
+
+
+def _default_workload(spec: ModelSpec) -> Workload:
+    family = family_spec(spec.family)
+    defaults = spec.defaults
+    return Workload(family.denoiser_tokens(defaults.width, defaults.height), family.denoiser_batch(defaults.guidance))
+
+
+def _bytes_on_disk(folder) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*.safetensors")) if folder.is_dir() else 0
+
+
+def _component_class(folder, component: str) -> str:
+    return json.loads((folder / "model_index.json").read_text())[component][1]
+
+
+def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
+    """Refuse a load that cannot fit in RAM before reading a byte of it."""
+    needed = _bytes_on_disk(files.folder)
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise NotEnoughMemory(
+            f"{spec.name} needs {needed / 1e9:.1f} GB of RAM to load; {available / 1e9:.1f} GB is free. "
+            "Close other programs, or choose a smaller model."
         )
 
 

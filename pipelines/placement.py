@@ -55,6 +55,7 @@ class PlacementPlan:
     stream_blocks_per_group: int
     predicted_peak_vram_bytes: int
     usable_vram_bytes: int
+    resident_bytes: int = 0
 
     def describe(self) -> str:
         parts = [f"{name}: {placement.value}" for name, placement in self.components.items()]
@@ -101,7 +102,7 @@ def plan_placement(
     """Start from the preset's placement per role and step the largest component down until the weights fit."""
     if device == "cpu" and preset.device == "cpu":
         components = {name: Placement.RESIDENT for name in sizes}
-        return PlacementPlan(device, dtype, components, False, preset.stream_blocks_per_group, 0, 0)
+        return PlacementPlan(device, dtype, components, False, preset.stream_blocks_per_group, 0, 0, 0)
 
     components = {name: Placement(preset.placement[family.component_roles[name].value]) for name in sizes}
     usable = preset.usable_vram_bytes
@@ -112,8 +113,9 @@ def plan_placement(
             break
         heaviest = max(candidates, key=lambda n: _on_device_bytes(components[n], sizes[n], blocks))
         components[heaviest] = components[heaviest].leaner()
+    resident = sum(sizes[n].total_bytes for n, p in components.items() if p is Placement.RESIDENT)
     return PlacementPlan(
-        device, dtype, components, preset.vae_tiling, blocks, predicted_peak(components, sizes, blocks), usable
+        device, dtype, components, preset.vae_tiling, blocks, predicted_peak(components, sizes, blocks), usable, resident
     )
 
 
@@ -129,13 +131,25 @@ class AppliedPlacement:
             hook.offload()
 
 
-def apply_placement(pipe, plan: PlacementPlan, order: list[str]) -> AppliedPlacement:
-    """Install `plan` on a pipeline loaded on the CPU. `order` is the pipeline's component call order."""
+def apply_placement(pipe, plan: PlacementPlan, order: list[str], denoiser: str | None = None, streamer=None) -> AppliedPlacement:
+    """Install `plan` on a pipeline loaded on the CPU. `order` is the pipeline's component call order.
+
+    With a `streamer`, the component called `denoiser` is placed by the memory engine instead: it joins
+    the chain of visiting components, so whatever visited before it leaves when it starts, and it gives
+    its device memory back when the next component (the VAE) starts.
+    """
     device = torch.device(plan.device)
     applied = AppliedPlacement(plan)
     previous_hook = None
     use_stream = device.type == "cuda"
     for name in order:
+        if name == denoiser and streamer is not None:
+            visitor = previous_hook
+            if visitor is not None:
+                getattr(pipe, name).register_forward_pre_hook(lambda module, args, visitor=visitor: visitor.offload())
+            previous_hook = streamer
+            applied.offload_hooks.append(streamer)
+            continue
         module = getattr(pipe, name, None)
         placement = plan.components.get(name)
         if module is None or placement is None:

@@ -35,3 +35,26 @@ def models_dir(demo_models_dir, tmp_path) -> Path:
 @pytest.fixture(scope="session")
 def presets():
     return load_presets()
+
+
+@pytest.fixture
+def big_sd3_models_dir(models_dir) -> Path:
+    """The models folder with demo-sd3's transformer replaced by a 12-block, 445 MB one: big enough for RAM
+    measurements to stand above noise and for partial residency to have blocks to choose from."""
+    import torch
+    from diffusers import SD3Transformer2DModel
+
+    from pipelines.hardware import release_freed_memory
+
+    torch.manual_seed(0)
+    big = SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=12, attention_head_dim=64,
+        num_attention_heads=8, joint_attention_dim=64, caption_projection_dim=512, pooled_projection_dim=64,
+        pos_embed_max_size=96,
+    )
+    folder = models_dir / "demo" / "demo-sd3" / "transformer"
+    shutil.rmtree(folder)
+    big.save_pretrained(folder)
+    del big
+    release_freed_memory()
+    return models_dir

@@ -1,0 +1,8 @@
+"""The memory engine: where each weight lives during a job, and moving it there without waste.
+
+- `weights_file`: reads tensors from safetensors straight into their final place (no second full copy).
+- `host_arena`: one host buffer, pinned once and reused across models, that holds the streamed weights.
+- `block_streamer`: keeps some transformer blocks resident on the device and streams the others
+  through a ring of device slots, copying block i+1 on a side stream while block i computes.
+- `planner`: decides, per request and preset, how many blocks stay resident, and whether a job fits.
+"""

@@ -1,0 +1,304 @@
+"""Partial residency plus overlapped streaming for a transformer's repeated blocks.
+
+Every block's weights live once on the host, packed in the `HostArena`. Resident blocks also have a copy
+on the device for the whole job. Streamed blocks are copied, in the order the forward runs them, into a
+ring of device slots: while block i computes on the default stream, the copy of the next streamed block
+runs on a side stream; a block waits only for its own copy, and a slot is refilled only after the block
+that used it has finished. The order repeats every forward, so the tail of one step prefetches the head
+of the next. A block run out of order (a cache that skips blocks, a Stop mid-step) resynchronises the ring.
+
+On the CPU the same code runs without streams, which is how tests check that streaming changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from pipelines.memory.host_arena import HostArena, align
+
+log = logging.getLogger(__name__)
+
+# fill(name, destination): write the tensor called `name` (its full name in the model) into `destination`.
+Fill = Callable[[str, torch.Tensor], None]
+
+
+@dataclass
+class _Tensor:
+    name: str
+    local_name: str
+    parameter: torch.nn.Parameter
+    offset: int
+    nbytes: int
+    dtype: torch.dtype
+    shape: torch.Size
+
+    def view(self, buffer: torch.Tensor) -> torch.Tensor:
+        return buffer[self.offset : self.offset + self.nbytes].view(self.dtype).view(self.shape)
+
+
+@dataclass
+class _Block:
+    index: int
+    module: torch.nn.Module
+    tensors: list[_Tensor]
+    nbytes: int
+    host: torch.Tensor | None = None
+    device_copy: torch.Tensor | None = None
+    hooks: list = field(default_factory=list)
+
+    def bind(self, buffer: torch.Tensor) -> None:
+        for tensor in self.tensors:
+            tensor.parameter.data = tensor.view(buffer)
+
+
+@dataclass
+class _Slot:
+    buffer: torch.Tensor
+    block: int | None = None
+    ready: torch.cuda.Event | None = None
+    free: torch.cuda.Event | None = None
+
+
+DtypeFor = Callable[[str], torch.dtype]
+
+
+def _layout(index: int, prefix: str, module: torch.nn.Module, dtype_for: DtypeFor) -> _Block:
+    tensors, offset = [], 0
+    for name, parameter in module.named_parameters(recurse=True):
+        target = dtype_for(f"{prefix}{name}") if parameter.is_floating_point() else parameter.dtype
+        nbytes = parameter.numel() * torch.empty((), dtype=target).element_size()
+        tensors.append(_Tensor(f"{prefix}{name}", name, parameter, offset, nbytes, target, parameter.shape))
+        offset += align(nbytes)
+    return _Block(index, module, tensors, offset)
+
+
+def find_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """The repeated blocks in execution order: every direct ModuleList child, in definition order
+    (diffusers' transformers run their block lists in the order they define them)."""
+    blocks = []
+    for list_name, child in model.named_children():
+        if isinstance(child, torch.nn.ModuleList):
+            blocks += [(f"{list_name}.{i}.", block) for i, block in enumerate(child)]
+    return blocks
+
+
+class BlockStreamer:
+    """Installed on one model; `resident` says which block indices stay on the device."""
+
+    def __init__(self, model: torch.nn.Module, arena: HostArena, device: torch.device, dtype_for: DtypeFor, ring_slots: int = 2):
+        if ring_slots < 1:
+            raise ValueError("ring_slots must be at least 1")
+        self.model = model
+        self.arena = arena
+        self.device = torch.device(device)
+        self.ring_slots = ring_slots
+        self.blocks = [_layout(i, prefix, module, dtype_for) for i, (prefix, module) in enumerate(find_blocks(model))]
+        self.resident: set[int] = set()
+        self._order: list[int] = []
+        self._slots: list[_Slot] = []
+        self._consumed = 0  # blocks consumed since the ring was last synchronised
+        self._issued = 0
+        self._shift = 0
+        self._cuda = self.device.type == "cuda"
+        self._on_device = False
+        self._copy_stream = torch.cuda.Stream(self.device) if self._cuda else None
+        self._model_hook = None
+
+    # -- sizes ------------------------------------------------------------------------------------
+
+    @property
+    def block_bytes(self) -> list[int]:
+        return [block.nbytes for block in self.blocks]
+
+    @property
+    def host_bytes(self) -> int:
+        return sum(self.block_bytes)
+
+    def resident_bytes(self) -> int:
+        return sum(self.blocks[i].nbytes for i in self.resident)
+
+    def streamed_bytes_per_forward(self) -> int:
+        return sum(block.nbytes for block in self.blocks if block.index not in self.resident)
+
+    def ring_bytes(self) -> int:
+        streamed = [b.nbytes for b in self.blocks if b.index not in self.resident]
+        return self.ring_slots * max(streamed, default=0) if streamed else 0
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def fill_host(self, fill: Fill, threads: int = 8) -> None:
+        """Lay every block out in the arena and fill it (reads in parallel: page cache to arena is
+        memory-bound, one thread leaves most of the bandwidth unused); parameters then point at their host copy."""
+        self.arena.start_model(sum(block.nbytes for block in self.blocks))
+        work = []
+        for block in self.blocks:
+            block.host = self.arena.take(block.nbytes)
+            for tensor in block.tensors:
+                work.append((tensor.name, tensor.view(block.host)))
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for _ in pool.map(lambda item: fill(*item), work):
+                pass
+        for block in self.blocks:
+            for tensor in block.tensors:
+                # A fresh Parameter: the old one may live on the meta device, whose data cannot be swapped.
+                tensor.parameter = torch.nn.Parameter(tensor.view(block.host), requires_grad=False)
+                replace_parameter(block.module, tensor.local_name, tensor.parameter)
+
+    @torch.inference_mode(False)  # device buffers are refilled by hooks that may run outside inference mode
+    def place(self, resident: set[int], ring_slots: int | None = None) -> None:
+        """(Re)decide which blocks are resident; cheap to call again, the host copies stay where they are."""
+        self._uninstall_hooks()
+        self._synchronise()
+        if ring_slots is not None:
+            self.ring_slots = ring_slots
+        self.resident = set(resident)
+        for block in self.blocks:
+            if block.index in self.resident:
+                if block.device_copy is None:
+                    block.device_copy = torch.empty(block.nbytes, dtype=torch.uint8, device=self.device)
+                    block.device_copy.copy_(block.host)
+                block.bind(block.device_copy)
+            else:
+                block.device_copy = None
+                block.bind(block.host)
+            for buffer_name, buffer in block.module.named_buffers():
+                _set_buffer(block.module, buffer_name, buffer.to(self.device))
+        self._order = [block.index for block in self.blocks if block.index not in self.resident]
+        largest = max((self.blocks[i].nbytes for i in self._order), default=0)
+        self._slots = [_Slot(torch.empty(largest, dtype=torch.uint8, device=self.device)) for _ in range(self.ring_slots)] if self._order else []
+        for index in self._order:
+            block = self.blocks[index]
+            block.hooks = [
+                block.module.register_forward_pre_hook(lambda module, args, index=index: self._before_block(index)),
+                block.module.register_forward_hook(lambda module, args, output, index=index: self._after_block(index)),
+            ]
+        self._model_hook = self.model.register_forward_pre_hook(lambda module, args: self._before_forward())
+        self._consumed = self._issued = self._shift = 0
+        self._on_device = True
+        self._refill()
+
+    def offload(self) -> None:
+        """Give the device memory back (resident copies and ring) while other components run; the next
+        forward brings it back. Shaped like accelerate's offload hook, so it can sit in their chain."""
+        if self._on_device:
+            self._synchronise()
+            for block in self.blocks:
+                block.device_copy = None
+                block.bind(block.host)
+            for slot in self._slots:
+                slot.buffer = None
+            self._on_device = False
+
+    @torch.inference_mode(False)
+    def _onload(self) -> None:
+        for index in self.resident:
+            block = self.blocks[index]
+            block.device_copy = torch.empty(block.nbytes, dtype=torch.uint8, device=self.device)
+            block.device_copy.copy_(block.host, non_blocking=True)
+            block.bind(block.device_copy)
+        largest = max((self.blocks[i].nbytes for i in self._order), default=0)
+        for slot in self._slots:
+            slot.buffer = torch.empty(largest, dtype=torch.uint8, device=self.device)
+        self._on_device = True
+        if self._order:
+            self._resync(0)
+
+    def remove(self) -> None:
+        """Undo everything: hooks off, device memory dropped; parameters point at the host copies."""
+        self._uninstall_hooks()
+        self._synchronise()
+        for block in self.blocks:
+            block.device_copy = None
+            if block.host is not None:
+                block.bind(block.host)
+        self._slots = []
+        self._on_device = False
+
+    # -- the ring ---------------------------------------------------------------------------------
+
+    def _order_index(self, k: int) -> int:
+        return self._order[(k + self._shift) % len(self._order)]
+
+    def _refill(self) -> None:
+        while self._order and self._issued < self._consumed + len(self._slots):
+            self._issue(self._issued % len(self._slots), self._order_index(self._issued))
+            self._issued += 1
+
+    def _issue(self, slot_index: int, block_index: int) -> None:
+        slot, block = self._slots[slot_index], self.blocks[block_index]
+        target = slot.buffer[: block.nbytes]
+        if self._cuda:
+            with torch.cuda.stream(self._copy_stream):
+                if slot.free is not None:
+                    self._copy_stream.wait_event(slot.free)
+                target.copy_(block.host, non_blocking=True)
+                slot.ready = torch.cuda.Event()
+                slot.ready.record(self._copy_stream)
+        else:
+            target.copy_(block.host)
+        slot.block = block_index
+
+    def _resync(self, position: int) -> None:
+        """Start the ring again so that streamed position `position` is the next one consumed."""
+        self._synchronise()
+        for index in self._order:
+            self.blocks[index].bind(self.blocks[index].host)
+        self._shift = (position - self._consumed) % len(self._order)
+        self._issued = self._consumed
+        for slot in self._slots:
+            slot.block, slot.ready, slot.free = None, None, None
+        self._refill()
+
+    def _before_forward(self) -> None:
+        if not self._on_device:
+            self._onload()
+        elif self._order and self._order_index(self._consumed) != self._order[0]:
+            self._resync(0)
+
+    def _before_block(self, index: int) -> None:
+        slot = self._slots[self._consumed % len(self._slots)]
+        if slot.block != index:
+            self._resync(self._order.index(index))
+            slot = self._slots[self._consumed % len(self._slots)]
+        if self._cuda:
+            torch.cuda.current_stream(self.device).wait_event(slot.ready)
+        self.blocks[index].bind(slot.buffer)
+
+    def _after_block(self, index: int) -> None:
+        slot = self._slots[self._consumed % len(self._slots)]
+        if self._cuda:
+            slot.free = torch.cuda.Event()
+            slot.free.record(torch.cuda.current_stream(self.device))
+        self.blocks[index].bind(self.blocks[index].host)
+        self._consumed += 1
+        self._refill()
+
+    def _synchronise(self) -> None:
+        if self._cuda:
+            torch.cuda.synchronize(self.device)
+
+    def _uninstall_hooks(self) -> None:
+        for block in self.blocks:
+            for hook in block.hooks:
+                hook.remove()
+            block.hooks = []
+        if self._model_hook is not None:
+            self._model_hook.remove()
+            self._model_hook = None
+
+
+def replace_parameter(module: torch.nn.Module, dotted: str, parameter: torch.nn.Parameter) -> None:
+    owner_path, _, name = dotted.rpartition(".")
+    owner = module.get_submodule(owner_path) if owner_path else module
+    owner._parameters[name] = parameter
+
+
+def _set_buffer(module: torch.nn.Module, dotted: str, value: torch.Tensor) -> None:
+    owner_path, _, name = dotted.rpartition(".")
+    owner = module.get_submodule(owner_path) if owner_path else module
+    owner._buffers[name] = value

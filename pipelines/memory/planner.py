@@ -1,0 +1,122 @@
+"""How many transformer blocks stay resident, given the budget and the request; and whether a job fits.
+
+The device must hold, while the denoiser runs: the trunk (embeddings, norms), the resident blocks, the ring
+of streaming slots, and the activations of one block at this request's size. Everything else streams.
+Activations scale with tokens × the widest layer; the factor was measured on an H100 with full-size
+random-weight models (bench/bench_memory.py: peak minus weights, FLUX 1024² and Wan2.1-14B 832×480×81 both
+came out at 4.3–4.7 widest-layer tensors) and is rounded up for headroom.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GIB = 1024**3
+ACTIVATION_FACTOR = 6.0
+MIN_RING_SLOTS = 2
+
+
+@dataclass(frozen=True)
+class DenoiserShape:
+    """What the planner needs to know of a denoiser: its block sizes and widths (from the loaded model)."""
+
+    block_bytes: tuple[int, ...]
+    trunk_bytes: int
+    hidden_size: int
+    widest_layer: int
+    bytes_per_activation: int = 2
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One forward of the denoiser at the request's size: tokens per sample and samples per forward."""
+
+    tokens: int
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    resident: frozenset[int]
+    ring_slots: int
+    activation_bytes: int
+    resident_bytes: int
+    streamed_bytes: int
+    ring_bytes: int
+    trunk_bytes: int
+    usable_bytes: int
+    fits: bool
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def device_bytes(self) -> int:
+        return self.trunk_bytes + self.resident_bytes + self.ring_bytes + self.activation_bytes
+
+    def describe(self) -> str:
+        return (
+            f"{self.resident_bytes / GIB:.2f} GiB of blocks resident ({len(self.resident)} blocks), "
+            f"{self.streamed_bytes / GIB:.2f} GiB streamed per step through {self.ring_slots} slots, "
+            f"{self.activation_bytes / GIB:.2f} GiB reserved for activations"
+        )
+
+
+def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2) -> DenoiserShape:
+    """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan all describe their width
+    as heads × head size; the feed-forward is 4× wide unless the config says otherwise)."""
+    config = model.config
+    hidden = config.num_attention_heads * config.attention_head_dim
+    widest = getattr(config, "ffn_dim", None) or 4 * hidden
+    total = sum(p.numel() * p.element_size() for p in model.parameters())
+    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes)
+
+
+def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
+    widest = max(shape.hidden_size, shape.widest_layer)
+    return int(ACTIVATION_FACTOR * workload.tokens * widest * shape.bytes_per_activation * workload.batch)
+
+
+def spread(count: int, total: int) -> list[int]:
+    """`count` indices spread evenly over `total` positions: resident blocks interleaved with streamed
+    ones keep the copy engine busy all through the forward instead of idling during a resident run."""
+    if count <= 0:
+        return []
+    if count >= total:
+        return list(range(total))
+    return sorted({int(i * total / count) for i in range(count)})
+
+
+def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, ring_slots: int = MIN_RING_SLOTS,
+                demote: int = 0) -> BlockPlan:
+    """The most resident blocks that fit. `demote` keeps that many fewer (the step down after an OOM)."""
+    blocks = shape.block_bytes
+    activations = activation_bytes(shape, workload)
+    total = len(blocks)
+    best = None
+    for count in range(total, -1, -1):
+        resident = spread(count, total)
+        streamed = [blocks[i] for i in range(total) if i not in set(resident)]
+        ring = ring_slots * max(streamed, default=0)
+        resident_bytes = sum(blocks[i] for i in resident)
+        if shape.trunk_bytes + resident_bytes + ring + activations <= usable_bytes:
+            best = count
+            break
+    fits = best is not None
+    count = max((best or 0) - demote, 0)
+    resident = frozenset(spread(count, total))
+    streamed = [blocks[i] for i in range(total) if i not in resident]
+    ring = ring_slots * max(streamed, default=0) if streamed else 0
+    notes = ()
+    if not fits:
+        notes = (f"needs {(shape.trunk_bytes + ring_slots * max(blocks) + activations) / GIB:.2f} GiB on the device even with every block streamed",)
+    return BlockPlan(
+        resident=resident,
+        ring_slots=ring_slots if streamed else 0,
+        activation_bytes=activations,
+        resident_bytes=sum(blocks[i] for i in resident),
+        streamed_bytes=sum(streamed),
+        ring_bytes=ring,
+        trunk_bytes=shape.trunk_bytes,
+        usable_bytes=usable_bytes,
+        fits=fits,
+        notes=notes,
+    )

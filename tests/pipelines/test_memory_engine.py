@@ -1,0 +1,152 @@
+"""The memory engine without a GPU: the planner's decisions for given budgets, admission, recovery after an
+out-of-memory, and streamed placements that give the resident output exactly."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+from pipelines.errors import NotEnoughMemory
+from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.jobs import Job
+from pipelines.manager import ModelManager
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed
+from pipelines.memory.planner import GIB, DenoiserShape, Workload, activation_bytes, plan_blocks, spread
+from pipelines.memory.weights_file import WeightsFile
+from pipelines.model_store import ModelStore
+from pipelines.outputs import OutputStore
+
+MB = 1_000_000
+
+# Wan2.1-14B as the planner sees it: 40 blocks of 0.70 GB, 0.47 GB of trunk, width 5120, FFN 13824.
+WAN14B = DenoiserShape(tuple([702_000_000] * 40), 465_000_000, 5120, 13824)
+FLUX = DenoiserShape(tuple([680_000_000] * 19 + [283_000_000] * 38), 128_000_000, 3072, 12288)
+
+
+def test_a_bigger_budget_keeps_more_blocks_resident():
+    workload = Workload(4608)
+    resident = [len(plan_blocks(FLUX, workload, int(gib * GIB)).resident) for gib in (4, 7.25, 12, 22.5, 40)]
+    assert resident == sorted(resident) and resident[0] < resident[-1] == 57
+    assert plan_blocks(FLUX, workload, 40 * GIB).streamed_bytes == 0
+
+
+def test_the_plan_fits_its_budget_and_streams_the_rest():
+    plan = plan_blocks(FLUX, Workload(4608), int(7.25 * GIB))
+    assert plan.fits and plan.device_bytes <= 7.25 * GIB
+    assert plan.resident_bytes + plan.streamed_bytes == sum(FLUX.block_bytes)
+    assert plan.ring_bytes == 2 * 680_000_000, "the ring holds the largest streamed block"
+
+
+def test_bigger_requests_reserve_more_activation_memory_and_keep_fewer_blocks():
+    small = plan_blocks(WAN14B, Workload(21 * 30 * 52 // 4), 24 * GIB)
+    large = plan_blocks(WAN14B, Workload(21 * 30 * 52), 24 * GIB)
+    assert large.activation_bytes > small.activation_bytes
+    assert len(large.resident) < len(small.resident)
+    assert activation_bytes(WAN14B, Workload(1000, batch=2)) == 2 * activation_bytes(WAN14B, Workload(1000))
+
+
+def test_a_request_that_cannot_fit_even_fully_streamed_is_refused_by_the_planner():
+    plan = plan_blocks(WAN14B, Workload(21 * 60 * 104), int(7.25 * GIB))
+    assert not plan.fits and "even with every block streamed" in plan.notes[0]
+
+
+def test_resident_blocks_are_spread_through_the_forward():
+    assert spread(4, 40) == [0, 10, 20, 30]
+    assert spread(0, 10) == [] and spread(12, 10) == list(range(10))
+
+
+def test_stepping_down_keeps_fewer_blocks_resident():
+    workload = Workload(4608)
+    plan = plan_blocks(FLUX, workload, 12 * GIB)
+    leaner = plan_blocks(FLUX, workload, 12 * GIB, demote=len(plan.resident) // 4)
+    assert len(leaner.resident) == len(plan.resident) - len(plan.resident) // 4 and leaner.fits
+
+
+def test_weights_are_read_into_our_buffer_and_a_truncated_file_is_named(demo_models_dir, tmp_path):
+    folder = demo_models_dir / "demo" / "demo-sd3" / "transformer"
+    weights = WeightsFile(folder)
+    name = next(iter(weights.locations))
+    expected = SD3Transformer2DModel.from_pretrained(folder).state_dict()[name]
+    assert torch.equal(weights.read(name), expected)
+    (tmp_path / "config.json").write_bytes((folder / "config.json").read_bytes())
+    data = (folder / "diffusion_pytorch_model.safetensors").read_bytes()
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match="truncated"):
+        truncated = WeightsFile(tmp_path)
+        for key in truncated.locations:
+            truncated.read(key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("transformer_class, model_id", [(SD3Transformer2DModel, "demo-sd3"), (FluxTransformer2DModel, "demo-flux")])
+def test_streamed_blocks_give_the_resident_output_exactly(demo_models_dir, transformer_class, model_id, dtype):
+    folder = demo_models_dir / "demo" / model_id / "transformer"
+    reference = transformer_class.from_pretrained(folder, dtype=dtype)
+    generator = torch.Generator().manual_seed(0)
+    if transformer_class is SD3Transformer2DModel:
+        inputs = dict(hidden_states=torch.randn(2, 16, 32, 32, generator=generator), encoder_hidden_states=torch.randn(2, 20, 64, generator=generator),
+                      pooled_projections=torch.randn(2, 64, generator=generator), timestep=torch.tensor([10, 10]))
+    else:
+        inputs = dict(hidden_states=torch.randn(1, 256, 64, generator=generator), encoder_hidden_states=torch.randn(1, 20, 32, generator=generator),
+                      pooled_projections=torch.randn(1, 32, generator=generator), timestep=torch.tensor([0.5]),
+                      img_ids=torch.zeros(256, 3), txt_ids=torch.zeros(20, 3), guidance=torch.tensor([3.5]))
+    inputs = {k: v.to(dtype) if v.is_floating_point() and k not in ("img_ids", "txt_ids") else v for k, v in inputs.items()}
+    with torch.no_grad():
+        expected = reference(**inputs, return_dict=False)[0]
+    arena = HostArena(pinned=False)
+    for resident in (set(), {0}, {1}, {0, 1}):
+        model, streamer = load_streamed(transformer_class, folder, torch.device("cpu"), dtype, arena)
+        streamer.place(resident)
+        for _ in range(2):  # the ring carries over from one forward to the next
+            with torch.no_grad():
+                assert torch.equal(model(**inputs, return_dict=False)[0], expected)
+
+
+def tight_preset(presets, usable_mb: float):
+    return replace(presets["8gb-laptop"], vram_budget_gb=usable_mb * MB / GIB, vram_reserve_gb=0.0)
+
+
+def test_a_tight_preset_streams_part_of_the_model_and_the_image_is_unchanged(big_sd3_models_dir, presets, tmp_path):
+    request = ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=3)
+    outputs = OutputStore(tmp_path)
+    resident = ModelManager(ModelStore(big_sd3_models_dir, offline=True), presets["cpu"])
+    expected = np.asarray(__import__("PIL.Image").Image.open(generate_image(request, resident, outputs, Job()).outputs[0].path))
+    resident.unload()
+    tight = ModelManager(ModelStore(big_sd3_models_dir, offline=True), tight_preset(presets, 300))
+    result = generate_image(request, tight, outputs, Job())
+    plan = tight.status().block_plan
+    assert plan.fits and 0 < len(plan.resident) < 12 and plan.streamed_bytes > 0
+    actual = np.asarray(__import__("PIL.Image").Image.open(result.outputs[0].path))
+    assert np.array_equal(actual, expected)
+
+
+def test_admission_refuses_a_job_that_cannot_fit_and_names_the_memory(demo_models_dir, presets, tmp_path):
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), tight_preset(presets, 1.0))
+    with pytest.raises(NotEnoughMemory) as refused:
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, width=1024, height=1024), manager, OutputStore(tmp_path), Job())
+    assert "GiB of GPU memory" in str(refused.value) and "allows" in str(refused.value)
+    assert not list(tmp_path.rglob("*.png"))
+
+
+def test_an_out_of_memory_mid_job_steps_down_retries_and_still_delivers(demo_models_dir, presets, tmp_path, monkeypatch):
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
+    request = ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=9)
+    expected = generate_image(request, manager, OutputStore(tmp_path / "a"), Job()).outputs[0].path
+    calls = {"n": 0}
+    original = SD3Transformer2DModel.forward
+
+    def fails_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SD3Transformer2DModel, "forward", fails_once)
+    result = generate_image(request, manager, OutputStore(tmp_path / "b"), Job())
+    assert len(result.outputs) == 1 and calls["n"] > 2
+    assert manager.status().model_id == "demo-sd3"
+    image = __import__("PIL.Image").Image
+    assert np.array_equal(np.asarray(image.open(result.outputs[0].path)), np.asarray(image.open(expected)))
