@@ -23,6 +23,10 @@ def status_dict(context: AppContext) -> dict:
         "resident_model_name": status.model_name,
         "demo": status.demo,
         "plan": status.plan.describe() if status.plan else None,
+        "denoiser_plan": status.block_plan.describe() if status.block_plan else None,
+        "denoiser_resident_gb": round(status.block_plan.resident_bytes / 1e9, 2) if status.block_plan else None,
+        "denoiser_streamed_gb_per_step": round(status.block_plan.streamed_bytes / 1e9, 2) if status.block_plan else None,
+        "storage_dtype": status.plan.dtype if status.plan else None,
         "load_seconds": round(status.load_seconds, 2) if status.load_seconds is not None else None,
         "vram_allocated_gb": round(memory.vram_allocated_bytes / GIB, 2),
         "vram_reserved_gb": round(memory.vram_reserved_bytes / GIB, 2),
@@ -37,6 +41,11 @@ def status_dict(context: AppContext) -> dict:
 def status_line(context: AppContext) -> str:
     status = status_dict(context)
     loaded = status["resident_model_name"] or "no model loaded"
+    if status["denoiser_plan"]:
+        loaded += (
+            f" ({status['denoiser_resident_gb']:.1f} GB resident, {status['denoiser_streamed_gb_per_step']:.1f} GB streamed "
+            f"per step, {status['storage_dtype']})"
+        )
     vram = f"VRAM {status['vram_reserved_gb']:.1f}/{status['vram_total_gb']:.1f} GB · " if status["vram_total_gb"] else ""
     return f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
 

@@ -93,6 +93,8 @@ def test_the_preset_can_be_changed_from_a_script(client):
         client.predict(prompt="a fox", model="demo-sd3", steps=1, seed=1, api_name="/generate_image")
         status = client.predict(api_name="/status")
         assert status["preset"] == "8gb-laptop" and "offload" in status["plan"]
+        assert status["denoiser_resident_gb"] >= 0 and status["denoiser_streamed_gb_per_step"] == 0.0
+        assert "streamed per step" in status["denoiser_plan"] and status["storage_dtype"] == "float32"
     finally:
         client.predict("cpu", api_name="/set_preset")
 

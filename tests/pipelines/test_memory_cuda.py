@@ -82,3 +82,33 @@ def test_the_pinned_arena_locks_exactly_what_it_holds_and_copies_asynchronously(
     view = arena.take(2**30)
     assert view.is_pinned()
     arena.free()
+
+
+def test_the_app_gives_the_same_image_on_every_preset_within_its_budget(big_sd3_models_dir, presets, tmp_path):
+    from dataclasses import replace
+
+    import numpy as np
+    from PIL import Image
+
+    from pipelines.image_runner import ImageRequest, generate_image
+    from pipelines.jobs import Job
+    from pipelines.manager import ModelManager
+    from pipelines.model_store import ModelStore
+    from pipelines.outputs import OutputStore
+
+    request = ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=5)
+    tight = replace(presets["8gb-laptop"], vram_budget_gb=160e6 / 2**30, vram_reserve_gb=0.0)
+    images, plans = [], []
+    for preset in (presets["24gb"], presets["8gb-laptop"], tight):
+        manager = ModelManager(ModelStore(big_sd3_models_dir, offline=True), preset)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+        saved = generate_image(request, manager, OutputStore(tmp_path), Job()).outputs[0]
+        peak = torch.cuda.max_memory_allocated() - baseline
+        assert peak <= preset.usable_vram_bytes, f"{preset.id}: peak {peak / 1e6:.0f} MB over {preset.usable_vram_bytes / 1e6:.0f} MB"
+        images.append(np.asarray(Image.open(saved.path)))
+        plans.append(manager.status().block_plan)
+        manager.unload()
+    assert plans[0].streamed_bytes == 0 and plans[2].streamed_bytes > 0
+    assert all(np.array_equal(image, images[0]) for image in images)
