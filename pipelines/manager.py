@@ -254,7 +254,7 @@ class ModelManager:
         """Drop the loaded model. The pinned arena stays for a next model that needs at least half of it
         (re-pinning costs seconds); otherwise, and always when it is not pinned, its RAM goes back too."""
         arena = self._arena
-        if arena is not None and not (arena.pinned and arena.capacity_bytes // 2 <= next_denoiser_bytes <= arena.capacity_bytes):
+        if arena is not None and not (arena.pinned and arena.capacity_bytes // 2 <= next_denoiser_bytes <= 0.95 * arena.capacity_bytes):
             arena.free()
             self._arena = None
         loaded, self._loaded = self._loaded, None

@@ -134,7 +134,7 @@ class BlockStreamer:
     def fill_host(self, fill: Fill, threads: int = 8) -> None:
         """Lay every block out in the arena and fill it (reads in parallel: page cache to arena is
         memory-bound, one thread leaves most of the bandwidth unused); parameters then point at their host copy."""
-        self.arena.start_model(sum(block.nbytes for block in self.blocks))
+        self.arena.start_model([block.nbytes for block in self.blocks])
         work = []
         for block in self.blocks:
             block.host = self.arena.take(block.nbytes)

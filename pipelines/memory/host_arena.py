@@ -1,20 +1,23 @@
-"""One host buffer for streamed weights: pinned once, reused by every model that follows.
+"""One host store for streamed weights: pinned once, reused by every model that follows.
 
 Pinning is slow (page-locking gigabytes costs seconds) and a second pinned copy of a model is what makes
 other tools need 2× RAM; the arena is allocated on first need, grows only when a bigger model arrives,
-and each load just lays its blocks out from offset 0 again.
+and each load lays its blocks out again from the start.
+
+PyTorch's pinned allocator rounds every allocation up to a power of two (one 24 GB buffer would lock
+32 GB), and memory pinned any other way is not seen as pinned by `copy_`, which then blocks the host on
+every copy. So the arena is a few pinned chunks whose sizes are exact powers of two, each a multiple of
+the largest block, and blocks are laid out so that none straddles two chunks.
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import time
 
 import torch
 
 log = logging.getLogger(__name__)
-PAGE = mmap.PAGESIZE
 ALIGNMENT = 256  # bytes; keeps every tensor view aligned for DMA and vectorised kernels
 
 
@@ -22,63 +25,75 @@ def align(nbytes: int) -> int:
     return (nbytes + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
+def _power_of_two_at_least(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _layout_fits(chunk_sizes: list[int], block_sizes: list[int]) -> bool:
+    chunk, used = 0, 0
+    for size in block_sizes:
+        size = align(size)
+        while chunk < len(chunk_sizes) and used + size > chunk_sizes[chunk]:
+            chunk, used = chunk + 1, 0
+        if chunk == len(chunk_sizes):
+            return False
+        used += size
+    return True
+
+
+def pinned_chunk_sizes(block_sizes: list[int]) -> list[int]:
+    """Power-of-two chunk sizes, largest first, that hold `block_sizes` laid out in order."""
+    if not block_sizes:
+        return []
+    unit = _power_of_two_at_least(max(align(size) for size in block_sizes))
+    units = -(-sum(align(size) for size in block_sizes) // unit)
+    chunks = [unit << bit for bit in range(units.bit_length()) if units >> bit & 1][::-1]
+    while not _layout_fits(chunks, block_sizes):
+        chunks.append(unit)
+    return chunks
+
+
 class HostArena:
     def __init__(self, pinned: bool):
         self.pinned = pinned
-        self._buffer: torch.Tensor | None = None
-        self._raw: torch.Tensor | None = None
-        self._used = 0
+        self._chunks: list[torch.Tensor] = []
+        self._chunk = 0
+        self._offset = 0
 
     @property
     def capacity_bytes(self) -> int:
-        return 0 if self._buffer is None else self._buffer.numel()
+        return sum(chunk.numel() for chunk in self._chunks)
 
     @property
     def used_bytes(self) -> int:
-        return self._used
+        return sum(chunk.numel() for chunk in self._chunks[: self._chunk]) + self._offset
 
     @torch.inference_mode(False)  # ordinary tensors: they are written to later, outside any inference block
-    def start_model(self, total_bytes: int) -> None:
-        """Make room for a model's `total_bytes` of streamed weights, reusing the buffer when it is big enough."""
-        self._used = 0
-        if self.capacity_bytes >= total_bytes:
+    def start_model(self, block_sizes: list[int]) -> None:
+        """Make room for a model's blocks, in order, reusing the chunks already there when they suffice."""
+        self._chunk = self._offset = 0
+        if _layout_fits([chunk.numel() for chunk in self._chunks], block_sizes):
             return
-        self.free()  # the smaller buffer goes before the bigger one is taken
+        self.free()  # the smaller arena goes before the bigger one is taken
+        sizes = pinned_chunk_sizes(block_sizes) if self.pinned else [sum(align(size) for size in block_sizes)]
         started = time.monotonic()
-        if self.pinned:
-            # Not pin_memory=True: PyTorch's pinned allocator rounds each block up to a power of two, so a
-            # 24 GB model would lock 32 GB. Registering our own allocation locks exactly what we use; only
-            # whole pages inside it, so two arenas never register the same page.
-            size = (total_bytes + PAGE - 1) // PAGE * PAGE
-            self._raw = torch.empty(size + PAGE, dtype=torch.uint8)
-            start = -self._raw.data_ptr() % PAGE
-            self._buffer = self._raw[start : start + size]
-            status = torch.cuda.cudart().cudaHostRegister(self._buffer.data_ptr(), size, 0)
-            if int(status) != 0:
-                self._buffer = self._raw = None
-                raise MemoryError(f"could not pin {total_bytes / 1e9:.1f} GB of host memory (CUDA error {int(status)})")
-        else:
-            self._buffer = torch.empty(total_bytes, dtype=torch.uint8)
-        log.info("host arena: %.2f GB %s in %.2f s", total_bytes / 1e9, "pinned" if self.pinned else "pageable", time.monotonic() - started)
+        self._chunks = [torch.empty(size, dtype=torch.uint8, pin_memory=self.pinned) for size in sizes]
+        log.info(
+            "host arena: %.2f GB in %d %s chunk(s) in %.2f s",
+            sum(sizes) / 1e9, len(sizes), "pinned" if self.pinned else "pageable", time.monotonic() - started,
+        )
 
     def take(self, nbytes: int) -> torch.Tensor:
-        """The next `nbytes` (aligned) of the arena, as a uint8 view."""
-        start, end = self._used, self._used + align(nbytes)
-        if end > self.capacity_bytes:
-            raise MemoryError(f"host arena overflow: need {end} bytes, have {self.capacity_bytes}")
-        self._used = end
-        return self._buffer[start : start + nbytes]
-
-    def release(self) -> None:
-        """Forget the current model's layout; the memory stays allocated (and pinned) for the next one."""
-        self._used = 0
+        """The next `nbytes` of the arena as a uint8 view, never straddling two chunks."""
+        size = align(nbytes)
+        while self._chunk < len(self._chunks) and self._offset + size > self._chunks[self._chunk].numel():
+            self._chunk, self._offset = self._chunk + 1, 0
+        if self._chunk == len(self._chunks):
+            raise MemoryError(f"host arena overflow: no room for {nbytes} bytes in {self.capacity_bytes} bytes")
+        view = self._chunks[self._chunk][self._offset : self._offset + nbytes]
+        self._offset += size
+        return view
 
     def free(self) -> None:
-        if self._buffer is not None and self.pinned:
-            torch.cuda.cudart().cudaHostUnregister(self._buffer.data_ptr())
-        self._buffer = self._raw = None
-        self._used = 0
-
-    def __del__(self):
-        # Memory returned to malloc while still registered would make the next registration fail.
-        self.free()
+        self._chunks = []
+        self._chunk = self._offset = 0

@@ -76,11 +76,12 @@ def test_the_pinned_arena_locks_exactly_what_it_holds_and_copies_asynchronously(
 
     arena = HostArena(pinned=True)
     before = process_rss_bytes()
-    arena.start_model(3 * 2**30 + 12345)
+    blocks = [700_000_000] * 7  # 4.9 GB: a single pinned buffer would lock 8 GiB
+    arena.start_model(blocks)
     grown = process_rss_bytes() - before
-    assert grown < 3.3 * 2**30, f"pinning 3 GiB grew RSS by {grown / 2**30:.2f} GiB"
-    view = arena.take(2**30)
-    assert view.is_pinned()
+    assert grown < 1.15 * sum(blocks), f"pinning {sum(blocks) / 1e9:.1f} GB grew RSS by {grown / 1e9:.2f} GB"
+    views = [arena.take(size) for size in blocks]
+    assert all(view.is_pinned() for view in views)
     arena.free()
 
 
@@ -97,7 +98,7 @@ def test_the_app_gives_the_same_image_on_every_preset_within_its_budget(big_sd3_
     from pipelines.outputs import OutputStore
 
     request = ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=5)
-    tight = replace(presets["8gb-laptop"], vram_budget_gb=160e6 / 2**30, vram_reserve_gb=0.0)
+    tight = replace(presets["8gb-laptop"], vram_budget_gb=260e6 / 2**30, vram_reserve_gb=0.0)
     images, plans = [], []
     for preset in (presets["24gb"], presets["8gb-laptop"], tight):
         manager = ModelManager(ModelStore(big_sd3_models_dir, offline=True), preset)

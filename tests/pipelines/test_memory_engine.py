@@ -14,7 +14,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
-from pipelines.memory.planner import GIB, DenoiserShape, Workload, activation_bytes, plan_blocks, spread
+from pipelines.memory.planner import GIB, WORKSPACE_BYTES, DenoiserShape, Workload, activation_bytes, plan_blocks, spread
 from pipelines.memory.weights_file import WeightsFile
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore
@@ -45,12 +45,37 @@ def test_bigger_requests_reserve_more_activation_memory_and_keep_fewer_blocks():
     large = plan_blocks(WAN14B, Workload(21 * 30 * 52), 24 * GIB)
     assert large.activation_bytes > small.activation_bytes
     assert len(large.resident) < len(small.resident)
-    assert activation_bytes(WAN14B, Workload(1000, batch=2)) == 2 * activation_bytes(WAN14B, Workload(1000))
+    single = activation_bytes(WAN14B, Workload(1000)) - WORKSPACE_BYTES
+    assert activation_bytes(WAN14B, Workload(1000, batch=2)) - WORKSPACE_BYTES == 2 * single
 
 
 def test_a_request_that_cannot_fit_even_fully_streamed_is_refused_by_the_planner():
     plan = plan_blocks(WAN14B, Workload(21 * 60 * 104), int(7.25 * GIB))
     assert not plan.fits and "even with every block streamed" in plan.notes[0]
+
+
+def test_pinned_chunks_are_powers_of_two_that_hold_every_block_without_straddling():
+    from pipelines.memory.host_arena import _layout_fits, pinned_chunk_sizes
+
+    for blocks in ([680_000_000] * 19 + [283_000_000] * 38, [702_000_000] * 40, [97_792, 152_576] * 6, [5]):
+        chunks = pinned_chunk_sizes(blocks)
+        assert all(size & (size - 1) == 0 for size in chunks)
+        assert _layout_fits(chunks, blocks)
+        assert sum(chunks) <= 1.1 * sum(blocks) + max(chunks[-1], 2**20), "little is locked beyond the weights"
+
+
+def test_the_arena_is_reused_for_a_model_that_fits_and_hands_out_separate_views():
+    arena = HostArena(pinned=False)
+    arena.start_model([1000, 3000])
+    first = [arena.take(1000), arena.take(3000)]
+    first[0].fill_(1)
+    first[1].fill_(2)
+    assert int(first[0].sum()) == 1000 and arena.used_bytes >= 4000
+    capacity = arena.capacity_bytes
+    arena.start_model([2000])
+    assert arena.capacity_bytes == capacity and arena.used_bytes == 0
+    with pytest.raises(MemoryError):
+        arena.take(10_000)
 
 
 def test_resident_blocks_are_spread_through_the_forward():
