@@ -293,10 +293,11 @@ def main() -> None:
                 if row["model"] == name and row["mode"] != "resident" and reference.exists() and "error" not in row:
                     same = torch.equal(torch.load(reference), torch.load(folder / f"output-{row['mode']}.pt"))
                     row["equal_to_resident"] = "yes" if same else "no"
-    text = table(rows, bandwidth, args)
+        # Written after every model, so a long run that is cut short keeps what it measured.
+        text = table(rows, bandwidth, args)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
     print(text)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":
