@@ -113,6 +113,11 @@ def write_random_weights(name: str, folder: Path, smoke: bool) -> int:
 
 
 def peak_rss_bytes() -> int:
+    """This process's peak RSS. Not getrusage: its ru_maxrss survives exec, so a worker would report the
+    parent's peak (the parent held the random weights while writing them)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
