@@ -20,10 +20,6 @@ class Job:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
     def report(self, fraction: float, description: str) -> None:
         if self._on_progress is not None:
             self._on_progress(min(max(fraction, 0.0), 1.0), description)

@@ -85,9 +85,6 @@ class ModelStore:
             return True
         return self.find_local(spec) is not None
 
-    def any_real_model_on_disk(self) -> bool:
-        return any(self.is_on_disk(spec) for spec in MODELS if not spec.demo)
-
     # -- getting things ---------------------------------------------------------------------------
 
     def ensure(self, spec: ModelSpec, on_progress: ProgressCallback | None = None) -> ModelFiles:

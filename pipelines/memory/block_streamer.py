@@ -115,20 +115,6 @@ class BlockStreamer:
     def block_bytes(self) -> list[int]:
         return [block.nbytes for block in self.blocks]
 
-    @property
-    def host_bytes(self) -> int:
-        return sum(self.block_bytes)
-
-    def resident_bytes(self) -> int:
-        return sum(self.blocks[i].nbytes for i in self.resident)
-
-    def streamed_bytes_per_forward(self) -> int:
-        return sum(block.nbytes for block in self.blocks if block.index not in self.resident)
-
-    def ring_bytes(self) -> int:
-        streamed = [b.nbytes for b in self.blocks if b.index not in self.resident]
-        return self.ring_slots * max(streamed, default=0) if streamed else 0
-
     # -- set-up -----------------------------------------------------------------------------------
 
     def fill_host(self, fill: Fill, threads: int = 8) -> None:
@@ -207,17 +193,6 @@ class BlockStreamer:
         self._on_device = True
         if self._order:
             self._resync(0)
-
-    def remove(self) -> None:
-        """Undo everything: hooks off, device memory dropped; parameters point at the host copies."""
-        self._uninstall_hooks()
-        self._synchronise()
-        for block in self.blocks:
-            block.device_copy = None
-            if block.host is not None:
-                block.bind(block.host)
-        self._slots = []
-        self._on_device = False
 
     # -- the ring ---------------------------------------------------------------------------------
 

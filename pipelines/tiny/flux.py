@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextModel
 
 from pipelines.tiny import tokenizers
-from pipelines.tiny.sd3 import LATENT_CHANNELS, tiny_t5, tiny_vae
+from pipelines.tiny.sd3 import LATENT_CHANNELS, clip_config, tiny_t5, tiny_vae
 
 
 def tiny_transformer(seed: int) -> FluxTransformer2DModel:
@@ -30,18 +30,7 @@ def tiny_transformer(seed: int) -> FluxTransformer2DModel:
 
 def tiny_clip(seed: int) -> CLIPTextModel:
     torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=tokenizers.CLIP_VOCAB_SIZE,
-        hidden_act="gelu",
-    )
-    return CLIPTextModel(config)
+    return CLIPTextModel(clip_config())
 
 
 def build(folder: Path, seed: int) -> None:

@@ -33,9 +33,9 @@ def tiny_vae() -> AutoencoderKL:
     )
 
 
-def tiny_clip(seed: int) -> CLIPTextModelWithProjection:
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
+def clip_config(**extra) -> CLIPTextConfig:
+    """A 2-layer CLIP text encoder over the character tokenizer (its end token is also its pad token)."""
+    return CLIPTextConfig(
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
@@ -45,9 +45,13 @@ def tiny_clip(seed: int) -> CLIPTextModelWithProjection:
         num_hidden_layers=2,
         vocab_size=tokenizers.CLIP_VOCAB_SIZE,
         hidden_act="gelu",
-        projection_dim=32,
+        **extra,
     )
-    return CLIPTextModelWithProjection(config)
+
+
+def tiny_clip(seed: int) -> CLIPTextModelWithProjection:
+    torch.manual_seed(seed)
+    return CLIPTextModelWithProjection(clip_config(projection_dim=32))
 
 
 def tiny_t5(seed: int, d_model: int) -> T5EncoderModel:
