@@ -227,7 +227,7 @@ def run_mode(args, name: str, folder: Path, mode: str) -> dict:
 def table(rows: list[dict], bandwidth: dict, args) -> str:
     pinned = bandwidth["pinned_gbps"]
     lines = [
-        "| model | mode | s / forward | × limit | peak VRAM GiB | peak RSS GB | set-up s (first load with pinning) | first forward s | resident / streamed GB | output = resident |",
+        "| model | mode | s / forward | × limit | peak VRAM GiB (allocated; planned) | peak RSS GB | set-up s (first load with pinning) | first forward s | resident / streamed GB | output = resident |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     by_model: dict[str, dict[str, dict]] = {}
@@ -246,9 +246,11 @@ def table(rows: list[dict], bandwidth: dict, args) -> str:
                 split = f"{row['resident_gb']:.1f} / {row['streamed_gb']:.1f}"
             if mode != "resident":
                 same = row.get("equal_to_resident", "")
-            arena = f" (+{row['arena_s']:.1f})" if row.get("arena_s") else ""
+            arena = f" ({row['arena_s']:.1f})" if row.get("arena_s") else ""
+            vram = f"{row['peak_vram_gib']:.2f} ({row['peak_alloc_gib']:.2f}"
+            vram += f"; {row['predicted_peak_gib']:.2f})" if "predicted_peak_gib" in row else ")"
             lines.append(
-                f"| {MODELS[name]['title']} | {mode} | {row['forward_s']:.3f} | {limit_text} | {row['peak_vram_gib']:.2f} | "
+                f"| {MODELS[name]['title']} | {mode} | {row['forward_s']:.3f} | {limit_text} | {vram} | "
                 f"{row['peak_rss_gb']:.1f} | {row['setup_s']:.1f}{arena} | {row['first_forward_s']:.2f} | {split} | {same} |"
             )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (smoke run)"
