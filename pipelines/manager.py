@@ -135,7 +135,8 @@ class ModelManager:
                 f"block streamed ({plan.activation_bytes / GIB:.1f} GiB of it for activations); the {self._preset.label} "
                 f"preset allows {usable / GIB:.1f} GiB. Use a smaller size or batch."
             )
-        if plan.resident != loaded.streamer.resident or loaded.block_plan is None or plan.ring_slots != loaded.streamer.ring_slots:
+        applied = loaded.block_plan
+        if applied is None or (applied.resident, applied.ring_slots) != (plan.resident, plan.ring_slots):
             loaded.streamer.place(set(plan.resident), ring_slots=max(plan.ring_slots, 1))
         loaded.block_plan = plan
 
