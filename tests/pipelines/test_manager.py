@@ -65,8 +65,9 @@ def test_swap_returns_the_previous_models_ram(big_sd3_models_dir, presets, prese
     assert after_swap < 0.15 * model_bytes, f"{after_swap / 1e6:.0f} MB still held after the swap"
 
 
-def test_a_corrupt_weights_file_fails_clearly_and_leaves_nothing_loaded(models_dir, presets):
-    manager = make_manager(models_dir, presets["cpu"])
+@pytest.mark.parametrize("preset_id", ["cpu", "8gb-laptop"])  # diffusers' loader, and the memory engine's
+def test_a_corrupt_weights_file_fails_clearly_and_leaves_nothing_loaded(models_dir, presets, preset_id):
+    manager = make_manager(models_dir, presets[preset_id])
     with manager.use("demo-flux"):
         pass
     weights = models_dir / "demo" / "demo-sd3" / "transformer" / "diffusion_pytorch_model.safetensors"
