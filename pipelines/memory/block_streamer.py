@@ -58,7 +58,7 @@ class _Block:
 
 @dataclass
 class _Slot:
-    buffer: torch.Tensor
+    buffer: torch.Tensor | None  # None while the streamer is offloaded
     block: int | None = None
     ready: torch.cuda.Event | None = None
     free: torch.cuda.Event | None = None
@@ -144,19 +144,13 @@ class BlockStreamer:
             self.ring_slots = ring_slots
         self.resident = set(resident)
         for block in self.blocks:
-            if block.index in self.resident:
-                if block.device_copy is None:
-                    block.device_copy = torch.empty(block.nbytes, dtype=torch.uint8, device=self.device)
-                    block.device_copy.copy_(block.host)
-                block.bind(block.device_copy)
-            else:
+            if block.index not in self.resident:
                 block.device_copy = None
                 block.bind(block.host)
             for buffer_name, buffer in block.module.named_buffers():
-                _set_buffer(block.module, buffer_name, buffer.to(self.device))
+                set_buffer(block.module, buffer_name, buffer.to(self.device))
         self._order = [block.index for block in self.blocks if block.index not in self.resident]
-        largest = max((self.blocks[i].nbytes for i in self._order), default=0)
-        self._slots = [_Slot(torch.empty(largest, dtype=torch.uint8, device=self.device)) for _ in range(self.ring_slots)] if self._order else []
+        self._slots = [_Slot(None) for _ in range(self.ring_slots)] if self._order else []
         for index in self._order:
             block = self.blocks[index]
             block.hooks = [
@@ -164,9 +158,8 @@ class BlockStreamer:
                 block.module.register_forward_hook(lambda module, args, output, index=index: self._after_block(index)),
             ]
         self._model_hook = self.model.register_forward_pre_hook(lambda module, args: self._before_forward())
-        self._consumed = self._issued = self._shift = 0
-        self._on_device = True
-        self._refill()
+        self._consumed = 0
+        self._onload()
 
     def offload(self) -> None:
         """Give the device memory back (resident copies and ring) while other components run; the next
@@ -182,10 +175,12 @@ class BlockStreamer:
 
     @torch.inference_mode(False)
     def _onload(self) -> None:
+        """Resident blocks onto the device (those not there yet), ring slots allocated, ring started."""
         for index in self.resident:
             block = self.blocks[index]
-            block.device_copy = torch.empty(block.nbytes, dtype=torch.uint8, device=self.device)
-            block.device_copy.copy_(block.host, non_blocking=True)
+            if block.device_copy is None:
+                block.device_copy = torch.empty(block.nbytes, dtype=torch.uint8, device=self.device)
+                block.device_copy.copy_(block.host, non_blocking=True)
             block.bind(block.device_copy)
         largest = max((self.blocks[i].nbytes for i in self._order), default=0)
         for slot in self._slots:
@@ -267,13 +262,16 @@ class BlockStreamer:
             self._model_hook = None
 
 
-def replace_parameter(module: torch.nn.Module, dotted: str, parameter: torch.nn.Parameter) -> None:
+def _owner(module: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:
     owner_path, _, name = dotted.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
+    return (module.get_submodule(owner_path) if owner_path else module), name
+
+
+def replace_parameter(module: torch.nn.Module, dotted: str, parameter: torch.nn.Parameter) -> None:
+    owner, name = _owner(module, dotted)
     owner._parameters[name] = parameter
 
 
-def _set_buffer(module: torch.nn.Module, dotted: str, value: torch.Tensor) -> None:
-    owner_path, _, name = dotted.rpartition(".")
-    owner = module.get_submodule(owner_path) if owner_path else module
+def set_buffer(module: torch.nn.Module, dotted: str, value: torch.Tensor) -> None:
+    owner, name = _owner(module, dotted)
     owner._buffers[name] = value

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from accelerate import init_empty_weights
 
-from pipelines.memory.block_streamer import BlockStreamer, find_blocks, replace_parameter
+from pipelines.memory.block_streamer import BlockStreamer, find_blocks, replace_parameter, set_buffer
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.weights_file import WeightsFile
 
@@ -60,9 +60,7 @@ def _place_trunk(model: torch.nn.Module, device: torch.device, dtype_for, read, 
     for name, buffer in model.named_buffers():
         if saved(name):
             buffer = read(name).to(dtype_for(name) if buffer.is_floating_point() else buffer.dtype)
-        owner_path, _, leaf = name.rpartition(".")
-        owner = model.get_submodule(owner_path) if owner_path else model
-        owner._buffers[leaf] = buffer.to(device)
+        set_buffer(model, name, buffer.to(device))
 
 
 @torch.inference_mode(False)  # weights are ordinary tensors wherever the load is called from
