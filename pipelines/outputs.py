@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +38,18 @@ def safe_name(text: str, limit: int = 40) -> str:
     return cleaned[:limit] or "output"
 
 
+def safe_file_name(name) -> str:
+    """A sidecar's `file` entry as a bare name in its own folder: a hand-edited `../x` cannot point elsewhere."""
+    name = Path(str(name or "")).name
+    return name if name not in ("", ".", "..") else "missing"
+
+
 class OutputStore:
     def __init__(self, root: Path):
         self.root = Path(root)
 
     def save_image(self, image: Image.Image, parameters: dict, kind: str = "images") -> SavedOutput:
-        parameters = {**parameters, "app": "Atelier", "app_version": __version__}
+        parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
         info = PngImagePlugin.PngInfo()
         info.add_text(PARAMETERS_KEY, json.dumps(parameters, ensure_ascii=False))
         info.add_text("parameters", a1111_text(parameters))
@@ -51,13 +58,35 @@ class OutputStore:
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
         return self._save_bytes(buffer.getvalue(), kind, stem, ".png", parameters)
 
+    def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
+        """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""
+        found: list[SavedOutput] = []
+        kinds = [self.root / safe_name(kind)] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
+        sidecars = [sidecar for folder in kinds for sidecar in folder.glob("*/[0-9]*.json")]
+        # Day folders and numbered names sort by age; the modification time breaks ties across kinds.
+        sidecars.sort(key=lambda p: (p.parent.name, p.stat().st_mtime, p.name), reverse=True)
+        for sidecar in sidecars:
+            try:
+                record = json.loads(sidecar.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(record, dict) or (model and record.get("model") != model):
+                continue
+            path = sidecar.with_name(safe_file_name(record.get("file")))
+            if not path.is_file():
+                continue
+            found.append(SavedOutput(path, sidecar, {"kind": sidecar.parent.parent.name, **record}))
+            if len(found) >= limit:
+                break
+        return found
+
     def _save_bytes(self, data: bytes, kind: str, stem: str, suffix: str, parameters: dict) -> SavedOutput:
         folder = self.root / safe_name(kind) / dt.date.today().isoformat()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             temporary = folder / f".{uuid.uuid4().hex}.tmp"
-            _write_synced(temporary, data)
             try:
+                _write_synced(temporary, data)
                 path = _link_under_free_name(temporary, folder, stem, suffix)
             finally:
                 temporary.unlink(missing_ok=True)
@@ -124,15 +153,80 @@ def a1111_text(parameters: dict) -> str:
 
 
 def read_parameters(path: Path) -> dict:
-    """The parameters a result was made with: from its sidecar, else from the PNG's embedded text."""
+    """The parameters a result was made with: from its sidecar, else from what the file itself carries
+    (a PNG text chunk, or the `comment` tag of a WAV or a video)."""
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _as_parameters(json.loads(path.read_text()), path)
     sidecar = path.with_suffix(".json")
-    if path.suffix.lower() != ".json" and sidecar.is_file():
-        return json.loads(sidecar.read_text())
-    if path.suffix.lower() == ".json":
-        return json.loads(path.read_text())
-    with Image.open(path) as image:
-        text = image.text.get(PARAMETERS_KEY) if hasattr(image, "text") else None
-    if text is None:
+    if sidecar.is_file():
+        return _as_parameters(json.loads(sidecar.read_text()), sidecar)
+    reader = EMBEDDED_READERS.get(suffix)
+    if reader is None:
+        raise ValueError(f"{path.name}: Atelier reads settings from {', '.join(['.json', *EMBEDDED_READERS])} files")
+    text = reader(path)
+    if not text:
         raise ValueError(f"{path.name} carries no Atelier parameters")
-    return json.loads(text)
+    return _as_parameters(json.loads(text), path)
+
+
+def _as_parameters(data, path: Path) -> dict:
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} does not hold a set of parameters")
+    return data
+
+
+def _png_text(path: Path) -> str | None:
+    with Image.open(path) as image:
+        return image.text.get(PARAMETERS_KEY) if hasattr(image, "text") else None
+
+
+def _wav_comment(path: Path) -> str | None:
+    import soundfile
+
+    with soundfile.SoundFile(path) as audio:
+        return audio.comment or None
+
+
+def _video_comment(path: Path) -> str | None:
+    import imageio_ffmpeg
+
+    done = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
+        capture_output=True, text=True, timeout=60,
+    )
+    if done.returncode != 0:
+        raise ValueError(f"{path.name} is not a readable video: {done.stderr.strip()[-200:]}")
+    return parse_ffmetadata(done.stdout).get("comment")
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """ffmpeg's metadata text: `key=value` lines where `=;#\\` and newlines are escaped with a backslash."""
+    values: dict[str, str] = {}
+    key, value, escaped, in_value = [], [], False, False
+    for char in text.split("\n", 1)[1] if text.startswith(";FFMETADATA") else text:
+        if escaped:
+            (value if in_value else key).append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "=" and not in_value:
+            in_value = True
+        elif char == "\n":
+            if in_value:
+                values["".join(key)] = "".join(value)
+            key, value, in_value = [], [], False
+        else:
+            (value if in_value else key).append(char)
+    if in_value:
+        values["".join(key)] = "".join(value)
+    return values
+
+
+EMBEDDED_READERS = {
+    ".png": _png_text,
+    ".wav": _wav_comment,
+    ".mp4": _video_comment,
+    ".webm": _video_comment,
+}

@@ -61,3 +61,66 @@ def test_parameters_read_back_from_the_png_when_the_sidecar_is_gone(tmp_path):
 def test_file_name_fragments_cannot_escape_their_folder(text):
     name = safe_name(text)
     assert "/" not in name and "\\" not in name and name not in ("", ".", "..")
+
+
+def test_results_are_listed_newest_first_and_filter_by_kind_and_model(tmp_path):
+    store = OutputStore(tmp_path)
+    first = store.save_image(image(), PARAMETERS)
+    second = store.save_image(image(), {**PARAMETERS, "model": "demo-flux", "seed": 8})
+    third = store.save_image(image(), PARAMETERS, kind="edits")
+    assert [o.path for o in store.list_outputs()] == [third.path, second.path, first.path]
+    assert [o.path for o in store.list_outputs(kind="images")] == [second.path, first.path]
+    assert [o.path for o in store.list_outputs(model="demo-flux")] == [second.path]
+    assert [o.path for o in store.list_outputs(limit=1)] == [third.path]
+    assert store.list_outputs()[0].parameters["kind"] == "edits"
+
+
+def test_listing_skips_results_whose_file_is_gone_and_sidecars_that_point_elsewhere(tmp_path):
+    store = OutputStore(tmp_path)
+    kept = store.save_image(image(), PARAMETERS)
+    gone = store.save_image(image(), PARAMETERS)
+    gone.path.unlink()
+    outside = tmp_path / "secret.png"
+    image().save(outside)
+    forged = kept.sidecar.with_name("99999-forged.json")
+    forged.write_text(json.dumps({**PARAMETERS, "file": "../../secret.png"}))
+    (kept.sidecar.parent / "00000-broken.json").write_text("{")
+    assert [o.path for o in store.list_outputs()] == [kept.path]
+
+
+def test_settings_are_read_back_from_a_wav_comment_and_a_video_comment(tmp_path):
+    import subprocess
+
+    import imageio_ffmpeg
+    import numpy as np
+    import soundfile
+
+    parameters = {**PARAMETERS, "prompt": 'a "quoted" = prompt; # with\nnewline \\ and ünicode'}
+    wav = tmp_path / "speech.wav"
+    with soundfile.SoundFile(wav, "w", samplerate=44100, channels=1) as audio:
+        audio.comment = json.dumps(parameters)
+        audio.write(np.zeros(4410, dtype="float32"))
+    assert read_parameters(wav) == parameters
+
+    video = tmp_path / "clip.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x64:d=0.2", "-c:v", "libx264",
+         "-pix_fmt", "yuv420p", "-metadata", f"comment={json.dumps(parameters)}", str(video)],
+        check=True,
+    )
+    assert read_parameters(video) == parameters
+
+
+def test_files_without_settings_are_refused_with_their_name(tmp_path):
+    plain = tmp_path / "plain.png"
+    image().save(plain)
+    with pytest.raises(ValueError, match="plain.png carries no Atelier parameters"):
+        read_parameters(plain)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt: Atelier reads settings from"):
+        read_parameters(text)
+    listing = tmp_path / "list.json"
+    listing.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="does not hold a set of parameters"):
+        read_parameters(listing)
