@@ -224,9 +224,9 @@ class ModelManager:
             # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
             transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
             transformer, streamer = load_streamed(transformer_class, files.folder / "transformer", device, dtype, self._host_arena())
-            pipe = pipeline_class.from_pretrained(files.folder, transformer=transformer, dtype=dtype)
+            pipe = pipeline_class.from_pretrained(files.folder, transformer=transformer, dtype=dtype, use_safetensors=True)
         else:
-            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype)
+            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
