@@ -23,6 +23,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
     parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
     parser.add_argument("--outputs-dir", type=Path, default=HERE / "outputs", help="where results are saved")
+    parser.add_argument(
+        "--settings-file", type=Path, default=HERE / "settings.json",
+        help="where the chosen preset and each tab's last values are remembered between starts",
+    )
     parser.add_argument("--demo", action="store_true", help="offer only the demo models (tiny, random weights)")
     parser.add_argument("--offline", action="store_true", help="never download (also when HF_HUB_OFFLINE=1)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab at start")
@@ -39,10 +43,16 @@ def build_context(args: argparse.Namespace):
     from pipelines.outputs import OutputStore
     from presets import choose_preset, load_presets
     from tabs.context import AppContext
+    from tabs.saved_settings import SavedSettings
 
     presets = load_presets()
+    settings = SavedSettings(args.settings_file)
     hardware = detect_hardware()
     preset, warnings = choose_preset(presets, hardware.vram_total_bytes, hardware.ram_total_bytes)
+    remembered = settings.get("preset").get("id")
+    if remembered in presets and not args.preset:
+        preset = presets[remembered]
+        log.info("preset %s, as chosen last time", remembered)
     if args.preset:
         if args.preset not in presets:
             raise SystemExit(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(presets)}")
@@ -63,14 +73,14 @@ def build_context(args: argparse.Namespace):
         log.warning(warning)
     return AppContext(
         manager=manager, store=store, outputs=OutputStore(args.outputs_dir), presets=presets,
-        demo_mode=args.demo, warnings=warnings,
+        demo_mode=args.demo, warnings=warnings, settings=settings,
     )
 
 
 def build_ui(context):
     import gradio as gr
 
-    from tabs import image, system
+    from tabs import image, outputs, system
 
     with gr.Blocks(title="Atelier") as ui:
         gr.Markdown("# Atelier")
@@ -79,15 +89,22 @@ def build_ui(context):
         if context.demo_mode:
             gr.Markdown("**Demo mode**: only demo models with random weights are offered; their outputs are noise.")
         system.build(context)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Image", id="image"):
-                image.build(context)
+                image_tab = image.build(context)
+            with gr.Tab("Outputs", id="outputs") as outputs_tab:
+                targets = {"images": outputs.ReuseTarget("image", image_tab.settings_components, image_tab.values_from)}
+                outputs.build(context, tabs, outputs_tab, targets)
+        ui.load(image_tab.last_values, outputs=image_tab.settings_components, api_visibility="private")
     # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
     ui.queue(api_open=False, default_concurrency_limit=1)
     return ui
 
 
 def main(argv: list[str] | None = None) -> None:
+    from tabs.context import GPU_WAITING_LIMIT
+    from tabs.uploads import MAX_UPLOAD_BYTES
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     context = build_context(args)
@@ -101,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
         inbrowser=not args.no_browser,
         allowed_paths=[str(context.outputs.root)],
         show_error=True,
+        # Every waiting GPU job holds a worker thread while it waits its turn in our queue.
+        max_threads=GPU_WAITING_LIMIT + 16,
+        max_file_size=MAX_UPLOAD_BYTES,
     )
 
 

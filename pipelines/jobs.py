@@ -1,55 +1,157 @@
-"""A job's link to the person waiting for it: progress reports out, Stop in."""
+"""Jobs: progress out, Stop in, and the one queue that lets a single job at a time use the GPU.
+
+The queue is first come, first served across every tab and every browser or script. A job waits in it,
+is told its place, can be stopped while it waits, and runs alone once its turn comes; finished jobs stay
+in a short history (when each started and ended, and how) that the queue view and the tests read.
+"""
 
 from __future__ import annotations
 
+import itertools
 import threading
-from typing import Callable
+import time
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
 
 from pipelines.errors import JobStopped
 
 ProgressCallback = Callable[[float, str], None]
 
+HISTORY_LENGTH = 100
+_job_numbers = itertools.count(1)
+
 
 class Job:
-    """Progress and Stop for one running job. `step` is called between denoising steps."""
+    """Progress and Stop for one job. `check_stop` is called between denoising steps."""
 
-    def __init__(self, on_progress: ProgressCallback | None = None):
+    def __init__(self, on_progress: ProgressCallback | None = None, owner: str = "local", tab: str = "", summary: str = ""):
+        self.id = next(_job_numbers)
+        self.owner = owner
+        self.tab = tab
+        self.summary = summary
+        self.state = "waiting"
+        self.fraction = 0.0
+        self.text = ""
+        self.submitted_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
         self._on_progress = on_progress
         self._stop = threading.Event()
 
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def report(self, fraction: float, description: str) -> None:
+        self.fraction = min(max(fraction, 0.0), 1.0)
+        self.text = description
         if self._on_progress is not None:
-            self._on_progress(min(max(fraction, 0.0), 1.0), description)
+            self._on_progress(self.fraction, description)
 
     def check_stop(self) -> None:
         if self._stop.is_set():
             raise JobStopped("Stopped.")
 
 
-class JobBoard:
-    """The running job of each owner (a browser session), so Stop reaches the right job."""
+@dataclass(frozen=True)
+class JobView:
+    """One row of the queue view."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
+    id: int
+    tab: str
+    summary: str
+    state: str  # waiting | running | done | stopped | failed
+    position: int  # 0 for the running job, 1.. for those waiting, -1 once finished
+    progress: float
+    text: str
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
 
-    def start(self, owner: str, on_progress: ProgressCallback | None = None) -> Job:
-        job = Job(on_progress)
-        with self._lock:
-            self._jobs[owner] = job
-        return job
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
 
-    def finish(self, owner: str, job: Job) -> None:
-        with self._lock:
-            if self._jobs.get(owner) is job:
-                del self._jobs[owner]
 
-    def stop(self, owner: str) -> bool:
-        with self._lock:
-            job = self._jobs.get(owner)
-        if job is not None:
-            job.stop()
-        return job is not None
+class JobQueue:
+    """First come, first served; one job runs at a time."""
+
+    def __init__(self, history_length: int = HISTORY_LENGTH):
+        self._changed = threading.Condition()
+        self._waiting: list[Job] = []
+        self._running: Job | None = None
+        self._history: deque[JobView] = deque(maxlen=history_length)
+
+    @contextmanager
+    def run(self, owner: str, tab: str, summary: str, on_progress: ProgressCallback | None = None) -> Iterator[Job]:
+        """Wait for this job's turn, then hold the GPU until the block ends. JobStopped if stopped while waiting."""
+        job = Job(on_progress, owner=owner, tab=tab, summary=summary)
+        with self._changed:
+            self._waiting.append(job)
+            self._wait_for_turn(job)
+            self._waiting.remove(job)
+            self._running = job
+            job.state = "running"
+            job.started_at = time.time()
+            self._changed.notify_all()
+        outcome = "failed"
+        try:
+            yield job
+            outcome = "stopped" if job.stopped else "done"
+        except JobStopped:
+            outcome = "stopped"
+            raise
+        finally:
+            with self._changed:
+                job.state = outcome
+                job.finished_at = time.time()
+                self._history.append(self._view(job, -1))
+                self._running = None
+                self._changed.notify_all()
+
+    def _wait_for_turn(self, job: Job) -> None:
+        reported_ahead = None
+        while self._running is not None or self._waiting[0] is not job:
+            if job.stopped:
+                self._waiting.remove(job)
+                job.state, job.finished_at = "stopped", time.time()
+                self._history.append(self._view(job, -1))
+                self._changed.notify_all()
+                raise JobStopped("Stopped before it started.")
+            ahead = self._waiting.index(job) + (self._running is not None)
+            if ahead != reported_ahead:
+                reported_ahead = ahead
+                job.report(0.0, f"Waiting: {ahead} job{'s' if ahead != 1 else ''} ahead")
+            self._changed.wait(timeout=0.25)  # a timeout, so a Stop while waiting is noticed
+
+    def stop(self, owner: str) -> int:
+        """Stop every job of this owner, running or waiting; the number stopped."""
+        with self._changed:
+            jobs = [job for job in [self._running, *self._waiting] if job is not None and job.owner == owner]
+            for job in jobs:
+                job.stop()
+            self._changed.notify_all()
+        return len(jobs)
+
+    def current(self) -> list[JobView]:
+        """The running job, then the waiting ones in order."""
+        with self._changed:
+            running = [self._view(self._running, 0)] if self._running else []
+            return running + [self._view(job, position) for position, job in enumerate(self._waiting, start=1)]
+
+    def history(self) -> list[JobView]:
+        """Finished jobs, oldest first."""
+        with self._changed:
+            return list(self._history)
+
+    @staticmethod
+    def _view(job: Job, position: int) -> JobView:
+        return JobView(
+            id=job.id, tab=job.tab, summary=job.summary, state=job.state, position=position,
+            progress=round(job.fraction, 3), text=job.text, submitted_at=job.submitted_at,
+            started_at=job.started_at, finished_at=job.finished_at,
+        )

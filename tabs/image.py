@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from pipelines.catalog import MODELS_BY_ID, family_spec
-from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.errors import JobStopped
+from pipelines.image_runner import ImageRequest, ImageResult, generate_image
 from pipelines.model_store import list_models
-from pipelines.outputs import read_parameters
 from tabs.context import GPU_QUEUE, AppContext
 from tabs.errors import shown_to_user
+from tabs.uploads import parameters_from_file
+
+# The controls remembered between starts, in the order of ImageTab.settings_components.
+SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler")
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
@@ -38,7 +43,32 @@ def model_info(model_id: str) -> str:
     return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
 
 
-def build(context: AppContext) -> None:
+@dataclass
+class ImageTab:
+    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+
+    context: AppContext
+    settings_components: list
+
+    def last_values(self) -> list:
+        """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
+        saved = self.context.settings.get("image")
+        offered = [model_id for _, model_id in model_choices(self.context)[0]]
+        if saved.get("model") not in offered:
+            return [gr.skip()] * len(self.settings_components)
+        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+
+    def values_from(self, used: dict, source: str) -> tuple:
+        model_id = used.get("model")
+        if model_id not in MODELS_BY_ID:
+            raise gr.Error(f"{source} was made with a model this app does not know ({model_id!r}).")
+        return (
+            model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
+            used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
+        )
+
+
+def build(context: AppContext) -> ImageTab:
     choices, default_model = model_choices(context)
     spec = MODELS_BY_ID[default_model]
     family = family_spec(spec.family)
@@ -86,22 +116,23 @@ def build(context: AppContext) -> None:
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler,
         request: gr.Request, progress=gr.Progress(),
     ):
-        request_ = ImageRequest(
+        checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler,
-        )
-        owner = _owner(request)
-        job = context.jobs.start(owner, lambda fraction, text: progress(fraction, desc=text))
+        ).check()
+        context.settings.update("image", dict(zip(SETTINGS_FIELDS, (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler))))
+        spec = MODELS_BY_ID[model]
+        summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}"
         try:
-            outcome = generate_image(request_, context.manager, context.outputs, job)
-        finally:
-            context.jobs.finish(owner, job)
-        demo = MODELS_BY_ID[model].demo
-        images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if demo else "")) for o in outcome.outputs]
+            with context.queue.run(_owner(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
+                outcome = generate_image(checked, context.manager, context.outputs, job)
+        except JobStopped:
+            outcome = ImageResult([], stopped=True)
+        images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if spec.demo else "")) for o in outcome.outputs]
         summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}"
         if outcome.stopped:
             summary = f"Stopped. {summary}"
-        if demo:
+        if spec.demo:
             summary += "\n\n" + DEMO_NOTE
         used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
         return images, used, summary
@@ -122,7 +153,7 @@ def build(context: AppContext) -> None:
     )
 
     def stop_handler(request: gr.Request):
-        stopped = context.jobs.stop(_owner(request))
+        stopped = context.queue.stop(_owner(request))
         return "Stopping after the current step…" if stopped else "Nothing is running."
 
     stop.click(stop_handler, outputs=[result], api_name="stop")
@@ -155,28 +186,19 @@ def build(context: AppContext) -> None:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_outputs = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
+    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
+    tab = ImageTab(context, settings_components)
 
     @shown_to_user
     def reuse_settings(path):
         if not path:
             raise gr.Error("Select an image in the results first, or drop an Atelier PNG or JSON.")
-        try:
-            used = read_parameters(Path(path))
-        except (OSError, ValueError) as error:
-            raise gr.Error(f"No Atelier settings found in {Path(path).name}: {error}") from None
-        model_id = used.get("model")
-        if model_id not in MODELS_BY_ID:
-            raise gr.Error(f"{Path(path).name} was made with a model this app does not know ({model_id!r}).")
-        return (
-            model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
-            used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
-        )
+        return tab.values_from(parameters_from_file(Path(path)), source=Path(path).name)
 
-    reuse.click(reuse_settings, inputs=[selected], outputs=settings_outputs, api_name="reuse_selected", api_visibility="private")
-    settings_file.upload(
-        reuse_settings, inputs=[settings_file], outputs=settings_outputs, api_name="reuse_settings"
-    )
+    reuse.click(reuse_settings, inputs=[selected], outputs=settings_components, api_name="reuse_selected", api_visibility="private")
+    settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_components, api_name="reuse_settings")
+
+    return tab
 
 
 def _owner(request: gr.Request | None) -> str:

@@ -47,7 +47,38 @@ def status_line(context: AppContext) -> str:
             f"per step, {status['storage_dtype']})"
         )
     vram = f"VRAM {status['vram_reserved_gb']:.1f}/{status['vram_total_gb']:.1f} GB · " if status["vram_total_gb"] else ""
-    return f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
+    return (
+        f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
+        f" · {queue_line(context)}"
+    )
+
+
+def queue_dict(context: AppContext) -> dict:
+    return {
+        "jobs": [view.as_dict() for view in context.queue.current()],
+        "recent": [view.as_dict() for view in context.queue.history()[-20:]],
+    }
+
+
+def queue_table(context: AppContext) -> str:
+    """The queue view: the running job with its progress, then the waiting ones in order."""
+    jobs = context.queue.current()
+    if not jobs:
+        return "No jobs running or waiting."
+    rows = ["| # | tab | job | state |", "| --- | --- | --- | --- |"]
+    for job in jobs:
+        state = f"running {job.progress:.0%} · {job.text}" if job.state == "running" else f"waiting ({job.position} in line)"
+        rows.append(f"| {job.id} | {job.tab} | {job.summary.replace('|', '/')} | {state} |")
+    return "\n".join(rows)
+
+
+def queue_line(context: AppContext) -> str:
+    jobs = context.queue.current()
+    waiting = sum(job.state == "waiting" for job in jobs)
+    running = next((job for job in jobs if job.state == "running"), None)
+    if running is None:
+        return "Queue: idle"
+    return f"Queue: {running.tab} {running.progress:.0%} · {waiting} waiting"
 
 
 def models_list(context: AppContext) -> list[dict]:
@@ -75,6 +106,8 @@ def build(context: AppContext) -> None:
             with gr.Column(scale=1):
                 refresh = gr.Button("Refresh", size="sm")
                 unload = gr.Button("Unload model", size="sm")
+        with gr.Accordion("Queue", open=True):
+            queue_view = gr.Markdown(lambda: queue_table(context), elem_id="queue-view")
         with gr.Accordion("Status (JSON)", open=False):
             status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
         with gr.Accordion("Models", open=False):
@@ -87,6 +120,7 @@ def build(context: AppContext) -> None:
         if chosen is None:
             raise gr.Error(f"preset: unknown preset {preset_id!r}; choose one of {', '.join(context.presets)}")
         context.manager.set_preset(chosen)
+        context.settings.update("preset", {"id": chosen.id})
         return preset_explanation(context), status_line(context)
 
     preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
@@ -99,7 +133,13 @@ def build(context: AppContext) -> None:
 
     refresh.click(status, outputs=[status_json], api_name="status")
     refresh.click(models, outputs=[models_json], api_name="models")
-    timer.tick(lambda: status_line(context), outputs=[status_text], api_visibility="private")
+    timer.tick(lambda: (status_line(context), queue_table(context)), outputs=[status_text, queue_view], api_visibility="private")
+
+    def queue() -> dict:
+        """The running job and those waiting (position, progress), and the last 20 finished (start, end, outcome)."""
+        return queue_dict(context)
+
+    gr.api(queue, api_name="queue", concurrency_limit=None)
 
     def unload_model():
         context.manager.unload()

@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +28,9 @@ class AppServer:
         command = command or [sys.executable, "app.py"]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
         self._log = open(log_path, "w") if log_path else subprocess.DEVNULL
+        if "--settings-file" not in flags:  # never the developer's own settings.json
+            self._settings_folder = tempfile.TemporaryDirectory()
+            flags = (*flags, "--settings-file", str(Path(self._settings_folder.name) / "settings.json"))
         self.process = subprocess.Popen(
             [*command, "--no-browser", "--port", str(self.port), *flags],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,

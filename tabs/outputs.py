@@ -1,0 +1,110 @@
+"""The Outputs tab: past results with their parameters, filtered by tab and model; "reuse settings" sends a
+result's settings back to the tab that made it, also for a PNG / MP4 / WAV / JSON dropped here. Endpoint: /outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+
+from pipelines.outputs import SavedOutput
+from tabs.context import AppContext
+from tabs.errors import shown_to_user
+from tabs.uploads import parameters_from_file
+
+# Each kind of result (its folder under outputs/) and the tab that makes it.
+KIND_LABELS = {"images": "Image"}
+# Files from before results recorded their kind.
+KIND_BY_SUFFIX = {".png": "images"}
+SHOWN_AT_MOST = 200
+THUMBNAIL_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm")
+
+
+@dataclass(frozen=True)
+class ReuseTarget:
+    """A tab that takes settings back: where it is, its controls, and how parameters map onto them."""
+
+    tab_id: str
+    components: list
+    values_from: Callable[[dict, str], tuple]
+
+
+def output_record(output: SavedOutput) -> dict:
+    return {**output.parameters, "path": str(output.path)}
+
+
+def caption(output: SavedOutput) -> str:
+    parameters = output.parameters
+    prompt = str(parameters.get("prompt", ""))
+    return f"{parameters.get('model', '?')} · seed {parameters.get('seed', '?')} · {prompt[:40]}"
+
+
+def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[str, ReuseTarget]) -> None:
+    with gr.Row():
+        kind = gr.Dropdown(
+            choices=[("All tabs", "")] + [(label, folder) for folder, label in KIND_LABELS.items()], value="",
+            label="Tab", elem_id="outputs-kind", scale=1,
+        )
+        model = gr.Dropdown(choices=[("All models", "")], value="", label="Model", elem_id="outputs-model", scale=1)
+        refresh = gr.Button("Refresh", size="sm", scale=0)
+    gallery = gr.Gallery(label="Results", columns=6, height=480, elem_id="outputs-gallery", allow_preview=True)
+    with gr.Row():
+        with gr.Column(scale=2):
+            details = gr.JSON(label="Parameters of the selected result", elem_id="outputs-parameters")
+        with gr.Column(scale=1):
+            reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
+            dropped = gr.File(
+                label="…or drop a PNG, MP4, WAV or JSON made by Atelier", file_types=[".png", ".json", ".mp4", ".webm", ".wav"],
+                height=90, elem_id="outputs-drop",
+            )
+    shown = gr.State([])
+    selected = gr.State(None)
+
+    def list_outputs(kind: str = "", model: str = "", limit: int = SHOWN_AT_MOST) -> list[dict]:
+        """Saved results, newest first: their parameters and `path`; optionally of one kind (images, ...) and one model."""
+        limit = max(1, min(int(limit or SHOWN_AT_MOST), 10_000))
+        return [output_record(o) for o in context.outputs.list_outputs(kind or None, model or None, limit)]
+
+    def show(kind_filter: str, model_filter: str):
+        outputs = context.outputs.list_outputs(kind_filter or None, model_filter or None, SHOWN_AT_MOST)
+        visible = [o for o in outputs if o.path.suffix.lower() in THUMBNAIL_SUFFIXES]
+        models = sorted({str(o.parameters.get("model")) for o in context.outputs.list_outputs(kind_filter or None, None, 2000)})
+        model_update = gr.update(choices=[("All models", "")] + [(m, m) for m in models])
+        return [(str(o.path), caption(o)) for o in visible], [str(o.path) for o in visible], model_update, None, None
+
+    listing = [gallery, shown, model, details, selected]
+    refresh.click(show, inputs=[kind, model], outputs=listing, api_visibility="private")
+    kind.change(show, inputs=[kind, model], outputs=listing, api_visibility="private")
+    model.input(show, inputs=[kind, model], outputs=listing, api_visibility="private")
+    this_tab.select(show, inputs=[kind, model], outputs=listing, api_visibility="private")
+
+    # For scripts: the same listing as data. Not a GPU event: it only reads the outputs folder.
+    gr.api(list_outputs, api_name="outputs", concurrency_limit=None)
+
+    def on_select(paths: list[str], event: gr.SelectData):
+        if event.index is None or not 0 <= event.index < len(paths):
+            return None, None
+        path = paths[event.index]
+        return path, parameters_from_file(Path(path))
+
+    gallery.select(on_select, inputs=[shown], outputs=[selected, details], api_visibility="private")
+
+    every_component = [component for target in targets.values() for component in target.components]
+
+    @shown_to_user
+    def reuse_settings(path: str | None):
+        if not path:
+            raise gr.Error("Select a result first, or drop a file made by Atelier.")
+        path = Path(path)
+        used = parameters_from_file(path)
+        result_kind = used.get("kind") or KIND_BY_SUFFIX.get(path.suffix.lower())
+        target = targets.get(result_kind)
+        if target is None:
+            raise gr.Error(f"{path.name} was made by a tab this app does not have ({result_kind or 'unknown'}).")
+        values = dict(zip(map(id, target.components), target.values_from(used, path.name)))
+        return [gr.Tabs(selected=target.tab_id)] + [values.get(id(component), gr.skip()) for component in every_component]
+
+    reuse.click(reuse_settings, inputs=[selected], outputs=[tabs, *every_component], api_visibility="private")
+    dropped.upload(reuse_settings, inputs=[dropped], outputs=[tabs, *every_component], api_visibility="private")
