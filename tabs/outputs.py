@@ -32,7 +32,8 @@ class ReuseTarget:
 
 
 def output_record(output: SavedOutput) -> dict:
-    return {**output.parameters, "path": str(output.path)}
+    # Not "path": gradio_client would take a dict with a "path" for a file to download.
+    return {**output.parameters, "saved_path": str(output.path)}
 
 
 def caption(output: SavedOutput) -> str:
@@ -63,7 +64,7 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
     selected = gr.State(None)
 
     def list_outputs(kind: str = "", model: str = "", limit: int = SHOWN_AT_MOST) -> list[dict]:
-        """Saved results, newest first: their parameters and `path`; optionally of one kind (images, ...) and one model."""
+        """Saved results, newest first: their parameters and `saved_path`; optionally of one kind (images, ...) and one model."""
         limit = max(1, min(int(limit or SHOWN_AT_MOST), 10_000))
         return [output_record(o) for o in context.outputs.list_outputs(kind or None, model or None, limit)]
 
