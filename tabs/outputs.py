@@ -58,7 +58,7 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
             reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
             dropped = gr.File(
                 label="…or drop a PNG, MP4, WAV or JSON made by Atelier", file_types=[".png", ".json", ".mp4", ".webm", ".wav"],
-                height=90, elem_id="outputs-drop",
+                height=130, elem_id="outputs-drop",
             )
     shown = gr.State([])
     selected = gr.State(None)

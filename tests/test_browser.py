@@ -1,0 +1,134 @@
+"""What a person sees, in headless Chromium: every tab renders, a demo generation shows its image, bad input
+shows a toast, the Outputs tab sends settings back, the last values come back on reload. Screenshots of each
+tab are written to test-artifacts/ (or $ATELIER_TEST_ARTIFACTS)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.app_server import ROOT, AppServer
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+TABS = ["Image", "Outputs"]
+UI_TIMEOUT_MS = 60_000
+
+
+def chromium_path() -> str:
+    path = os.environ.get("ATELIER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("Chromium is needed for the browser tests: apt-get install chromium (run_tests.sh does it).")
+    return path
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("ATELIER_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(demo_models_dir, tmp_path_factory):
+    outputs = tmp_path_factory.mktemp("outputs")
+    server = AppServer(
+        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
+        log_path=tmp_path_factory.mktemp("logs") / "app.log",
+    ).wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(app.url)
+    page.get_by_role("tab", name="Image").wait_for()
+    yield page
+    context.close()
+
+
+def set_number(page, elem_id: str, value) -> None:
+    field = page.locator(f"#{elem_id} input")
+    field.fill(str(value))
+    field.press("Tab")
+
+
+def generate(page, prompt: str, steps: int = 2, width: int = 256) -> None:
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-prompt textarea").fill(prompt)
+    set_number(page, "image-steps", steps)
+    set_number(page, "image-width", width)
+    page.locator("#image-generate").click()
+
+
+def test_every_tab_renders(page, artifacts):
+    for name in TABS:
+        page.get_by_role("tab", name=name).click()
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts / f"tab-{name.lower()}.png"), animations="disabled", full_page=True)
+    assert page.locator("#status-line").inner_text().strip()
+    assert page.locator("#preset-explanation").inner_text().strip()
+
+
+def test_a_demo_generation_in_the_image_tab_shows_its_image(page, artifacts):
+    generate(page, "a lighthouse at dusk")
+    page.locator("#image-gallery img").first.wait_for()
+    assert "1 image(s)" in page.locator("#image-result").inner_text()
+    assert "random weights" in page.locator("#image-result").inner_text()
+    page.screenshot(path=str(artifacts / "image-generated.png"), animations="disabled", full_page=True)
+
+
+def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page, artifacts):
+    generate(page, "a fox", width=1000)
+    toast = page.locator("[data-testid=toast-body]").first
+    toast.wait_for()
+    assert "width: 1000 is not accepted" in toast.inner_text()
+    page.screenshot(path=str(artifacts / "image-error-toast.png"), animations="disabled")
+    generate(page, "a fox", width=256)
+    page.locator("#image-gallery img").first.wait_for()
+
+
+def test_the_outputs_tab_shows_results_and_reuses_their_settings(page, artifacts):
+    generate(page, "a red barn in the outputs tab", steps=3)
+    page.locator("#image-gallery img").first.wait_for()
+    page.locator("#image-prompt textarea").fill("something else")
+    page.get_by_role("tab", name="Outputs").click()
+    first = page.locator("#outputs-gallery img").first
+    first.wait_for()
+    first.click()
+    page.get_by_text("a red barn in the outputs tab").first.wait_for()
+    page.screenshot(path=str(artifacts / "outputs-selected.png"), animations="disabled", full_page=True)
+    page.locator("#outputs-reuse").click()
+    prompt = page.locator("#image-prompt textarea")
+    prompt.wait_for(state="visible")
+    page.wait_for_function(
+        "() => document.querySelector('#image-prompt textarea').value === 'a red barn in the outputs tab'"
+    )
+    assert page.locator("#image-steps input").input_value() == "3"
+
+
+def test_the_last_values_come_back_after_a_reload(page):
+    generate(page, "remembered after a reload", steps=2)
+    page.locator("#image-gallery img").first.wait_for()
+    page.reload()
+    page.wait_for_function(
+        "() => document.querySelector('#image-prompt textarea')?.value === 'remembered after a reload'"
+    )
+    assert page.locator("#image-steps input").input_value() == "2"
