@@ -132,3 +132,20 @@ def test_the_last_values_come_back_after_a_reload(page):
         "() => document.querySelector('#image-prompt textarea')?.value === 'remembered after a reload'"
     )
     assert page.locator("#image-steps input").input_value() == "2"
+
+
+def test_dropping_a_png_made_by_the_app_on_the_outputs_tab_restores_its_settings(page, app, tmp_path):
+    from gradio_client import Client
+
+    _, used, _ = Client(app.url, verbose=False).predict(
+        prompt="dropped onto the outputs tab", model="demo-flux", steps=3, seed=4242, api_name="/generate_image"
+    )
+    copy = tmp_path / "from-a-friend.png"  # no sidecar beside it: the settings come from the PNG itself
+    copy.write_bytes(Path(used["images"][0]).read_bytes())
+    page.get_by_role("tab", name="Outputs").click()
+    page.locator("#outputs-drop input[type=file]").set_input_files(str(copy))
+    page.wait_for_function(
+        "() => document.querySelector('#image-prompt textarea')?.value === 'dropped onto the outputs tab'"
+    )
+    assert page.locator("#image-seed input").input_value() == "4242"
+    assert page.locator("#image-steps input").input_value() == "3"
