@@ -17,10 +17,12 @@ GB = 1_000_000_000
 class Family(str, Enum):
     SD3 = "sd3"
     FLUX = "flux"
+    FISH_SPEECH = "fish_speech"
 
 
 class Task(str, Enum):
     TEXT_TO_IMAGE = "text_to_image"
+    TEXT_TO_SPEECH = "text_to_speech"
 
 
 class Role(str, Enum):
@@ -82,6 +84,17 @@ class CallDefaults:
 
 
 @dataclass(frozen=True)
+class SpeechDefaults:
+    temperature: float = 0.8
+    top_p: float = 0.8
+    repetition_penalty: float = 1.1
+    # Semantic frames per chunk of text; about 21.5 frames are one second of speech.
+    max_new_tokens: int = 1024
+    # Characters per chunk when a long text is split at sentence ends.
+    chunk_length: int = 200
+
+
+@dataclass(frozen=True)
 class LoraSpec:
     """A LoRA fused into the base weights at load time (step-distillation LoRAs such as Hyper-SD)."""
 
@@ -97,7 +110,7 @@ class ModelSpec:
     family: Family
     task: Task
     pipeline_class: str
-    defaults: CallDefaults
+    defaults: CallDefaults | SpeechDefaults
     # Bytes of each component in the dtype it ships in; the sum is what a download costs.
     component_bytes: Mapping[str, int]
     licence: str
@@ -108,6 +121,8 @@ class ModelSpec:
     demo: bool = False
     # Files worth downloading from the repo; the rest (single-file duplicates, fp32 copies) are skipped.
     allow_patterns: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*/*.safetensors", "*/*.json", "*/*.txt", "*/*.model")
+    # The file whose presence says the model's folder is complete.
+    folder_marker: str = "model_index.json"
 
     @property
     def weight_bytes(self) -> int:
@@ -175,6 +190,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
 _SD3_ENCODERS = {"text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000, "text_encoder_3": 9_520_000_000, "vae": 168_000_000}
 _FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, "vae": 168_000_000}
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
+
+_FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
@@ -248,6 +265,19 @@ MODELS: tuple[ModelSpec, ...] = (
         licence="Apache-2.0.",
     ),
     ModelSpec(
+        id="openaudio-s1-mini",
+        name="OpenAudio S1-mini (Fish Speech)",
+        family=Family.FISH_SPEECH,
+        task=Task.TEXT_TO_SPEECH,
+        pipeline_class="FishSpeech",
+        repo="fishaudio/openaudio-s1-mini",
+        defaults=SpeechDefaults(),
+        component_bytes=_frozen({"dual_ar": 1_740_000_000, "codec": 1_870_000_000}),
+        licence="CC-BY-NC-SA-4.0 (non-commercial use only); gated on the Hub (accept the terms first).",
+        allow_patterns=_FISH_SPEECH_FILES,
+        folder_marker="codec.pth",
+    ),
+    ModelSpec(
         id="demo-sd3",
         name="SD3 (tiny)",
         family=Family.SD3,
@@ -281,6 +311,18 @@ MODELS: tuple[ModelSpec, ...] = (
         defaults=CallDefaults(steps=4, guidance=3.5, width=256, height=256),
         component_bytes=_frozen(_TINY_BYTES),
         licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-fish-speech",
+        name="Fish Speech (tiny)",
+        family=Family.FISH_SPEECH,
+        task=Task.TEXT_TO_SPEECH,
+        pipeline_class="FishSpeech",
+        demo=True,
+        defaults=SpeechDefaults(max_new_tokens=64, chunk_length=60),
+        component_bytes=_frozen({"dual_ar": 3_000_000, "codec": 1_000_000}),
+        licence=_DEMO_LICENCE,
+        folder_marker="codec.pth",
     ),
 )
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 import diffusers
 import torch
 
-from pipelines.catalog import MODELS_BY_ID, ModelSpec, family_spec
+from pipelines.catalog import MODELS, MODELS_BY_ID, ModelSpec, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
@@ -30,6 +30,7 @@ MAX_STEPS = 200
 MAX_BATCH = 16
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 10_000
+IMAGE_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE}
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ class ImageRequest:
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
-        spec = MODELS_BY_ID.get(self.model)
+        spec = IMAGE_MODELS.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose one of {', '.join(MODELS_BY_ID)}")
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(IMAGE_MODELS)}")
         family = family_spec(spec.family)
         defaults = spec.defaults
         prompt = (self.prompt or "").strip()

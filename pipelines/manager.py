@@ -30,7 +30,7 @@ import diffusers
 import psutil
 import torch
 
-from pipelines.catalog import ModelSpec, family_spec, model_spec
+from pipelines.catalog import ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
@@ -39,7 +39,8 @@ from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed, stream_loaded
 from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.model_store import ModelFiles, ModelStore
-from pipelines.placement import AppliedPlacement, PlacementPlan, apply_placement, measure_component, plan_placement
+from pipelines.fish_speech.model import FishSpeech
+from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ModelManager:
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._arena: HostArena | None = None
+        self._loaders = {Task.TEXT_TO_IMAGE: self._load_diffusers, Task.TEXT_TO_SPEECH: self._load_speech}
 
     @property
     def preset(self) -> Preset:
@@ -192,7 +194,7 @@ class ModelManager:
         self._release(next_denoiser_bytes=_bytes_on_disk(files.folder / "transformer"))
         started = time.monotonic()
         try:
-            loaded = self._load(spec, files)
+            loaded = self._loaders[spec.task](spec, files)
         except NotEnoughMemory:
             release_freed_memory()
             raise
@@ -212,7 +214,22 @@ class ModelManager:
         )
         return self._loaded
 
-    def _load(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
+    def _load_speech(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
+        """A Fish Speech model is small enough (about 1.8 GB in bf16) to stay resident on every preset."""
+        _check_ram(spec, files)
+        dtype_name = self.compute_dtype()
+        device = self.execution_device()
+        model = FishSpeech.from_folder(files.folder, device=device, dtype=getattr(torch, dtype_name))
+        sizes = {name: measure_component(module, getattr(torch, dtype_name)) for name, module in model.components().items()}
+        resident_bytes = sum(size.total_bytes for size in sizes.values())
+        plan = PlacementPlan(
+            device=device, dtype=dtype_name, components={name: Placement.RESIDENT for name in sizes}, vae_tiling=False,
+            stream_blocks_per_group=0, predicted_peak_vram_bytes=resident_bytes,
+            usable_vram_bytes=self._preset.usable_vram_bytes, resident_bytes=resident_bytes,
+        )
+        return _Loaded(spec, model, AppliedPlacement(plan), 0.0)
+
+    def _load_diffusers(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
         _check_ram(spec, files)
         dtype_name = self.compute_dtype()
         dtype = getattr(torch, dtype_name)
@@ -280,8 +297,13 @@ def _default_workload(spec: ModelSpec) -> Workload:
     return Workload(family.denoiser_tokens(defaults.width, defaults.height), family.denoiser_batch(defaults.guidance))
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pth")
+
+
 def _bytes_on_disk(folder) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*.safetensors")) if folder.is_dir() else 0
+    if not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.suffix in WEIGHT_SUFFIXES)
 
 
 def _component_class(folder, component: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipelines.catalog import MODELS, ModelSpec, model_spec
@@ -65,13 +65,13 @@ class ModelStore:
             folder = Path(snapshot_download(spec.repo, local_files_only=True, allow_patterns=list(spec.allow_patterns)))
         except (LocalEntryNotFoundError, OSError, ValueError):
             return None
-        return folder if (folder / "model_index.json").is_file() else None
+        return folder if (folder / spec.folder_marker).is_file() else None
 
     def find_local(self, spec: ModelSpec) -> ModelFiles | None:
         """The files for `spec` if all of them are on this machine (or, for a demo model, can be built)."""
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
-        if not (folder / "model_index.json").is_file() and not weights.demo:
+        if not (folder / weights.folder_marker).is_file() and not weights.demo:
             folder = self._cached_snapshot(weights)
             if folder is None:
                 return None
@@ -98,7 +98,7 @@ class ModelStore:
             raise ModelNotAvailable(self._missing_message(spec, "the app is offline"))
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
-        if not (folder / "model_index.json").is_file():
+        if not (folder / weights.folder_marker).is_file():
             self._download_folder(weights, folder, on_progress)
         lora = self.lora_path(spec)
         if lora is not None and not lora.is_file():
@@ -220,26 +220,20 @@ class ModelListing:
             "offered": self.offered,
             "weight_gb": round(spec.weight_bytes / 1e9, 2),
             "licence": spec.licence,
-            "defaults": {
-                "steps": spec.defaults.steps,
-                "guidance": spec.defaults.guidance,
-                "width": spec.defaults.width,
-                "height": spec.defaults.height,
-                "scheduler": spec.defaults.scheduler,
-            },
+            "defaults": asdict(spec.defaults),
         }
 
 
 def list_models(store: ModelStore, demo_mode: bool) -> list[ModelListing]:
     """Every catalog entry and whether the app offers it now.
 
-    Demo models are offered in demo mode and whenever no real weights are on disk; real models are offered
+    Demo models are offered in demo mode and whenever no real weights for their task are on disk; real models are offered
     unless in demo mode (one not on disk downloads on first use when online).
     """
     on_disk = {spec.id: store.is_on_disk(spec) for spec in MODELS}
-    no_real_weights = not any(on_disk[spec.id] for spec in MODELS if not spec.demo)
+    tasks_with_real_weights = {spec.task for spec in MODELS if not spec.demo and on_disk[spec.id]}
     listings = []
     for spec in MODELS:
-        offered = (demo_mode or no_real_weights) if spec.demo else not demo_mode
+        offered = (demo_mode or spec.task not in tasks_with_real_weights) if spec.demo else not demo_mode
         listings.append(ModelListing(spec, on_disk[spec.id], offered))
     return listings

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from pipelines import __version__
 from pipelines.errors import OutputNotWritable
+from pipelines.media import encode_wav, read_comment
 
 PARAMETERS_KEY = "atelier"
 
@@ -57,6 +57,13 @@ class OutputStore:
         image.save(buffer, format="PNG", pnginfo=info)
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
         return self._save_bytes(buffer.getvalue(), kind, stem, ".png", parameters)
+
+    def save_audio(self, samples, sample_rate: int, parameters: dict, kind: str = "speech") -> SavedOutput:
+        """A 16-bit WAV with the parameters as JSON in its `comment` tag, and the sidecar."""
+        parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
+        data = encode_wav(samples, sample_rate, json.dumps(parameters, ensure_ascii=False))
+        stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
+        return self._save_bytes(data, kind, stem, ".wav", parameters)
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
         """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""
@@ -182,51 +189,9 @@ def _png_text(path: Path) -> str | None:
         return image.text.get(PARAMETERS_KEY) if hasattr(image, "text") else None
 
 
-def _wav_comment(path: Path) -> str | None:
-    import soundfile
-
-    with soundfile.SoundFile(path) as audio:
-        return audio.comment or None
-
-
-def _video_comment(path: Path) -> str | None:
-    import imageio_ffmpeg
-
-    done = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "ffmetadata", "-"],
-        capture_output=True, text=True, timeout=60,
-    )
-    if done.returncode != 0:
-        raise ValueError(f"{path.name} is not a readable video: {done.stderr.strip()[-200:]}")
-    return parse_ffmetadata(done.stdout).get("comment")
-
-
-def parse_ffmetadata(text: str) -> dict[str, str]:
-    """ffmpeg's metadata text: `key=value` lines where `=;#\\` and newlines are escaped with a backslash."""
-    values: dict[str, str] = {}
-    key, value, escaped, in_value = [], [], False, False
-    for char in text.split("\n", 1)[1] if text.startswith(";FFMETADATA") else text:
-        if escaped:
-            (value if in_value else key).append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == "=" and not in_value:
-            in_value = True
-        elif char == "\n":
-            if in_value:
-                values["".join(key)] = "".join(value)
-            key, value, in_value = [], [], False
-        else:
-            (value if in_value else key).append(char)
-    if in_value:
-        values["".join(key)] = "".join(value)
-    return values
-
-
 EMBEDDED_READERS = {
     ".png": _png_text,
-    ".wav": _wav_comment,
-    ".mp4": _video_comment,
-    ".webm": _video_comment,
+    ".wav": read_comment,
+    ".mp4": read_comment,
+    ".webm": read_comment,
 }

@@ -28,3 +28,8 @@ class AppContext:
     queue: JobQueue = field(default_factory=JobQueue)
     settings: SavedSettings = field(default_factory=lambda: SavedSettings(None))
     warnings: list[str] = field(default_factory=list)
+
+
+def owner_of(request) -> str:
+    """Whose job this is: the browser session (or gradio_client connection) that sent it."""
+    return getattr(request, "session_hash", None) or "local"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, family_spec
+from pipelines.catalog import MODELS_BY_ID, Task, family_spec
 from pipelines.errors import JobStopped
-from pipelines.image_runner import ImageRequest, ImageResult, generate_image
+from pipelines.image_runner import IMAGE_MODELS, ImageRequest, ImageResult, generate_image
 from pipelines.model_store import list_models
-from tabs.context import GPU_QUEUE, AppContext
+from tabs.context import GPU_QUEUE, AppContext, owner_of
 from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
@@ -22,7 +22,10 @@ DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not
 
 
 def model_choices(context: AppContext) -> tuple[list[tuple[str, str]], str]:
-    listings = [listing for listing in list_models(context.store, context.demo_mode) if listing.offered]
+    listings = [
+        listing for listing in list_models(context.store, context.demo_mode)
+        if listing.offered and listing.spec.task is Task.TEXT_TO_IMAGE
+    ]
     missing = " — not on disk" if context.store.offline else " — downloads {gb:.0f} GB on first use"
     choices = []
     for listing in listings:
@@ -60,7 +63,7 @@ class ImageTab:
 
     def values_from(self, used: dict, source: str) -> tuple:
         model_id = used.get("model")
-        if model_id not in MODELS_BY_ID:
+        if model_id not in IMAGE_MODELS:
             raise gr.Error(f"{source} was made with a model this app does not know ({model_id!r}).")
         return (
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
@@ -124,7 +127,7 @@ def build(context: AppContext) -> ImageTab:
         spec = MODELS_BY_ID[model]
         summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}"
         try:
-            with context.queue.run(_owner(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
+            with context.queue.run(owner_of(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
                 outcome = generate_image(checked, context.manager, context.outputs, job)
         except JobStopped:
             outcome = ImageResult([], stopped=True)
@@ -153,13 +156,13 @@ def build(context: AppContext) -> ImageTab:
     )
 
     def stop_handler(request: gr.Request):
-        stopped = context.queue.stop(_owner(request))
+        stopped = context.queue.stop(owner_of(request))
         return "Stopping after the current step…" if stopped else "Nothing is running."
 
     stop.click(stop_handler, outputs=[result], api_name="stop")
 
     def show_model_controls(model_id):
-        chosen = MODELS_BY_ID.get(model_id)
+        chosen = IMAGE_MODELS.get(model_id)
         if chosen is None:
             return gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
@@ -172,7 +175,9 @@ def build(context: AppContext) -> ImageTab:
     model.change(show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler], api_visibility="private")
 
     def apply_model_defaults(model_id):
-        defaults = MODELS_BY_ID[model_id].defaults
+        if model_id not in IMAGE_MODELS:
+            return [gr.skip()] * 5
+        defaults = IMAGE_MODELS[model_id].defaults
         return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler
 
     model.input(
@@ -199,7 +204,3 @@ def build(context: AppContext) -> ImageTab:
     settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_components, api_name="reuse_settings")
 
     return tab
-
-
-def _owner(request: gr.Request | None) -> str:
-    return getattr(request, "session_hash", None) or "local"

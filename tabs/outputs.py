@@ -15,9 +15,9 @@ from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
-KIND_LABELS = {"images": "Image"}
-# Files from before results recorded their kind.
-KIND_BY_SUFFIX = {".png": "images"}
+KIND_LABELS = {"images": "Image", "speech": "TTS"}
+# Files whose parameters do not say their kind.
+KIND_BY_SUFFIX = {".png": "images", ".wav": "speech"}
 SHOWN_AT_MOST = 200
 THUMBNAIL_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm")
 
@@ -38,8 +38,18 @@ def output_record(output: SavedOutput) -> dict:
 
 def caption(output: SavedOutput) -> str:
     parameters = output.parameters
-    prompt = str(parameters.get("prompt", ""))
+    prompt = str(parameters.get("prompt", parameters.get("text", "")))
     return f"{parameters.get('model', '?')} · seed {parameters.get('seed', '?')} · {prompt[:40]}"
+
+
+TABLE_HEADERS = ["created", "tab", "model", "prompt / text", "seed", "file"]
+
+
+def table_row(output: SavedOutput) -> list:
+    parameters = output.parameters
+    prompt = str(parameters.get("prompt", parameters.get("text", "")))
+    tab = KIND_LABELS.get(str(parameters.get("kind")), str(parameters.get("kind", "")))
+    return [str(parameters.get("created", ""))[:19], tab, parameters.get("model", ""), prompt[:60], parameters.get("seed", ""), output.path.name]
 
 
 def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[str, ReuseTarget]) -> None:
@@ -50,17 +60,20 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         )
         model = gr.Dropdown(choices=[("All models", "")], value="", label="Model", elem_id="outputs-model", scale=1)
         refresh = gr.Button("Refresh", size="sm", scale=0)
-    gallery = gr.Gallery(label="Results", columns=6, height=480, elem_id="outputs-gallery", allow_preview=True)
+    gallery = gr.Gallery(label="Images and videos", columns=6, height=420, elem_id="outputs-gallery", allow_preview=True)
+    table = gr.Dataframe(headers=TABLE_HEADERS, label="Every result (select a row)", interactive=False, max_height=300, elem_id="outputs-table")
     with gr.Row():
         with gr.Column(scale=2):
             details = gr.JSON(label="Parameters of the selected result", elem_id="outputs-parameters")
         with gr.Column(scale=1):
+            preview = gr.Audio(label="Selected audio", type="filepath", interactive=False, elem_id="outputs-audio")
             reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
             dropped = gr.File(
                 label="…or drop a PNG, MP4, WAV or JSON made by Atelier", file_types=[".png", ".json", ".mp4", ".webm", ".wav"],
                 height=130, elem_id="outputs-drop",
             )
     shown = gr.State([])
+    listed = gr.State([])
     selected = gr.State(None)
 
     def list_outputs(kind: str = "", model: str = "", limit: int = SHOWN_AT_MOST) -> list[dict]:
@@ -73,9 +86,12 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         visible = [o for o in outputs if o.path.suffix.lower() in THUMBNAIL_SUFFIXES]
         models = sorted({str(o.parameters.get("model")) for o in context.outputs.list_outputs(kind_filter or None, None, 2000)})
         model_update = gr.update(choices=[("All models", "")] + [(m, m) for m in models])
-        return [(str(o.path), caption(o)) for o in visible], [str(o.path) for o in visible], model_update, None, None
+        return (
+            [(str(o.path), caption(o)) for o in visible], [str(o.path) for o in visible],
+            [table_row(o) for o in outputs], [str(o.path) for o in outputs], model_update, None, None, None,
+        )
 
-    listing = [gallery, shown, model, details, selected]
+    listing = [gallery, shown, table, listed, model, details, selected, preview]
     refresh.click(show, inputs=[kind, model], outputs=listing, api_visibility="private")
     kind.change(show, inputs=[kind, model], outputs=listing, api_visibility="private")
     model.input(show, inputs=[kind, model], outputs=listing, api_visibility="private")
@@ -91,6 +107,16 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         return path, parameters_from_file(Path(path))
 
     gallery.select(on_select, inputs=[shown], outputs=[selected, details], api_visibility="private")
+
+    def on_row_select(paths: list[str], event: gr.SelectData):
+        row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
+        if row is None or not 0 <= row < len(paths):
+            return None, None, None
+        path = paths[row]
+        audio = path if Path(path).suffix.lower() == ".wav" else None
+        return path, parameters_from_file(Path(path)), audio
+
+    table.select(on_row_select, inputs=[listed], outputs=[selected, details, preview], api_visibility="private")
 
     every_component = [component for target in targets.values() for component in target.components]
 

@@ -14,7 +14,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TABS = ["Image", "Outputs"]
+TABS = ["Image", "TTS", "Outputs"]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -149,3 +149,32 @@ def test_dropping_a_png_made_by_the_app_on_the_outputs_tab_restores_its_settings
     )
     assert page.locator("#image-seed input").input_value() == "4242"
     assert page.locator("#image-steps input").input_value() == "3"
+
+
+def test_a_demo_generation_in_the_tts_tab_gives_speech(page, artifacts):
+    page.get_by_role("tab", name="TTS").click()
+    page.locator("#tts-text textarea").fill("Hello from the browser. A second sentence.")
+    set_number(page, "tts-max-tokens", 16)
+    page.locator("#tts-generate").click()
+    page.get_by_text("s of speech in").first.wait_for()
+    assert "random weights" in page.locator("#tts-result").inner_text()
+    page.screenshot(path=str(artifacts / "tts-generated.png"), animations="disabled", full_page=True)
+    page.locator("#tts-text textarea").fill("")
+    page.locator("#tts-generate").click()
+    toast = page.locator("[data-testid=toast-body]").first
+    toast.wait_for()
+    assert "text: must not be empty" in toast.inner_text()
+
+
+def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tts_tab(page, app):
+    from gradio_client import Client
+
+    Client(app.url, verbose=False).predict(text="Speech listed in the outputs.", seed=321, max_new_tokens=16, api_name="/speak")
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text("Speech listed in the outputs.").locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("321").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    page.wait_for_function("() => document.querySelector('#tts-text textarea')?.value === 'Speech listed in the outputs.'")
+    assert page.locator("#tts-seed input").input_value() == "321"

@@ -1,7 +1,8 @@
-"""Tiny random-weight models built from configs, saved in the real diffusers folder layout.
+"""Tiny random-weight models built from configs, saved in the real folder layout of their family.
 
 They are the offline demo and the test fixtures: `build_tiny_model(family, folder)` writes a folder that
-`from_pretrained` loads exactly like a downloaded checkpoint.
+loads exactly like a downloaded checkpoint (`from_pretrained` for diffusers families, our own loader for
+Fish Speech).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family
-from pipelines.tiny import flux, sd3
+from pipelines.tiny import fish_speech, flux, sd3
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 2
@@ -17,6 +18,7 @@ BUILDER_VERSION = 2
 _BUILDERS = {
     Family.SD3: sd3.build,
     Family.FLUX: flux.build,
+    Family.FISH_SPEECH: fish_speech.build,
 }
 
 

@@ -3,9 +3,11 @@ import importlib
 import diffusers
 import pytest
 
-from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID, Family, model_spec
+from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID, Family, SpeechDefaults, Task, model_spec
 
-REQUIRED = ["sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell"]
+REQUIRED = ["sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell", "openaudio-s1-mini"]
+IMAGE_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE]
+SPEECH_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_SPEECH]
 
 
 def test_required_models_are_in_the_catalog():
@@ -17,8 +19,8 @@ def test_ids_are_unique():
     assert len({spec.id for spec in MODELS}) == len(MODELS)
 
 
-@pytest.mark.parametrize("spec", MODELS, ids=lambda spec: spec.id)
-def test_entry_is_complete_and_consistent(spec):
+@pytest.mark.parametrize("spec", IMAGE_MODELS, ids=lambda spec: spec.id)
+def test_image_entry_is_complete_and_consistent(spec):
     family = FAMILIES[spec.family]
     assert hasattr(diffusers, spec.pipeline_class)
     assert spec.licence
@@ -33,6 +35,16 @@ def test_entry_is_complete_and_consistent(spec):
     elif not spec.demo:
         assert spec.repo and "/" in spec.repo
     assert set(spec.component_bytes) - {"lora"} <= set(family.component_roles)
+
+
+@pytest.mark.parametrize("spec", SPEECH_MODELS, ids=lambda spec: spec.id)
+def test_speech_entry_is_complete_and_consistent(spec):
+    assert spec.family is Family.FISH_SPEECH and isinstance(spec.defaults, SpeechDefaults)
+    assert spec.licence and spec.weight_bytes > 0 and spec.folder_marker == "codec.pth"
+    assert set(spec.component_bytes) == {"dual_ar", "codec"}
+    if not spec.demo:
+        assert spec.repo == "fishaudio/openaudio-s1-mini"
+        assert {"*.pth", "*.json", "*.tiktoken"} <= set(spec.allow_patterns)
 
 
 @pytest.mark.parametrize("family", list(Family))

@@ -97,6 +97,7 @@ def test_demo_models_are_offered_only_without_real_weights_or_in_demo_mode(model
     shutil.copytree(models_dir / "demo" / "demo-sd3", models_dir / "sd3-medium")
     offered = {listing.spec.id for listing in list_models(store, demo_mode=False) if listing.offered}
     assert "demo-sd3" not in offered and "sd3-medium" in offered
+    assert "demo-fish-speech" in offered, "real image weights do not hide the demo of another task"
 
     offered = {listing.spec.id for listing in list_models(store, demo_mode=True) if listing.offered}
-    assert offered == {"demo-sd3", "demo-sd3-hyper8", "demo-flux"}
+    assert offered == {"demo-sd3", "demo-sd3-hyper8", "demo-flux", "demo-fish-speech"}

@@ -124,3 +124,17 @@ def test_files_without_settings_are_refused_with_their_name(tmp_path):
     listing.write_text("[1, 2]")
     with pytest.raises(ValueError, match="does not hold a set of parameters"):
         read_parameters(listing)
+
+
+def test_a_wav_carries_its_parameters_however_long_the_text(tmp_path):
+    import numpy as np
+    import soundfile
+
+    parameters = {**PARAMETERS, "text": "A long text; with = signs, # marks\nand lines. " * 400}
+    tone = np.sin(np.linspace(0, 2 * np.pi * 440, 44100)).astype("float32") * 0.5
+    saved = OutputStore(tmp_path).save_audio(tone, 44100, parameters)
+    assert saved.path.suffix == ".wav" and saved.path.is_relative_to(tmp_path / "speech")
+    info = soundfile.info(saved.path)
+    assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 1, 44100, "PCM_16")
+    saved.sidecar.unlink()  # read from the WAV itself
+    assert read_parameters(saved.path)["text"] == parameters["text"]
