@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from pipelines.jobs import JobQueue
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.catalog import Task
+from pipelines.model_store import ModelStore, list_models
 from pipelines.outputs import OutputStore
 from presets import Preset
 from tabs.saved_settings import SavedSettings
@@ -33,3 +34,19 @@ class AppContext:
 def owner_of(request) -> str:
     """Whose job this is: the browser session (or gradio_client connection) that sent it."""
     return getattr(request, "session_hash", None) or "local"
+
+
+def model_choices(context: AppContext, task: Task) -> tuple[list[tuple[str, str]], str]:
+    """The dropdown entries for the models of `task` the app offers now, and the one to preselect: a real model on
+    disk first, else a demo model."""
+    listings = [
+        listing for listing in list_models(context.store, context.demo_mode) if listing.offered and listing.spec.task is task
+    ]
+    missing = " — not on disk" if context.store.offline else " — downloads {gb:.1f} GB on first use"
+    choices = [
+        (listing.spec.label + ("" if listing.on_disk else missing.format(gb=listing.spec.weight_bytes / 1e9)), listing.spec.id)
+        for listing in listings
+    ]
+    on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
+    demo = [listing.spec.id for listing in listings if listing.spec.demo]
+    return choices, (on_disk or demo or [choices[0][1]])[0]

@@ -10,8 +10,7 @@ import gradio as gr
 from pipelines.catalog import MODELS_BY_ID, Task, family_spec
 from pipelines.errors import JobStopped
 from pipelines.image_runner import IMAGE_MODELS, ImageRequest, ImageResult, generate_image
-from pipelines.model_store import list_models
-from tabs.context import GPU_QUEUE, AppContext, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
@@ -19,22 +18,6 @@ from tabs.uploads import parameters_from_file
 SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler")
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
-
-
-def model_choices(context: AppContext) -> tuple[list[tuple[str, str]], str]:
-    listings = [
-        listing for listing in list_models(context.store, context.demo_mode)
-        if listing.offered and listing.spec.task is Task.TEXT_TO_IMAGE
-    ]
-    missing = " — not on disk" if context.store.offline else " — downloads {gb:.0f} GB on first use"
-    choices = []
-    for listing in listings:
-        suffix = "" if listing.on_disk else missing.format(gb=listing.spec.weight_bytes / 1e9)
-        choices.append((listing.spec.label + suffix, listing.spec.id))
-    on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
-    demo = [listing.spec.id for listing in listings if listing.spec.demo]
-    default = (on_disk or demo or [choices[0][1]])[0]
-    return choices, default
 
 
 def model_info(model_id: str) -> str:
@@ -56,7 +39,7 @@ class ImageTab:
     def last_values(self) -> list:
         """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
         saved = self.context.settings.get("image")
-        offered = [model_id for _, model_id in model_choices(self.context)[0]]
+        offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_IMAGE)[0]]
         if saved.get("model") not in offered:
             return [gr.skip()] * len(self.settings_components)
         return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
@@ -72,7 +55,7 @@ class ImageTab:
 
 
 def build(context: AppContext) -> ImageTab:
-    choices, default_model = model_choices(context)
+    choices, default_model = model_choices(context, Task.TEXT_TO_IMAGE)
     spec = MODELS_BY_ID[default_model]
     family = family_spec(spec.family)
 

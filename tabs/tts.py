@@ -8,29 +8,13 @@ import gradio as gr
 
 from pipelines.catalog import MODELS_BY_ID, Task
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.model_store import list_models
 from pipelines.speech_runner import LIMITS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
-from tabs.context import GPU_QUEUE, AppContext, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
 SETTINGS_FIELDS = ("model", "text", "reference_text", "temperature", "top_p", "repetition_penalty", "max_new_tokens", "seed", "chunk_length")
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not speech."
-
-
-def model_choices(context: AppContext) -> tuple[list[tuple[str, str]], str]:
-    listings = [
-        listing for listing in list_models(context.store, context.demo_mode)
-        if listing.offered and listing.spec.task is Task.TEXT_TO_SPEECH
-    ]
-    missing = " — not on disk" if context.store.offline else " — downloads {gb:.1f} GB on first use"
-    choices = [
-        (listing.spec.label + ("" if listing.on_disk else missing.format(gb=listing.spec.weight_bytes / 1e9)), listing.spec.id)
-        for listing in listings
-    ]
-    on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
-    demo = [listing.spec.id for listing in listings if listing.spec.demo]
-    return choices, (on_disk or demo or [choices[0][1]])[0]
 
 
 def references_from(reference_audio, reference_text, extra_audio, extra_text) -> tuple[Reference, ...]:
@@ -57,7 +41,7 @@ class TtsTab:
 
     def last_values(self) -> list:
         saved = self.context.settings.get("tts")
-        offered = [model_id for _, model_id in model_choices(self.context)[0]]
+        offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_SPEECH)[0]]
         if saved.get("model") not in offered:
             return [gr.skip()] * len(self.settings_components)
         return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
@@ -74,7 +58,7 @@ class TtsTab:
 
 
 def build(context: AppContext) -> TtsTab:
-    choices, default_model = model_choices(context)
+    choices, default_model = model_choices(context, Task.TEXT_TO_SPEECH)
     defaults = MODELS_BY_ID[default_model].defaults
 
     with gr.Row():

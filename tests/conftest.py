@@ -58,3 +58,25 @@ def big_sd3_models_dir(models_dir) -> Path:
     del big
     release_freed_memory()
     return models_dir
+
+
+@pytest.fixture(scope="module")
+def app(demo_models_dir, tmp_path_factory):
+    """The real app in its own process on the demo models, one per test module; `app.outputs` is its outputs folder."""
+    from tests.app_server import AppServer
+
+    outputs = tmp_path_factory.mktemp("outputs")
+    server = AppServer(
+        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
+        log_path=tmp_path_factory.mktemp("logs") / "app.log",
+    ).wait_ready()
+    server.outputs = outputs
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app.url, verbose=False)

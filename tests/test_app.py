@@ -4,27 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
 from PIL import Image
 
-from tests.app_server import AppServer
-
-
-@pytest.fixture(scope="module")
-def app(demo_models_dir, tmp_path_factory):
-    outputs = tmp_path_factory.mktemp("outputs")
-    server = AppServer(
-        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
-        log_path=tmp_path_factory.mktemp("logs") / "app.log",
-    ).wait_ready()
-    server.outputs = outputs
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app.url, verbose=False)
 
 
 def test_generate_image_returns_pngs_with_their_parameters(app, client):

@@ -20,23 +20,6 @@ from tests.app_server import ROOT, AppServer
 JOB = dict(prompt="a fox", model="demo-sd3", steps=2, api_name="/generate_image")
 
 
-@pytest.fixture(scope="module")
-def app(demo_models_dir, tmp_path_factory):
-    outputs = tmp_path_factory.mktemp("outputs")
-    server = AppServer(
-        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
-        log_path=tmp_path_factory.mktemp("logs") / "app.log",
-    ).wait_ready()
-    server.outputs = outputs
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app.url, verbose=False)
-
-
 def step_number(progress_text: str) -> int:
     return int(re.search(r"step (\d+)/", progress_text).group(1))
 

@@ -6,26 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-from tests.app_server import AppServer
-
-
-@pytest.fixture(scope="module")
-def app(demo_models_dir, tmp_path_factory):
-    outputs = tmp_path_factory.mktemp("outputs")
-    server = AppServer(
-        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
-        log_path=tmp_path_factory.mktemp("logs") / "app.log",
-    ).wait_ready()
-    server.outputs = outputs
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return Client(app.url, verbose=False)
 
 
 @pytest.fixture(scope="module")

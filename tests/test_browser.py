@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_server import ROOT, AppServer
+from tests.app_server import ROOT
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,17 +30,6 @@ def artifacts() -> Path:
     folder = Path(os.environ.get("ATELIER_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-@pytest.fixture(scope="module")
-def app(demo_models_dir, tmp_path_factory):
-    outputs = tmp_path_factory.mktemp("outputs")
-    server = AppServer(
-        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
-        log_path=tmp_path_factory.mktemp("logs") / "app.log",
-    ).wait_ready()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipelines.fish_speech.layers import RMSNorm
+
 
 class CausalConv1d(nn.Module):
     """Conv1d that only looks back: left padding `(k - 1) * dilation + 1 - stride`, and zeros on the right so
@@ -88,18 +90,6 @@ class ConvNeXtBlock(nn.Module):
         h = self.dwconv(x).transpose(1, 2)
         h = self.pwconv2(F.gelu(self.pwconv1(self.norm(h))))
         return x + (self.gamma * h).transpose(1, 2)
-
-
-class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(torch.mean(x32 * x32, dim=-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
 
 
 class LayerScale(nn.Module):

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
+from pipelines.fish_speech.layers import RMSNorm
 from pipelines.fish_speech.tokenizer import BPE_FILE, SPECIAL_TOKENS_FILE, FishTokenizer
 
 log = logging.getLogger(__name__)
@@ -165,20 +166,6 @@ class DualARConfig:
             self.fast_intermediate_size, self.fast_attention_qkv_bias, self.fast_attention_o_bias,
             self.fast_attention_qk_norm, self.norm_eps,
         )
-
-
-class RMSNorm(nn.Module):
-    """Normalised in float32 and cast back before the weight, as the official RMSNorm does."""
-
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(torch.mean(x32 * x32, dim=-1, keepdim=True) + self.eps)
-        return normed.type_as(x) * self.weight
 
 
 class RotaryTable(nn.Module):

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline
+from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 
 from pipelines.errors import NotEnoughMemory
 from pipelines.image_runner import ImageRequest, generate_image

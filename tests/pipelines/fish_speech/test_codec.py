@@ -16,17 +16,9 @@ from pipelines.fish_speech.codec import (
     load_codec,
     official_codec_state_dict,
 )
+from tests.pipelines.fish_speech.conftest import assert_matches_reference
 
 COMPUTED_BUFFERS = ("freqs_cis", "causal_mask")
-
-
-def assert_matches_reference(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
-    assert got.shape == want.shape, f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-    if want.is_floating_point():
-        error = (got - want).abs()
-        assert (error <= 1e-4 + 1e-4 * want.abs()).all(), f"{name}: max abs error {error.max().item():.3g}"
-    else:
-        assert torch.equal(got, want), f"{name}: {got.tolist()} != {want.tolist()}"
 
 
 @pytest.fixture(scope="module")

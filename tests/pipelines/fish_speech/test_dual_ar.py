@@ -15,22 +15,7 @@ from pipelines.fish_speech.dual_ar import (
     load_dual_ar,
     official_dual_ar_state_dict,
 )
-
-
-def assert_matches_reference(got: torch.Tensor, want: torch.Tensor, name: str) -> None:
-    assert got.shape == want.shape, f"{name}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-    error = (got.float() - want).abs()
-    assert (error <= 1e-4 + 1e-4 * want.abs()).all(), f"{name}: max abs error {error.max().item():.3g}"
-
-
-@pytest.fixture(scope="module")
-def model(fish_fixtures) -> DualARTransformer:
-    return load_dual_ar(fish_fixtures / "llm", tokenizer_folder=fish_fixtures / "tokenizer")
-
-
-@pytest.fixture(scope="module")
-def inputs(fish_fixtures) -> dict[str, torch.Tensor]:
-    return load_file(fish_fixtures / "llm_inputs.safetensors")
+from tests.pipelines.fish_speech.conftest import assert_matches_reference
 
 
 @pytest.fixture(scope="module")

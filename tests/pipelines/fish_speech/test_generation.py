@@ -32,16 +32,6 @@ def tokenizer(fish_fixtures) -> FishTokenizer:
 
 
 @pytest.fixture(scope="module")
-def model(fish_fixtures) -> DualARTransformer:
-    return load_dual_ar(fish_fixtures / "llm", tokenizer_folder=fish_fixtures / "tokenizer")
-
-
-@pytest.fixture(scope="module")
-def inputs(fish_fixtures) -> dict[str, torch.Tensor]:
-    return load_file(fish_fixtures / "llm_inputs.safetensors")
-
-
-@pytest.fixture(scope="module")
 def reference(fish_fixtures) -> dict[str, torch.Tensor]:
     return load_file(fish_fixtures / "llm_generate.safetensors")
 
