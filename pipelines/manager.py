@@ -99,11 +99,15 @@ class ModelManager:
         return self._preset.dtype
 
     @contextmanager
-    def use(self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None) -> Iterator[object]:
+    def use(
+        self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None,
+        dtype: str | None = None,
+    ) -> Iterator[object]:
         """Hold the GPU for one job with `model_id` loaded and placed for `workload`; yields the pipeline.
-        `on_progress` hears about a download, if one is needed."""
+        `on_progress` hears about a download, if one is needed. `dtype` asks for a precision other than the
+        preset's (the model is reloaded in it when it was loaded in another)."""
         with self._lock:
-            loaded = self._ensure_loaded(model_id, on_progress)
+            loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype())
             self._admit(loaded, workload)
             try:
                 yield loaded.pipe
@@ -183,18 +187,18 @@ class ModelManager:
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None) -> _Loaded:
+    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None, dtype_name: str) -> _Loaded:
         try:
             spec = model_spec(model_id)
         except KeyError:
             raise InvalidRequest("model", f"unknown model {model_id!r}") from None
-        if self._loaded is not None and self._loaded.spec.id == spec.id:
+        if self._loaded is not None and self._loaded.spec.id == spec.id and self._loaded.placement.plan.dtype == dtype_name:
             return self._loaded
         files = self.store.ensure(spec, on_progress)
         self._release(next_denoiser_bytes=_bytes_on_disk(files.folder / "transformer"))
         started = time.monotonic()
         try:
-            loaded = self._loaders[spec.task](spec, files)
+            loaded = self._loaders[spec.task](spec, files, dtype_name)
         except NotEnoughMemory:
             release_freed_memory()
             raise
@@ -214,10 +218,9 @@ class ModelManager:
         )
         return self._loaded
 
-    def _load_speech(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
+    def _load_speech(self, spec: ModelSpec, files: ModelFiles, dtype_name: str) -> _Loaded:
         """A Fish Speech model is small enough (about 1.8 GB in bf16) to stay resident on every preset."""
         _check_ram(spec, files)
-        dtype_name = self.compute_dtype()
         device = self.execution_device()
         model = FishSpeech.from_folder(files.folder, device=device, dtype=getattr(torch, dtype_name))
         sizes = {name: measure_component(module, getattr(torch, dtype_name)) for name, module in model.components().items()}
@@ -229,9 +232,8 @@ class ModelManager:
         )
         return _Loaded(spec, model, AppliedPlacement(plan), 0.0)
 
-    def _load_diffusers(self, spec: ModelSpec, files: ModelFiles) -> _Loaded:
+    def _load_diffusers(self, spec: ModelSpec, files: ModelFiles, dtype_name: str) -> _Loaded:
         _check_ram(spec, files)
-        dtype_name = self.compute_dtype()
         dtype = getattr(torch, dtype_name)
         device = torch.device(self.execution_device())
         pipeline_class = getattr(diffusers, spec.pipeline_class)

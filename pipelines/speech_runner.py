@@ -37,6 +37,7 @@ MAX_REFERENCES = 4
 MIN_REFERENCE_SECONDS = 0.5
 MAX_REFERENCE_SECONDS = 90.0
 MAX_SEED = 2**32 - 1
+PRECISIONS = ("auto", "bfloat16", "float16", "float32")
 LIMITS = {
     "temperature": (0.01, 2.0),
     "top_p": (0.01, 1.0),
@@ -72,6 +73,8 @@ class SpeechRequest:
     chunk_length: int | None = None
     # torch.compile the per-frame decode step: compiled once per process and kept for later jobs.
     compile: bool = False
+    # "auto" follows the hardware preset; otherwise the model runs (is reloaded) in this dtype.
+    precision: str = "auto"
 
     def check(self) -> "SpeechRequest":
         """A copy with defaults filled in; InvalidRequest names the first bad field."""
@@ -91,7 +94,10 @@ class SpeechRequest:
         seed = _whole("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
-        return replace(self, text=text, references=references, seed=seed, compile=bool(self.compile), **values)
+        precision = self.precision or "auto"
+        if precision not in PRECISIONS:
+            raise InvalidRequest("precision", f"{precision!r} is not offered; choose one of {', '.join(PRECISIONS)}")
+        return replace(self, text=text, references=references, seed=seed, compile=bool(self.compile), precision=precision, **values)
 
 
 @dataclass(frozen=True)
@@ -202,7 +208,8 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
     started = time.monotonic()
     job.report(0.0, f"Loading {spec.name}")
 
-    with manager.use(spec.id, on_progress=job.report) as model:
+    dtype = None if request.precision == "auto" else request.precision
+    with manager.use(spec.id, on_progress=job.report, dtype=dtype) as model:
         # 2-4. References: decoded at the codec's rate, encoded to the codes the prompt carries.
         clips = [(reference, _read_reference(reference, model.sample_rate)) for reference in request.references]
         references = _reference_codes(model, clips)
@@ -238,7 +245,7 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         codes = torch.cat(chunk_codes, dim=1)
         waveform, lengths = model.codec.decode(codes[None].to(model.device), torch.tensor([codes.shape[1]], device=model.device))
         samples = waveform[0, 0, : int(lengths[0])].float().cpu().numpy()
-        sample_rate, device, dtype = model.sample_rate, str(model.device), str(model.dtype).removeprefix("torch.")
+        sample_rate, device, dtype_used = model.sample_rate, str(model.device), str(model.dtype).removeprefix("torch.")
 
     # 7. Save with everything needed to reproduce it.
     audio_seconds = len(samples) / sample_rate
@@ -262,7 +269,8 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         "audio_seconds": round(audio_seconds, 3),
         "preset": manager.preset.id,
         "device": device,
-        "dtype": dtype,
+        "precision": request.precision,
+        "dtype": dtype_used,
         "seconds": round(seconds, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

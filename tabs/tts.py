@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipelines.catalog import MODELS_BY_ID, Task
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.speech_runner import LIMITS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
+from pipelines.speech_runner import LIMITS, PRECISIONS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 
@@ -82,10 +82,15 @@ def build(context: AppContext) -> TtsTab:
                 max_new_tokens = gr.Number(label="Max frames per chunk (≈21.5 per second)", value=defaults.max_new_tokens, precision=0, elem_id="tts-max-tokens")
                 chunk_length = gr.Number(label="Characters per chunk", value=defaults.chunk_length, precision=0, elem_id="tts-chunk-length")
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="tts-seed")
-            compile_step = gr.Checkbox(
-                label="Compile the decode step (torch.compile; the first run takes longer, later runs are faster — for GPUs)",
-                value=False, elem_id="tts-compile",
-            )
+            with gr.Row():
+                precision = gr.Dropdown(
+                    label="Precision", choices=list(PRECISIONS), value="auto", elem_id="tts-precision",
+                    info="auto follows the hardware preset (bfloat16 or float16 on a GPU, float32 on the CPU)",
+                )
+                compile_step = gr.Checkbox(
+                    label="Compile the decode step (torch.compile; the first run takes longer, later runs are faster — for GPUs)",
+                    value=False, elem_id="tts-compile",
+                )
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="tts-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="tts-stop")
@@ -100,12 +105,12 @@ def build(context: AppContext) -> TtsTab:
     def speak_handler(
         text, reference_audio=None, reference_text=None, temperature=None, top_p=None, repetition_penalty=None,
         max_new_tokens=None, seed=-1, model=None, chunk_length=None, extra_reference_audio=None, extra_reference_text=None,
-        compile=False, request: gr.Request = None, progress=gr.Progress(),
+        compile=False, precision="auto", request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = SpeechRequest(
             text=text, model=model, references=references_from(reference_audio, reference_text, extra_reference_audio, extra_reference_text),
             temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-            seed=seed, chunk_length=chunk_length, compile=compile,
+            seed=seed, chunk_length=chunk_length, compile=compile, precision=precision,
         ).check()
         values = (model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length)
         context.settings.update("tts", dict(zip(SETTINGS_FIELDS, values)))
@@ -120,7 +125,7 @@ def build(context: AppContext) -> TtsTab:
 
     inputs = [
         text, reference_audio, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, model,
-        chunk_length, extra_audio, extra_text, compile_step,
+        chunk_length, extra_audio, extra_text, compile_step, precision,
     ]
     generate.click(speak_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="speak", **GPU_QUEUE)
 

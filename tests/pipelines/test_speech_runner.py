@@ -115,6 +115,7 @@ def test_stop_keeps_the_chunks_already_finished(manager, outputs):
         (dict(repetition_penalty=3), "repetition_penalty", "0.5 to 2"),
         (dict(max_new_tokens=2.5), "max_new_tokens", "whole number"),
         (dict(seed=-2), "seed", "-1 (random)"),
+        (dict(precision="int4"), "precision", "bfloat16, float16, float32"),
         (dict(references=(Reference("clip.wav", ""),)), "reference_text", "needs its transcript"),
         (dict(references=(Reference("", "words"),)), "reference_audio", "without its audio"),
     ],
@@ -135,3 +136,11 @@ def test_unreadable_or_too_long_reference_audio_is_refused_by_name(manager, outp
     with pytest.raises(InvalidRequest, match="long.wav is longer than 90 s"):
         speak(SpeechRequest(text="Hi.", model=MODEL, references=(Reference(str(long_clip), "hi"),)), manager, outputs, Job())
     assert not list(outputs.root.rglob("*.wav"))
+
+
+def test_a_chosen_precision_reloads_the_model_in_it_and_is_recorded(manager, outputs):
+    auto = speak(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16), manager, outputs, Job())
+    assert auto.output.parameters["dtype"] == "float32" and auto.output.parameters["precision"] == "auto"
+    half = speak(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16, precision="bfloat16"), manager, outputs, Job())
+    assert half.output.parameters["dtype"] == "bfloat16" and manager.status().plan.dtype == "bfloat16"
+    assert soundfile.info(half.output.path).frames > 0
