@@ -28,28 +28,40 @@ def rss_bytes(app) -> int:
     return psutil.Process(app.process.pid).memory_info().rss
 
 
-def test_twenty_jobs_at_once_all_finish_one_at_a_time_each_with_its_own_file(app, client):
-    for model in ("demo-sd3", "demo-flux"):  # warm: both models have been loaded once
-        client.predict(**{**JOB, "model": model, "seed": 0})
+# Every third job is speech, the others images from two models: each job swaps the loaded model.
+KINDS = ("demo-sd3", "speech", "demo-flux")
+
+
+def submit_job(client, index: int):
+    kind = KINDS[index % 3]
+    if kind == "speech":
+        return client.submit(text=f"Job number {index}.", seed=1000 + index, max_new_tokens=16, api_name="/speak")
+    return client.submit(**{**JOB, "model": kind, "seed": 1000 + index})
+
+
+def test_twenty_jobs_across_tabs_at_once_all_finish_one_at_a_time_each_with_its_own_file(app, client):
+    for index in range(3):  # warm: every model has been loaded once
+        submit_job(client, index).result(timeout=120)
     baseline = rss_bytes(app)
     clients = [Client(app.url, verbose=False) for _ in range(4)]
-    jobs = []
-    for index in range(20):
-        model = ("demo-sd3", "demo-flux")[index % 2]  # every job swaps the model
-        jobs.append((index, clients[index % 4].submit(**{**JOB, "model": model, "seed": 1000 + index})))
+    jobs = [(index, submit_job(clients[index % 4], index)) for index in range(20)]
     with ThreadPoolExecutor(4) as pool:  # scripts reading status and outputs meanwhile
         side_calls = [pool.submit(client.predict, api_name=name) for name in ("/status", "/queue", "/outputs") * 3]
     results = {index: job.result(timeout=300) for index, job in jobs}
     assert all(call.result() is not None for call in side_calls)
 
     paths = []
-    for index, (gallery, used, _) in results.items():
-        assert len(gallery) == 1 and used["parameters"][0]["seed"] == 1000 + index
-        paths.append(Path(used["images"][0]))
+    for index, (shown, used, _) in results.items():
+        if KINDS[index % 3] == "speech":
+            assert used["parameters"]["seed"] == 1000 + index and used["parameters"]["text"] == f"Job number {index}."
+            paths.append(Path(used["audio"]))
+        else:
+            assert len(shown) == 1 and used["parameters"][0]["seed"] == 1000 + index
+            paths.append(Path(used["images"][0]))
     assert len(set(paths)) == 20 and all(path.is_file() and path.with_suffix(".json").is_file() for path in paths)
 
     recent = [job for job in client.predict(api_name="/queue")["recent"] if job["state"] == "done"][-20:]
-    assert len(recent) == 20
+    assert len(recent) == 20 and {job["tab"] for job in recent} == {"Image", "TTS"}
     spans = sorted((job["started_at"], job["finished_at"]) for job in recent)
     for (_, finished), (started, _) in zip(spans, spans[1:]):
         assert finished <= started, "two jobs ran at once"
