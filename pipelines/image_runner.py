@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.request_values import number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -63,20 +63,20 @@ class ImageRequest:
         negative = (self.negative_prompt or "").strip()
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
-        width = _integer("width", self.width, defaults.width)
-        height = _integer("height", self.height, defaults.height)
+        width = whole_number("width", self.width, defaults.width)
+        height = whole_number("height", self.height, defaults.height)
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec)
-        steps = _integer("steps", self.steps, defaults.steps)
+        steps = whole_number("steps", self.steps, defaults.steps)
         if not 1 <= steps <= MAX_STEPS:
             raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
-        guidance = _number("guidance", self.guidance, defaults.guidance)
+        guidance = number("guidance", self.guidance, defaults.guidance)
         if not 0.0 <= guidance <= MAX_GUIDANCE:
             raise InvalidRequest("guidance", f"{guidance} is out of range; use 0 to {MAX_GUIDANCE:g}")
-        seed = _integer("seed", self.seed, -1)
+        seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
-        batch = _integer("batch", self.batch, 1)
+        batch = whole_number("batch", self.batch, 1)
         if not 1 <= batch <= MAX_BATCH:
             raise InvalidRequest("batch", f"{batch} is out of range; use 1 to {MAX_BATCH}")
         scheduler = self.scheduler or defaults.scheduler
@@ -95,22 +95,6 @@ class ImageResult:
     stopped: bool = False
     seconds: float = 0.0
     seeds: list[int] = field(default_factory=list)
-
-
-def _integer(name: str, value, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
-        raise InvalidRequest(name, f"{value!r} is not a whole number")
-    return int(value)
-
-
-def _number(name: str, value, default: float) -> float:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(name, f"{value!r} is not a number")
-    return float(value)
 
 
 def _check_size(name: str, value: int, spec: ModelSpec) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import random
 import re
 import time
@@ -26,6 +25,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.request_values import number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class SpeechRequest:
         references = tuple(_checked_reference(reference) for reference in self.references)
         defaults: SpeechDefaults = spec.defaults
         values = {name: _in_range(name, getattr(self, name), getattr(defaults, name)) for name in LIMITS}
-        seed = _whole("seed", self.seed, -1)
+        seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
         precision = self.precision or "auto"
@@ -122,27 +122,15 @@ def _checked_reference(reference: Reference) -> Reference:
     return Reference(str(reference.audio), transcript)
 
 
-def _whole(name: str, value, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
-        raise InvalidRequest(name, f"{value!r} is not a whole number")
-    return int(value)
-
-
 def _in_range(name: str, value, default):
     low, high = LIMITS[name]
     if isinstance(default, int):
-        number = _whole(name, value, default)
-    elif value is None or value == "":
-        number = default
-    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidRequest(name, f"{value!r} is not a number")
+        value = whole_number(name, value, default)
     else:
-        number = float(value)
-    if not low <= number <= high:
-        raise InvalidRequest(name, f"{number} is out of range; use {low:g} to {high:g}")
-    return number
+        value = number(name, value, default)
+    if not low <= value <= high:
+        raise InvalidRequest(name, f"{value} is out of range; use {low:g} to {high:g}")
+    return value
 
 
 def split_text(text: str, chunk_length: int) -> list[str]:

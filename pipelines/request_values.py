@@ -1,0 +1,24 @@
+"""Reading a request's numbers as people and scripts send them: None or "" means the default; anything that is
+not a finite number (or not whole, where a whole number is wanted) is an InvalidRequest naming the field."""
+
+from __future__ import annotations
+
+import math
+
+from pipelines.errors import InvalidRequest
+
+
+def whole_number(name: str, value, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise InvalidRequest(name, f"{value!r} is not a whole number")
+    return int(value)
+
+
+def number(name: str, value, default: float) -> float:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(name, f"{value!r} is not a number")
+    return float(value)
