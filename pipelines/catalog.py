@@ -59,6 +59,8 @@ class FamilySpec:
     guidance_doubles_batch: bool = False
     # Keyword arguments every call of this family's pipeline gets.
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
+    # The image-to-image pipeline built on the loaded one (same components).
+    img2img_pipeline_class: str = ""
 
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
@@ -159,6 +161,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         schedulers=_FLOW_SCHEDULERS,
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
+        img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -177,6 +180,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         # FluxPipeline passes its own sigmas and `mu`, which only the flow-matching Euler scheduler accepts.
         schedulers=_FLOW_SCHEDULERS[:1],
         text_tokens=512,
+        img2img_pipeline_class="FluxImg2ImgPipeline",
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,

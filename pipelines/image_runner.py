@@ -6,14 +6,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import diffusers
 import torch
+from PIL import Image
 
 from pipelines.catalog import MODELS, MODELS_BY_ID, ModelSpec, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
@@ -30,6 +33,8 @@ MAX_STEPS = 200
 MAX_BATCH = 16
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 10_000
+MAX_INIT_IMAGE_PIXELS = 64 * 1024**2
+DEFAULT_STRENGTH = 0.6
 IMAGE_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE}
 
 
@@ -47,6 +52,9 @@ class ImageRequest:
     seed: int = -1
     batch: int = 1
     scheduler: str | None = None
+    # Image to image: the picture to start from (a file) and how much of it to repaint (0 keeps it, 1 ignores it).
+    init_image: str | None = None
+    strength: float | None = None
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
@@ -63,8 +71,12 @@ class ImageRequest:
         negative = (self.negative_prompt or "").strip()
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
-        width = whole_number("width", self.width, defaults.width)
-        height = whole_number("height", self.height, defaults.height)
+        init_image = str(self.init_image) if self.init_image else None
+        default_width, default_height = defaults.width, defaults.height
+        if init_image is not None:
+            default_width, default_height = (_nearest_size(side, family) for side in _image_size(init_image))
+        width = whole_number("width", self.width, default_width)
+        height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec)
         steps = whole_number("steps", self.steps, defaults.steps)
@@ -83,9 +95,12 @@ class ImageRequest:
         names = [choice.name for choice in family.schedulers]
         if scheduler not in names:
             raise InvalidRequest("scheduler", f"{scheduler!r} is not available for {spec.name}; choose one of {', '.join(names)}")
+        strength = number("strength", self.strength, DEFAULT_STRENGTH)
+        if not 0.0 <= strength <= 1.0:
+            raise InvalidRequest("strength", f"{strength} is out of range; use 0 (keep the image) to 1 (ignore it)")
         return replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
-            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler,
+            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
         )
 
 
@@ -95,6 +110,36 @@ class ImageResult:
     stopped: bool = False
     seconds: float = 0.0
     seeds: list[int] = field(default_factory=list)
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """The size an image file states in its header, or InvalidRequest; big ones are refused before decoding."""
+    name = Path(path).name
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError) as error:
+        raise InvalidRequest("init_image", f"{name} is not a readable image: {error}") from None
+    if width * height > MAX_INIT_IMAGE_PIXELS:
+        raise InvalidRequest("init_image", f"{name} is {width}×{height} pixels; at most {MAX_INIT_IMAGE_PIXELS // 1024**2} megapixels")
+    return width, height
+
+
+def _nearest_size(side: int, family) -> int:
+    multiple = family.size_multiple
+    return min(max(round(side / multiple) * multiple, family.min_size), family.max_size)
+
+
+def _start_image(request: ImageRequest) -> Image.Image:
+    with Image.open(request.init_image) as image:
+        picture = image.convert("RGB")
+    if picture.size != (request.width, request.height):
+        picture = picture.resize((request.width, request.height), Image.Resampling.LANCZOS)
+    return picture
+
+
+def _file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _check_size(name: str, value: int, spec: ModelSpec) -> None:
@@ -124,13 +169,23 @@ def _sampler(pipe, name: str, spec: ModelSpec):
         pipe.scheduler = original
 
 
+def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
+    """The loaded pipeline, or its image-to-image sibling sharing the same components (nothing more in memory)."""
+    if not image_to_image:
+        return pipe
+    sibling = getattr(diffusers, family_spec(spec.family).img2img_pipeline_class).from_pipe(pipe)
+    sibling.set_progress_bar_config(disable=True)
+    return sibling
+
+
 def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed):
     """One image; after an out-of-memory the manager has stepped its plan down, and the image runs once more."""
     for attempt in (1, 2):
         try:
             with manager.use(spec.id, workload, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
                 job.check_stop()
-                return pipe(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                runner = _for_task(pipe, spec, "image" in kwargs)
+                return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
         except RetryAfterOutOfMemory:
             if attempt == 2:
                 raise
@@ -148,6 +203,10 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     saved: list[SavedOutput] = []
     job.report(0.0, f"Loading {spec.name}")
 
+    start_image = _start_image(request) if request.init_image else None
+    # Image to image denoises only the last `strength` of the schedule.
+    steps_run = request.steps if start_image is None else max(1, int(request.steps * request.strength))
+
     # 2. Load (or reuse) the model; the manager plans memory for this size, or refuses before anything runs.
     workload = Workload(family.denoiser_tokens(request.width, request.height), family.denoiser_batch(request.guidance))
     for index, seed in enumerate(seeds):
@@ -155,7 +214,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
 
         def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
             job.check_stop()
-            job.report((_index + (step + 1) / request.steps) / len(seeds), f"{_label} · step {step + 1}/{request.steps}")
+            job.report((_index + (step + 1) / steps_run) / len(seeds), f"{_label} · step {step + 1}/{steps_run}")
             return callback_kwargs
 
         # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
@@ -172,15 +231,22 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         )
         if family.supports_negative_prompt:
             kwargs["negative_prompt"] = request.negative_prompt or None
+        if start_image is not None:
+            kwargs.update(image=start_image, strength=request.strength)
         try:
-            image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
+            if start_image is not None and request.strength == 0.0:
+                image = start_image.copy()  # nothing to repaint: the input is the result
+            else:
+                image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
 
         # 5. Save with everything needed to reproduce it.
         parameters = {
-            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch")},
+            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch", "init_image", "strength")},
+            "init_image": {"file": Path(request.init_image).name, "sha256": _file_digest(request.init_image)} if start_image else None,
+            "strength": request.strength if start_image else None,
             "seed": seed,
             "batch_index": index,
             "model_name": spec.name,

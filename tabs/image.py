@@ -8,14 +8,14 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.catalog import MODELS_BY_ID, Task, family_spec
-from pipelines.errors import JobStopped
-from pipelines.image_runner import IMAGE_MODELS, ImageRequest, ImageResult, generate_image
+from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.image_runner import DEFAULT_STRENGTH, IMAGE_MODELS, ImageRequest, ImageResult, generate_image
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
-SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler")
+SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength")
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
@@ -51,6 +51,7 @@ class ImageTab:
         return (
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
             used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
+            used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
         )
 
 
@@ -84,6 +85,12 @@ def build(context: AppContext) -> ImageTab:
                     label="Sampler", choices=[c.name for c in family.schedulers], value=spec.defaults.scheduler, elem_id="image-sampler",
                     allow_custom_value=True,
                 )
+            with gr.Accordion("Start from an image (image to image)", open=False):
+                init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
+                strength = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
+                    elem_id="image-strength",
+                )
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="image-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="image-stop")
@@ -98,15 +105,17 @@ def build(context: AppContext) -> ImageTab:
     selected = gr.State(None)
 
     @shown_to_user
+    # A default of None makes the start image optional for gradio_client.
     def generate_image_handler(
-        prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler,
-        request: gr.Request, progress=gr.Progress(),
+        prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
+        strength=DEFAULT_STRENGTH, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler,
+            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
         ).check()
-        context.settings.update("image", dict(zip(SETTINGS_FIELDS, (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler))))
+        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength)
+        context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
         spec = MODELS_BY_ID[model]
         summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}"
         try:
@@ -125,14 +134,14 @@ def build(context: AppContext) -> ImageTab:
 
     generate.click(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
     )
     prompt.submit(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,
@@ -174,7 +183,20 @@ def build(context: AppContext) -> ImageTab:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler]
+    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength]
+
+    def size_from_start_image(path, model_id):
+        """The start image's size, to the nearest size the model takes, in the width and height fields."""
+        chosen = IMAGE_MODELS.get(model_id)
+        if not path or chosen is None:
+            return gr.skip(), gr.skip()
+        try:
+            checked = ImageRequest(prompt="size", model=model_id, init_image=path).check()
+        except InvalidRequest as error:
+            raise gr.Error(str(error)) from None
+        return checked.width, checked.height
+
+    init_image.upload(size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private")
     tab = ImageTab(context, settings_components)
 
     @shown_to_user

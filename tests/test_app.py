@@ -112,9 +112,9 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         seed=99, scheduler="Heun", api_name="/generate_image",
     )
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler = restored
-    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler) == (
-        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun"
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength = restored
+    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength) == (
+        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6
     )
 
 
@@ -147,3 +147,23 @@ def test_stop_from_the_same_client_ends_its_running_job(client):
     assert time.monotonic() - started < 10
     after, _, _ = client.predict(prompt="a fox", model="demo-sd3", steps=1, seed=1, api_name="/generate_image")
     assert len(after) == 1
+
+
+def test_image_to_image_through_the_api_starts_from_the_given_picture(client, tmp_path):
+    from gradio_client import handle_file
+
+    start = tmp_path / "start.png"
+    Image.new("RGB", (320, 256), (30, 120, 200)).save(start)
+    gallery, used, _ = client.predict(
+        prompt="a fox", model="demo-flux", width=320, height=256, steps=4, seed=3,
+        init_image=handle_file(str(start)), strength=0.0, api_name="/generate_image",
+    )
+    with Image.open(gallery[0]["image"]) as result:
+        assert result.size == (320, 256) and result.getpixel((10, 10)) == (30, 120, 200)
+    assert used["parameters"][0]["strength"] == 0.0 and used["parameters"][0]["init_image"]["file"] == "start.png"
+    _, used, _ = client.predict(
+        prompt="a fox", model="demo-flux", width=320, height=256, steps=4, seed=3,
+        init_image=handle_file(str(start)), strength=0.7, api_name="/generate_image",
+    )
+    with Image.open(used["images"][0]) as result:
+        assert result.getpixel((10, 10)) != (30, 120, 200)

@@ -22,7 +22,7 @@ def test_ids_are_unique():
 @pytest.mark.parametrize("spec", IMAGE_MODELS, ids=lambda spec: spec.id)
 def test_image_entry_is_complete_and_consistent(spec):
     family = FAMILIES[spec.family]
-    assert hasattr(diffusers, spec.pipeline_class)
+    assert hasattr(diffusers, spec.pipeline_class) and hasattr(diffusers, family.img2img_pipeline_class)
     assert spec.licence
     assert spec.weight_bytes > 0
     assert spec.defaults.steps >= 1

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -129,3 +131,46 @@ def test_a_bad_request_loads_nothing(manager, outputs):
 def test_defaults_come_from_the_model(manager):
     checked = ImageRequest(prompt="a fox", model="demo-flux").check()
     assert (checked.steps, checked.guidance, checked.width, checked.scheduler) == (4, 3.5, 256, "Euler")
+
+
+@pytest.fixture
+def start_picture(tmp_path):
+    """A picture with structure (a gradient and a square), 300×260: not a size the models take as is."""
+    picture = np.zeros((260, 300, 3), dtype=np.uint8)
+    picture[..., 0] = np.linspace(0, 255, 300, dtype=np.uint8)[None, :]
+    picture[60:160, 80:200] = (20, 200, 90)
+    path = tmp_path / "start.png"
+    Image.fromarray(picture).save(path)
+    return path
+
+
+@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux"])
+def test_image_to_image_at_strength_zero_returns_the_input_and_more_strength_changes_it(manager, outputs, start_picture, model):
+    request = ImageRequest(prompt="a fox", model=model, steps=4, seed=5, init_image=str(start_picture), width=256, height=256)
+    kept = pixels(generate_image(replace(request, strength=0.0), manager, outputs, Job()).outputs[0].path)
+    expected = np.asarray(Image.open(start_picture).convert("RGB").resize((256, 256), Image.Resampling.LANCZOS))
+    assert np.array_equal(kept, expected)
+    light = pixels(generate_image(replace(request, strength=0.3), manager, outputs, Job()).outputs[0].path)
+    heavy = pixels(generate_image(replace(request, strength=0.9), manager, outputs, Job()).outputs[0].path)
+    difference = lambda image: np.abs(image.astype(int) - expected.astype(int)).mean()
+    assert 0 < difference(light) and 0 < difference(heavy)
+    assert not np.array_equal(light, heavy)
+
+
+def test_image_to_image_records_its_start_image_and_strength_and_takes_its_size(manager, outputs, start_picture):
+    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=4, seed=2, init_image=str(start_picture), strength=0.5), manager, outputs, Job())
+    saved = result.outputs[0]
+    assert Image.open(saved.path).size == (304, 256), "the start image's 300×260, to the nearest multiple of 16"
+    assert saved.parameters["strength"] == 0.5 and saved.parameters["init_image"]["file"] == "start.png"
+    assert len(saved.parameters["init_image"]["sha256"]) == 16
+    plain = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=4, seed=2), manager, outputs, Job()).outputs[0]
+    assert plain.parameters["init_image"] is None and plain.parameters["strength"] is None
+
+
+def test_a_bad_start_image_or_strength_is_refused_by_name(tmp_path, start_picture):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(InvalidRequest, match="init_image: broken.png is not a readable image"):
+        ImageRequest(prompt="a fox", model="demo-sd3", init_image=str(broken)).check()
+    with pytest.raises(InvalidRequest, match="strength: 1.5 is out of range"):
+        ImageRequest(prompt="a fox", model="demo-sd3", init_image=str(start_picture), strength=1.5).check()
