@@ -32,6 +32,7 @@ import torch
 
 from pipelines.catalog import ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
+from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.memory.block_streamer import BlockStreamer
@@ -39,7 +40,6 @@ from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed, stream_loaded
 from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.model_store import ModelFiles, ModelStore
-from pipelines.fish_speech.model import FishSpeech
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
 

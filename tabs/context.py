@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pipelines.catalog import Task
 from pipelines.jobs import JobQueue
 from pipelines.manager import ModelManager
-from pipelines.catalog import Task
 from pipelines.model_store import ModelStore, list_models
 from pipelines.outputs import OutputStore
 from presets import Preset

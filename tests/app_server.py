@@ -31,6 +31,7 @@ class AppServer:
         if "--settings-file" not in flags:  # never the developer's own settings.json
             self._settings_folder = tempfile.TemporaryDirectory()
             flags = (*flags, "--settings-file", str(Path(self._settings_folder.name) / "settings.json"))
+        self.settings_path = Path(flags[list(flags).index("--settings-file") + 1])
         self.process = subprocess.Popen(
             [*command, "--no-browser", "--port", str(self.port), *flags],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 shows a toast, the Outputs tab sends settings back, the last values come back on reload. Screenshots of each
 tab are written to test-artifacts/ (or $ATELIER_TEST_ARTIFACTS)."""
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -49,8 +50,22 @@ def page(browser, app):
     page.set_default_timeout(UI_TIMEOUT_MS)
     page.goto(app.url)
     page.get_by_role("tab", name="Image").wait_for()
+    wait_for_restored_values(page, app, "image")
     yield page
     context.close()
+
+
+RESTORED_FIELDS = {"image": ("prompt", "#image-prompt textarea"), "tts": ("text", "#tts-text textarea")}
+
+
+def wait_for_restored_values(page, app, tab: str) -> None:
+    """A tab's last values arrive with a load event after the page renders; typing before they land would be
+    overwritten, so wait until the tab (open now: Gradio renders a tab when it is first shown) shows them."""
+    saved = json.loads(app.settings_path.read_text()) if app.settings_path.is_file() else {}
+    name, selector = RESTORED_FIELDS[tab]
+    text = saved.get(tab, {}).get(name)
+    if text:
+        page.wait_for_function("([selector, text]) => document.querySelector(selector)?.value === text", arg=[selector, text])
 
 
 def set_number(page, elem_id: str, value) -> None:
@@ -140,8 +155,9 @@ def test_dropping_a_png_made_by_the_app_on_the_outputs_tab_restores_its_settings
     assert page.locator("#image-steps input").input_value() == "3"
 
 
-def test_a_demo_generation_in_the_tts_tab_gives_speech(page, artifacts):
+def test_a_demo_generation_in_the_tts_tab_gives_speech(page, app, artifacts):
     page.get_by_role("tab", name="TTS").click()
+    wait_for_restored_values(page, app, "tts")
     page.locator("#tts-text textarea").fill("Hello from the browser. A second sentence.")
     set_number(page, "tts-max-tokens", 16)
     page.locator("#tts-generate").click()
