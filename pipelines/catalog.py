@@ -149,6 +149,16 @@ _FLOW_SCHEDULERS = (
         "DPMSolverMultistepScheduler",
         _frozen({"use_flow_sigmas": True, "prediction_type": "flow_prediction", "algorithm_type": "dpmsolver++", "solver_order": 2}),
     ),
+    SchedulerChoice(
+        "DPM++ 2M SDE",
+        "DPMSolverMultistepScheduler",
+        _frozen({"use_flow_sigmas": True, "prediction_type": "flow_prediction", "algorithm_type": "sde-dpmsolver++", "solver_order": 2}),
+    ),
+    SchedulerChoice(
+        "UniPC",
+        "UniPCMultistepScheduler",
+        _frozen({"use_flow_sigmas": True, "prediction_type": "flow_prediction"}),
+    ),
 )
 
 FAMILIES: Mapping[Family, FamilySpec] = _frozen({

@@ -185,6 +185,8 @@ def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed):
             with manager.use(spec.id, workload, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
                 job.check_stop()
                 runner = _for_task(pipe, spec, "image" in kwargs)
+                # SDE samplers draw their step noise from the global generator, not the one passed in.
+                torch.manual_seed(seed)
                 return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
         except RetryAfterOutOfMemory:
             if attempt == 2:

@@ -47,10 +47,12 @@ def test_a_random_seed_is_reported(manager, outputs):
     assert 0 <= seed <= 2**32 - 1 and result.seeds == [seed]
 
 
-@pytest.mark.parametrize("sampler", ["Euler", "Heun", "DPM++ 2M"])
-def test_every_sd3_sampler_runs_and_is_recorded(manager, outputs, sampler):
-    result = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=1, scheduler=sampler), manager, outputs, Job())
-    assert result.outputs[0].parameters["scheduler"] == sampler
+@pytest.mark.parametrize("sampler", ["Euler", "Heun", "DPM++ 2M", "DPM++ 2M SDE", "UniPC"])
+def test_every_sd3_sampler_runs_is_recorded_and_repeats_with_its_seed(manager, outputs, sampler):
+    make = lambda: generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=1, scheduler=sampler), manager, outputs, Job()).outputs[0]
+    first, second = make(), make()
+    assert first.parameters["scheduler"] == sampler
+    assert np.array_equal(pixels(first.path), pixels(second.path))
 
 
 def test_the_sampler_choice_does_not_leak_into_the_next_job(manager, outputs):
