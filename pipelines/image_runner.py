@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import time
@@ -22,6 +21,7 @@ from pipelines.catalog import MODELS, MODELS_BY_ID, ModelSpec, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
+from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import number, whole_number
@@ -33,7 +33,6 @@ MAX_STEPS = 200
 MAX_BATCH = 16
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 10_000
-MAX_INIT_IMAGE_PIXELS = 64 * 1024**2
 DEFAULT_STRENGTH = 0.6
 IMAGE_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE}
 
@@ -74,7 +73,11 @@ class ImageRequest:
         init_image = str(self.init_image) if self.init_image else None
         default_width, default_height = defaults.width, defaults.height
         if init_image is not None:
-            default_width, default_height = (_nearest_size(side, family) for side in _image_size(init_image))
+            try:
+                size = image_size(Path(init_image))
+            except MediaError as error:
+                raise InvalidRequest("init_image", str(error)) from None
+            default_width, default_height = (_nearest_size(side, family) for side in size)
         width = whole_number("width", self.width, default_width)
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
@@ -112,19 +115,6 @@ class ImageResult:
     seeds: list[int] = field(default_factory=list)
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """The size an image file states in its header, or InvalidRequest; big ones are refused before decoding."""
-    name = Path(path).name
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (OSError, Image.DecompressionBombError) as error:
-        raise InvalidRequest("init_image", f"{name} is not a readable image: {error}") from None
-    if width * height > MAX_INIT_IMAGE_PIXELS:
-        raise InvalidRequest("init_image", f"{name} is {width}×{height} pixels; at most {MAX_INIT_IMAGE_PIXELS // 1024**2} megapixels")
-    return width, height
-
-
 def _nearest_size(side: int, family) -> int:
     multiple = family.size_multiple
     return min(max(round(side / multiple) * multiple, family.min_size), family.max_size)
@@ -136,10 +126,6 @@ def _start_image(request: ImageRequest) -> Image.Image:
     if picture.size != (request.width, request.height):
         picture = picture.resize((request.width, request.height), Image.Resampling.LANCZOS)
     return picture
-
-
-def _file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def _check_size(name: str, value: int, spec: ModelSpec) -> None:
@@ -206,6 +192,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     job.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
+    start_record = {"file": Path(request.init_image).name, "sha256": file_digest(request.init_image)} if start_image else None
     # Image to image denoises only the last `strength` of the schedule.
     steps_run = request.steps if start_image is None else max(1, int(request.steps * request.strength))
 
@@ -247,7 +234,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         # 5. Save with everything needed to reproduce it.
         parameters = {
             **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch", "init_image", "strength")},
-            "init_image": {"file": Path(request.init_image).name, "sha256": _file_digest(request.init_image)} if start_image else None,
+            "init_image": start_record,
             "strength": request.strength if start_image else None,
             "seed": seed,
             "batch_index": index,

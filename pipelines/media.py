@@ -1,11 +1,13 @@
-"""Audio and video files through ffmpeg (the binary imageio-ffmpeg ships): decode any audio to the sample
-rate a model wants, write WAV with the parameters in its `comment` tag, read that tag back from any container.
+"""Media files given to or made by the app. Audio and video go through ffmpeg (the binary imageio-ffmpeg ships):
+decode any audio to the sample rate a model wants, write WAV with the parameters in its `comment` tag, read that
+tag back from any container. Images are checked from their header before anything decodes them.
 
 libsndfile drops INFO comments longer than about 2 kB, too short for a long text's parameters, hence ffmpeg.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 FFMPEG_TIMEOUT_S = 600
+# A picture's header states its size; refusing big ones before decoding stops decompression bombs.
+MAX_IMAGE_PIXELS = 64 * 1024**2
 
 
 def ffmpeg_exe() -> str:
@@ -30,6 +34,29 @@ def _run(arguments: list[str], stdin: bytes | None = None) -> bytes:
     if done.returncode != 0:
         raise MediaError(done.stderr.decode(errors="replace").strip()[-300:] or f"ffmpeg exited with {done.returncode}")
     return done.stdout
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """The (width, height) an image file states in its header, read without decoding the pixels; MediaError
+    when it is not an image or is bigger than MAX_IMAGE_PIXELS."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError) as error:
+        raise MediaError(f"{path.name} is not a readable image: {error}") from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise MediaError(
+            f"{path.name} is {width}×{height} pixels; images up to {MAX_IMAGE_PIXELS // 1024**2} megapixels are accepted."
+        )
+    return width, height
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float) -> np.ndarray:

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
@@ -23,7 +22,7 @@ from pipelines.fish_speech.generation import SamplingSettings, build_prompt, cod
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, read_audio
+from pipelines.media import MediaError, file_digest, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import number, whole_number
 
@@ -182,10 +181,6 @@ def _read_reference(reference: Reference, sample_rate: int) -> torch.Tensor:
     return torch.from_numpy(samples)
 
 
-def _file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> SpeechResult:
     # 1. Check before anything loads.
     request = request.check()
@@ -246,7 +241,7 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         "text": request.text,
         "spoken_text": " ".join(chunks[: len(chunk_codes)]),
         "references": [
-            {"file": Path(r.audio).name, "sha256": _file_digest(r.audio), "transcript": r.transcript} for r in request.references
+            {"file": Path(r.audio).name, "sha256": file_digest(r.audio), "transcript": r.transcript} for r in request.references
         ],
         **{name: getattr(request, name) for name in LIMITS},
         "seed": seed,
