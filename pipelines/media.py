@@ -59,23 +59,40 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def read_audio(path: Path, sample_rate: int, max_seconds: float) -> np.ndarray:
-    """Mono float32 samples at `sample_rate`, decoded from any format ffmpeg knows; at most `max_seconds`
-    plus one sample, so a caller can tell "too long" from "exactly the limit" without decoding an hour."""
-    raw = _run(["-i", str(path), "-t", f"{max_seconds + 1 / sample_rate:.6f}", "-vn", "-ac", "1", "-ar", str(sample_rate), "-f", "f32le", "-"])
-    return np.frombuffer(raw, dtype="<f4").copy()
+def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int = 1) -> np.ndarray:
+    """Float32 samples at `sample_rate`, decoded from any format ffmpeg knows: shape (samples,) for mono,
+    (samples, channels) otherwise (ffmpeg up- or down-mixes). At most `max_seconds` plus one sample, so a
+    caller can tell "too long" from "exactly the limit" without decoding an hour."""
+    raw = _run([
+        "-i", str(path), "-t", f"{max_seconds + 1 / sample_rate:.6f}", "-vn", "-ac", str(channels), "-ar", str(sample_rate),
+        "-f", "f32le", "-",
+    ])
+    samples = np.frombuffer(raw, dtype="<f4").copy()
+    return samples if channels == 1 else samples.reshape(-1, channels)
 
 
-def encode_wav(samples: np.ndarray, sample_rate: int, comment: str) -> bytes:
-    """16-bit PCM WAV bytes of mono float samples in [-1, 1], with `comment` in its INFO chunk."""
-    pcm = np.asarray(samples, dtype="<f4").clip(-1.0, 1.0).tobytes()
+# Container → ffmpeg encoder arguments. 16-bit PCM in WAV and FLAC keeps every sample of a 16-bit input
+# exactly; MP3 is lossy (for sharing, not for editing further).
+AUDIO_FORMATS = {
+    "wav": ["-c:a", "pcm_s16le"],
+    "flac": ["-c:a", "flac", "-sample_fmt", "s16"],
+    "mp3": ["-c:a", "libmp3lame", "-b:a", "320k"],
+}
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, comment: str, audio_format: str = "wav") -> bytes:
+    """File bytes of float samples in [-1, 1] — shape (samples,) or (samples, channels) — in `audio_format`
+    (a key of AUDIO_FORMATS), with `comment` in its metadata (INFO chunk, Vorbis comment or ID3)."""
+    samples = np.asarray(samples, dtype="<f4")
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    pcm = samples.clip(-1.0, 1.0).tobytes()
     with tempfile.TemporaryDirectory() as folder:
         metadata = Path(folder) / "metadata.txt"
         metadata.write_text(";FFMETADATA1\ncomment=" + escape_ffmetadata(comment) + "\n", encoding="utf-8")
-        target = Path(folder) / "out.wav"
+        target = Path(folder) / f"out.{audio_format}"
         _run(
-            ["-f", "f32le", "-ar", str(sample_rate), "-ac", "1", "-i", "-", "-i", str(metadata), "-map_metadata", "1",
-             "-c:a", "pcm_s16le", str(target)],
+            ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "-", "-i", str(metadata), "-map_metadata", "1",
+             *AUDIO_FORMATS[audio_format], str(target)],
             stdin=pcm,
         )
         return target.read_bytes()

@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from pipelines import __version__
 from pipelines.errors import OutputNotWritable
-from pipelines.media import encode_wav, read_comment
+from pipelines.media import encode_audio, read_comment
 
 PARAMETERS_KEY = "atelier"
 
@@ -58,12 +58,13 @@ class OutputStore:
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
         return self._save_bytes(buffer.getvalue(), kind, stem, ".png", parameters)
 
-    def save_audio(self, samples, sample_rate: int, parameters: dict, kind: str = "speech") -> SavedOutput:
-        """A 16-bit WAV with the parameters as JSON in its `comment` tag, and the sidecar."""
+    def save_audio(self, samples, sample_rate: int, parameters: dict, kind: str = "speech", audio_format: str = "wav") -> SavedOutput:
+        """A WAV (16-bit), FLAC or MP3 with the parameters as JSON in its `comment` tag, and the sidecar.
+        `samples`: shape (samples,) or (samples, channels)."""
         parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
-        data = encode_wav(samples, sample_rate, json.dumps(parameters, ensure_ascii=False))
+        data = encode_audio(samples, sample_rate, json.dumps(parameters, ensure_ascii=False), audio_format)
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
-        return self._save_bytes(data, kind, stem, ".wav", parameters)
+        return self._save_bytes(data, kind, stem, f".{audio_format}", parameters)
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
         """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""
@@ -192,6 +193,8 @@ def _png_text(path: Path) -> str | None:
 EMBEDDED_READERS = {
     ".png": _png_text,
     ".wav": read_comment,
+    ".flac": read_comment,
+    ".mp3": read_comment,
     ".mp4": read_comment,
     ".webm": read_comment,
 }
