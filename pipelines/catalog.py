@@ -18,11 +18,13 @@ class Family(str, Enum):
     SD3 = "sd3"
     FLUX = "flux"
     FISH_SPEECH = "fish_speech"
+    ACE_STEP = "ace_step"
 
 
 class Task(str, Enum):
     TEXT_TO_IMAGE = "text_to_image"
     TEXT_TO_SPEECH = "text_to_speech"
+    TEXT_TO_MUSIC = "text_to_music"
 
 
 class Role(str, Enum):
@@ -45,14 +47,14 @@ class SchedulerChoice:
 @dataclass(frozen=True)
 class FamilySpec:
     family: Family
-    # Sizes must be multiples of the VAE scale factor times the transformer's patch size.
-    size_multiple: int
-    min_size: int
-    max_size: int
-    supports_negative_prompt: bool
-    schedulers: tuple[SchedulerChoice, ...]
     # Component name in the diffusers folder -> role, for placement.
     component_roles: Mapping[str, Role]
+    # Image families: sizes must be multiples of the VAE scale factor times the transformer's patch size.
+    size_multiple: int = 0
+    min_size: int = 0
+    max_size: int = 0
+    supports_negative_prompt: bool = False
+    schedulers: tuple[SchedulerChoice, ...] = ()
     # Text tokens the denoiser attends over beside the image tokens (CLIP 77 + T5 256 for SD3; T5 512 for FLUX).
     text_tokens: int = 0
     # Whether classifier-free guidance runs as a batch of two in one forward (SD3) or not at all (FLUX).
@@ -97,6 +99,16 @@ class SpeechDefaults:
 
 
 @dataclass(frozen=True)
+class MusicDefaults:
+    steps: int
+    guidance: float
+    # Seconds of music for text to music (and seconds added by extend).
+    duration: float = 30.0
+    # The timestep schedule's shift; ACE-Step 1.5 was trained with 3.0.
+    shift: float = 3.0
+
+
+@dataclass(frozen=True)
 class LoraSpec:
     """A LoRA fused into the base weights at load time (step-distillation LoRAs such as Hyper-SD)."""
 
@@ -112,7 +124,7 @@ class ModelSpec:
     family: Family
     task: Task
     pipeline_class: str
-    defaults: CallDefaults | SpeechDefaults
+    defaults: CallDefaults | SpeechDefaults | MusicDefaults
     # Bytes of each component in the dtype it ships in; the sum is what a download costs.
     component_bytes: Mapping[str, int]
     licence: str
@@ -198,6 +210,19 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "vae": Role.VAE,
         }),
     ),
+    Family.ACE_STEP: FamilySpec(
+        family=Family.ACE_STEP,
+        # The condition encoder and the audio (de)tokenizer turn text, lyrics and reference audio into the
+        # denoiser's context, like a text encoder: they run before the DiT and leave before it starts.
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "condition_encoder": Role.TEXT_ENCODER,
+            "audio_tokenizer": Role.TEXT_ENCODER,
+            "audio_token_detokenizer": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
 })
 
 # Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.
@@ -206,6 +231,11 @@ _FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, 
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
 
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
+
+# ACE-Step 1.5 XL: a 4.7B DiT (9.5 GB in bf16 with its condition encoder), the Qwen3-Embedding-0.6B text encoder
+# and the 48 kHz Oobleck VAE, as the published files weigh.
+_ACE_STEP_XL_BYTES = {"transformer": 9_516_000_000, "text_encoder": 1_190_000_000, "vae": 337_000_000}
+_ACE_STEP_LICENCE = "Apache-2.0 (ACE-Step 1.5 by ACE Studio and StepFun; see the model card)."
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
@@ -292,6 +322,30 @@ MODELS: tuple[ModelSpec, ...] = (
         folder_marker="codec.pth",
     ),
     ModelSpec(
+        id="ace-step-15-xl-turbo",
+        name="ACE-Step 1.5 XL Turbo",
+        family=Family.ACE_STEP,
+        task=Task.TEXT_TO_MUSIC,
+        pipeline_class="AceStepPipeline",
+        repo="ACE-Step/acestep-v15-xl-turbo-diffusers",
+        # Guidance is distilled into the weights: the pipeline ignores guidance for turbo checkpoints.
+        defaults=MusicDefaults(steps=8, guidance=1.0),
+        component_bytes=_frozen(_ACE_STEP_XL_BYTES),
+        licence=_ACE_STEP_LICENCE,
+    ),
+    ModelSpec(
+        id="ace-step-15-xl-base",
+        name="ACE-Step 1.5 XL Base",
+        family=Family.ACE_STEP,
+        task=Task.TEXT_TO_MUSIC,
+        pipeline_class="AceStepPipeline",
+        repo="ACE-Step/acestep-v15-xl-base-diffusers",
+        # Not distilled: guidance on, and more steps than turbo's 8.
+        defaults=MusicDefaults(steps=32, guidance=7.0),
+        component_bytes=_frozen(_ACE_STEP_XL_BYTES),
+        licence=_ACE_STEP_LICENCE,
+    ),
+    ModelSpec(
         id="demo-sd3",
         name="SD3 (tiny)",
         family=Family.SD3,
@@ -337,6 +391,17 @@ MODELS: tuple[ModelSpec, ...] = (
         component_bytes=_frozen({"dual_ar": 3_000_000, "codec": 1_000_000}),
         licence=_DEMO_LICENCE,
         folder_marker="codec.pth",
+    ),
+    ModelSpec(
+        id="demo-ace-step",
+        name="ACE-Step 1.5 Turbo (tiny)",
+        family=Family.ACE_STEP,
+        task=Task.TEXT_TO_MUSIC,
+        pipeline_class="AceStepPipeline",
+        demo=True,
+        defaults=MusicDefaults(steps=2, guidance=1.0, duration=4.0),
+        component_bytes=_frozen({"transformer": 300_000, "text_encoder": 500_000, "vae": 200_000}),
+        licence=_DEMO_LICENCE,
     ),
 )
 

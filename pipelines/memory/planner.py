@@ -64,11 +64,11 @@ class BlockPlan:
 
 
 def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2) -> DenoiserShape:
-    """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan all describe their width
-    as heads × head size; the feed-forward is 4× wide unless the config says otherwise)."""
+    """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan describe their width as heads ×
+    head size, ACE-Step as `hidden_size`; the feed-forward is 4× wide unless the config says otherwise)."""
     config = model.config
-    hidden = config.num_attention_heads * config.attention_head_dim
-    widest = getattr(config, "ffn_dim", None) or 4 * hidden
+    hidden = getattr(config, "hidden_size", None) or config.num_attention_heads * config.attention_head_dim
+    widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family
-from pipelines.tiny import fish_speech, flux, sd3
+from pipelines.tiny import ace_step, fish_speech, flux, sd3
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 2
@@ -19,6 +19,7 @@ _BUILDERS = {
     Family.SD3: sd3.build,
     Family.FLUX: flux.build,
     Family.FISH_SPEECH: fish_speech.build,
+    Family.ACE_STEP: ace_step.build,
 }
 
 

@@ -74,3 +74,22 @@ def test_schedulers_name_real_diffusers_classes():
     for family in FAMILIES.values():
         for choice in family.schedulers:
             assert hasattr(importlib.import_module("diffusers"), choice.class_name)
+
+
+MUSIC_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_MUSIC]
+
+
+@pytest.mark.parametrize("spec", MUSIC_MODELS, ids=lambda spec: spec.id)
+def test_music_entry_is_complete_and_its_defaults_are_accepted(spec, demo_models_dir):
+    import json
+
+    from pipelines.music_runner import LIMITS
+
+    assert hasattr(diffusers, spec.pipeline_class) and spec.licence and spec.weight_bytes > 0
+    for name in ("steps", "guidance", "duration", "shift"):
+        low, high = LIMITS[name]
+        assert low <= getattr(spec.defaults, name) <= high, name
+    # Every component of the real folder layout has a role, so presets place each one.
+    index = json.loads((demo_models_dir / "demo" / "demo-ace-step" / "model_index.json").read_text())
+    models = {name for name in index if not name.startswith("_")} - {"tokenizer", "scheduler"}
+    assert models == set(FAMILIES[spec.family].component_roles)

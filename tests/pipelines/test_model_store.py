@@ -4,7 +4,7 @@ import shutil
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from pipelines.catalog import model_spec
+from pipelines.catalog import MODELS, model_spec
 from pipelines.errors import ModelNotAvailable
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
@@ -100,4 +100,4 @@ def test_demo_models_are_offered_only_without_real_weights_or_in_demo_mode(model
     assert "demo-fish-speech" in offered, "real image weights do not hide the demo of another task"
 
     offered = {listing.spec.id for listing in list_models(store, demo_mode=True) if listing.offered}
-    assert offered == {"demo-sd3", "demo-sd3-hyper8", "demo-flux", "demo-fish-speech"}
+    assert offered == {spec.id for spec in MODELS if spec.demo}
