@@ -1,5 +1,5 @@
 """The Outputs tab: past results with their parameters, filtered by tab and model; "reuse settings" sends a
-result's settings back to the tab that made it, also for a PNG / MP4 / WAV / JSON dropped here. Endpoint: /outputs."""
+result's settings back to the tab that made it, also for a PNG / MP4 / WAV / FLAC / MP3 / JSON dropped here. Endpoint: /outputs."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
-KIND_LABELS = {"images": "Image", "speech": "TTS"}
+KIND_LABELS = {"images": "Image", "speech": "TTS", "music": "Music"}
 # Files whose parameters do not say their kind.
 KIND_BY_SUFFIX = {".png": "images", ".wav": "speech"}
 SHOWN_AT_MOST = 200
 THUMBNAIL_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm")
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
 
 
 @dataclass(frozen=True)
@@ -36,18 +37,23 @@ def output_record(output: SavedOutput) -> dict:
     return {**output.parameters, "saved_path": str(output.path)}
 
 
+def described(parameters: dict) -> str:
+    """What a result was asked for: the image prompt, the spoken text or the music's style."""
+    return str(parameters.get("prompt") or parameters.get("text") or parameters.get("tags") or "")
+
+
 def caption(output: SavedOutput) -> str:
     parameters = output.parameters
-    prompt = str(parameters.get("prompt", parameters.get("text", "")))
+    prompt = described(parameters)
     return f"{parameters.get('model', '?')} · seed {parameters.get('seed', '?')} · {prompt[:40]}"
 
 
-TABLE_HEADERS = ["created", "tab", "model", "prompt / text", "seed", "file"]
+TABLE_HEADERS = ["created", "tab", "model", "prompt / text / style", "seed", "file"]
 
 
 def table_row(output: SavedOutput) -> list:
     parameters = output.parameters
-    prompt = str(parameters.get("prompt", parameters.get("text", "")))
+    prompt = described(parameters)
     tab = KIND_LABELS.get(str(parameters.get("kind")), str(parameters.get("kind", "")))
     return [str(parameters.get("created", ""))[:19], tab, parameters.get("model", ""), prompt[:60], parameters.get("seed", ""), output.path.name]
 
@@ -69,7 +75,8 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
             preview = gr.Audio(label="Selected audio", type="filepath", interactive=False, elem_id="outputs-audio")
             reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
             dropped = gr.File(
-                label="…or drop a PNG, MP4, WAV or JSON made by Atelier", file_types=[".png", ".json", ".mp4", ".webm", ".wav"],
+                label="…or drop a PNG, MP4, WAV, FLAC, MP3 or JSON made by Atelier",
+                file_types=[".png", ".json", ".mp4", ".webm", *AUDIO_SUFFIXES],
                 height=130, elem_id="outputs-drop",
             )
     shown = gr.State([])
@@ -113,7 +120,7 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         if row is None or not 0 <= row < len(paths):
             return None, None, None
         path = paths[row]
-        audio = path if Path(path).suffix.lower() == ".wav" else None
+        audio = path if Path(path).suffix.lower() in AUDIO_SUFFIXES else None
         return path, parameters_from_file(Path(path)), audio
 
     table.select(on_row_select, inputs=[listed], outputs=[selected, details, preview], api_visibility="private")

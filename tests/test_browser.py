@@ -15,7 +15,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TABS = ["Image", "TTS", "Outputs"]
+TABS = ["Image", "TTS", "Music", "Outputs"]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -55,7 +55,9 @@ def page(browser, app):
     context.close()
 
 
-RESTORED_FIELDS = {"image": ("prompt", "#image-prompt textarea"), "tts": ("text", "#tts-text textarea")}
+RESTORED_FIELDS = {
+    "image": ("prompt", "#image-prompt textarea"), "tts": ("text", "#tts-text textarea"), "music": ("tags", "#music-tags textarea"),
+}
 
 
 def wait_for_restored_values(page, app, tab: str) -> None:
@@ -183,3 +185,37 @@ def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tt
     page.locator("#outputs-reuse").click()
     page.wait_for_function("() => document.querySelector('#tts-text textarea')?.value === 'Speech listed in the outputs.'")
     assert page.locator("#tts-seed input").input_value() == "321"
+
+
+def test_the_music_tab_shows_each_task_with_only_its_inputs_and_makes_music(page, app, artifacts):
+    page.get_by_role("tab", name="Music").click()
+    wait_for_restored_values(page, app, "music")
+    assert page.locator("#music-input").count() == 0 or not page.locator("#music-input").is_visible()
+    page.locator("#music-task input").fill("Repaint a time range")
+    page.locator("#music-task input").press("Enter")
+    page.locator("#music-input").wait_for(state="visible")
+    assert page.locator("#music-start").is_visible() and page.locator("#music-end").is_visible()
+    assert not page.locator("#music-cover-strength").is_visible()
+    page.screenshot(path=str(artifacts / "music-repaint.png"), animations="disabled", full_page=True)
+    page.locator("#music-task input").fill("Text to music")
+    page.locator("#music-task input").press("Enter")
+    page.locator("#music-input").wait_for(state="hidden")
+    page.locator("#music-tags textarea").fill("a browser-made waltz")
+    page.locator("#music-generate").click()
+    page.get_by_text("s of music in").first.wait_for()
+    assert "random weights" in page.locator("#music-result").inner_text()
+    page.screenshot(path=str(artifacts / "music-generated.png"), animations="disabled", full_page=True)
+
+
+def test_a_music_result_goes_back_to_the_music_tab_from_outputs(page, app):
+    from gradio_client import Client
+
+    Client(app.url, verbose=False).predict(tags="music listed in the outputs", duration=2.0, steps=2, seed=654, api_name="/generate_music")
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text("music listed in the outputs").locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("654").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    page.wait_for_function("() => document.querySelector('#music-tags textarea')?.value === 'music listed in the outputs'")
+    assert page.locator("#music-seed input").input_value() == "654"

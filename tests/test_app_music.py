@@ -1,0 +1,76 @@
+"""/generate_music end to end through gradio_client, as a script would call it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from gradio_client import handle_file
+
+RATE = 48_000
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    path = tmp_path_factory.mktemp("song") / "my song.wav"
+    t = np.arange(3 * RATE) / RATE
+    soundfile.write(path, np.stack([0.3 * np.sin(2 * np.pi * 220 * t)] * 2, axis=1), RATE, subtype="PCM_16")
+    return path
+
+
+def test_generate_music_returns_the_file_and_the_parameters_used(app, client):
+    audio, used, summary = client.predict(
+        tags="upbeat funk, slap bass", lyrics="[verse]\nGet up and move", duration=2.5, steps=2, guidance=1.0, seed=9,
+        task="text2music", api_name="/generate_music",
+    )
+    info = soundfile.info(audio)
+    assert (info.samplerate, info.channels, info.frames) == (RATE, 2, round(2.5 * RATE))
+    parameters = used["parameters"]
+    assert (parameters["tags"], parameters["duration"], parameters["steps"], parameters["seed"]) == ("upbeat funk, slap bass", 2.5, 2, 9)
+    saved = Path(used["audio"])
+    assert saved.is_relative_to(app.outputs / "music") and json.loads(saved.with_suffix(".json").read_text())["task"] == "text2music"
+    assert "2.5 s of music" in summary and "random weights" in summary
+
+
+def test_repaint_through_the_api_keeps_the_clip_outside_the_range(client, song):
+    audio, used, _ = client.predict(
+        tags="jazz piano", steps=2, seed=3, task="repaint", audio=handle_file(str(song)), start=1.0, end=2.0,
+        audio_format="flac", api_name="/generate_music",
+    )
+    original, _ = soundfile.read(song, dtype="int16")
+    repainted, rate = soundfile.read(audio, dtype="int16")
+    assert rate == RATE and repainted.shape == original.shape and audio.endswith(".flac")
+    assert np.array_equal(repainted[:RATE], original[:RATE]) and np.array_equal(repainted[2 * RATE :], original[2 * RATE :])
+    assert used["parameters"]["input_audio"]["file"] == "my song.wav"
+
+
+def test_extend_through_the_api_adds_the_seconds_asked_for(client, song):
+    audio, _, _ = client.predict(
+        tags="jazz piano", duration=2.0, steps=2, seed=3, task="complete", audio=handle_file(str(song)), api_name="/generate_music",
+    )
+    assert soundfile.info(audio).frames == 5 * RATE
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(tags=""), "tags: must not be empty"),
+        (dict(task="repaint"), "audio: the repaint task needs an input clip"),
+        (dict(task="dance"), "task: 'dance' is not offered"),
+        # The slider refuses it before our check does, with its own message.
+        (dict(duration=0.2), "Value 0.2 is less than minimum value 1.0"),
+        (dict(key="Z major"), "key: 'Z major' is not a key"),
+        (dict(audio_format="ogg"), "audio_format: 'ogg' is not offered"),
+    ],
+)
+def test_bad_input_to_generate_music_is_a_clear_error(client, change, message):
+    with pytest.raises(Exception) as error:
+        client.predict(**{"tags": "rock", "duration": 2.0, "steps": 2, **change}, api_name="/generate_music")
+    assert type(error.value).__name__ == "AppError" and message in str(error.value)
+
+
+def test_a_range_past_the_end_of_the_clip_is_a_clear_error(client, song):
+    with pytest.raises(Exception) as error:
+        client.predict(tags="rock", task="repaint", audio=handle_file(str(song)), start=1.0, end=7.5, api_name="/generate_music")
+    assert "end: 7.5 s is past the end of the clip (3.00 s)" in str(error.value)
