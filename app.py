@@ -80,7 +80,7 @@ def build_context(args: argparse.Namespace):
 def build_ui(context):
     import gradio as gr
 
-    from tabs import image, outputs, system, tts
+    from tabs import image, outputs, system, tts, video
 
     with gr.Blocks(title="Atelier") as ui:
         gr.Markdown("# Atelier")
@@ -94,13 +94,16 @@ def build_ui(context):
                 image_tab = image.build(context)
             with gr.Tab("TTS", id="tts"):
                 tts_tab = tts.build(context)
+            with gr.Tab("Video", id="video"):
+                video_tab = video.build(context)
             with gr.Tab("Outputs", id="outputs") as outputs_tab:
                 targets = {
                     "images": outputs.ReuseTarget("image", image_tab.settings_components, image_tab.values_from),
                     "speech": outputs.ReuseTarget("tts", tts_tab.settings_components, tts_tab.values_from),
+                    "videos": outputs.ReuseTarget("video", video_tab.settings_components, video_tab.values_from),
                 }
                 outputs.build(context, tabs, outputs_tab, targets)
-        for tab in (image_tab, tts_tab):
+        for tab in (image_tab, tts_tab, video_tab):
             ui.load(tab.last_values, outputs=tab.settings_components, api_visibility="private")
     # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
     ui.queue(api_open=False, default_concurrency_limit=1)

@@ -131,8 +131,9 @@ class VideoDefaults:
     # The flow-matching shift of the noise schedule ("model sampling shift"); None when the model derives it
     # from the video's length (LTX's dynamic shifting).
     flow_shift: float | None
-    # Keyword arguments this model's pipeline call gets beside the user's values (distilled models' decode noise).
-    call_kwargs: Mapping[str, object] = field(default_factory=dict)
+    # (keyword, value) pairs this model's pipeline call gets beside the user's values (the decode noise of LTX's
+    # timestep-aware VAEs). Pairs, not a mapping: defaults are turned into plain data with `asdict`.
+    call_kwargs: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -302,7 +303,7 @@ _WAN_LICENCE = "Apache-2.0."
 _LTX_ENCODERS = {"text_encoder": 9_520_000_000, "vae": 840_000_000}
 _LTX_LICENCE = "LTX-Video Open Weights License (LTXV-OWL): free for use below USD 10M annual revenue; see the model card."
 # Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode from slightly noised latents, as Lightricks recommends.
-_LTX_DECODE_NOISE = _frozen({"decode_timestep": 0.05, "decode_noise_scale": 0.025})
+_LTX_DECODE_NOISE = (("decode_timestep", 0.05), ("decode_noise_scale", 0.025))
 
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 

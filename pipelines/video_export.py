@@ -77,6 +77,8 @@ class ExportedVideo:
     path: Path
     frame_count: int
     frame_rate: float
+    # What was embedded in the file (and, when saved, in its sidecar).
+    parameters: dict
     # The saved output (with its sidecar) when `save_output`; None for a temporary file.
     saved: SavedOutput | None
 
@@ -105,11 +107,11 @@ def export_video(frames: np.ndarray, settings: ExportSettings, parameters: dict,
         saved = outputs.save_video(
             written, settings.frame_rate, video_format.suffix, parameters, loop_count=loop_field, prefix=settings.filename_prefix,
         )
-        return ExportedVideo(saved.path, len(written), settings.frame_rate, saved)
+        return ExportedVideo(saved.path, len(written), settings.frame_rate, saved.parameters, saved)
     data = encode_video(written, settings.frame_rate, video_format.suffix, json.dumps(parameters, ensure_ascii=False), loop_field)
     # Outside outputs/: the system's temporary folder, which the UI may serve and the OS clears.
     folder = Path(tempfile.mkdtemp(prefix="atelier-video-"))
     stem = "-".join(part for part in (settings.filename_prefix, safe_name(str(parameters.get("model", "video")))) if part)
     path = folder / f"{stem}-{parameters.get('seed', 0)}{video_format.suffix}"
     path.write_bytes(data)
-    return ExportedVideo(path, len(written), settings.frame_rate, None)
+    return ExportedVideo(path, len(written), settings.frame_rate, parameters, None)

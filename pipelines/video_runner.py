@@ -128,7 +128,9 @@ class VideoRequest:
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=self.interpolation or "none", export=export, frames_requested=requested,
+            interpolation=self.interpolation or "none", export=export,
+            # Checking a checked request changes nothing: the first request's count is the one asked for.
+            frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
 
     def frames_note(self) -> str:
@@ -266,7 +268,7 @@ def generate_video(
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
         callback_on_step_end=on_step_end,
-        **spec.defaults.call_kwargs,
+        **dict(spec.defaults.call_kwargs),
     )
     if rules.fps_argument:
         kwargs[rules.fps_argument] = request.fps
