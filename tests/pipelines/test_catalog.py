@@ -107,3 +107,10 @@ def test_video_entry_is_complete_and_consistent(spec):
 @pytest.mark.parametrize("family, asked, made", [(Family.WAN, 10, 9), (Family.WAN, 11, 13), (Family.WAN, 2, 5), (Family.LTX, 20, 17), (Family.LTX, 21, 25)])
 def test_frames_round_to_the_nearest_count_the_family_makes(family, asked, made):
     assert FAMILIES[family].video.nearest_frames(asked) == made
+
+
+def test_video_workloads_count_the_tokens_the_transformer_sees():
+    # Wan2.1 at 832×480×81: 21 latent frames of 52×30 patches, the figure the memory planner was measured at.
+    assert FAMILIES[Family.WAN].video.denoiser_tokens(832, 480, 81) == 32_760
+    # LTX-Video at 768×512×161: 21 latent frames of 24×16 latents (patch 1).
+    assert FAMILIES[Family.LTX].video.denoiser_tokens(768, 512, 161) == 8_064

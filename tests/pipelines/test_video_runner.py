@@ -103,3 +103,15 @@ def test_bad_requests_are_refused_before_anything_loads(tmp_path, values, messag
     with pytest.raises(InvalidRequest) as error:
         request.check(tmp_path)
     assert message in str(error.value)
+
+
+def test_a_gpu_preset_streams_the_video_transformer_and_makes_the_same_video(demo_models_dir, presets, outputs):
+    """The 8 GB preset's memory engine (blocks streamed from a host arena, components offloaded) runs on the CPU
+    too, in float32 there: the video must be the one the plain CPU placement makes."""
+    made = {}
+    for preset in ("cpu", "8gb-laptop"):
+        manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets[preset])
+        made[preset] = read_video(make(manager, outputs, model="demo-ltx", frames=9).video.path).frames
+        if preset == "8gb-laptop":
+            assert manager.status().block_plan is not None and manager.status().plan.components["text_encoder"].value == "offload"
+    assert np.array_equal(made["cpu"], made["8gb-laptop"])
