@@ -15,7 +15,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TABS = ["Image", "TTS", "Outputs"]
+TABS = ["Image", "TTS", "Video", "Outputs"]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -183,3 +183,17 @@ def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tt
     page.locator("#outputs-reuse").click()
     page.wait_for_function("() => document.querySelector('#tts-text textarea')?.value === 'Speech listed in the outputs.'")
     assert page.locator("#tts-seed input").input_value() == "321"
+
+
+def test_the_video_tab_states_the_length_and_a_demo_generation_gives_a_video(page, artifacts):
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-prompt textarea").fill("a fox trotting through snow")
+    set_number(page, "video-frames", 10)
+    set_number(page, "video-steps", 2)
+    page.get_by_text("10 asked").first.wait_for()
+    assert "9 frames at 16 fps = 0.56 s" in page.locator("#video-length").inner_text()
+    page.locator("#video-generate").click()
+    page.get_by_text("so 9 were made").first.wait_for()
+    assert "random weights" in page.locator("#video-result").inner_text()
+    page.locator("#video-player video").wait_for()
+    page.screenshot(path=str(artifacts / "video-generated.png"), animations="disabled", full_page=True)
