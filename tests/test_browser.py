@@ -197,3 +197,19 @@ def test_the_video_tab_states_the_length_and_a_demo_generation_gives_a_video(pag
     assert "random weights" in page.locator("#video-result").inner_text()
     page.locator("#video-player video").wait_for()
     page.screenshot(path=str(artifacts / "video-generated.png"), animations="disabled", full_page=True)
+
+
+def test_a_video_result_is_listed_in_outputs_and_its_settings_go_back_to_the_video_tab(page, app):
+    from gradio_client import Client
+
+    Client(app.url, verbose=False).predict(
+        prompt="a video listed in the outputs", model="demo-ltx", frames=9, steps=2, seed=654, format="gif", api_name="/generate_video",
+    )
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text("a video listed in the outputs").locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("654").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    page.wait_for_function("() => document.querySelector('#video-prompt textarea')?.value === 'a video listed in the outputs'")
+    assert page.locator("#video-seed input").input_value() == "654"
