@@ -87,7 +87,10 @@ class VideoRequest:
             raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")
         if image is not None:
             if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class:
-                starters = [s.id for s in VIDEO_MODELS.values() if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class]
+                starters = [
+                    s.id for s in VIDEO_MODELS.values()
+                    if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class
+                ]
                 raise InvalidRequest(
                     "image", f"{spec.name} does not start from a picture; remove the image or choose one of {', '.join(starters)}"
                 )
@@ -258,7 +261,8 @@ def generate_video(
 
     # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
-    workload = Workload(rules.denoiser_tokens(request.width, request.height, request.frames) + family.text_tokens, family.denoiser_batch(request.guidance))
+    tokens = rules.denoiser_tokens(request.width, request.height, request.frames) + family.text_tokens
+    workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
         prompt=request.prompt,
         negative_prompt=request.negative_prompt or None,

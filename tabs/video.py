@@ -179,9 +179,12 @@ def build(context: AppContext) -> VideoTab:
         previews: queue.Queue = queue.Queue()
         outcome: dict = {}
 
+        def report(fraction, text):
+            progress(fraction, desc=text)
+
         def work():
             try:
-                with context.queue.run(owner_of(request), "Video", job_summary, lambda fraction, text: progress(fraction, desc=text)) as job:
+                with context.queue.run(owner_of(request), "Video", job_summary, report) as job:
                     outcome["result"] = generate_video(
                         checked, context.manager, context.outputs, job, on_preview=lambda picture, text: previews.put(picture),
                     )
@@ -274,4 +277,5 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
     if demo:
         summary += "\n\n" + DEMO_NOTE
     playable = path if video.path.suffix in PLAYABLE_SUFFIXES else None
-    return path, {"video": path, "stopped": False, "saved": video.saved is not None, "parameters": video.parameters}, summary, playable, gr.skip()
+    used = {"video": path, "stopped": False, "saved": video.saved is not None, "parameters": video.parameters}
+    return path, used, summary, playable, gr.skip()

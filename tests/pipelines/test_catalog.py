@@ -104,7 +104,9 @@ def test_video_entry_is_complete_and_consistent(spec):
         assert spec.repo and "/" in spec.repo
 
 
-@pytest.mark.parametrize("family, asked, made", [(Family.WAN, 10, 9), (Family.WAN, 11, 13), (Family.WAN, 2, 5), (Family.LTX, 20, 17), (Family.LTX, 21, 25)])
+@pytest.mark.parametrize(
+    "family, asked, made", [(Family.WAN, 10, 9), (Family.WAN, 11, 13), (Family.WAN, 2, 5), (Family.LTX, 20, 17), (Family.LTX, 21, 25)]
+)
 def test_frames_round_to_the_nearest_count_the_family_makes(family, asked, made):
     assert FAMILIES[family].video.nearest_frames(asked) == made
 

@@ -63,7 +63,9 @@ def test_pingpong_plays_forward_then_back_without_repeating_the_turning_frames(c
     assert levels(read_video(exported.path)) == [0, 60, 120, 180, 240, 180, 120, 60]
 
 
-@pytest.mark.parametrize("prefix, name_start", [("../../x", "x-"), ("/etc/passwd", "etc-passwd-"), ("..", "output-"), ("my clip", "my-clip-")])
+@pytest.mark.parametrize(
+    "prefix, name_start", [("../../x", "x-"), ("/etc/passwd", "etc-passwd-"), ("..", "output-"), ("my clip", "my-clip-")]
+)
 def test_the_filename_prefix_cannot_leave_the_outputs_folder(clip, outputs, prefix, name_start):
     exported = export_video(clip, ExportSettings(filename_prefix=prefix).check(16), PARAMETERS, outputs)
     assert exported.path.parent.parent == outputs.root / "videos"
