@@ -50,9 +50,12 @@ def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_c
         lines.append(f"· after {choice.label}: {more} frames at {int(fps) * choice.factor} fps = {more / (fps * choice.factor):.2f} s")
     if pingpong:
         lines.append("· pingpong plays it forward then back (about twice as long)")
+    stores_loop_count = FORMATS.get(video_format, FORMATS["mp4"]).stores_loop_count
     if loop_count:
-        repeats = "repeats in the file" if not FORMATS.get(video_format, FORMATS["mp4"]).stores_loop_count else "loop count in the file"
-        lines.append(f"· plays {int(loop_count) + 1} times ({repeats})")
+        how = "loop count in the file" if stores_loop_count else "frames repeated in the file"
+        lines.append(f"· plays {int(loop_count) + 1} times ({how})")
+    elif stores_loop_count:
+        lines.append("· loops forever")
     return " ".join(lines)
 
 
