@@ -19,12 +19,17 @@ class Family(str, Enum):
     FLUX = "flux"
     FISH_SPEECH = "fish_speech"
     ACE_STEP = "ace_step"
+    WAN = "wan"
+    LTX = "ltx"
 
 
 class Task(str, Enum):
     TEXT_TO_IMAGE = "text_to_image"
     TEXT_TO_SPEECH = "text_to_speech"
     TEXT_TO_MUSIC = "text_to_music"
+    TEXT_TO_VIDEO = "text_to_video"
+    # A video that starts from a given picture; the model cannot run without one.
+    IMAGE_TO_VIDEO = "image_to_video"
 
 
 class Role(str, Enum):
@@ -42,6 +47,34 @@ class SchedulerChoice:
     name: str
     class_name: str
     config_overrides: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VideoRules:
+    """How a video family's VAE and transformer constrain length, and how its pipeline is called."""
+
+    # The VAE compresses time by this factor and keeps the first frame alone: frames = k·frame_multiple + 1.
+    frame_multiple: int
+    min_frames: int
+    max_frames: int
+    default_fps: int
+    # Pixels along one side of one denoiser token: the VAE's spatial factor times the transformer's patch.
+    pixels_per_token: int
+    # The keyword the pipeline takes the frame rate under (LTX scales its positions in time by it), if any.
+    fps_argument: str = ""
+    # The image-to-video pipeline built on a loaded text-to-video one (same components), if the family has one.
+    image_to_video_pipeline_class: str = ""
+
+    def nearest_frames(self, frames: int) -> int:
+        """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range."""
+        steps = int((frames - 1) / self.frame_multiple + 0.5)
+        return min(max(steps * self.frame_multiple + 1, self.min_frames), self.max_frames)
+
+    def latent_frames(self, frames: int) -> int:
+        return (frames - 1) // self.frame_multiple + 1
+
+    def denoiser_tokens(self, width: int, height: int, frames: int) -> int:
+        return self.latent_frames(frames) * (width // self.pixels_per_token) * (height // self.pixels_per_token)
 
 
 @dataclass(frozen=True)
@@ -63,6 +96,8 @@ class FamilySpec:
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
     # The image-to-image pipeline built on the loaded one (same components).
     img2img_pipeline_class: str = ""
+    # Video families only.
+    video: VideoRules | None = None
 
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
@@ -85,6 +120,22 @@ class CallDefaults:
     width: int
     height: int
     scheduler: str = "Euler"
+
+
+@dataclass(frozen=True)
+class VideoDefaults:
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    frames: int
+    fps: int
+    # The flow-matching shift of the noise schedule ("model sampling shift"); None when the model derives it
+    # from the video's length (LTX's dynamic shifting).
+    flow_shift: float | None
+    # (keyword, value) pairs this model's pipeline call gets beside the user's values (the decode noise of LTX's
+    # timestep-aware VAEs). Pairs, not a mapping: defaults are turned into plain data with `asdict`.
+    call_kwargs: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,7 +175,7 @@ class ModelSpec:
     family: Family
     task: Task
     pipeline_class: str
-    defaults: CallDefaults | SpeechDefaults | MusicDefaults
+    defaults: CallDefaults | SpeechDefaults | MusicDefaults | VideoDefaults
     # Bytes of each component in the dtype it ships in; the sum is what a download costs.
     component_bytes: Mapping[str, int]
     licence: str
@@ -223,12 +274,61 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "vae": Role.VAE,
         }),
     ),
+    Family.WAN: FamilySpec(
+        family=Family.WAN,
+        # VAE 8× per side, patch 2×2.
+        size_multiple=16,
+        min_size=64,
+        max_size=1280,
+        supports_negative_prompt=True,
+        # The model's own flow-matching UniPC scheduler; only its shift is offered.
+        schedulers=(),
+        text_tokens=512,
+        # WanPipeline runs the conditional and unconditional passes one after the other, not as a batch.
+        guidance_doubles_batch=False,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            # The image-to-video models' CLIP vision encoder is used once per job, like the text encoder.
+            "image_encoder": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+        # Trained at 81 frames; longer clips drift (context windows will lift this).
+        video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16),
+    ),
+    Family.LTX: FamilySpec(
+        family=Family.LTX,
+        # VAE 32× per side, patch 1.
+        size_multiple=32,
+        min_size=64,
+        max_size=1280,
+        supports_negative_prompt=True,
+        # FlowMatch Euler with dynamic shifting; a shift given by the user replaces the dynamic one.
+        schedulers=(),
+        text_tokens=128,
+        guidance_doubles_batch=True,
+        component_roles=_frozen({"text_encoder": Role.TEXT_ENCODER, "transformer": Role.DENOISER, "vae": Role.VAE}),
+        video=VideoRules(
+            frame_multiple=8, min_frames=9, max_frames=257, default_fps=24, pixels_per_token=32,
+            fps_argument="frame_rate", image_to_video_pipeline_class="LTXImageToVideoPipeline",
+        ),
+    ),
 })
 
 # Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.
 _SD3_ENCODERS = {"text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000, "text_encoder_3": 9_520_000_000, "vae": 168_000_000}
 _FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, "vae": 168_000_000}
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
+
+# Wan2.1: UMT5-XXL text encoder and the Wan VAE (shipped in float32) are shared by every size.
+_WAN_ENCODERS = {"text_encoder": 11_400_000_000, "vae": 508_000_000}
+_WAN_I2V_ENCODERS = {**_WAN_ENCODERS, "image_encoder": 1_260_000_000}
+_WAN_LICENCE = "Apache-2.0."
+# LTX-Video: T5-XXL text encoder and the LTX VAE.
+_LTX_ENCODERS = {"text_encoder": 9_520_000_000, "vae": 840_000_000}
+_LTX_LICENCE = "LTX-Video Open Weights License (LTXV-OWL): free for use below USD 10M annual revenue; see the model card."
+# Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode from slightly noised latents, as Lightricks recommends.
+_LTX_DECODE_NOISE = (("decode_timestep", 0.05), ("decode_noise_scale", 0.025))
 
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 
@@ -238,6 +338,7 @@ _ACE_STEP_XL_BYTES = {"transformer": 9_516_000_000, "text_encoder": 1_190_000_00
 _ACE_STEP_LICENCE = "Apache-2.0 (ACE-Step 1.5 by ACE Studio and StepFun; see the model card)."
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
+_TINY_VIDEO_BYTES = {"transformer": 200_000, "text_encoder": 200_000, "vae": 200_000}
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -346,6 +447,78 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_ACE_STEP_LICENCE,
     ),
     ModelSpec(
+        id="wan21-t2v-1.3b",
+        name="Wan2.1 T2V 1.3B",
+        family=Family.WAN,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanPipeline",
+        repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        component_bytes=_frozen({"transformer": 2_840_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="wan21-t2v-14b",
+        name="Wan2.1 T2V 14B",
+        family=Family.WAN,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanPipeline",
+        repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+        # Shift 5.0 for 720p, 3.0 for 480p (Wan's own recommendation).
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
+        component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="wan21-i2v-14b-480p",
+        name="Wan2.1 I2V 14B 480p",
+        family=Family.WAN,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="WanImageToVideoPipeline",
+        repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        component_bytes=_frozen({"transformer": 32_800_000_000, **_WAN_I2V_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="wan21-i2v-14b-720p",
+        name="Wan2.1 I2V 14B 720p",
+        family=Family.WAN,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="WanImageToVideoPipeline",
+        repo="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
+        component_bytes=_frozen({"transformer": 32_800_000_000, **_WAN_I2V_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="ltx-video-0.9.5",
+        name="LTX-Video 0.9.5 (2B)",
+        family=Family.LTX,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="LTXPipeline",
+        repo="Lightricks/LTX-Video-0.9.5",
+        defaults=VideoDefaults(
+            steps=40, guidance=3.0, width=768, height=512, frames=161, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
+        ),
+        component_bytes=_frozen({"transformer": 3_850_000_000, **_LTX_ENCODERS}),
+        licence=_LTX_LICENCE,
+    ),
+    ModelSpec(
+        id="ltx-video-0.9.7-distilled",
+        name="LTX-Video 0.9.7 13B distilled (fast)",
+        family=Family.LTX,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="LTXPipeline",
+        repo="Lightricks/LTX-Video-0.9.7-distilled",
+        # Step- and guidance-distilled: 8 steps, no classifier-free guidance (guidance 1 runs one pass per step).
+        defaults=VideoDefaults(
+            steps=8, guidance=1.0, width=768, height=512, frames=121, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
+        ),
+        component_bytes=_frozen({"transformer": 26_000_000_000, **_LTX_ENCODERS}),
+        licence=_LTX_LICENCE,
+    ),
+    ModelSpec(
         id="demo-sd3",
         name="SD3 (tiny)",
         family=Family.SD3,
@@ -401,6 +574,41 @@ MODELS: tuple[ModelSpec, ...] = (
         demo=True,
         defaults=MusicDefaults(steps=2, guidance=1.0, duration=4.0),
         component_bytes=_frozen({"transformer": 300_000, "text_encoder": 500_000, "vae": 200_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-wan",
+        name="Wan2.1 T2V (tiny)",
+        family=Family.WAN,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanPipeline",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
+        component_bytes=_frozen(_TINY_VIDEO_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-wan-i2v",
+        name="Wan2.1 I2V (tiny)",
+        family=Family.WAN,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="WanImageToVideoPipeline",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
+        component_bytes=_frozen({**_TINY_VIDEO_BYTES, "image_encoder": 200_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-ltx",
+        name="LTX-Video (tiny)",
+        family=Family.LTX,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="LTXPipeline",
+        demo=True,
+        defaults=VideoDefaults(
+            steps=4, guidance=3.0, width=64, height=64, frames=9, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
+        ),
+        component_bytes=_frozen(_TINY_VIDEO_BYTES),
         licence=_DEMO_LICENCE,
     ),
 )

@@ -80,7 +80,11 @@ class ModelManager:
         self._loaded: _Loaded | None = None
         self._arena: HostArena | None = None
         self._loaders = {
-            Task.TEXT_TO_IMAGE: self._load_diffusers, Task.TEXT_TO_SPEECH: self._load_speech, Task.TEXT_TO_MUSIC: self._load_diffusers,
+            Task.TEXT_TO_IMAGE: self._load_diffusers,
+            Task.TEXT_TO_MUSIC: self._load_diffusers,
+            Task.TEXT_TO_SPEECH: self._load_speech,
+            Task.TEXT_TO_VIDEO: self._load_diffusers,
+            Task.IMAGE_TO_VIDEO: self._load_diffusers,
         }
 
     @property

@@ -1,6 +1,7 @@
 """Media files given to or made by the app. Audio and video go through ffmpeg (the binary imageio-ffmpeg ships):
 decode any audio to the sample rate a model wants, write WAV with the parameters in its `comment` tag, read that
-tag back from any container. Images are checked from their header before anything decodes them.
+tag back from any container; encode frames as MP4, WebM, GIF or animated WebP with the parameters embedded, and
+read them back. Images are checked from their header before anything decodes them.
 
 libsndfile drops INFO comments longer than about 2 kB, too short for a long text's parameters, hence ffmpeg.
 """
@@ -8,8 +9,11 @@ libsndfile drops INFO comments longer than about 2 kB, too short for a long text
 from __future__ import annotations
 
 import hashlib
+import re
+import struct
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,8 +103,9 @@ def encode_audio(samples: np.ndarray, sample_rate: int, comment: str, audio_form
 
 
 def read_comment(path: Path) -> str | None:
-    """The `comment` tag of an audio or video file, or None."""
-    return parse_ffmetadata(_run(["-i", str(path), "-f", "ffmetadata", "-"]).decode("utf-8", errors="replace")).get("comment")
+    """The `comment` tag of an audio or video file, or None. (Matroska and WebM spell their tags in capitals.)"""
+    tags = parse_ffmetadata(_run(["-i", str(path), "-f", "ffmetadata", "-"]).decode("utf-8", errors="replace"))
+    return tags.get("comment", tags.get("COMMENT"))
 
 
 def escape_ffmetadata(text: str) -> str:
@@ -128,3 +133,127 @@ def parse_ffmetadata(text: str) -> dict[str, str]:
     if in_value:
         values["".join(key)] = "".join(value)
     return values
+
+
+# -- video ------------------------------------------------------------------------------------------
+
+# Encoder settings per container. GIF goes through a palette made from the clip itself (ffmpeg's default 256-colour
+# palette bands badly); H.264 and VP9 need even sides in 4:2:0, which every video family's size multiple gives.
+VIDEO_ENCODERS = {
+    ".mp4": ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium", "-movflags", "+faststart"],
+    ".webm": ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", "30", "-b:v", "0", "-row-mt", "1"],
+    ".gif": ["-filter_complex", "split[a][b];[a]palettegen=stats_mode=full[p];[b][p]paletteuse=dither=bayer"],
+    ".webp": ["-c:v", "libwebp_anim", "-lossless", "0", "-quality", "90", "-pix_fmt", "yuv420p"],
+}
+# Containers that carry a loop count (0 = forever); ffmpeg writes it, and PIL reads it back.
+LOOPING_SUFFIXES = (".gif", ".webp")
+
+
+def encode_video(frames: np.ndarray, fps: float, suffix: str, comment: str, loop_count: int = 0) -> bytes:
+    """The bytes of a video file of `frames` (n, height, width, 3 uint8) at `fps`, with `comment` (the
+    parameters) embedded: the `comment` tag of MP4/WebM, a GIF comment extension, a WebP XMP chunk."""
+    count, height, width, _ = frames.shape
+    raw = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / f"out{suffix}"
+        metadata = Path(folder) / "metadata.txt"
+        metadata.write_text(";FFMETADATA1\ncomment=" + escape_ffmetadata(comment) + "\n", encoding="utf-8")
+        looping = ["-loop", str(loop_count)] if suffix in LOOPING_SUFFIXES else []
+        _run(
+            ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}", "-i", "-",
+             "-i", str(metadata), "-map_metadata", "1", *VIDEO_ENCODERS[suffix], *looping, "-frames:v", str(count), str(target)],
+            stdin=raw,
+        )
+        data = target.read_bytes()
+    if suffix == ".gif":
+        return _gif_with_comment(data, comment)
+    if suffix == ".webp":
+        return _webp_with_xmp(data, comment)
+    return data
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    frames: np.ndarray  # (n, height, width, 3) uint8
+    fps: float
+    loop_count: int | None  # GIF and WebP only
+
+
+def read_video(path: Path) -> VideoFile:
+    """Every frame of a video file and its frame rate; GIF and animated WebP through PIL (ffmpeg's WebP decoder
+    does not read animations), the rest through ffmpeg without dropping or repeating frames."""
+    path = Path(path)
+    if path.suffix.lower() in LOOPING_SUFFIXES:
+        from PIL import Image
+
+        durations, frames = [], []
+        with Image.open(path) as image:
+            for index in range(getattr(image, "n_frames", 1)):
+                image.seek(index)
+                image.load()  # WebP states a frame's duration only once the frame is decoded
+                durations.append(image.info.get("duration", 0))
+                frames.append(np.asarray(image.convert("RGB")))
+            loop = image.info.get("loop")
+        mean_ms = sum(durations) / len(durations)
+        return VideoFile(np.stack(frames), 1000.0 / mean_ms if mean_ms else 0.0, loop)
+    done = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, timeout=FFMPEG_TIMEOUT_S,
+    )
+    log_text = done.stderr.decode(errors="replace")
+    stream = re.search(r"Video: .*?, (\d+)x(\d+)[ ,].*?, ([\d.]+) fps", log_text)
+    if done.returncode != 0 or stream is None:
+        raise MediaError(f"{path.name} is not a readable video: {log_text.strip()[-300:]}")
+    width, height, fps = int(stream.group(1)), int(stream.group(2)), float(stream.group(3))
+    frames = np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+    return VideoFile(frames, fps, None)
+
+
+def _gif_with_comment(data: bytes, comment: str) -> bytes:
+    """A comment extension inserted after the GIF's screen descriptor and global palette, in 255-byte sub-blocks."""
+    flags = data[10]
+    palette_bytes = 3 * 2 ** ((flags & 0x07) + 1) if flags & 0x80 else 0
+    start = 13 + palette_bytes
+    text = comment.encode("utf-8")
+    blocks = b"".join(bytes([len(text[i : i + 255])]) + text[i : i + 255] for i in range(0, len(text), 255))
+    return data[:start] + b"\x21\xfe" + blocks + b"\x00" + data[start:]
+
+
+_XMP_NAMESPACE = "https://github.com/atelier-studio/ns/1.0/"
+
+
+def _webp_with_xmp(data: bytes, comment: str) -> bytes:
+    """An XMP chunk holding `comment` appended to an extended (VP8X) WebP, its flag set and the RIFF size fixed."""
+    from xml.sax.saxutils import quoteattr
+
+    if data[12:16] != b"VP8X":
+        raise MediaError("ffmpeg wrote a WebP without an extended header; cannot embed the parameters")
+    packet = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description xmlns:atelier="{_XMP_NAMESPACE}" atelier:parameters={quoteattr(comment)}/>'
+        "</rdf:RDF></x:xmpmeta>"
+    ).encode("utf-8")
+    chunk = b"XMP " + struct.pack("<I", len(packet)) + packet + (b"\x00" if len(packet) % 2 else b"")
+    body = bytearray(data[8:]) + chunk
+    body[12] |= 0x04  # VP8X flags byte: XMP present
+    return b"RIFF" + struct.pack("<I", len(body)) + bytes(body)
+
+
+def read_embedded_text(path: Path) -> str | None:
+    """The parameters text a GIF (comment extension) or WebP (XMP chunk) made by `encode_video` carries, or None."""
+    import xml.etree.ElementTree as ElementTree
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if path.suffix.lower() == ".gif":
+            comment = image.info.get("comment")
+            return comment.decode("utf-8", errors="replace") if comment else None
+        xmp = image.info.get("xmp")
+    if not xmp:
+        return None
+    for element in ElementTree.fromstring(xmp).iter():
+        value = element.get(f"{{{_XMP_NAMESPACE}}}parameters")
+        if value is not None:
+            return value
+    return None

@@ -158,7 +158,7 @@ class ModelStore:
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
         if not _demo_is_current(folder):
-            _build_atomically(folder, lambda target: build_tiny_model(weights.family, target))
+            _build_atomically(folder, lambda target: build_tiny_model(weights.family, target, task=weights.task))
         lora = self.lora_path(spec)
         if lora is not None and not _demo_is_current(lora.parent):
             _build_atomically(lora.parent, lambda target: build_tiny_lora(spec.family, target / lora.name))

@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 
 from pipelines import __version__
 from pipelines.errors import OutputNotWritable
-from pipelines.media import encode_audio, read_comment
+from pipelines.media import encode_audio, encode_video, read_comment, read_embedded_text
 
 PARAMETERS_KEY = "atelier"
 
@@ -65,6 +65,18 @@ class OutputStore:
         data = encode_audio(samples, sample_rate, json.dumps(parameters, ensure_ascii=False), audio_format)
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
         return self._save_bytes(data, kind, stem, f".{audio_format}", parameters)
+
+    def save_video(
+        self, frames, fps: float, suffix: str, parameters: dict, loop_count: int = 0, prefix: str = "", kind: str = "videos",
+    ) -> SavedOutput:
+        """Frames encoded as `suffix` (see `media.VIDEO_ENCODERS`) with the parameters embedded, and the sidecar.
+        `prefix` starts the file name; it is reduced to a safe name fragment, so it never points outside the folder."""
+        parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
+        data = encode_video(frames, fps, suffix, json.dumps(parameters, ensure_ascii=False), loop_count)
+        stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
+        if prefix:
+            stem = f"{safe_name(prefix)}-{stem}"
+        return self._save_bytes(data, kind, stem, suffix, parameters)
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
         """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""
@@ -197,4 +209,6 @@ EMBEDDED_READERS = {
     ".mp3": read_comment,
     ".mp4": read_comment,
     ".webm": read_comment,
+    ".gif": read_embedded_text,
+    ".webp": read_embedded_text,
 }

@@ -15,9 +15,9 @@ from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
-KIND_LABELS = {"images": "Image", "speech": "TTS", "music": "Music"}
+KIND_LABELS = {"images": "Image", "speech": "TTS", "videos": "Video", "music": "Music"}
 # Files whose parameters do not say their kind.
-KIND_BY_SUFFIX = {".png": "images", ".wav": "speech"}
+KIND_BY_SUFFIX = {".png": "images", ".wav": "speech", ".mp4": "videos", ".webm": "videos", ".gif": "videos"}
 SHOWN_AT_MOST = 200
 THUMBNAIL_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
@@ -75,8 +75,8 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
             preview = gr.Audio(label="Selected audio", type="filepath", interactive=False, elem_id="outputs-audio")
             reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
             dropped = gr.File(
-                label="…or drop a PNG, MP4, WAV, FLAC, MP3 or JSON made by Atelier",
-                file_types=[".png", ".json", ".mp4", ".webm", *AUDIO_SUFFIXES],
+                label="…or drop a PNG, video, WAV, FLAC, MP3 or JSON made by Atelier",
+                file_types=[".png", ".json", ".mp4", ".webm", ".gif", ".webp", *AUDIO_SUFFIXES],
                 height=130, elem_id="outputs-drop",
             )
     shown = gr.State([])

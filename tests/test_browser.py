@@ -15,7 +15,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TABS = ["Image", "TTS", "Music", "Outputs"]
+TABS = ["Image", "Video", "TTS", "Music", "Outputs"]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -57,6 +57,7 @@ def page(browser, app):
 
 RESTORED_FIELDS = {
     "image": ("prompt", "#image-prompt textarea"), "tts": ("text", "#tts-text textarea"), "music": ("tags", "#music-tags textarea"),
+    "video": ("prompt", "#video-prompt textarea"),
 }
 
 
@@ -185,6 +186,37 @@ def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tt
     page.locator("#outputs-reuse").click()
     page.wait_for_function("() => document.querySelector('#tts-text textarea')?.value === 'Speech listed in the outputs.'")
     assert page.locator("#tts-seed input").input_value() == "321"
+
+
+def test_the_video_tab_states_the_length_and_a_demo_generation_gives_a_video(page, app, artifacts):
+    page.get_by_role("tab", name="Video").click()
+    wait_for_restored_values(page, app, "video")
+    page.locator("#video-prompt textarea").fill("a fox trotting through snow")
+    set_number(page, "video-frames", 10)
+    set_number(page, "video-steps", 2)
+    page.get_by_text("10 asked").first.wait_for()
+    assert "9 frames at 16 fps = 0.56 s" in page.locator("#video-length").inner_text()
+    page.locator("#video-generate").click()
+    page.get_by_text("so 9 were made").first.wait_for()
+    assert "random weights" in page.locator("#video-result").inner_text()
+    page.locator("#video-player video").wait_for()
+    page.screenshot(path=str(artifacts / "video-generated.png"), animations="disabled", full_page=True)
+
+
+def test_a_video_result_is_listed_in_outputs_and_its_settings_go_back_to_the_video_tab(page, app):
+    from gradio_client import Client
+
+    Client(app.url, verbose=False).predict(
+        prompt="a video listed in the outputs", model="demo-ltx", frames=9, steps=2, seed=654, format="gif", api_name="/generate_video",
+    )
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text("a video listed in the outputs").locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("654").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    page.wait_for_function("() => document.querySelector('#video-prompt textarea')?.value === 'a video listed in the outputs'")
+    assert page.locator("#video-seed input").input_value() == "654"
 
 
 def test_the_music_tab_shows_each_task_with_only_its_inputs_and_makes_music(page, app, artifacts):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.catalog import Family
-from pipelines.tiny import ace_step, fish_speech, flux, sd3
+from pipelines.catalog import Family, Task
+from pipelines.tiny import ace_step, fish_speech, flux, ltx, sd3, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 2
@@ -20,12 +20,18 @@ _BUILDERS = {
     Family.FLUX: flux.build,
     Family.FISH_SPEECH: fish_speech.build,
     Family.ACE_STEP: ace_step.build,
+    Family.WAN: wan.build,
+    Family.LTX: ltx.build,
 }
+# Families whose image-to-video model has its own weights (LTX runs image to video on its text-to-video model).
+_IMAGE_TO_VIDEO_BUILDERS = {Family.WAN: wan.build_image_to_video}
 
 
-def build_tiny_model(family: Family, folder: Path, seed: int = 0) -> None:
-    """Write a tiny random-weight pipeline of `family` into `folder` (which must not exist yet)."""
-    _BUILDERS[family](Path(folder), seed)
+def build_tiny_model(family: Family, folder: Path, seed: int = 0, task: Task | None = None) -> None:
+    """Write a tiny random-weight pipeline of `family` (for `task`, where the family has a model of its own for it)
+    into `folder` (which must not exist yet)."""
+    builder = _IMAGE_TO_VIDEO_BUILDERS[family] if task is Task.IMAGE_TO_VIDEO else _BUILDERS[family]
+    builder(Path(folder), seed)
 
 
 def build_tiny_lora(family: Family, path: Path, seed: int = 0) -> None:

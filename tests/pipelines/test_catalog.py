@@ -93,3 +93,45 @@ def test_music_entry_is_complete_and_its_defaults_are_accepted(spec, demo_models
     index = json.loads((demo_models_dir / "demo" / "demo-ace-step" / "model_index.json").read_text())
     models = {name for name in index if not name.startswith("_")} - {"tokenizer", "scheduler"}
     assert models == set(FAMILIES[spec.family].component_roles)
+
+
+VIDEO_MODELS = [spec for spec in MODELS if spec.task in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)]
+
+
+def test_required_video_models_are_in_the_catalog():
+    repos = {spec.repo for spec in VIDEO_MODELS}
+    assert {
+        "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-14B-Diffusers", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
+        "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+    } <= repos
+    assert any(spec.family is Family.LTX and "distilled" in spec.repo for spec in VIDEO_MODELS if spec.repo)
+
+
+@pytest.mark.parametrize("spec", VIDEO_MODELS, ids=lambda spec: spec.id)
+def test_video_entry_is_complete_and_consistent(spec):
+    family = FAMILIES[spec.family]
+    rules, defaults = family.video, spec.defaults
+    assert hasattr(diffusers, spec.pipeline_class) and spec.licence and spec.weight_bytes > 0
+    assert rules.nearest_frames(defaults.frames) == defaults.frames and rules.min_frames <= defaults.frames <= rules.max_frames
+    for size in (defaults.width, defaults.height):
+        assert family.min_size <= size <= family.max_size and size % family.size_multiple == 0
+    assert set(spec.component_bytes) <= set(family.component_roles)
+    assert ("image_encoder" in spec.component_bytes) == (spec.family is Family.WAN and spec.task is Task.IMAGE_TO_VIDEO)
+    if rules.image_to_video_pipeline_class:
+        assert hasattr(diffusers, rules.image_to_video_pipeline_class)
+    if not spec.demo:
+        assert spec.repo and "/" in spec.repo
+
+
+@pytest.mark.parametrize(
+    "family, asked, made", [(Family.WAN, 10, 9), (Family.WAN, 11, 13), (Family.WAN, 2, 5), (Family.LTX, 20, 17), (Family.LTX, 21, 25)]
+)
+def test_frames_round_to_the_nearest_count_the_family_makes(family, asked, made):
+    assert FAMILIES[family].video.nearest_frames(asked) == made
+
+
+def test_video_workloads_count_the_tokens_the_transformer_sees():
+    # Wan2.1 at 832×480×81: 21 latent frames of 52×30 patches, the figure the memory planner was measured at.
+    assert FAMILIES[Family.WAN].video.denoiser_tokens(832, 480, 81) == 32_760
+    # LTX-Video at 768×512×161: 21 latent frames of 24×16 latents (patch 1).
+    assert FAMILIES[Family.LTX].video.denoiser_tokens(768, 512, 161) == 8_064

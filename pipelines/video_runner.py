@@ -1,0 +1,312 @@
+"""Text or image to video (Wan2.1, LTX-Video): one request in, one saved video out.
+
+    1. check the request (frames rounded to the model's rule, and the rounding said)   2. load (manager.use)
+    3. set the flow shift   4. denoise (Stop, progress and a latent preview between steps)   5. decode
+    6. interpolate frames (optional)   7. export (Video Combine) and save
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import diffusers
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, family_spec
+from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
+from pipelines.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.interpolation import check_choice, interpolate
+from pipelines.jobs import Job
+from pipelines.manager import ModelManager
+from pipelines.media import MediaError, file_digest, image_size
+from pipelines.memory.planner import Workload
+from pipelines.outputs import OutputStore
+from pipelines.request_values import number, whole_number
+from pipelines.video_export import ExportedVideo, ExportSettings, export_video
+
+log = logging.getLogger(__name__)
+
+VIDEO_MODELS = {spec.id: spec for spec in MODELS if spec.task in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)}
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 200
+MAX_GUIDANCE = 30.0
+MAX_FLOW_SHIFT = 20.0
+MAX_FPS = 60
+MAX_PROMPT_CHARS = 10_000
+# A preview every this many steps (and after the last): decoding it costs nothing next to a step.
+PREVIEW_EVERY = 2
+
+PreviewCallback = Callable[[Image.Image, str], None]
+
+
+@dataclass(frozen=True)
+class VideoRequest:
+    """Inputs as a person or a script gave them; `None` means the model's default."""
+
+    prompt: str
+    model: str
+    negative_prompt: str = ""
+    # The picture the video starts from (a file): required by image-to-video models, optional for LTX.
+    image: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    fps: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    flow_shift: float | None = None
+    seed: int = -1
+    interpolation: str = "none"
+    export: ExportSettings = field(default_factory=ExportSettings)
+    # Filled by check(): what was asked for, when the model's frame rule changed it.
+    frames_requested: int | None = None
+
+    def check(self, models_dir: Path) -> "VideoRequest":
+        """A copy with defaults filled in and frames rounded to the model's rule; InvalidRequest names the first bad field."""
+        spec = VIDEO_MODELS.get(self.model)
+        if spec is None:
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a video model: {', '.join(VIDEO_MODELS)}")
+        family = family_spec(spec.family)
+        rules, defaults = family.video, spec.defaults
+        prompt = (self.prompt or "").strip()
+        if not prompt:
+            raise InvalidRequest("prompt", "must not be empty; describe the video you want")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise InvalidRequest("prompt", f"has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+        image = str(self.image) if self.image else None
+        default_width, default_height = defaults.width, defaults.height
+        if image is None and spec.task is Task.IMAGE_TO_VIDEO:
+            raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")
+        if image is not None:
+            if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class:
+                starters = [
+                    s.id for s in VIDEO_MODELS.values()
+                    if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class
+                ]
+                raise InvalidRequest(
+                    "image", f"{spec.name} does not start from a picture; remove the image or choose one of {', '.join(starters)}"
+                )
+            try:
+                size = image_size(Path(image))
+            except MediaError as error:
+                raise InvalidRequest("image", str(error)) from None
+            default_width, default_height = _fitted_size(size, (defaults.width, defaults.height), family)
+        width = whole_number("width", self.width, default_width)
+        height = whole_number("height", self.height, default_height)
+        for name, value in (("width", width), ("height", height)):
+            _check_size(name, value, spec, family)
+        requested = whole_number("frames", self.frames, defaults.frames)
+        if not 1 <= requested <= rules.max_frames:
+            raise InvalidRequest(
+                "frames", f"{requested} is out of range; {spec.name} makes 1 to {rules.max_frames} frames at once "
+                f"(a multiple of {rules.frame_multiple} plus one)"
+            )
+        frames = rules.nearest_frames(requested)
+        fps = whole_number("fps", self.fps, defaults.fps)
+        if not 1 <= fps <= MAX_FPS:
+            raise InvalidRequest("fps", f"{fps} is out of range; use 1 to {MAX_FPS}")
+        steps = whole_number("steps", self.steps, defaults.steps)
+        if not 1 <= steps <= MAX_STEPS:
+            raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
+        guidance = number("guidance", self.guidance, defaults.guidance)
+        if not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise InvalidRequest("guidance", f"{guidance} is out of range; use 0 to {MAX_GUIDANCE:g}")
+        flow_shift = None if self.flow_shift in (None, "") else number("flow_shift", self.flow_shift, 0.0)
+        flow_shift = defaults.flow_shift if flow_shift is None else flow_shift
+        if flow_shift is not None and not 0.0 < flow_shift <= MAX_FLOW_SHIFT:
+            raise InvalidRequest("flow_shift", f"{flow_shift} is out of range; use more than 0, up to {MAX_FLOW_SHIFT:g}")
+        seed = whole_number("seed", self.seed, -1)
+        if not -1 <= seed <= MAX_SEED:
+            raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        interpolation = check_choice(self.interpolation, models_dir)
+        export = self.export.check(default_frame_rate=fps * interpolation.factor)
+        return replace(
+            self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
+            frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
+            interpolation=self.interpolation or "none", export=export,
+            # Checking a checked request changes nothing: the first request's count is the one asked for.
+            frames_requested=requested if self.frames_requested is None else self.frames_requested,
+        )
+
+    def frames_note(self) -> str:
+        """What the frame rule did to the request (checked requests only); empty when nothing changed."""
+        if self.frames_requested in (None, self.frames):
+            return ""
+        rules = family_spec(VIDEO_MODELS[self.model].family).video
+        return (
+            f"{self.frames_requested} frames were asked for; {VIDEO_MODELS[self.model].name} makes "
+            f"{rules.frame_multiple}k+1 frames, so {self.frames} were made."
+        )
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    video: ExportedVideo | None
+    stopped: bool = False
+    seconds: float = 0.0
+    seed: int | None = None
+    frames_note: str = ""
+
+
+def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
+    """The input picture's aspect at about the model's default pixel count, on the family's size grid."""
+    width, height = image_size_px
+    scale = (default[0] * default[1] / (width * height)) ** 0.5
+    multiple = family.size_multiple
+    return tuple(min(max(round(side * scale / multiple) * multiple, family.min_size), family.max_size) for side in (width, height))
+
+
+def _check_size(name: str, value: int, spec: ModelSpec, family: FamilySpec) -> None:
+    multiple, low, high = family.size_multiple, family.min_size, family.max_size
+    if low <= value <= high and value % multiple == 0:
+        return
+    nearest = min(max(round(value / multiple) * multiple, low), high)
+    raise InvalidRequest(
+        name, f"{value} is not accepted by {spec.name}; use a multiple of {multiple} from {low} to {high} (nearest: {nearest})"
+    )
+
+
+@contextmanager
+def _flow_shift(pipe, shift: float | None):
+    """The model's scheduler with `shift` for one job, its own put back afterwards. UniPC-style schedulers (Wan) call
+    it `flow_shift`; flow-matching Euler (LTX) calls it `shift` and must stop deriving one from the video's length."""
+    original = pipe.scheduler
+    if shift is not None:
+        config = original.config
+        overrides = {"flow_shift": shift} if "flow_shift" in config else {"shift": shift, "use_dynamic_shifting": False}
+        pipe.scheduler = type(original).from_config(config, **overrides)
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
+
+
+def _for_task(pipe, family: FamilySpec, from_image: bool, spec: ModelSpec):
+    """The loaded pipeline, or the family's image-to-video sibling sharing its components (nothing more in memory)."""
+    if not from_image or spec.task is Task.IMAGE_TO_VIDEO:
+        return pipe
+    sibling = getattr(diffusers, family.video.image_to_video_pipeline_class).from_pipe(pipe)
+    sibling.set_progress_bar_config(disable=True)
+    return sibling
+
+
+def latent_preview(latents: torch.Tensor, request: VideoRequest, family: FamilySpec) -> Image.Image:
+    """A glimpse of the video being denoised: the first latent frame's first three channels, each stretched to the
+    full range, as an RGB picture at the video's size. Unpacks LTX's token sequence (patch 1: one token per latent pixel)."""
+    rules = family.video
+    sample = latents[0].detach().float().cpu()
+    if sample.dim() == 2:  # (frames·height·width tokens, channels)
+        grid = (rules.latent_frames(request.frames), request.height // rules.pixels_per_token, request.width // rules.pixels_per_token)
+        sample = sample.reshape(*grid, -1).permute(3, 0, 1, 2)
+    picture = sample[:3, 0]  # (3, height, width)
+    low = picture.amin(dim=(1, 2), keepdim=True)
+    high = picture.amax(dim=(1, 2), keepdim=True)
+    picture = ((picture - low) / (high - low).clamp(min=1e-6) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(picture).resize((request.width, request.height), Image.Resampling.BILINEAR)
+
+
+def _start_image(request: VideoRequest) -> Image.Image:
+    with Image.open(request.image) as image:
+        picture = image.convert("RGB")
+    if picture.size != (request.width, request.height):
+        picture = picture.resize((request.width, request.height), Image.Resampling.LANCZOS)
+    return picture
+
+
+def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
+    """The frames; after an out-of-memory the manager has stepped its plan down, and the video runs once more."""
+    family = family_spec(spec.family)
+    for attempt in (1, 2):
+        try:
+            with manager.use(spec.id, workload, on_progress=job.report) as pipe, _flow_shift(pipe, request.flow_shift):
+                job.check_stop()
+                runner = _for_task(pipe, family, "image" in kwargs, spec)
+                torch.manual_seed(seed)
+                return runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+        except RetryAfterOutOfMemory:
+            if attempt == 2:
+                raise
+            job.report(0.0, "Out of memory: retrying with a leaner memory plan")
+
+
+def generate_video(
+    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None
+) -> VideoResult:
+    # 1. Check before anything loads.
+    request = request.check(manager.store.models_dir)
+    spec = MODELS_BY_ID[request.model]
+    family = family_spec(spec.family)
+    rules = family.video
+    seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
+    started = time.monotonic()
+    job.report(0.0, f"Loading {spec.name}")
+    start_image = _start_image(request) if request.image else None
+    start_record = {"file": Path(request.image).name, "sha256": file_digest(request.image)} if start_image else None
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        job.check_stop()
+        text = f"Step {step + 1}/{request.steps}"
+        job.report((step + 1) / request.steps * 0.95, text)
+        if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == request.steps):
+            on_preview(latent_preview(callback_kwargs["latents"], request, family), text)
+        return callback_kwargs
+
+    # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
+    # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
+    tokens = rules.denoiser_tokens(request.width, request.height, request.frames) + family.text_tokens
+    workload = Workload(tokens, family.denoiser_batch(request.guidance))
+    kwargs = dict(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        width=request.width,
+        height=request.height,
+        num_frames=request.frames,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        callback_on_step_end=on_step_end,
+        **dict(spec.defaults.call_kwargs),
+    )
+    if rules.fps_argument:
+        kwargs[rules.fps_argument] = request.fps
+    if start_image is not None:
+        kwargs["image"] = start_image
+    try:
+        decoded = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
+    except JobStopped:
+        log.info("video stopped before it was finished; nothing saved")
+        return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
+    frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+    # 6. Interpolate: more frames per second over the same span.
+    interpolation = INTERPOLATIONS[request.interpolation]
+    job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
+    frames = interpolate(frames, interpolation)
+
+    # 7. Export and save with everything needed to reproduce it.
+    parameters = {
+        **{key: value for key, value in asdict(request).items() if key not in ("seed", "image", "export")},
+        "image": start_record,
+        "seed": seed,
+        "frames_note": request.frames_note(),
+        "frames_after_interpolation": len(frames),
+        "fps_after_interpolation": request.fps * interpolation.factor,
+        "model_name": spec.name,
+        "repo": spec.repo,
+        "demo": spec.demo,
+        "preset": manager.preset.id,
+        "device": manager.execution_device(),
+        "dtype": manager.compute_dtype(),
+        "seconds": round(time.monotonic() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    video = export_video(frames, request.export, parameters, outputs)
+    job.report(1.0, "Done")
+    return VideoResult(video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note())

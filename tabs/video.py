@@ -1,0 +1,284 @@
+"""The Video tab: text and image to video with Wan2.1 and LTX-Video, Video Combine export and frame interpolation.
+Endpoint: /generate_video."""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from dataclasses import dataclass
+
+import gradio as gr
+
+from pipelines.catalog import MODELS_BY_ID, Task, family_spec
+from pipelines.errors import JobStopped
+from pipelines.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.video_export import FORMATS, ExportSettings
+from pipelines.video_runner import VIDEO_MODELS, VideoRequest, VideoResult, generate_video
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
+from tabs.errors import shown_to_user
+
+# The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
+SETTINGS_FIELDS = (
+    "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
+    "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
+)
+DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
+PLAYABLE_SUFFIXES = (".mp4", ".webm")
+
+
+def _offered_video_models(context: AppContext) -> tuple[list[tuple[str, str]], str]:
+    """Text-to-video and image-to-video models in one list, the text-to-video default first."""
+    text_choices, default = model_choices(context, Task.TEXT_TO_VIDEO)
+    image_choices, _ = model_choices(context, Task.IMAGE_TO_VIDEO)
+    return text_choices + image_choices, default
+
+
+def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4") -> str:
+    """What the settings will make, in frames and seconds, before anything runs."""
+    spec = VIDEO_MODELS.get(model_id)
+    choice = INTERPOLATIONS.get(interpolation or "none")
+    if spec is None or choice is None or not frames or not fps or frames < 1 or fps < 1:
+        return ""
+    rules = family_spec(spec.family).video
+    made = rules.nearest_frames(min(int(frames), rules.max_frames))
+    lines = [f"**{made} frames at {int(fps)} fps = {made / fps:.2f} s**"]
+    if made != int(frames):
+        lines.append(f"({int(frames)} asked; {spec.name} makes {rules.frame_multiple}k+1 frames)")
+    if choice.factor > 1:
+        more = (made - 1) * choice.factor + 1
+        lines.append(f"· after {choice.label}: {more} frames at {int(fps) * choice.factor} fps = {more / (fps * choice.factor):.2f} s")
+    if pingpong:
+        lines.append("· pingpong plays it forward then back (about twice as long)")
+    stores_loop_count = FORMATS.get(video_format, FORMATS["mp4"]).stores_loop_count
+    if loop_count:
+        how = "loop count in the file" if stores_loop_count else "frames repeated in the file"
+        lines.append(f"· plays {int(loop_count) + 1} times ({how})")
+    elif stores_loop_count:
+        lines.append("· loops forever")
+    return " ".join(lines)
+
+
+def model_info(model_id: str) -> str:
+    spec = VIDEO_MODELS.get(model_id)
+    if spec is None:
+        return ""
+    rules = family_spec(spec.family).video
+    needs = " · needs an input image" if spec.task is Task.IMAGE_TO_VIDEO else (
+        " · optional input image" if rules.image_to_video_pipeline_class else ""
+    )
+    head = DEMO_NOTE if spec.demo else f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
+    return f"{head}\n\nSizes: multiples of {family_spec(spec.family).size_multiple}; frames: {rules.frame_multiple}k+1{needs}"
+
+
+@dataclass
+class VideoTab:
+    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+
+    context: AppContext
+    settings_components: list
+
+    def last_values(self) -> list:
+        saved = self.context.settings.get("video")
+        offered = [model_id for _, model_id in _offered_video_models(self.context)[0]]
+        if saved.get("model") not in offered:
+            return [gr.skip()] * len(self.settings_components)
+        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+
+    def values_from(self, used: dict, source: str) -> tuple:
+        if used.get("model") not in VIDEO_MODELS:
+            raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
+        export = used.get("export") or {}
+        return (
+            used["model"], used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
+            used.get("frames"), used.get("fps"), used.get("steps"), used.get("guidance"), used.get("flow_shift"),
+            used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
+            export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
+        )
+
+
+def build(context: AppContext) -> VideoTab:
+    choices, default_model = _offered_video_models(context)
+    spec = MODELS_BY_ID[default_model]
+    defaults = spec.defaults
+    family = family_spec(spec.family)
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="video-model", allow_custom_value=True)
+            info = gr.Markdown(model_info(default_model), elem_id="video-model-info")
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A red fox trotting through snow at dawn", elem_id="video-prompt")
+            negative_prompt = gr.Textbox(label="Negative prompt", lines=2, elem_id="video-negative")
+            image = gr.Image(label="Input image (image to video)", type="filepath", height=200, elem_id="video-image")
+            with gr.Row():
+                width = gr.Number(label="Width", value=defaults.width, precision=0, step=family.size_multiple, elem_id="video-width")
+                height = gr.Number(label="Height", value=defaults.height, precision=0, step=family.size_multiple, elem_id="video-height")
+            with gr.Row():
+                frames = gr.Number(label="Frames", value=defaults.frames, precision=0, elem_id="video-frames")
+                duration = gr.Number(label="…or duration (s)", value=round(defaults.frames / defaults.fps, 2), elem_id="video-duration")
+                fps = gr.Number(label="fps", value=defaults.fps, precision=0, elem_id="video-fps")
+            length = gr.Markdown(describe_length(default_model, defaults.frames, defaults.fps, "none"), elem_id="video-length")
+            with gr.Row():
+                steps = gr.Number(label="Steps", value=defaults.steps, precision=0, elem_id="video-steps")
+                guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="video-guidance")
+                flow_shift = gr.Number(
+                    label="Flow shift (empty = the model's own)", value=defaults.flow_shift, step=0.5, elem_id="video-flow-shift",
+                )
+                seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="video-seed")
+            interpolation = gr.Dropdown(
+                label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
+                elem_id="video-interpolation",
+            )
+            with gr.Accordion("Video Combine (export)", open=False):
+                with gr.Row():
+                    video_format = gr.Dropdown(
+                        label="Format", choices=[(f.label, name) for name, f in FORMATS.items()], value="mp4", elem_id="video-format",
+                    )
+                    frame_rate = gr.Number(label="File frame rate (empty = fps × interpolation)", value=None, elem_id="video-frame-rate")
+                    loop_count = gr.Number(
+                        label="Loop count (repeats after the first play; 0 = forever for GIF/WebP)", value=0, precision=0,
+                        elem_id="video-loop-count",
+                    )
+                with gr.Row():
+                    pingpong = gr.Checkbox(label="Pingpong (forward then back)", value=False, elem_id="video-pingpong")
+                    filename_prefix = gr.Textbox(label="File name prefix", value="", elem_id="video-prefix")
+                    save_output = gr.Checkbox(label="Save under outputs/ (else only return the file)", value=True, elem_id="video-save")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="video-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
+        with gr.Column(scale=3):
+            player = gr.Video(label="Video", interactive=False, elem_id="video-player")
+            preview = gr.Image(label="Preview of the latents while denoising", interactive=False, height=240, elem_id="video-preview")
+            result_file = gr.File(label="File", interactive=False, elem_id="video-file")
+            summary = gr.Markdown(elem_id="video-result")
+            with gr.Accordion("Parameters used", open=False):
+                parameters = gr.JSON(label="Parameters", elem_id="video-parameters")
+
+    @shown_to_user
+    # Defaults of None let gradio_client leave out anything but the prompt (Gradio makes only None defaults
+    # optional); they mean the model's defaults, or the export's.
+    def generate_video_handler(
+        prompt, negative_prompt=None, image=None, width=None, height=None, frames=None, fps=None, steps=None,
+        guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
+        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, request: gr.Request = None,
+        progress=gr.Progress(),
+    ):
+        export = ExportSettings(
+            frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
+            filename_prefix=filename_prefix or "", save_output=True if save_output is None else save_output,
+        )
+        checked = VideoRequest(
+            prompt=prompt, model=model or default_model, negative_prompt=negative_prompt, image=image, width=width,
+            height=height, frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
+            interpolation=interpolation or "none", export=export,
+        ).check(context.store.models_dir)
+        values = (
+            checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
+            loop_count, pingpong, filename_prefix, save_output, interpolation,
+        )
+        context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
+        chosen = VIDEO_MODELS[checked.model]
+        job_summary = f"{chosen.name} · {checked.width}×{checked.height} · {checked.frames} frames · {checked.prompt[:60]}"
+        previews: queue.Queue = queue.Queue()
+        outcome: dict = {}
+
+        def report(fraction, text):
+            progress(fraction, desc=text)
+
+        def work():
+            try:
+                with context.queue.run(owner_of(request), "Video", job_summary, report) as job:
+                    outcome["result"] = generate_video(
+                        checked, context.manager, context.outputs, job, on_preview=lambda picture, text: previews.put(picture),
+                    )
+            except JobStopped:
+                outcome["result"] = VideoResult(None, stopped=True, frames_note=checked.frames_note())
+            except BaseException as error:  # handed to the request's thread, where shown_to_user reports it
+                outcome["error"] = error
+            finally:
+                previews.put(None)
+
+        # The job runs beside this generator so previews reach the page while it denoises; the copied context
+        # carries Gradio's progress tracking into the thread.
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+        worker.start()
+        while (picture := previews.get()) is not None:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), picture
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        yield _shown(outcome["result"], chosen.demo)
+
+    inputs = [
+        prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
+        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate,
+    ]
+    outputs = [result_file, parameters, summary, player, preview]
+    generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
+
+    def stop_handler(request: gr.Request):
+        stopped = context.queue.stop(owner_of(request))
+        return "Stopping after the current step…" if stopped else "Nothing is running."
+
+    stop.click(stop_handler, outputs=[summary], api_visibility="private")
+
+    length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format]
+    for control in length_inputs:
+        control.change(describe_length, inputs=length_inputs, outputs=[length], api_visibility="private")
+
+    def frames_from_duration(model_id, seconds, rate):
+        chosen = VIDEO_MODELS.get(model_id)
+        if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
+            return gr.skip()
+        rules = family_spec(chosen.family).video
+        return rules.nearest_frames(min(round(seconds * rate) + 1, rules.max_frames))
+
+    duration.input(frames_from_duration, inputs=[model, duration, fps], outputs=[frames], api_visibility="private")
+    model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
+
+    def apply_model_defaults(model_id):
+        chosen = VIDEO_MODELS.get(model_id)
+        if chosen is None:
+            return [gr.skip()] * 7
+        d = chosen.defaults
+        return d.width, d.height, d.frames, d.fps, d.steps, d.guidance, d.flow_shift
+
+    model.input(
+        apply_model_defaults, inputs=[model], outputs=[width, height, frames, fps, steps, guidance, flow_shift],
+        api_visibility="private",
+    )
+
+    @shown_to_user
+    def size_from_image(path, model_id):
+        """The picture's aspect at the model's default pixel count, on its size grid, in the width and height fields."""
+        if not path or model_id not in VIDEO_MODELS:
+            return gr.skip(), gr.skip()
+        checked = VideoRequest(prompt="size", model=model_id, image=path).check(context.store.models_dir)
+        return checked.width, checked.height
+
+    image.upload(size_from_image, inputs=[image, model], outputs=[width, height], api_visibility="private")
+
+    settings_components = [
+        model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
+        loop_count, pingpong, filename_prefix, save_output, interpolation,
+    ]
+    return VideoTab(context, settings_components)
+
+
+def _shown(result: VideoResult, demo: bool) -> tuple:
+    if result.video is None:
+        note = f" {result.frames_note}" if result.frames_note else ""
+        return None, {"video": None, "stopped": result.stopped, "parameters": None}, f"Stopped; nothing was saved.{note}", None, gr.skip()
+    video = result.video
+    path = str(video.path)
+    summary = (
+        f"{video.frame_count} frames at {video.frame_rate:g} fps = {video.duration_s:.2f} s in {result.seconds:.1f} s · "
+        f"seed {result.seed}" + ("" if video.saved else " · not saved (temporary file)")
+    )
+    if result.frames_note:
+        summary += f"\n\n{result.frames_note}"
+    if demo:
+        summary += "\n\n" + DEMO_NOTE
+    playable = path if video.path.suffix in PLAYABLE_SUFFIXES else None
+    used = {"video": path, "stopped": False, "saved": video.saved is not None, "parameters": video.parameters}
+    return path, used, summary, playable, gr.skip()

@@ -1,0 +1,117 @@
+"""The video runner on the tiny Wan and LTX models: files with the asked frames, size and rate, the rounding said,
+previews, Stop, and clear errors before anything loads."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.errors import InvalidRequest
+from pipelines.jobs import Job
+from pipelines.manager import ModelManager
+from pipelines.media import read_video
+from pipelines.model_store import ModelStore
+from pipelines.outputs import OutputStore, read_parameters
+from pipelines.video_export import ExportSettings
+from pipelines.video_runner import VideoRequest, generate_video
+
+
+@pytest.fixture(scope="module")
+def manager(demo_models_dir, presets):
+    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    return OutputStore(tmp_path / "outputs")
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pictures") / "start.png"
+    Image.new("RGB", (128, 64), (30, 160, 90)).save(path)
+    return str(path)
+
+
+def make(manager, outputs, **values):
+    request = VideoRequest(**{"prompt": "a fox in the snow", "steps": 2, "seed": 4, **values})
+    return generate_video(request, manager, outputs, Job())
+
+
+@pytest.mark.parametrize("model, asked, made, rule, fps", [("demo-wan", 6, 5, "4k+1", 16), ("demo-ltx", 14, 17, "8k+1", 24)])
+def test_each_text_to_video_demo_writes_its_frames_size_and_rate_and_says_how_it_rounded(manager, outputs, model, asked, made, rule, fps):
+    result = make(manager, outputs, model=model, width=96, height=64, frames=asked)
+    video = read_video(result.video.path)
+    assert video.frames.shape == (made, 64, 96, 3) and video.fps == fps
+    assert result.frames_note.startswith(f"{asked} frames were asked for") and rule in result.frames_note
+    saved = read_parameters(result.video.path)
+    assert (saved["model"], saved["frames_requested"], saved["frames"]) == (model, asked, made)
+
+
+@pytest.mark.parametrize("model", ["demo-wan-i2v", "demo-ltx"])
+def test_image_to_video_takes_the_pictures_aspect_when_no_size_is_given(manager, outputs, picture, model):
+    result = make(manager, outputs, model=model, image=picture, frames=5)
+    # 2:1 at the demo's 64×64 pixel count, on the family's grid, no side under 64.
+    assert read_video(result.video.path).frames.shape[1:3] == (64, 96)
+    assert result.video.parameters["image"]["file"] == "start.png" and len(result.video.parameters["image"]["sha256"]) == 16
+    assert VideoRequest(prompt="a fox", model=model, image=picture, width=64, height=64).check(manager.store.models_dir).width == 64
+
+
+def test_interpolation_doubles_the_rate_over_the_same_span(manager, outputs):
+    doubled = read_video(make(manager, outputs, model="demo-ltx", frames=9, interpolation="blend-2x").video.path)
+    assert (len(doubled.frames), doubled.fps) == (2 * 9 - 1, 2 * 24)
+    assert (len(doubled.frames) - 1) / doubled.fps == (9 - 1) / 24
+
+
+def test_same_seed_gives_the_same_video_and_the_flow_shift_changes_it_for_one_job(manager, outputs):
+    frames = lambda **values: read_video(make(manager, outputs, model="demo-wan", frames=5, **values).video.path).frames
+    first, shifted, again = frames(), frames(flow_shift=12.0), frames()
+    assert not np.array_equal(first, shifted)
+    # Same seed, same video: the shift was put back after its job.
+    assert np.array_equal(first, again)
+
+
+def test_previews_arrive_during_denoising_at_the_video_size(manager, outputs):
+    previews = []
+    request = VideoRequest(prompt="a fox", model="demo-ltx", width=96, height=64, frames=9, steps=4, seed=1)
+    generate_video(request, manager, outputs, Job(), on_preview=lambda picture, text: previews.append((picture.size, text)))
+    assert previews == [((96, 64), "Step 2/4"), ((96, 64), "Step 4/4")]
+
+
+def test_stop_during_denoising_saves_nothing(manager, outputs):
+    job = Job()
+    request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=4, seed=1)
+    result = generate_video(request, manager, outputs, job, on_preview=lambda picture, text: job.stop())
+    assert result.stopped and result.video is None and not outputs.root.exists()
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(width=100), "width: 100 is not accepted by Wan2.1 T2V (tiny); use a multiple of 16 from 64 to 1280 (nearest: 96)"),
+        (dict(model="demo-ltx", height=80), "height: 80 is not accepted by LTX-Video (tiny); use a multiple of 32"),
+        (dict(frames=130), "frames: 130 is out of range; Wan2.1 T2V (tiny) makes 1 to 129 frames"),
+        (dict(frames=0), "frames: 0 is out of range"),
+        (dict(model="demo-wan-i2v"), "image: Wan2.1 I2V (tiny) makes a video from a picture; give an input image"),
+        (dict(image="start.png"), "image: Wan2.1 T2V (tiny) does not start from a picture"),
+        (dict(flow_shift=0), "flow_shift: 0.0 is out of range"),
+        (dict(model="demo-sd3"), "model: unknown model 'demo-sd3'; choose a video model"),
+        (dict(export=ExportSettings(format="mkv")), "format: 'mkv' is not offered"),
+    ],
+)
+def test_bad_requests_are_refused_before_anything_loads(tmp_path, values, message):
+    request = VideoRequest(**{"prompt": "a fox", "model": "demo-wan", **values})
+    with pytest.raises(InvalidRequest) as error:
+        request.check(tmp_path)
+    assert message in str(error.value)
+
+
+def test_a_gpu_preset_streams_the_video_transformer_and_makes_the_same_video(demo_models_dir, presets, outputs):
+    """The 8 GB preset's memory engine (blocks streamed from a host arena, components offloaded) runs on the CPU
+    too, in float32 there: the video must be the one the plain CPU placement makes."""
+    made = {}
+    for preset in ("cpu", "8gb-laptop"):
+        manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets[preset])
+        made[preset] = read_video(make(manager, outputs, model="demo-ltx", frames=9).video.path).frames
+        if preset == "8gb-laptop":
+            assert manager.status().block_plan is not None and manager.status().plan.components["text_encoder"].value == "offload"
+    assert np.array_equal(made["cpu"], made["8gb-laptop"])

@@ -1,0 +1,77 @@
+"""/generate_video end to end through gradio_client, as a script would call it."""
+
+import json
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+from pipelines.media import read_comment, read_video
+
+
+@pytest.fixture(scope="module")
+def start_picture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pictures") / "start.png"
+    Image.new("RGB", (96, 64), (200, 40, 40)).save(path)
+    return path
+
+
+def test_generate_video_returns_the_file_and_the_parameters_used(app, client):
+    file, used, summary, player, _ = client.predict(
+        prompt="a fox in the snow", model="demo-wan", width=96, height=64, frames=10, fps=8, steps=2, seed=5,
+        interpolation="blend-2x", filename_prefix="../../escape", api_name="/generate_video",
+    )
+    video = read_video(file)
+    # 10 frames round to 9 (4k+1); ×2 blend makes 17 at 16 fps.
+    assert video.frames.shape == (17, 64, 96, 3) and video.fps == 16.0
+    saved = Path(used["video"])
+    assert saved.is_relative_to(app.outputs) and saved.name.endswith("-escape-demo-wan-5.mp4")
+    parameters = used["parameters"]
+    assert (parameters["frames"], parameters["frames_requested"], parameters["seed"]) == (9, 10, 5)
+    assert json.loads(saved.with_suffix(".json").read_text())["frames_after_interpolation"] == 17
+    assert json.loads(read_comment(saved))["model"] == "demo-wan"
+    assert "so 9 were made" in summary and "random weights" in summary and player is not None
+
+
+def test_image_to_video_without_a_size_takes_the_pictures_aspect(client, start_picture):
+    file, used, _, _, _ = client.predict(
+        prompt="the same picture, moving", model="demo-wan-i2v", image=handle_file(str(start_picture)), frames=5, steps=2,
+        seed=1, format="gif", loop_count=0, width=None, height=None, api_name="/generate_video",
+    )
+    video = read_video(file)
+    # 96×64 at the demo's 64×64 pixel count, on the 16-pixel grid (the 64-pixel minimum height).
+    assert video.frames.shape[1:3] == (64, 80) and video.loop_count == 0 and len(video.frames) == 5
+    assert used["parameters"]["image"]["file"] == "start.png"
+
+
+def test_save_output_false_returns_a_file_and_leaves_nothing_under_outputs(app, client):
+    before = sorted(app.outputs.rglob("*"))
+    file, used, summary, _, _ = client.predict(
+        prompt="only a temporary file", model="demo-ltx", frames=9, steps=2, seed=2, format="webm", save_output=False,
+        api_name="/generate_video",
+    )
+    assert read_video(file).frames.shape == (9, 64, 64, 3)
+    assert sorted(app.outputs.rglob("*")) == before and used["saved"] is False and "not saved" in summary
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(width=70), "width: 70 is not accepted by Wan2.1 T2V (tiny); use a multiple of 16"),
+        (dict(frames=500), "frames: 500 is out of range; Wan2.1 T2V (tiny) makes 1 to 129 frames"),
+        (dict(model="demo-wan-i2v"), "image: Wan2.1 I2V (tiny) makes a video from a picture; give an input image"),
+        (dict(prompt=""), "prompt: must not be empty"),
+        (dict(interpolation="rife-2x"), "interpolation: the learned interpolator needs its weights in"),
+    ],
+)
+def test_bad_input_to_generate_video_is_a_clear_error(client, change, message):
+    with pytest.raises(Exception) as error:
+        client.predict(**{"prompt": "a fox", "model": "demo-wan", "steps": 2, **change}, api_name="/generate_video")
+    assert type(error.value).__name__ == "AppError" and message in str(error.value)
+
+
+def test_a_saved_video_is_listed_with_its_settings(client):
+    client.predict(prompt="list me", model="demo-wan", frames=5, steps=2, seed=77, api_name="/generate_video")
+    listed = client.predict(kind="videos", limit=1, api_name="/outputs")
+    assert listed[0]["seed"] == 77 and listed[0]["prompt"] == "list me"
