@@ -61,6 +61,9 @@ class FamilySpec:
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
     # The image-to-image pipeline built on the loaded one (same components).
     img2img_pipeline_class: str = ""
+    # Fragments of LoRA key names that say a file was trained for this family, in any layout diffusers converts
+    # (diffusers/peft, kohya `lora_unet_…`, BFL/ComfyUI `diffusion_model.…`). The longest matching fragment decides.
+    lora_key_markers: tuple[str, ...] = ()
 
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
@@ -172,6 +175,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
         img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
+        lora_key_markers=("transformer_blocks", "joint_blocks"),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -191,6 +195,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         schedulers=_FLOW_SCHEDULERS[:1],
         text_tokens=512,
         img2img_pipeline_class="FluxImg2ImgPipeline",
+        # FLUX's single-stream blocks set it apart: its double blocks share SD3's `transformer_blocks` names.
+        lora_key_markers=("single_transformer_blocks", "double_blocks", "single_blocks"),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -268,6 +274,18 @@ MODELS: tuple[ModelSpec, ...] = (
         licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first).",
     ),
     ModelSpec(
+        id="flux1-dev-hyper8",
+        name="FLUX.1 [dev] + Hyper-FLUX 8 steps (fast)",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        base="flux1-dev",
+        lora=LoraSpec(repo="ByteDance/Hyper-SD", filename="Hyper-FLUX.1-dev-8steps-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=3.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS, "lora": 1_390_000_000}),
+        licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first). Hyper-SD LoRA: see the ByteDance/Hyper-SD model card.",
+    ),
+    ModelSpec(
         id="flux1-schnell",
         name="FLUX.1 [schnell]",
         family=Family.FLUX,
@@ -323,6 +341,19 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline_class="FluxPipeline",
         demo=True,
         defaults=CallDefaults(steps=4, guidance=3.5, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux-hyper8",
+        name="FLUX.1 + step-distillation LoRA (tiny)",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        demo=True,
+        base="demo-flux",
+        lora=LoraSpec(repo=None, filename="demo-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=3.5, width=256, height=256),
         component_bytes=_frozen(_TINY_BYTES),
         licence=_DEMO_LICENCE,
     ),
