@@ -61,9 +61,6 @@ class FamilySpec:
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
     # The image-to-image pipeline built on the loaded one (same components).
     img2img_pipeline_class: str = ""
-    # Fragments of LoRA key names that say a file was trained for this family, in any layout diffusers converts
-    # (diffusers/peft, kohya `lora_unet_…`, BFL/ComfyUI `diffusion_model.…`). The longest matching fragment decides.
-    lora_key_markers: tuple[str, ...] = ()
 
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
@@ -175,7 +172,6 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
         img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
-        lora_key_markers=("transformer_blocks", "joint_blocks"),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -195,8 +191,6 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         schedulers=_FLOW_SCHEDULERS[:1],
         text_tokens=512,
         img2img_pipeline_class="FluxImg2ImgPipeline",
-        # FLUX's single-stream blocks set it apart: its double blocks share SD3's `transformer_blocks` names.
-        lora_key_markers=("single_transformer_blocks", "double_blocks", "single_blocks"),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -205,6 +199,17 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         }),
     ),
 })
+
+# Fragments of LoRA key names that say which family a file was made for, in every layout diffusers converts
+# (diffusers/peft `transformer.…`, kohya `lora_unet_…`, BFL/ComfyUI `diffusion_model.…`). First match wins:
+# FLUX's come first because its double-stream blocks carry the same `transformer_blocks` names as SD3's.
+LORA_KEY_MARKERS: tuple[tuple[str, Family], ...] = (
+    ("single_transformer_blocks", Family.FLUX),
+    ("double_blocks", Family.FLUX),
+    ("single_blocks", Family.FLUX),
+    ("joint_blocks", Family.SD3),
+    ("transformer_blocks", Family.SD3),
+)
 
 # Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.
 _SD3_ENCODERS = {"text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000, "text_encoder_3": 9_520_000_000, "vae": 168_000_000}

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from pipelines.catalog import FAMILIES, Family, ModelSpec
+from pipelines.catalog import LORA_KEY_MARKERS, Family, ModelSpec
 from pipelines.errors import InvalidRequest
 from pipelines.media import file_digest
 
@@ -98,15 +98,12 @@ def _parse_entry(entry: str) -> LoraChoice | None:
 
 
 def family_of_keys(keys: Iterable[str]) -> Family | None:
-    """The family whose longest key marker occurs in `keys` (FLUX's `single_transformer_blocks` contains SD3's
-    `transformer_blocks`, so the longest match decides), or None."""
+    """The family of the first marker in `LORA_KEY_MARKERS` that occurs in `keys`, or None."""
     keys = list(keys)
-    found, found_length = None, 0
-    for family in FAMILIES.values():
-        for marker in family.lora_key_markers:
-            if len(marker) > found_length and any(marker in key for key in keys):
-                found, found_length = family.family, len(marker)
-    return found
+    for marker, family in LORA_KEY_MARKERS:
+        if any(marker in key for key in keys):
+            return family
+    return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -124,7 +121,7 @@ class LoraLibrary:
     """The LoRA files under one folder (subfolders included), read afresh at every scan."""
 
     def __init__(self, folder: Path | None):
-        self.folder = Path(folder) if folder else None
+        self.folder = Path(folder).resolve() if folder else None
 
     def scan(self) -> list[LoraFile]:
         if self.folder is None or not self.folder.is_dir():
@@ -149,7 +146,7 @@ class LoraLibrary:
         if self.folder is None:
             raise InvalidRequest("loras", f"{name}: this app has no LoRA folder")
         path = (self.folder / name).resolve()
-        if not path.is_relative_to(self.folder.resolve()) or path.suffix != LORA_SUFFIX or not path.is_file():
+        if not path.is_relative_to(self.folder) or path.suffix != LORA_SUFFIX or not path.is_file():
             known = ", ".join(lora.name for lora in self.scan()) or "none"
             raise InvalidRequest(
                 "loras", f"no LoRA called {name!r} in {self.folder} (found: {known}); add .safetensors files there and press Refresh"
