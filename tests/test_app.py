@@ -102,6 +102,7 @@ def test_the_readme_api_example_runs(app):
     done = subprocess.run([sys.executable, "examples/api_client.py", app.url], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "seed 42" in done.stdout and "seed 43" in done.stdout and "demo-sd3 on disk (demo)" in done.stdout
+    assert "LoRA detail.safetensors weight 0.8 sha256" in done.stdout
 
 
 def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):

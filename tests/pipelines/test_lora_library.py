@@ -136,27 +136,51 @@ def test_a_lora_changed_on_disk_is_loaded_again(manager, outputs, loras_dir):
         assert len(pipe.get_list_adapters()["transformer"]) == 1, "the adapter of the old content is dropped"
 
 
-def _flux_lora_for_a_bigger_model(path):
-    """A FLUX LoRA (its keys say so) trained on a model with more single blocks than the tiny FLUX has."""
+def _lora_for_a_bigger_flux(path):
+    """A FLUX LoRA (its keys say so) made for a model with more single blocks than the tiny FLUX has."""
     from diffusers import FluxPipeline, FluxTransformer2DModel
-    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(
         patch_size=1, in_channels=64, num_layers=1, num_single_layers=4, attention_head_dim=16, num_attention_heads=2,
         joint_attention_dim=32, pooled_projection_dim=32, guidance_embeds=True, axes_dims_rope=(4, 4, 8),
     )
+    _save_lora(FluxPipeline, transformer, path)
+
+
+def _lora_for_a_wider_sd3(path):
+    """An SD3 LoRA with the tiny SD3's layer names but twice its width."""
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=16,
+        num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64, pos_embed_max_size=96,
+    )
+    _save_lora(StableDiffusion3Pipeline, transformer, path)
+
+
+def _save_lora(pipeline_class, transformer, path):
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
     config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k"], init_lora_weights=False)
-    transformer = inject_adapter_in_model(config, transformer)
-    FluxPipeline.save_lora_weights(path.parent, transformer_lora_layers=get_peft_model_state_dict(transformer), weight_name=path.name)
+    layers = get_peft_model_state_dict(inject_adapter_in_model(config, transformer))
+    pipeline_class.save_lora_weights(path.parent, transformer_lora_layers=layers, weight_name=path.name)
 
 
-def test_a_lora_that_does_not_fit_the_model_is_refused_by_name_and_the_next_job_works(manager, outputs, loras_dir):
-    _flux_lora_for_a_bigger_model(loras_dir / "bigger.safetensors")
-    base = pixels(make(manager, outputs, model="demo-flux"))
-    with pytest.raises(InvalidRequest, match=r"bigger.safetensors does not fit FLUX.1 \(tiny\).*single_transformer_blocks.2"):
-        make(manager, outputs, model="demo-flux", loras="flux/glow.safetensors:1, bigger.safetensors:1")
-    assert np.array_equal(pixels(make(manager, outputs, model="demo-flux")), base)
+@pytest.mark.parametrize(
+    "model, fitting, build, reason",
+    [
+        ("demo-flux", "flux/glow.safetensors", _lora_for_a_bigger_flux, "the model lacks, e.g. transformer.single_transformer_blocks.2"),
+        ("demo-sd3", "detail.safetensors", _lora_for_a_wider_sd3, "size mismatch"),
+    ],
+)
+def test_a_lora_that_does_not_fit_the_model_is_refused_by_name_and_the_next_job_works(manager, outputs, loras_dir, model, fitting, build, reason):
+    build(loras_dir / "misfit.safetensors")
+    base = pixels(make(manager, outputs, model=model))
+    with pytest.raises(InvalidRequest, match=rf"(?s)misfit.safetensors does not fit .*{re.escape(reason)}"):
+        make(manager, outputs, model=model, loras=f"{fitting}:1, misfit.safetensors:1")
+    assert np.array_equal(pixels(make(manager, outputs, model=model)), base)
     assert len(list(outputs.root.rglob("*.png"))) == 2, "the refused job saved nothing"
 
 
