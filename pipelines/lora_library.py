@@ -139,7 +139,11 @@ class LoraLibrary:
             if lora.family is not spec.family:
                 made_for = f"made for {lora.family.value.upper()}" if lora.family else "not made for any model family this app has"
                 raise InvalidRequest("loras", f"{lora.name} is {made_for}; {spec.name} takes {spec.family.value.upper()} LoRAs")
-            active.append(ActiveLora(lora, choice.weight, file_digest(lora.path)))
+            digest = file_digest(lora.path)
+            twin = next((known.file.name for known in active if known.sha256 == digest), None)
+            if twin is not None:  # one adapter per content: a copy under another name would be applied twice
+                raise InvalidRequest("loras", f"{lora.name} is the same file as {twin}; give it once")
+            active.append(ActiveLora(lora, choice.weight, digest))
         return active
 
     def _find(self, name: str) -> LoraFile:

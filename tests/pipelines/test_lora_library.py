@@ -191,9 +191,11 @@ def test_a_lora_that_does_not_fit_the_model_is_refused_by_name_and_the_next_job_
         ("../outside.safetensors", "no LoRA called '../outside.safetensors'"),
         ("flux/glow.safetensors:1", "flux/glow.safetensors is made for FLUX; SD3 (tiny) takes SD3 LoRAs"),
         ("notes.safetensors", "notes.safetensors is not made for any model family"),
+        ("detail.safetensors:1, copy-of-detail.safetensors:0.5", "copy-of-detail.safetensors is the same file as detail.safetensors"),
     ],
 )
-def test_a_lora_missing_or_for_another_family_is_refused_before_anything_loads(manager, outputs, loras, message):
+def test_a_lora_missing_or_for_another_family_is_refused_before_anything_loads(manager, outputs, loras_dir, loras, message):
+    shutil.copy(loras_dir / "detail.safetensors", loras_dir / "copy-of-detail.safetensors")
     manager.unload()
     with pytest.raises(InvalidRequest, match=re.escape(message)):
         make(manager, outputs, loras=loras)
