@@ -13,7 +13,8 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,7 +203,8 @@ class AdapterCache:
         started = time.monotonic()
         self._check_keys(lora)
         try:
-            self._pipe.load_lora_weights(str(lora.file.path), adapter_name=name)
+            with _offload_hooks_hidden(self._pipe):
+                self._pipe.load_lora_weights(str(lora.file.path), adapter_name=name)
         except Exception as error:  # peft and diffusers raise many types for a file that does not fit
             self._delete(name)
             raise InvalidRequest("loras", f"{lora.file.name} does not fit {self._model_name}: {_short(error)}") from None
@@ -237,6 +239,23 @@ class AdapterCache:
         loaded = {adapter for adapters in self._pipe.get_list_adapters().values() for adapter in adapters}
         if name in loaded:
             self._pipe.delete_adapters([name])
+
+
+@contextmanager
+def _offload_hooks_hidden(pipe) -> Iterator[None]:
+    """diffusers' `load_lora_weights`, when it finds accelerate's offload hooks on a component (the preset's
+    placement puts them there), removes every hook and calls `enable_model_cpu_offload()`: that would replace the
+    placement (and fails without a GPU). Loading adapters adds no component, so the hooks can stay as they are;
+    they are only hidden from that check for the call."""
+    hidden = {}
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module) and "_hf_hook" in vars(component):
+            hidden[name] = vars(component).pop("_hf_hook")
+    try:
+        yield
+    finally:
+        for name, hook in hidden.items():
+            vars(pipe.components[name])["_hf_hook"] = hook
 
 
 def _short(error: Exception) -> str:

@@ -223,3 +223,18 @@ def test_a_lora_list_reads_as_text_or_as_a_list():
     assert parse_lora_list("a.safetensors:0.5,\n sub/b.safetensors") == expected
     assert parse_lora_list(["a.safetensors:0.5", "sub/b.safetensors:1"]) == expected
     assert replace(ImageRequest(prompt="a fox", model="demo-sd3"), loras=None).check().loras == ()
+
+
+def test_loras_on_a_streamed_denoiser_give_the_resident_output(demo_models_dir, loras_dir, presets, outputs):
+    """On a GPU preset the memory engine streams the base weights and components visit the device in turn (accelerate
+    hooks, which diffusers' LoRA loading would otherwise replace by its own offload); the adapters must act the same."""
+    results = {}
+    for preset_id in ("cpu", "8gb-laptop"):
+        manager = ModelManager(ModelStore(demo_models_dir, offline=True, loras_dir=loras_dir), presets[preset_id])
+        with_loras = pixels(make(manager, outputs, loras="detail.safetensors:1, style.safetensors:0.5"))
+        results[preset_id] = with_loras, pixels(make(manager, outputs))
+        assert (manager.status().block_plan is not None) == (preset_id != "cpu"), "the 8 GB preset streams the denoiser"
+        manager.unload()
+    assert np.array_equal(results["8gb-laptop"][0], results["cpu"][0])
+    assert np.array_equal(results["8gb-laptop"][1], results["cpu"][1])
+    assert not np.array_equal(results["cpu"][0], results["cpu"][1])
