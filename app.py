@@ -22,6 +22,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", metavar="USER:PASS", help="require this login for the UI and the API")
     parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
     parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
+    parser.add_argument(
+        "--loras-dir", type=Path, default=HERE / "loras",
+        help="the LoRA library: .safetensors LoRAs offered in the Image tab for the models they fit",
+    )
     parser.add_argument("--outputs-dir", type=Path, default=HERE / "outputs", help="where results are saved")
     parser.add_argument(
         "--settings-file", type=Path, default=HERE / "settings.json",
@@ -62,7 +66,7 @@ def build_context(args: argparse.Namespace):
         hardware.gpu_name or "no GPU", hardware.vram_total_bytes / 1e9, hardware.ram_total_bytes / 1e9, preset.id,
     )
     offline = args.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-    store = ModelStore(args.models_dir, offline=offline)
+    store = ModelStore(args.models_dir, offline=offline, loras_dir=args.loras_dir)
     manager = ModelManager(store, preset)
     if args.share and not args.auth:
         warnings.append(

@@ -315,6 +315,17 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     ),
 })
 
+# Fragments of LoRA key names that say which family a file was made for, in every layout diffusers converts
+# (diffusers/peft `transformer.…`, kohya `lora_unet_…`, BFL/ComfyUI `diffusion_model.…`). First match wins:
+# FLUX's come first because its double-stream blocks carry the same `transformer_blocks` names as SD3's.
+LORA_KEY_MARKERS: tuple[tuple[str, Family], ...] = (
+    ("single_transformer_blocks", Family.FLUX),
+    ("double_blocks", Family.FLUX),
+    ("single_blocks", Family.FLUX),
+    ("joint_blocks", Family.SD3),
+    ("transformer_blocks", Family.SD3),
+)
+
 # Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.
 _SD3_ENCODERS = {"text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000, "text_encoder_3": 9_520_000_000, "vae": 168_000_000}
 _FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, "vae": 168_000_000}
@@ -397,6 +408,18 @@ MODELS: tuple[ModelSpec, ...] = (
         defaults=CallDefaults(steps=28, guidance=3.5, width=1024, height=1024),
         component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
         licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first).",
+    ),
+    ModelSpec(
+        id="flux1-dev-hyper8",
+        name="FLUX.1 [dev] + Hyper-FLUX 8 steps (fast)",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        base="flux1-dev",
+        lora=LoraSpec(repo="ByteDance/Hyper-SD", filename="Hyper-FLUX.1-dev-8steps-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=3.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS, "lora": 1_390_000_000}),
+        licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first). Hyper-SD LoRA: see the ByteDance/Hyper-SD model card.",
     ),
     ModelSpec(
         id="flux1-schnell",
@@ -550,6 +573,19 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline_class="FluxPipeline",
         demo=True,
         defaults=CallDefaults(steps=4, guidance=3.5, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux-hyper8",
+        name="FLUX.1 + step-distillation LoRA (tiny)",
+        family=Family.FLUX,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="FluxPipeline",
+        demo=True,
+        base="demo-flux",
+        lora=LoraSpec(repo=None, filename="demo-lora.safetensors", scale=0.125),
+        defaults=CallDefaults(steps=8, guidance=3.5, width=256, height=256),
         component_bytes=_frozen(_TINY_BYTES),
         licence=_DEMO_LICENCE,
     ),

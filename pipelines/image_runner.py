@@ -20,6 +20,7 @@ from PIL import Image
 from pipelines.catalog import MODELS, MODELS_BY_ID, ModelSpec, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
+from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
@@ -54,6 +55,8 @@ class ImageRequest:
     # Image to image: the picture to start from (a file) and how much of it to repaint (0 keeps it, 1 ignores it).
     init_image: str | None = None
     strength: float | None = None
+    # LoRAs from the library with their weights: "name:weight" entries (a string or a list), or LoraChoices.
+    loras: str | tuple = ()
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
@@ -101,9 +104,11 @@ class ImageRequest:
         strength = number("strength", self.strength, DEFAULT_STRENGTH)
         if not 0.0 <= strength <= 1.0:
             raise InvalidRequest("strength", f"{strength} is out of range; use 0 (keep the image) to 1 (ignore it)")
+        loras = parse_lora_list(self.loras)
         return replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
+            loras=loras,
         )
 
 
@@ -164,11 +169,11 @@ def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
     return sibling
 
 
-def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed):
+def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
     """One image; after an out-of-memory the manager has stepped its plan down, and the image runs once more."""
     for attempt in (1, 2):
         try:
-            with manager.use(spec.id, workload, on_progress=job.report) as pipe, _sampler(pipe, request.scheduler, spec):
+            with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe, _sampler(pipe, request.scheduler, spec):
                 job.check_stop()
                 runner = _for_task(pipe, spec, "image" in kwargs)
                 # SDE samplers draw their step noise from the global generator, not the one passed in.
@@ -185,6 +190,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     request = request.check()
     spec = MODELS_BY_ID[request.model]
     family = family_spec(spec.family)
+    loras = manager.store.loras.resolve(request.loras, spec)
     first_seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
     seeds = [(first_seed + index) % (MAX_SEED + 1) for index in range(request.batch)]
     started = time.monotonic()
@@ -226,21 +232,23 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             if start_image is not None and request.strength == 0.0:
                 image = start_image.copy()  # nothing to repaint: the input is the result
             else:
-                image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
+                image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, loras)
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
 
         # 5. Save with everything needed to reproduce it.
         parameters = {
-            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch", "init_image", "strength")},
+            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch", "init_image", "strength", "loras")},
             "init_image": start_record,
             "strength": request.strength if start_image else None,
             "seed": seed,
             "batch_index": index,
             "model_name": spec.name,
             "repo": spec.repo or (MODELS_BY_ID[spec.base].repo if spec.base else None),
-            "lora": asdict(spec.lora) if spec.lora else None,
+            # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
+            "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
+            "loras": [lora.record() for lora in loras],
             "demo": spec.demo,
             "preset": manager.preset.id,
             "device": manager.execution_device(),

@@ -10,6 +10,8 @@ Policy:
   its blocks stay resident for that job's size. A job that cannot fit is refused before it starts, with
   the memory it needs and the memory the preset allows.
 - A failed load releases whatever was loaded and raises `ModelLoadFailed`; nothing stays half-loaded.
+- LoRAs chosen for a job are loaded as adapters on the loaded pipeline and kept there for later jobs
+  (`lora_library.AdapterCache`); a job without them runs with every adapter disabled.
 - Out of memory inside a job: the first time, device memory is freed, the plan steps down one notch
   (fewer resident blocks, tiled VAE) and `RetryAfterOutOfMemory` tells the runner to run the step again;
   the second time the model is unloaded and `NotEnoughMemory` raised. The next job starts clean.
@@ -24,7 +26,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import diffusers
 import psutil
@@ -35,6 +37,7 @@ from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, R
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
+from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.block_streamer import BlockStreamer
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed, stream_loaded
@@ -57,6 +60,7 @@ class _Loaded:
     shape: DenoiserShape | None = None
     block_plan: BlockPlan | None = None
     steps_down: int = 0
+    adapters: AdapterCache | None = None
 
 
 @dataclass(frozen=True)
@@ -107,14 +111,19 @@ class ModelManager:
     @contextmanager
     def use(
         self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None,
-        dtype: str | None = None,
+        dtype: str | None = None, loras: Sequence[ActiveLora] = (),
     ) -> Iterator[object]:
         """Hold the GPU for one job with `model_id` loaded and placed for `workload`; yields the pipeline.
         `on_progress` hears about a download, if one is needed. `dtype` asks for a precision other than the
-        preset's (the model is reloaded in it when it was loaded in another)."""
+        preset's (the model is reloaded in it when it was loaded in another). `loras` are active, with their
+        weights, for this job only."""
         with self._lock:
             loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype())
             self._admit(loaded, workload)
+            if loaded.adapters is not None:
+                loaded.adapters.activate(loras)
+            elif loras:
+                raise InvalidRequest("loras", f"{loaded.spec.name} does not take LoRAs")
             try:
                 yield loaded.pipe
                 return
@@ -269,7 +278,8 @@ class ModelManager:
         order = [name for name in pipe.model_cpu_offload_seq.split("->") if name in names]
         applied = apply_placement(pipe, plan, order, denoiser="transformer", streamer=streamer)
         shape = denoiser_shape(pipe.transformer, streamer.block_bytes, dtype.itemsize) if streamer else None
-        return _Loaded(spec, pipe, applied, 0.0, streamer=streamer, shape=shape)
+        adapters = AdapterCache(pipe, spec.name, device=device if streamer is not None else None)
+        return _Loaded(spec, pipe, applied, 0.0, streamer=streamer, shape=shape, adapters=adapters)
 
     def _host_arena(self) -> HostArena:
         if self._arena is None:

@@ -8,6 +8,7 @@ libsndfile drops INFO comments longer than about 2 kB, too short for a long text
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import struct
@@ -21,6 +22,7 @@ import numpy as np
 FFMPEG_TIMEOUT_S = 600
 # A picture's header states its size; refusing big ones before decoding stops decompression bombs.
 MAX_IMAGE_PIXELS = 64 * 1024**2
+DIGEST_CHUNK_BYTES = 16 * 1024**2
 
 
 def ffmpeg_exe() -> str:
@@ -59,8 +61,22 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def file_digest(path: Path) -> str:
-    """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from.
+
+    Remembered per path, size and modification time: a LoRA or checkpoint of gigabytes is read once per
+    change, not once per job."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _digest(path: Path, size_bytes: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(DIGEST_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int = 1) -> np.ndarray:

@@ -3,6 +3,7 @@
 Lookup order for a real model: `<models_dir>/<id>/` (a diffusers folder), then the Hugging Face cache, then
 a download into `<models_dir>/<id>/` when online. Demo models are built by our own code into
 `<models_dir>/demo/<id>/` the first time they are needed. Every folder is loaded the same way afterwards.
+LoRAs people add themselves live apart, in the LoRA library (`loras_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from pipelines.catalog import MODELS, ModelSpec, model_spec
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
+from pipelines.lora_library import LoraLibrary
 from pipelines.tiny import BUILDER_VERSION, build_tiny_lora, build_tiny_model
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,10 @@ class ModelFiles:
 
 
 class ModelStore:
-    def __init__(self, models_dir: Path, offline: bool):
+    def __init__(self, models_dir: Path, offline: bool, loras_dir: Path | None = None):
         self.models_dir = Path(models_dir)
         self.offline = offline
+        self.loras = LoraLibrary(loras_dir)
 
     # -- where things are -------------------------------------------------------------------------
 

@@ -10,12 +10,15 @@ import gradio as gr
 from pipelines.catalog import MODELS_BY_ID, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import DEFAULT_STRENGTH, IMAGE_MODELS, ImageRequest, ImageResult, generate_image
+from pipelines.lora_library import LoraChoice, parse_lora_list
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
-SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength")
+SETTINGS_FIELDS = (
+    "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
+)
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
@@ -52,7 +55,27 @@ class ImageTab:
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
             used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
+            lora_text(LoraChoice(lora["file"], lora["weight"]) for lora in used.get("loras") or []),
         )
+
+
+def lora_text(choices) -> str:
+    """LoRAs as the text field shows them: one `name:weight` per line."""
+    return "\n".join(choice.as_text() for choice in choices)
+
+
+def lora_names(context: AppContext, model_id: str) -> list[str]:
+    """The library's LoRAs that fit `model_id`'s family."""
+    spec = IMAGE_MODELS.get(model_id)
+    return [lora.name for lora in context.store.loras.for_family(spec.family)] if spec else []
+
+
+def chosen_loras(text: str) -> list[LoraChoice]:
+    """The LoRAs in the text field; none while it is being typed into and does not parse yet."""
+    try:
+        return list(parse_lora_list(text))
+    except InvalidRequest:
+        return []
 
 
 def build(context: AppContext) -> ImageTab:
@@ -85,6 +108,18 @@ def build(context: AppContext) -> ImageTab:
                     label="Sampler", choices=[c.name for c in family.schedulers], value=spec.defaults.scheduler, elem_id="image-sampler",
                     allow_custom_value=True,
                 )
+            with gr.Accordion("LoRAs", open=False):
+                with gr.Row():
+                    lora_files = gr.Dropdown(
+                        choices=lora_names(context, default_model), value=[], multiselect=True, allow_custom_value=True,
+                        label="LoRAs for this model", elem_id="image-lora-files", scale=4,
+                    )
+                    lora_refresh = gr.Button("Refresh", size="sm", scale=0, elem_id="image-lora-refresh")
+                loras = gr.Textbox(
+                    value="", label="Weights: one name:weight per line (1 = full strength, 0 = off, negative subtracts)", lines=2,
+                    placeholder="style.safetensors:0.8", elem_id="image-loras",
+                )
+                gr.Markdown(f"Put `.safetensors` LoRAs in `{context.store.loras.folder}`, then press Refresh.")
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -108,23 +143,25 @@ def build(context: AppContext) -> ImageTab:
     # A default of None makes the start image optional for gradio_client.
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
-        strength=DEFAULT_STRENGTH, request: gr.Request = None, progress=gr.Progress(),
+        strength=DEFAULT_STRENGTH, loras="", request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
+            loras=loras,
         ).check()
-        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength)
+        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras)
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
         spec = MODELS_BY_ID[model]
-        summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}"
+        lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
+        summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
         try:
             with context.queue.run(owner_of(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
                 outcome = generate_image(checked, context.manager, context.outputs, job)
         except JobStopped:
             outcome = ImageResult([], stopped=True)
         images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if spec.demo else "")) for o in outcome.outputs]
-        summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}"
+        summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
         if outcome.stopped:
             summary = f"Stopped. {summary}"
         if spec.demo:
@@ -134,14 +171,14 @@ def build(context: AppContext) -> ImageTab:
 
     generate.click(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
     )
     prompt.submit(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,
@@ -156,25 +193,59 @@ def build(context: AppContext) -> ImageTab:
     def show_model_controls(model_id):
         chosen = IMAGE_MODELS.get(model_id)
         if chosen is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
         negative_update = gr.update(interactive=chosen_family.supports_negative_prompt)
         if not chosen_family.supports_negative_prompt:
             negative_update = gr.update(interactive=False, value="")
-        return model_info(model_id), negative_update, gr.update(choices=[c.name for c in chosen_family.schedulers])
+        scheduler_update = gr.update(choices=[c.name for c in chosen_family.schedulers])
+        return model_info(model_id), negative_update, scheduler_update, gr.update(choices=lora_names(context, model_id))
 
     # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
-    model.change(show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler], api_visibility="private")
+    model.change(
+        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, lora_files], api_visibility="private"
+    )
 
-    def apply_model_defaults(model_id):
+    def apply_model_defaults(model_id, lora_list):
         if model_id not in IMAGE_MODELS:
-            return [gr.skip()] * 5
+            return [gr.skip()] * 6
         defaults = IMAGE_MODELS[model_id].defaults
-        return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler
+        # LoRAs made for another family would only be refused: keep those that fit the new model.
+        fitting = set(lora_names(context, model_id))
+        kept = lora_text(choice for choice in chosen_loras(lora_list) if choice.name in fitting)
+        return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler, kept
 
     model.input(
-        apply_model_defaults, inputs=[model], outputs=[width, height, steps, guidance, scheduler], api_visibility="private"
+        apply_model_defaults, inputs=[model, loras], outputs=[width, height, steps, guidance, scheduler, loras],
+        api_visibility="private",
     )
+
+    def pick_loras(names, lora_list):
+        """The picked files as weight lines, keeping the weights already typed for them."""
+        weights = {choice.name: choice.weight for choice in chosen_loras(lora_list)}
+        return lora_text(LoraChoice(name, weights.get(name, 1.0)) for name in names or [])
+
+    lora_files.input(pick_loras, inputs=[lora_files, loras], outputs=[loras], api_visibility="private")
+
+    def show_chosen_loras(lora_list, model_id):
+        """The picker follows the text (typed, or restored by "reuse settings"), and the library as it is now."""
+        names = lora_names(context, model_id)
+        return gr.update(choices=names, value=[choice.name for choice in chosen_loras(lora_list) if choice.name in names])
+
+    loras.change(show_chosen_loras, inputs=[loras, model], outputs=[lora_files], api_visibility="private")
+    lora_refresh.click(show_chosen_loras, inputs=[loras, model], outputs=[lora_files], api_visibility="private")
+
+    def list_loras(model: str = "") -> list[dict]:
+        """The LoRA library: each file's name (as /generate_image takes it) and the family it was made for; with a
+        model id, only the LoRAs that fit it."""
+        if model and model not in IMAGE_MODELS:
+            raise gr.Error(f"model: unknown image model {model!r}; choose one of {', '.join(IMAGE_MODELS)}")
+        if model:
+            return [{"name": name, "family": IMAGE_MODELS[model].family.value} for name in lora_names(context, model)]
+        return [{"name": lora.name, "family": lora.family.value if lora.family else None} for lora in context.store.loras.scan()]
+
+    # For scripts. Not a GPU event: it only reads the LoRA folder.
+    gr.api(list_loras, api_name="loras", concurrency_limit=None)
 
     def on_select(event: gr.SelectData):
         value = event.value or {}
@@ -183,7 +254,7 @@ def build(context: AppContext) -> ImageTab:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength]
+    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras]
 
     def size_from_start_image(path, model_id):
         """The start image's size, to the nearest size the model takes, in the width and height fields."""

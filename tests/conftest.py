@@ -24,6 +24,20 @@ def demo_models_dir(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def demo_loras_dir(tmp_path_factory) -> Path:
+    """A LoRA library of tiny random LoRAs: two for SD3, one for FLUX (in a subfolder), and a file that is no LoRA."""
+    from pipelines.catalog import Family
+    from pipelines.tiny import build_tiny_lora
+
+    folder = tmp_path_factory.mktemp("loras")
+    build_tiny_lora(Family.SD3, folder / "detail.safetensors", seed=1)
+    build_tiny_lora(Family.SD3, folder / "style.safetensors", seed=2)
+    build_tiny_lora(Family.FLUX, folder / "flux" / "glow.safetensors", seed=3)
+    (folder / "notes.safetensors").write_bytes(b"not a safetensors file")
+    return folder
+
+
 @pytest.fixture
 def models_dir(demo_models_dir, tmp_path) -> Path:
     """A private copy of the demo models folder that a test may change."""
@@ -61,13 +75,13 @@ def big_sd3_models_dir(models_dir) -> Path:
 
 
 @pytest.fixture(scope="module")
-def app(demo_models_dir, tmp_path_factory):
+def app(demo_models_dir, demo_loras_dir, tmp_path_factory):
     """The real app in its own process on the demo models, one per test module; `app.outputs` is its outputs folder."""
     from tests.app_server import AppServer
 
     outputs = tmp_path_factory.mktemp("outputs")
     server = AppServer(
-        "--models-dir", str(demo_models_dir), "--outputs-dir", str(outputs),
+        "--models-dir", str(demo_models_dir), "--loras-dir", str(demo_loras_dir), "--outputs-dir", str(outputs),
         log_path=tmp_path_factory.mktemp("logs") / "app.log",
     ).wait_ready()
     server.outputs = outputs

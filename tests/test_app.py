@@ -102,6 +102,7 @@ def test_the_readme_api_example_runs(app):
     done = subprocess.run([sys.executable, "examples/api_client.py", app.url], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "seed 42" in done.stdout and "seed 43" in done.stdout and "demo-sd3 on disk (demo)" in done.stdout
+    assert "LoRA detail.safetensors weight 0.8 sha256" in done.stdout
 
 
 def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
@@ -112,9 +113,9 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         seed=99, scheduler="Heun", api_name="/generate_image",
     )
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength = restored
-    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength) == (
-        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, loras = restored
+    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength, loras) == (
+        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, ""
     )
 
 
@@ -167,3 +168,23 @@ def test_image_to_image_through_the_api_starts_from_the_given_picture(client, tm
     )
     with Image.open(used["images"][0]) as result:
         assert result.getpixel((10, 10)) != (30, 120, 200)
+
+
+def test_loras_from_the_library_through_the_api_are_recorded_restored_and_leave_the_base_model_intact(client):
+    from gradio_client import handle_file
+
+    assert [lora["name"] for lora in client.predict(model="demo-sd3", api_name="/loras")] == ["detail.safetensors", "style.safetensors"]
+    assert [lora["name"] for lora in client.predict(model="demo-flux", api_name="/loras")] == ["flux/glow.safetensors"]
+    run = lambda loras: client.predict(prompt="a fox", model="demo-sd3", steps=2, seed=8, loras=loras, api_name="/generate_image")
+    _, base, _ = run("")
+    _, styled, summary = run("detail.safetensors:0.8, style.safetensors:-0.5")
+    _, base_again, _ = run("")
+    pixels = lambda used: list(Image.open(used["images"][0]).getdata())
+    assert pixels(styled) != pixels(base) and pixels(base_again) == pixels(base)
+    records = styled["parameters"][0]["loras"]
+    assert [(r["file"], r["weight"]) for r in records] == [("detail.safetensors", 0.8), ("style.safetensors", -0.5)]
+    assert all(len(r["sha256"]) == 16 for r in records) and "LoRAs: detail.safetensors:0.8" in summary
+    restored = client.predict(handle_file(styled["images"][0]), api_name="/reuse_settings")
+    assert restored[-1] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
+    with pytest.raises(Exception, match="flux/glow.safetensors is made for FLUX"):
+        run("flux/glow.safetensors:1")

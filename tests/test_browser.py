@@ -141,6 +141,21 @@ def test_the_last_values_come_back_after_a_reload(page):
     assert page.locator("#image-steps input").input_value() == "2"
 
 
+def test_loras_picked_in_the_image_tab_get_a_weight_line_and_are_used(page, artifacts):
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_text("LoRAs", exact=True).click()
+    page.locator("#image-lora-files input").click()
+    page.get_by_role("option", name="detail.safetensors").click()
+    weights = page.locator("#image-loras textarea")
+    page.wait_for_function("() => document.querySelector('#image-loras textarea').value === 'detail.safetensors:1'")
+    weights.fill("detail.safetensors:0.6")
+    generate(page, "a fox with a LoRA")
+    page.get_by_text("LoRAs: detail.safetensors:0.6").first.wait_for()
+    page.screenshot(path=str(artifacts / "image-loras.png"), animations="disabled", full_page=True)
+    weights.fill("")
+    page.locator("#image-lora-files").get_by_text("detail.safetensors").wait_for(state="detached")
+
+
 def test_dropping_a_png_made_by_the_app_on_the_outputs_tab_restores_its_settings(page, app, tmp_path):
     from gradio_client import Client
 

@@ -34,8 +34,14 @@ def build_tiny_model(family: Family, folder: Path, seed: int = 0, task: Task | N
     builder(Path(folder), seed)
 
 
+_LORA_BUILDERS = {
+    Family.SD3: sd3.build_lora,
+    Family.FLUX: flux.build_lora,
+}
+
+
 def build_tiny_lora(family: Family, path: Path, seed: int = 0) -> None:
     """Write a random LoRA for the tiny `family` transformer, in diffusers' LoRA file layout."""
-    if family is not Family.SD3:
+    if family not in _LORA_BUILDERS:
         raise ValueError(f"no tiny LoRA builder for {family.value}")
-    sd3.build_lora(Path(path), seed)
+    _LORA_BUILDERS[family](Path(path), seed)

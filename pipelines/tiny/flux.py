@@ -48,3 +48,16 @@ def build(folder: Path, seed: int) -> None:
         tokenizer_2=tokenizers.t5_tokenizer(),
     )
     pipe.save_pretrained(folder)
+
+
+def build_lora(path: Path, seed: int) -> None:
+    """A random LoRA on the attention of every block, double- and single-stream, as FLUX LoRAs are trained."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    transformer = tiny_transformer(seed)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"], init_lora_weights=False)
+    torch.manual_seed(seed + 1)
+    transformer = inject_adapter_in_model(config, transformer)
+    layers = get_peft_model_state_dict(transformer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FluxPipeline.save_lora_weights(path.parent, transformer_lora_layers=layers, weight_name=path.name)

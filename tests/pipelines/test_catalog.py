@@ -59,6 +59,15 @@ def test_hyper_sd_is_a_fast_preset_of_sd3_medium():
     assert hyper.defaults.steps == 8
 
 
+def test_hyper_flux_is_an_8_step_fast_preset_of_flux_dev_with_a_demo_twin():
+    hyper = model_spec("flux1-dev-hyper8")
+    assert hyper.base == "flux1-dev" and hyper.family is Family.FLUX
+    assert (hyper.lora.repo, hyper.lora.filename, hyper.lora.scale) == ("ByteDance/Hyper-SD", "Hyper-FLUX.1-dev-8steps-lora.safetensors", 0.125)
+    assert (hyper.defaults.steps, hyper.defaults.guidance) == (8, 3.5)
+    twin = model_spec("demo-flux-hyper8")
+    assert twin.demo and twin.base == "demo-flux" and twin.lora.scale == 0.125 and twin.defaults.steps == 8
+
+
 def test_real_models_are_sized_like_the_published_checkpoints():
     # FLUX's transformer alone is ~23.8 GB in bf16; SD3 Medium's ~4.2 GB.
     assert model_spec("flux1-dev").component_bytes["transformer"] > 20e9

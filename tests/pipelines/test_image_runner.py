@@ -26,7 +26,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux", "demo-sd3-hyper8"])
+@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux", "demo-sd3-hyper8", "demo-flux-hyper8"])
 def test_each_demo_model_makes_a_batch_with_consecutive_seeds(manager, outputs, model):
     result = generate_image(ImageRequest(prompt="a fox", model=model, steps=2, seed=11, batch=2, width=256, height=320), manager, outputs, Job())
     assert [o.parameters["seed"] for o in result.outputs] == [11, 12] == result.seeds
@@ -62,9 +62,10 @@ def test_the_sampler_choice_does_not_leak_into_the_next_job(manager, outputs):
     assert np.array_equal(run("Euler"), euler)
 
 
-def test_the_fast_preset_fuses_its_lora(manager, outputs):
+@pytest.mark.parametrize("base, fast", [("demo-sd3", "demo-sd3-hyper8"), ("demo-flux", "demo-flux-hyper8")])
+def test_the_fast_preset_fuses_its_lora(manager, outputs, base, fast):
     run = lambda model: pixels(generate_image(ImageRequest(prompt="a fox", model=model, steps=2, seed=3, guidance=5.0), manager, outputs, Job()).outputs[0].path)
-    assert not np.array_equal(run("demo-sd3"), run("demo-sd3-hyper8"))
+    assert not np.array_equal(run(base), run(fast))
 
 
 def test_stop_ends_the_job_between_steps_and_saves_nothing_unfinished(manager, outputs):
