@@ -1,4 +1,4 @@
-"""The Image tab: text to image with SD3 and FLUX. Endpoint: /generate_image."""
+"""The Image tab: text to image with SD3, FLUX, HiDream-I1 and CogView4. Endpoint: /generate_image."""
 
 from __future__ import annotations
 
@@ -127,6 +127,8 @@ def build(context: AppContext) -> ImageTab:
         summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}"
         if outcome.stopped:
             summary = f"Stopped. {summary}"
+        if outcome.size_note:
+            summary += f"\n\n{outcome.size_note}"
         if spec.demo:
             summary += "\n\n" + DEMO_NOTE
         used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
