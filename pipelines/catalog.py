@@ -247,7 +247,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         max_size=2048,
         supports_negative_prompt=True,
         # HiDreamImagePipeline passes `mu` to every scheduler but UniPC: Heun refuses it, and the DPM++ solvers
-        # would take it as their shift (exp(mu) ≈ 3.2 instead of the model's own, 6.0 for Dev).
+        # accept it only with dynamic shifting, which replaces the model's shift by exp(mu) ≈ 3.2 (Dev's is 6.0).
         schedulers=(_FLOW_SCHEDULERS[0], _FLOW_SCHEDULERS[4]),
         # Joint attention over the T5 (128) and Llama (128) tokens.
         text_tokens=128 + 128,

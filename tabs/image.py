@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,11 @@ def model_info(model_id: str) -> str:
     spec = MODELS_BY_ID.get(model_id)
     if spec is None:
         return ""
+    area = family_spec(spec.family).fixed_pixel_area
+    size_note = f"\n\nRenders the pixel area of {math.isqrt(area)}² at the aspect ratio of the width and height you give." if area else ""
     if spec.demo:
-        return DEMO_NOTE
-    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
+        return DEMO_NOTE + size_note
+    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}" + size_note
 
 
 @dataclass
