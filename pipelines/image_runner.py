@@ -86,9 +86,10 @@ class ImageRequest:
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec)
         if family.max_pixels and width * height > family.max_pixels:
+            square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
             raise InvalidRequest(
                 "width", f"{width}×{height} is {width * height:,} pixels; {spec.name} takes at most {family.max_pixels:,} "
-                f"(for example 2048×1024 or 1440×1440)"
+                f"(for example {square}×{square})"
             )
         steps = whole_number("steps", self.steps, defaults.steps)
         if not 1 <= steps <= MAX_STEPS:
@@ -270,7 +271,9 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
 
 
 def _size_note(spec: ModelSpec, request: ImageRequest, made: tuple[int, int]) -> str:
+    note = f"Asked for {request.width}×{request.height}, made {made[0]}×{made[1]}"
     area = family_spec(spec.family).fixed_pixel_area
-    side = math.isqrt(area)
-    why = f"{spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio" if area else f"{spec.name} rescaled it"
-    return f"Asked for {request.width}×{request.height}, made {made[0]}×{made[1]}: {why}."
+    if area:
+        side = math.isqrt(area)
+        note += f": {spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio"
+    return note + "."

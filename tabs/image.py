@@ -161,15 +161,18 @@ def build(context: AppContext) -> ImageTab:
     def show_model_controls(model_id):
         chosen = IMAGE_MODELS.get(model_id)
         if chosen is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
         negative_update = gr.update(interactive=chosen_family.supports_negative_prompt)
         if not chosen_family.supports_negative_prompt:
             negative_update = gr.update(interactive=False, value="")
-        return model_info(model_id), negative_update, gr.update(choices=[c.name for c in chosen_family.schedulers])
+        size_step = gr.update(step=chosen_family.size_multiple)
+        return model_info(model_id), negative_update, gr.update(choices=[c.name for c in chosen_family.schedulers]), size_step, size_step
 
     # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
-    model.change(show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler], api_visibility="private")
+    model.change(
+        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, width, height], api_visibility="private"
+    )
 
     def apply_model_defaults(model_id):
         if model_id not in IMAGE_MODELS:

@@ -71,7 +71,7 @@ def test_cogview4_takes_a_negative_prompt_and_a_non_square_size(manager, outputs
     [
         (dict(model="demo-cogview4", width=500), "width", "multiple of 32 from 512 to 2048 (nearest: 512)"),
         (dict(model="demo-cogview4", height=256), "height", "from 512 to 2048"),
-        (dict(model="demo-cogview4", width=2048, height=2048), "width", "at most 2,097,152"),
+        (dict(model="demo-cogview4", width=2048, height=2048), "width", "at most 2,097,152 (for example 1440×1440)"),
         (dict(model="demo-hidream", width=1000), "width", "multiple of 16 from 256 to 2048"),
         (dict(model="demo-hidream", scheduler="DPM++ 2M"), "scheduler", "Euler, UniPC"),
         (dict(model="demo-cogview4", scheduler="UniPC"), "scheduler", "Euler"),
