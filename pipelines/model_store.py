@@ -132,22 +132,25 @@ class ModelStore:
         return ModelFiles(folder, lora, companion)
 
     def _missing_message(self, spec: ModelSpec, why: str) -> str:
+        """What is missing and the command that gets each missing piece (the model, its LoRA, its companion)."""
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
-        message = (
-            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {folder}. "
-            f"Get it with: hf download {weights.repo} --local-dir {folder}"
-        )
+        commands = []
+        if not (folder / weights.folder_marker).is_file() and self._cached_snapshot(weights) is None:
+            commands.append(f"hf download {weights.repo} --local-dir {folder}")
         lora = self.lora_path(spec)
         if spec.lora is not None and lora is not None and not lora.is_file():
-            message += f" ; and the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}"
+            commands.append(f"the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}")
         companion = weights.companion
-        if companion is not None:
-            message += (
-                f" ; and its {companion.name}, from a repo of its own: hf download {companion.repo} "
+        if companion is not None and self._find_companion(spec) is None:
+            commands.append(
+                f"its {companion.name}, from a repo of its own: hf download {companion.repo} "
                 f"--include {' '.join(repr(p) for p in companion.allow_patterns)} --local-dir {self.companion_folder(spec)}"
             )
-        return message + ". Or start with --demo to try the app with demo models."
+        return (
+            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
+            f"Get it with: {' ; and '.join(commands)}. Or start with --demo to try the app with demo models."
+        )
 
     def _download_folder(
         self, spec: ModelSpec, source: ModelSpec | CompanionRepo, folder: Path, on_progress: ProgressCallback | None

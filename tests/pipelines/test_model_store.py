@@ -128,6 +128,14 @@ def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it
     with pytest.raises(ModelNotAvailable) as error:
         store.ensure(model_spec("hidream-i1-dev"))
     assert f"hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include '*.json' '*.safetensors' --local-dir {models_dir / 'llama-3.1-8b-instruct'}" in str(error.value)
+    assert "HiDream-ai/HiDream-I1-Dev" not in str(error.value), "the HiDream repo itself is on disk"
+
+
+def test_a_missing_hidream_with_its_llama_on_disk_asks_only_for_the_hidream_repo(models_dir):
+    shutil.copytree(models_dir / "demo" / "demo-llama", models_dir / "llama-3.1-8b-instruct")
+    with pytest.raises(ModelNotAvailable) as error:
+        ModelStore(models_dir, offline=True).ensure(model_spec("hidream-i1-fast"))
+    assert "hf download HiDream-ai/HiDream-I1-Fast" in str(error.value) and "meta-llama" not in str(error.value)
 
 
 def hub_refusal(status: int):
