@@ -264,6 +264,8 @@ class ModelListing:
             "family": spec.family.value,
             "task": spec.task.value,
             "repo": spec.repo,
+            # A component's repo beside the model's own (HiDream's gated Llama encoder), or None.
+            "companion_repo": spec.companion.repo if spec.companion else None,
             "base": spec.base,
             "demo": spec.demo,
             "on_disk": self.on_disk,

@@ -58,6 +58,8 @@ def test_models_lists_the_catalog_with_local_availability(client):
     assert {"sd3-medium", "sd35-large", "flux1-dev", "flux1-schnell", "demo-sd3"} <= set(models)
     assert models["demo-sd3"]["offered"] and models["demo-sd3"]["on_disk"] and models["demo-sd3"]["demo"]
     assert not models["flux1-dev"]["on_disk"] and models["flux1-dev"]["repo"] == "black-forest-labs/FLUX.1-dev"
+    assert models["hidream-i1-dev"]["companion_repo"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+    assert models["flux1-dev"]["companion_repo"] is None
 
 
 def test_the_image_tab_offers_hidream_and_cogview4_and_says_when_hidream_changed_the_size(client):
