@@ -2,7 +2,9 @@
 
 from types import SimpleNamespace
 
+import diffusers
 import pytest
+import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from PIL import Image
 
@@ -10,12 +12,15 @@ from pipelines.catalog import FAMILIES, Family, model_spec
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, _sampler, generate_image
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager
+from pipelines.manager import ModelManager, _companion_components
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
 
 # Each sampler each new family offers. One non-square request for all: CogView4 renders it as asked, HiDream
 # rescales it to its fixed area.
+NEW_DEMOS = ("demo-hidream", "demo-cogview4")
 SAMPLER_RUNS = [
     (model, choice.name)
     for model, family in (("demo-hidream", Family.HIDREAM), ("demo-cogview4", Family.COGVIEW4))
@@ -108,3 +113,19 @@ def test_a_swapped_sampler_keeps_the_models_shift_and_the_model_gets_its_own_bac
     with _sampler(pipe, sampler, model_spec("hidream-i1-dev")):
         assert type(pipe.scheduler) is expected_class and pipe.scheduler.config[shift_key] == 6.0
     assert pipe.scheduler is model_scheduler
+
+
+@pytest.mark.parametrize("model_id", list(NEW_DEMOS))
+def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_models_dir, model_id):
+    """HiDream runs its caption projections (a block list defined last) before its blocks: streaming must follow."""
+    spec = model_spec(model_id)
+    files = ModelStore(demo_models_dir, offline=True).ensure(spec)
+    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **_companion_components(spec, files, torch.float32))
+    pipe.set_progress_bar_config(disable=True)
+    run = lambda: pipe("a fox", num_inference_steps=2, width=512, height=512, guidance_scale=0.0, output_type="latent",
+                       generator=torch.Generator().manual_seed(0)).images
+    expected = run()
+    transformer, streamer = load_streamed(type(pipe.transformer), files.folder / "transformer", torch.device("cpu"), torch.float32, HostArena(pinned=False))
+    streamer.place(set())
+    pipe.transformer = transformer
+    assert torch.equal(run(), expected)
