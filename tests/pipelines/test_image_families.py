@@ -18,13 +18,11 @@ from pipelines.memory.loader import load_streamed
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
 
+NEW_DEMOS = ("demo-hidream", "demo-cogview4")
 # Each sampler each new family offers. One non-square request for all: CogView4 renders it as asked, HiDream
 # rescales it to its fixed area.
-NEW_DEMOS = ("demo-hidream", "demo-cogview4")
 SAMPLER_RUNS = [
-    (model, choice.name)
-    for model, family in (("demo-hidream", Family.HIDREAM), ("demo-cogview4", Family.COGVIEW4))
-    for choice in FAMILIES[family].schedulers
+    (model, choice.name) for model in NEW_DEMOS for choice in FAMILIES[model_spec(model).family].schedulers
 ]
 REQUESTED = (512, 768)
 
