@@ -6,6 +6,7 @@ Adding a model of a known family is adding one `ModelSpec` to `MODELS`. A new fa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -17,6 +18,8 @@ GB = 1_000_000_000
 class Family(str, Enum):
     SD3 = "sd3"
     FLUX = "flux"
+    HIDREAM = "hidream"
+    COGVIEW4 = "cogview4"
     FISH_SPEECH = "fish_speech"
     ACE_STEP = "ace_step"
     WAN = "wan"
@@ -47,6 +50,9 @@ class SchedulerChoice:
     name: str
     class_name: str
     config_overrides: Mapping[str, object] = field(default_factory=dict)
+    # The config key that takes the model's timestep shift (flow-matching schedulers call it `shift`, the
+    # flow-sigma variants of the classic solvers `flow_shift`), so a swapped-in sampler keeps the model's shift.
+    shift_parameter: str = "flow_shift"
 
 
 @dataclass(frozen=True)
@@ -94,13 +100,27 @@ class FamilySpec:
     guidance_doubles_batch: bool = False
     # Keyword arguments every call of this family's pipeline gets.
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
-    # The image-to-image pipeline built on the loaded one (same components).
+    # The image-to-image pipeline built on the loaded one (same components); empty when the family has none.
     img2img_pipeline_class: str = ""
+    # Pixels the family accepts in one image at most (0: width and height bounds alone).
+    max_pixels: int = 0
+    # Pixels the pipeline always renders (0: the requested size). HiDream rescales any requested size to this
+    # area, keeping the aspect ratio; sides are rounded down to `size_multiple`.
+    fixed_pixel_area: int = 0
     # Video families only.
     video: VideoRules | None = None
 
+    def output_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size the pipeline renders for a requested size (the same formula as HiDreamImagePipeline's)."""
+        if not self.fixed_pixel_area:
+            return width, height
+        scale = math.sqrt(self.fixed_pixel_area / (width * height))
+        multiple = self.size_multiple
+        return int(width * scale // multiple * multiple), int(height * scale // multiple * multiple)
+
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
+        width, height = self.output_size(width, height)
         return (width // 16) * (height // 16) + self.text_tokens
 
     def denoiser_batch(self, guidance: float) -> int:
@@ -169,6 +189,25 @@ class LoraSpec:
 
 
 @dataclass(frozen=True)
+class CompanionRepo:
+    """A text encoder that a pipeline's own repo leaves out and loads from a repo of its own (HiDream's
+    Llama 3.1): the encoder and its tokenizer at that repo's root, stored once in `<models_dir>/<id>/` and
+    shared by every model that names it."""
+
+    id: str
+    name: str
+    # None for a demo companion, which our own code builds.
+    repo: str | None
+    # Pipeline component names it fills, and the transformers class of the encoder.
+    encoder: str
+    tokenizer: str
+    encoder_class: str
+    licence: str
+    allow_patterns: tuple[str, ...] = ("*.json", "*.safetensors")
+    folder_marker: str = "config.json"
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     name: str
@@ -188,6 +227,8 @@ class ModelSpec:
     allow_patterns: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*/*.safetensors", "*/*.json", "*/*.txt", "*/*.model")
     # The file whose presence says the model's folder is complete.
     folder_marker: str = "model_index.json"
+    # Components published in another repo (their bytes are counted in `component_bytes`).
+    companion: CompanionRepo | None = None
 
     @property
     def weight_bytes(self) -> int:
@@ -205,8 +246,8 @@ def _frozen(mapping: Mapping) -> Mapping:
 
 
 _FLOW_SCHEDULERS = (
-    SchedulerChoice("Euler", "FlowMatchEulerDiscreteScheduler"),
-    SchedulerChoice("Heun", "FlowMatchHeunDiscreteScheduler"),
+    SchedulerChoice("Euler", "FlowMatchEulerDiscreteScheduler", shift_parameter="shift"),
+    SchedulerChoice("Heun", "FlowMatchHeunDiscreteScheduler", shift_parameter="shift"),
     SchedulerChoice(
         "DPM++ 2M",
         "DPMSolverMultistepScheduler",
@@ -313,6 +354,49 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             fps_argument="frame_rate", image_to_video_pipeline_class="LTXImageToVideoPipeline",
         ),
     ),
+    Family.HIDREAM: FamilySpec(
+        family=Family.HIDREAM,
+        # VAE scale 8 × patch 2; the pipeline floors its rescaled sides to this multiple.
+        size_multiple=16,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        # HiDreamImagePipeline passes `mu` to every scheduler but UniPC: Heun refuses it, and the DPM++ solvers
+        # accept it only with dynamic shifting, which replaces the model's shift by exp(mu) ≈ 3.2 (Dev's is 6.0).
+        schedulers=(_FLOW_SCHEDULERS[0], _FLOW_SCHEDULERS[4]),
+        # Joint attention over the T5 (128) and Llama (128) tokens.
+        text_tokens=128 + 128,
+        guidance_doubles_batch=True,
+        fixed_pixel_area=1024 * 1024,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "text_encoder_3": Role.TEXT_ENCODER,
+            "text_encoder_4": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+    Family.COGVIEW4: FamilySpec(
+        family=Family.COGVIEW4,
+        # The model card's rule: 512 to 2048, multiples of 32, at most 2^21 pixels.
+        size_multiple=32,
+        min_size=512,
+        max_size=2048,
+        max_pixels=2**21,
+        supports_negative_prompt=True,
+        # CogView4Pipeline passes its own timesteps, sigmas and `mu`, which only the flow-matching Euler accepts.
+        schedulers=_FLOW_SCHEDULERS[:1],
+        # GLM prompt tokens (padded to a multiple of 16); 224 is the pipeline's documented typical length.
+        text_tokens=224,
+        # Guidance runs the conditional and the unconditional pass one after the other, each of batch 1.
+        guidance_doubles_batch=False,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
 })
 
 # Fragments of LoRA key names that say which family a file was made for, in every layout diffusers converts
@@ -340,6 +424,25 @@ _LTX_ENCODERS = {"text_encoder": 9_520_000_000, "vae": 840_000_000}
 _LTX_LICENCE = "LTX-Video Open Weights License (LTXV-OWL): free for use below USD 10M annual revenue; see the model card."
 # Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode from slightly noised latents, as Lightricks recommends.
 _LTX_DECODE_NOISE = (("decode_timestep", 0.05), ("decode_noise_scale", 0.025))
+
+# HiDream-I1 (17B MoE transformer) and CogView4-6B (GLM-4-9B encoder): parameter counts × 2 bytes (bf16).
+_HIDREAM_BYTES = {
+    "transformer": 34_200_000_000, "text_encoder": 247_000_000, "text_encoder_2": 1_390_000_000,
+    "text_encoder_3": 9_520_000_000, "text_encoder_4": 16_060_000_000, "vae": 168_000_000,
+}
+_HIDREAM_LICENCE = (
+    "HiDream-I1: MIT. Its Llama 3.1 text encoder: Llama 3.1 Community License, gated on the Hub "
+    "(accept it at https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct first)."
+)
+LLAMA_31_ENCODER = CompanionRepo(
+    id="llama-3.1-8b-instruct",
+    name="Llama 3.1 8B Instruct (HiDream's fourth text encoder)",
+    repo="meta-llama/Meta-Llama-3.1-8B-Instruct",
+    encoder="text_encoder_4",
+    tokenizer="tokenizer_4",
+    encoder_class="LlamaForCausalLM",
+    licence="Llama 3.1 Community License; gated on the Hub (accept the licence first).",
+)
 
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 
@@ -431,6 +534,53 @@ MODELS: tuple[ModelSpec, ...] = (
         defaults=CallDefaults(steps=4, guidance=0.0, width=1024, height=1024),
         component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
         licence="Apache-2.0.",
+    ),
+    ModelSpec(
+        id="hidream-i1-full",
+        name="HiDream-I1 Full",
+        family=Family.HIDREAM,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="HiDreamImagePipeline",
+        repo="HiDream-ai/HiDream-I1-Full",
+        defaults=CallDefaults(steps=50, guidance=5.0, width=1024, height=1024, scheduler="UniPC"),
+        component_bytes=_frozen(_HIDREAM_BYTES),
+        licence=_HIDREAM_LICENCE,
+        companion=LLAMA_31_ENCODER,
+    ),
+    ModelSpec(
+        id="hidream-i1-dev",
+        name="HiDream-I1 Dev",
+        family=Family.HIDREAM,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="HiDreamImagePipeline",
+        repo="HiDream-ai/HiDream-I1-Dev",
+        defaults=CallDefaults(steps=28, guidance=0.0, width=1024, height=1024),
+        component_bytes=_frozen(_HIDREAM_BYTES),
+        licence=_HIDREAM_LICENCE,
+        companion=LLAMA_31_ENCODER,
+    ),
+    ModelSpec(
+        id="hidream-i1-fast",
+        name="HiDream-I1 Fast",
+        family=Family.HIDREAM,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="HiDreamImagePipeline",
+        repo="HiDream-ai/HiDream-I1-Fast",
+        defaults=CallDefaults(steps=16, guidance=0.0, width=1024, height=1024),
+        component_bytes=_frozen(_HIDREAM_BYTES),
+        licence=_HIDREAM_LICENCE,
+        companion=LLAMA_31_ENCODER,
+    ),
+    ModelSpec(
+        id="cogview4-6b",
+        name="CogView4-6B",
+        family=Family.COGVIEW4,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="CogView4Pipeline",
+        repo="THUDM/CogView4-6B",
+        defaults=CallDefaults(steps=50, guidance=3.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 12_800_000_000, "text_encoder": 17_600_000_000, "vae": 168_000_000}),
+        licence="Apache-2.0 (CogView4-6B, including its GLM-4 text encoder).",
     ),
     ModelSpec(
         id="openaudio-s1-mini",
@@ -587,6 +737,32 @@ MODELS: tuple[ModelSpec, ...] = (
         lora=LoraSpec(repo=None, filename="demo-lora.safetensors", scale=0.125),
         defaults=CallDefaults(steps=8, guidance=3.5, width=256, height=256),
         component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-hidream",
+        name="HiDream-I1 (tiny)",
+        family=Family.HIDREAM,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="HiDreamImagePipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=5.0, width=1024, height=1024),
+        component_bytes=_frozen({**_TINY_BYTES, "text_encoder_3": 500_000, "text_encoder_4": 100_000}),
+        licence=_DEMO_LICENCE,
+        companion=CompanionRepo(
+            id="demo-llama", name="Llama (tiny)", repo=None, encoder="text_encoder_4", tokenizer="tokenizer_4",
+            encoder_class="LlamaForCausalLM", licence=_DEMO_LICENCE,
+        ),
+    ),
+    ModelSpec(
+        id="demo-cogview4",
+        name="CogView4 (tiny)",
+        family=Family.COGVIEW4,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="CogView4Pipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=3.5, width=512, height=512),
+        component_bytes=_frozen({"transformer": 200_000, "text_encoder": 100_000, "vae": 1_000_000}),
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from contextlib import contextmanager
@@ -74,6 +75,8 @@ class ImageRequest:
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
         init_image = str(self.init_image) if self.init_image else None
+        if init_image is not None and not family.img2img_pipeline_class:
+            raise InvalidRequest("init_image", f"{spec.name} has no image-to-image mode; leave the start image empty")
         default_width, default_height = defaults.width, defaults.height
         if init_image is not None:
             try:
@@ -85,6 +88,12 @@ class ImageRequest:
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec)
+        if family.max_pixels and width * height > family.max_pixels:
+            square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
+            raise InvalidRequest(
+                "width", f"{width}×{height} is {width * height:,} pixels; {spec.name} takes at most {family.max_pixels:,} "
+                f"(for example {square}×{square})"
+            )
         steps = whole_number("steps", self.steps, defaults.steps)
         if not 1 <= steps <= MAX_STEPS:
             raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
@@ -118,6 +127,8 @@ class ImageResult:
     stopped: bool = False
     seconds: float = 0.0
     seeds: list[int] = field(default_factory=list)
+    # Set when the model renders another size than the one asked for (HiDream's fixed pixel area).
+    size_note: str = ""
 
 
 def _nearest_size(side: int, family) -> int:
@@ -150,9 +161,9 @@ def _sampler(pipe, name: str, spec: ModelSpec):
     choice = family_spec(spec.family).scheduler(name)
     original = pipe.scheduler
     if type(original).__name__ != choice.class_name:
-        overrides = dict(choice.config_overrides)
-        if overrides.get("use_flow_sigmas"):
-            overrides["flow_shift"] = original.config.get("shift", 1.0)
+        # The model's timestep shift is `shift` in flow-matching schedulers, `flow_shift` in the flow-sigma solvers.
+        shift = original.config.get("shift", original.config.get("flow_shift", 1.0))
+        overrides = {**choice.config_overrides, choice.shift_parameter: shift}
         pipe.scheduler = getattr(diffusers, choice.class_name).from_config(original.config, **overrides)
     try:
         yield
@@ -195,6 +206,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     seeds = [(first_seed + index) % (MAX_SEED + 1) for index in range(request.batch)]
     started = time.monotonic()
     saved: list[SavedOutput] = []
+    size_note = ""
     job.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
@@ -256,6 +268,20 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "seconds": round(time.monotonic() - image_started, 3),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        # The size made is the one recorded; what was asked stays beside it.
+        parameters.update(width=image.width, height=image.height, requested_size=[request.width, request.height])
         saved.append(outputs.save_image(image, parameters))
+        if image.size != (request.width, request.height):
+            size_note = _size_note(spec, request, image.size)
+            job.report((index + 1) / len(seeds), size_note)
     job.report(1.0, "Done")
-    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds)
+    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note)
+
+
+def _size_note(spec: ModelSpec, request: ImageRequest, made: tuple[int, int]) -> str:
+    note = f"Asked for {request.width}×{request.height}, made {made[0]}×{made[1]}"
+    area = family_spec(spec.family).fixed_pixel_area
+    if area:
+        side = math.isqrt(area)
+        note += f": {spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio"
+    return note + "."

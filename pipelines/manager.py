@@ -31,6 +31,7 @@ from typing import Iterator, Sequence
 import diffusers
 import psutil
 import torch
+import transformers
 
 from pipelines.catalog import ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
@@ -254,13 +255,16 @@ class ModelManager:
         pipeline_class = getattr(diffusers, spec.pipeline_class)
         use_engine = self._preset.device == "cuda"
         streamer = None
+        companion = _companion_components(self.store.weights_spec(spec), files, dtype)
         if use_engine and files.lora_file is None:
             # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
             transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
             transformer, streamer = load_streamed(transformer_class, files.folder / "transformer", device, dtype, self._host_arena())
-            pipe = pipeline_class.from_pretrained(files.folder, transformer=transformer, dtype=dtype, use_safetensors=True)
+            pipe = pipeline_class.from_pretrained(
+                files.folder, transformer=transformer, dtype=dtype, use_safetensors=True, **companion
+            )
         else:
-            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True)
+            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, **companion)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -328,9 +332,22 @@ def _component_class(folder, component: str) -> str:
     return json.loads((folder / "model_index.json").read_text())[component][1]
 
 
+def _companion_components(spec: ModelSpec, files: ModelFiles, dtype: torch.dtype) -> dict:
+    """The components a pipeline's repo leaves out (HiDream's Llama encoder and its tokenizer), loaded from their
+    own folder, as keyword arguments for the pipeline's `from_pretrained`."""
+    companion = spec.companion
+    if companion is None:
+        return {}
+    encoder_class = getattr(transformers, companion.encoder_class)
+    return {
+        companion.encoder: encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True),
+        companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder),
+    }
+
+
 def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
     """Refuse a load that cannot fit in RAM before reading a byte of it."""
-    needed = _bytes_on_disk(files.folder)
+    needed = _bytes_on_disk(files.folder) + (_bytes_on_disk(files.companion_folder) if files.companion_folder else 0)
     available = psutil.virtual_memory().available
     if needed > available:
         raise NotEnoughMemory(

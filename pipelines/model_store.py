@@ -16,11 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.catalog import MODELS, ModelSpec, model_spec
+from pipelines.catalog import MODELS, CompanionRepo, ModelSpec, model_spec
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
-from pipelines.tiny import BUILDER_VERSION, build_tiny_lora, build_tiny_model
+from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_lora, build_tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +29,12 @@ _DEMO_STAMP = "atelier-demo.json"
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The folder a pipeline loads from, and the LoRA file fused into it, if any."""
+    """The folder a pipeline loads from, the LoRA file fused into it, and the folder of a component published
+    in a repo of its own (HiDream's Llama encoder), if any."""
 
     folder: Path
     lora_file: Path | None = None
+    companion_folder: Path | None = None
 
 
 class ModelStore:
@@ -53,6 +55,13 @@ class ModelStore:
             return self.models_dir / "demo" / weights.id
         return self.models_dir / weights.id
 
+    def companion_folder(self, spec: ModelSpec) -> Path | None:
+        """Where the separately published component lives: one folder, shared by every model that names it."""
+        companion = self.weights_spec(spec).companion
+        if companion is None:
+            return None
+        return self.models_dir / ("demo" if spec.demo else "") / companion.id
+
     def lora_path(self, spec: ModelSpec) -> Path | None:
         if spec.lora is None:
             return None
@@ -60,15 +69,22 @@ class ModelStore:
             return self.models_dir / "demo" / spec.id / spec.lora.filename
         return self.models_dir / "loras" / spec.lora.filename
 
-    def _cached_snapshot(self, spec: ModelSpec) -> Path | None:
+    def _cached_snapshot(self, source: ModelSpec | CompanionRepo) -> Path | None:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:
-            folder = Path(snapshot_download(spec.repo, local_files_only=True, allow_patterns=list(spec.allow_patterns)))
+            folder = Path(snapshot_download(source.repo, local_files_only=True, allow_patterns=list(source.allow_patterns)))
         except (LocalEntryNotFoundError, OSError, ValueError):
             return None
-        return folder if (folder / spec.folder_marker).is_file() else None
+        return folder if (folder / source.folder_marker).is_file() else None
+
+    def _find_companion(self, spec: ModelSpec) -> Path | None:
+        companion = self.weights_spec(spec).companion
+        folder = self.companion_folder(spec)
+        if (folder / companion.folder_marker).is_file() or spec.demo:
+            return folder
+        return self._cached_snapshot(companion)
 
     def find_local(self, spec: ModelSpec) -> ModelFiles | None:
         """The files for `spec` if all of them are on this machine (or, for a demo model, can be built)."""
@@ -81,7 +97,12 @@ class ModelStore:
         lora = self.lora_path(spec)
         if lora is not None and not lora.is_file() and not spec.demo:
             return None
-        return ModelFiles(folder, lora)
+        companion = None
+        if weights.companion is not None:
+            companion = self._find_companion(spec)
+            if companion is None:
+                return None
+        return ModelFiles(folder, lora, companion)
 
     def is_on_disk(self, spec: ModelSpec) -> bool:
         if spec.demo:
@@ -102,41 +123,59 @@ class ModelStore:
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
         if not (folder / weights.folder_marker).is_file():
-            self._download_folder(weights, folder, on_progress)
+            folder = self._cached_snapshot(weights) or self._download_folder(spec, weights, folder, on_progress)
         lora = self.lora_path(spec)
         if lora is not None and not lora.is_file():
             self._download_file(spec, lora)
-        return ModelFiles(folder, lora)
+        companion = None
+        if weights.companion is not None:
+            companion = self._find_companion(spec)
+            if companion is None:
+                companion = self._download_folder(spec, weights.companion, self.companion_folder(spec), on_progress)
+        return ModelFiles(folder, lora, companion)
 
     def _missing_message(self, spec: ModelSpec, why: str) -> str:
+        """What is missing and the command that gets each missing piece (the model, its LoRA, its companion)."""
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
-        message = (
-            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {folder}. "
-            f"Get it with: hf download {weights.repo} --local-dir {folder}"
-        )
+        commands = []
+        if not (folder / weights.folder_marker).is_file() and self._cached_snapshot(weights) is None:
+            commands.append(f"hf download {weights.repo} --local-dir {folder}")
         lora = self.lora_path(spec)
         if spec.lora is not None and lora is not None and not lora.is_file():
-            message += f" ; and the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}"
-        return message + ". Or start with --demo to try the app with demo models."
+            commands.append(f"the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}")
+        companion = weights.companion
+        if companion is not None and self._find_companion(spec) is None:
+            commands.append(
+                f"its {companion.name}, from a repo of its own: hf download {companion.repo} "
+                f"--include {' '.join(repr(p) for p in companion.allow_patterns)} --local-dir {self.companion_folder(spec)}"
+            )
+        return (
+            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
+            f"Get it with: {' ; and '.join(commands)}. Or start with --demo to try the app with demo models."
+        )
 
-    def _download_folder(self, spec: ModelSpec, folder: Path, on_progress: ProgressCallback | None) -> None:
+    def _download_folder(
+        self, spec: ModelSpec, source: ModelSpec | CompanionRepo, folder: Path, on_progress: ProgressCallback | None
+    ) -> Path:
+        """Download `source` (the model's own repo, or its companion's) for `spec` into `folder`; returns `folder`."""
         from huggingface_hub import snapshot_download
 
         # Downloads land in a side folder first so an interrupted download never looks like a model.
-        partial = self.models_dir / ".downloads" / spec.id
+        partial = self.models_dir / ".downloads" / source.id
         started = time.monotonic()
-        log.info("downloading %s (%s, %.1f GB) into %s", spec.id, spec.repo, spec.weight_bytes / 1e9, folder)
+        log.info("downloading %s (%s) for %s into %s", source.id, source.repo, spec.id, folder)
         try:
             snapshot_download(
-                spec.repo, local_dir=partial, allow_patterns=list(spec.allow_patterns),
-                tqdm_class=_reporting_tqdm(on_progress, f"Downloading {spec.name}"),
+                source.repo, local_dir=partial, allow_patterns=list(source.allow_patterns),
+                tqdm_class=_reporting_tqdm(on_progress, f"Downloading {source.name}"),
             )
         except Exception as error:  # the Hub client raises many types; all mean "not available now"
-            raise ModelNotAvailable(self._download_failure(spec, error)) from error
+            raise ModelNotAvailable(self._download_failure(spec, source, error)) from error
         folder.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, folder)
-        log.info("downloaded %s in %.0f s", spec.id, time.monotonic() - started)
+        log.info("downloaded %s in %.0f s", source.id, time.monotonic() - started)
+        return folder
 
     def _download_file(self, spec: ModelSpec, target: Path) -> None:
         from huggingface_hub import hf_hub_download
@@ -144,16 +183,16 @@ class ModelStore:
         try:
             hf_hub_download(spec.lora.repo, spec.lora.filename, local_dir=target.parent)
         except Exception as error:  # as above
-            raise ModelNotAvailable(self._download_failure(spec, error)) from error
+            raise ModelNotAvailable(self._download_failure(spec, self.weights_spec(spec), error)) from error
 
-    def _download_failure(self, spec: ModelSpec, error: Exception) -> str:
-        from huggingface_hub.errors import GatedRepoError
-
-        if isinstance(error, GatedRepoError):
-            weights = self.weights_spec(spec)
+    def _download_failure(self, spec: ModelSpec, source: ModelSpec | CompanionRepo, error: Exception) -> str:
+        if _is_refusal(error):
+            needs = "" if source is self.weights_spec(spec) else f"{spec.name} needs {source.name}, which "
+            subject = needs or f"{spec.name} "
             return (
-                f"{spec.name} is gated on the Hugging Face Hub: accept its licence at https://huggingface.co/{weights.repo} "
-                "and log in (hf auth login, or set HF_TOKEN), then try again."
+                f"{subject}is gated on the Hugging Face Hub and the download was refused: accept its licence at "
+                f"https://huggingface.co/{source.repo} and log in (hf auth login, formerly huggingface-cli login, "
+                "or set HF_TOKEN), then try again."
             )
         return self._missing_message(spec, f"the download failed: {type(error).__name__}: {error}")
 
@@ -165,7 +204,18 @@ class ModelStore:
         lora = self.lora_path(spec)
         if lora is not None and not _demo_is_current(lora.parent):
             _build_atomically(lora.parent, lambda target: build_tiny_lora(spec.family, target / lora.name))
-        return ModelFiles(folder, lora)
+        companion = self.companion_folder(spec)
+        if companion is not None and not _demo_is_current(companion):
+            _build_atomically(companion, lambda target: build_tiny_companion(weights.family, target))
+        return ModelFiles(folder, lora, companion)
+
+
+def _is_refusal(error: Exception) -> bool:
+    """The Hub said no to this account (a gated repo whose licence is not accepted, or no login): 401 or 403."""
+    from huggingface_hub.errors import GatedRepoError
+
+    response = getattr(error, "response", None)
+    return isinstance(error, GatedRepoError) or getattr(response, "status_code", None) in (401, 403)
 
 
 def _reporting_tqdm(on_progress: ProgressCallback | None, description: str):
@@ -217,6 +267,8 @@ class ModelListing:
             "family": spec.family.value,
             "task": spec.task.value,
             "repo": spec.repo,
+            # A component's repo beside the model's own (HiDream's gated Llama encoder), or None.
+            "companion_repo": spec.companion.repo if spec.companion else None,
             "base": spec.base,
             "demo": spec.demo,
             "on_disk": self.on_disk,

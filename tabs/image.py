@@ -1,7 +1,8 @@
-"""The Image tab: text to image with SD3 and FLUX. Endpoint: /generate_image."""
+"""The Image tab: text to image with SD3, FLUX, HiDream-I1 and CogView4. Endpoint: /generate_image."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +28,11 @@ def model_info(model_id: str) -> str:
     spec = MODELS_BY_ID.get(model_id)
     if spec is None:
         return ""
+    area = family_spec(spec.family).fixed_pixel_area
+    size_note = f"\n\nRenders the pixel area of {math.isqrt(area)}² at the aspect ratio of the width and height you give." if area else ""
     if spec.demo:
-        return DEMO_NOTE
-    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
+        return DEMO_NOTE + size_note
+    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}" + size_note
 
 
 @dataclass
@@ -164,6 +167,8 @@ def build(context: AppContext) -> ImageTab:
         summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
         if outcome.stopped:
             summary = f"Stopped. {summary}"
+        if outcome.size_note:
+            summary += f"\n\n{outcome.size_note}"
         if spec.demo:
             summary += "\n\n" + DEMO_NOTE
         used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
@@ -193,17 +198,20 @@ def build(context: AppContext) -> ImageTab:
     def show_model_controls(model_id):
         chosen = IMAGE_MODELS.get(model_id)
         if chosen is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
         negative_update = gr.update(interactive=chosen_family.supports_negative_prompt)
         if not chosen_family.supports_negative_prompt:
             negative_update = gr.update(interactive=False, value="")
         scheduler_update = gr.update(choices=[c.name for c in chosen_family.schedulers])
-        return model_info(model_id), negative_update, scheduler_update, gr.update(choices=lora_names(context, model_id))
+        size_step = gr.update(step=chosen_family.size_multiple)
+        lora_update = gr.update(choices=lora_names(context, model_id))
+        return model_info(model_id), negative_update, scheduler_update, size_step, size_step, lora_update
 
     # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
     model.change(
-        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, lora_files], api_visibility="private"
+        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, width, height, lora_files],
+        api_visibility="private",
     )
 
     def apply_model_defaults(model_id, lora_list):

@@ -58,6 +58,22 @@ def test_models_lists_the_catalog_with_local_availability(client):
     assert {"sd3-medium", "sd35-large", "flux1-dev", "flux1-schnell", "demo-sd3"} <= set(models)
     assert models["demo-sd3"]["offered"] and models["demo-sd3"]["on_disk"] and models["demo-sd3"]["demo"]
     assert not models["flux1-dev"]["on_disk"] and models["flux1-dev"]["repo"] == "black-forest-labs/FLUX.1-dev"
+    assert models["hidream-i1-dev"]["companion_repo"] == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+    assert models["flux1-dev"]["companion_repo"] is None
+
+
+def test_the_image_tab_offers_hidream_and_cogview4_and_says_when_hidream_changed_the_size(client):
+    dropdown = next(c for c in client.config["components"] if c.get("props", {}).get("elem_id") == "image-model")
+    offered = {value for _, value in dropdown["props"]["choices"]}
+    assert {"hidream-i1-full", "hidream-i1-dev", "hidream-i1-fast", "cogview4-6b", "demo-hidream", "demo-cogview4"} <= offered
+    gallery, used, summary = client.predict(
+        prompt="a fox", model="demo-hidream", width=512, height=768, steps=1, guidance=0.0, seed=1, scheduler="Euler",
+        api_name="/generate_image",
+    )
+    assert "Asked for 512×768, made 832×1248" in summary
+    with Image.open(gallery[0]["image"]) as png:
+        assert png.size == (832, 1248)
+    assert used["parameters"][0]["requested_size"] == [512, 768]
 
 
 def test_status_reports_preset_resident_model_and_memory(client):

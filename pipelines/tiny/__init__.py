@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, fish_speech, flux, ltx, sd3, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 2
@@ -18,6 +18,8 @@ BUILDER_VERSION = 2
 _BUILDERS = {
     Family.SD3: sd3.build,
     Family.FLUX: flux.build,
+    Family.HIDREAM: hidream.build,
+    Family.COGVIEW4: cogview4.build,
     Family.FISH_SPEECH: fish_speech.build,
     Family.ACE_STEP: ace_step.build,
     Family.WAN: wan.build,
@@ -38,6 +40,17 @@ _LORA_BUILDERS = {
     Family.SD3: sd3.build_lora,
     Family.FLUX: flux.build_lora,
 }
+
+
+# Families whose pipeline takes a component from a repo of its own (see `CompanionRepo`).
+_COMPANION_BUILDERS = {
+    Family.HIDREAM: hidream.build_llama,
+}
+
+
+def build_tiny_companion(family: Family, folder: Path, seed: int = 0) -> None:
+    """Write the tiny stand-in for the separately published component of `family` into `folder`."""
+    _COMPANION_BUILDERS[family](Path(folder), seed)
 
 
 def build_tiny_lora(family: Family, path: Path, seed: int = 0) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import string
 
-from transformers import CLIPTokenizer, T5Tokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+from transformers import CLIPTokenizer, PreTrainedTokenizerFast, T5Tokenizer
 
 _CHARACTERS = [c for c in string.printable if not c.isspace()]
 
@@ -15,6 +16,28 @@ def clip_tokenizer() -> CLIPTokenizer:
         vocab.setdefault(character, len(vocab))
         vocab.setdefault(character + "</w>", len(vocab))
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def byte_level_tokenizer(special_tokens: list[str], prefix: list[str] = (), **named_tokens) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer without merges (every byte of any text is a token), saved as a plain
+    `tokenizer.json` like Llama 3's and GLM-4's. `prefix` tokens start every encoded text, as GLM-4's
+    `[gMASK]<sop>` do; `named_tokens` (bos_token=..., pad_token=...) name entries of `special_tokens`."""
+    vocab = {token: index for index, token in enumerate(special_tokens)}
+    for character in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[character] = len(vocab)
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    if prefix:
+        template = " ".join([*prefix, "$A"])
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=template, pair=template + " $B", special_tokens=[(token, vocab[token]) for token in prefix]
+        )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, model_max_length=8192, **named_tokens)
+
+
+def byte_level_vocab_size(special_tokens: list[str]) -> int:
+    return len(special_tokens) + len(pre_tokenizers.ByteLevel.alphabet())
 
 
 def t5_tokenizer(model_max_length: int = 256) -> T5Tokenizer:

@@ -5,7 +5,10 @@ import pytest
 
 from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID, Family, SpeechDefaults, Task, model_spec
 
-REQUIRED = ["sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell", "openaudio-s1-mini"]
+REQUIRED = [
+    "sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell", "hidream-i1-full",
+    "hidream-i1-dev", "hidream-i1-fast", "cogview4-6b", "openaudio-s1-mini",
+]
 IMAGE_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE]
 SPEECH_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_SPEECH]
 
@@ -22,7 +25,8 @@ def test_ids_are_unique():
 @pytest.mark.parametrize("spec", IMAGE_MODELS, ids=lambda spec: spec.id)
 def test_image_entry_is_complete_and_consistent(spec):
     family = FAMILIES[spec.family]
-    assert hasattr(diffusers, spec.pipeline_class) and hasattr(diffusers, family.img2img_pipeline_class)
+    assert hasattr(diffusers, spec.pipeline_class)
+    assert not family.img2img_pipeline_class or hasattr(diffusers, family.img2img_pipeline_class)
     assert spec.licence
     assert spec.weight_bytes > 0
     assert spec.defaults.steps >= 1
@@ -35,6 +39,8 @@ def test_image_entry_is_complete_and_consistent(spec):
     elif not spec.demo:
         assert spec.repo and "/" in spec.repo
     assert set(spec.component_bytes) - {"lora"} <= set(family.component_roles)
+    if spec.companion is not None:
+        assert spec.companion.encoder in spec.component_bytes, "a companion's bytes count in the download"
 
 
 @pytest.mark.parametrize("spec", SPEECH_MODELS, ids=lambda spec: spec.id)

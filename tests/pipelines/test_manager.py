@@ -157,3 +157,21 @@ def test_each_preset_places_components_as_it_says(models_dir, presets):
     assert manager.status().model_id is None, "changing the preset unloads"
     with manager.use("demo-sd3"):
         assert manager.status().block_plan is not None
+
+
+@pytest.mark.parametrize("model_id, encoders", [
+    ("demo-hidream", ["text_encoder", "text_encoder_2", "text_encoder_3", "text_encoder_4"]),
+    ("demo-cogview4", ["text_encoder"]),
+])
+def test_8gb_laptop_offloads_every_text_encoder_and_the_denoiser_sends_the_last_one_back(models_dir, presets, model_id, encoders):
+    manager = make_manager(models_dir, presets["8gb-laptop"])
+    with manager.use(model_id) as pipe:
+        plan = manager.status().plan
+        assert [plan.components[name] for name in encoders] == [Placement.OFFLOAD] * len(encoders)
+        # Encoders run in turn: each one's offload hook sends the one before it back to RAM when it starts.
+        hooks = [getattr(pipe, name)._hf_hook for name in encoders]
+        assert hooks[0].prev_module_hook is None
+        assert all(hook.prev_module_hook.model is getattr(pipe, name) for hook, name in zip(hooks[1:], encoders))
+        # Two pre-hooks on the denoiser: the block streamer's, and the one sending the last encoder back to RAM.
+        assert len(pipe.transformer._forward_pre_hooks) == 2
+    manager.unload()

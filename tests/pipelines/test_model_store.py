@@ -101,3 +101,71 @@ def test_demo_models_are_offered_only_without_real_weights_or_in_demo_mode(model
 
     offered = {listing.spec.id for listing in list_models(store, demo_mode=True) if listing.offered}
     assert offered == {spec.id for spec in MODELS if spec.demo}
+
+
+def as_real_hidream(models_dir, with_llama=True):
+    """The demo HiDream laid out as a user's downloads: the pipeline folder, and the Llama repo beside it."""
+    shutil.copytree(models_dir / "demo" / "demo-hidream", models_dir / "hidream-i1-dev")
+    if with_llama:
+        shutil.copytree(models_dir / "demo" / "demo-llama", models_dir / "llama-3.1-8b-instruct")
+
+
+def test_hidream_loads_its_llama_encoder_from_the_separate_repo_folder(models_dir, presets):
+    as_real_hidream(models_dir)
+    store = ModelStore(models_dir, offline=True)
+    files = store.ensure(model_spec("hidream-i1-dev"))
+    assert files.companion_folder == models_dir / "llama-3.1-8b-instruct"
+    manager = ModelManager(store, presets["cpu"])
+    with manager.use("hidream-i1-dev") as pipe:
+        assert type(pipe).__name__ == "HiDreamImagePipeline"
+        assert type(pipe.text_encoder_4).__name__ == "LlamaForCausalLM" and pipe.tokenizer_4 is not None
+
+
+def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it(models_dir):
+    as_real_hidream(models_dir, with_llama=False)
+    store = ModelStore(models_dir, offline=True)
+    assert not store.is_on_disk(model_spec("hidream-i1-dev"))
+    with pytest.raises(ModelNotAvailable) as error:
+        store.ensure(model_spec("hidream-i1-dev"))
+    assert f"hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include '*.json' '*.safetensors' --local-dir {models_dir / 'llama-3.1-8b-instruct'}" in str(error.value)
+    assert "HiDream-ai/HiDream-I1-Dev" not in str(error.value), "the HiDream repo itself is on disk"
+
+
+def test_a_missing_hidream_with_its_llama_on_disk_asks_only_for_the_hidream_repo(models_dir):
+    shutil.copytree(models_dir / "demo" / "demo-llama", models_dir / "llama-3.1-8b-instruct")
+    with pytest.raises(ModelNotAvailable) as error:
+        ModelStore(models_dir, offline=True).ensure(model_spec("hidream-i1-fast"))
+    assert "hf download HiDream-ai/HiDream-I1-Fast" in str(error.value) and "meta-llama" not in str(error.value)
+
+
+def hub_refusal(status: int):
+    import httpx
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    url = "https://huggingface.co/api/models/meta-llama/Meta-Llama-3.1-8B-Instruct"
+    response = httpx.Response(status, request=httpx.Request("GET", url))
+    return GatedRepoError("gated", response=response) if status == 403 else HfHubHTTPError("unauthorized", response=response)
+
+
+@pytest.mark.parametrize("status", [403, 401])
+def test_a_refused_llama_download_names_the_repo_and_asks_for_the_licence_and_a_login(models_dir, monkeypatch, status):
+    """The HiDream repo downloads; the gated Llama repo answers 403 (licence not accepted) or 401 (not logged in)."""
+    downloaded = []
+
+    def fake_snapshot_download(repo_id, local_dir=None, allow_patterns=None, local_files_only=False, tqdm_class=None):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        if repo_id.startswith("meta-llama/"):
+            raise hub_refusal(status)
+        downloaded.append(repo_id)
+        shutil.copytree(models_dir / "demo" / "demo-hidream", local_dir)
+        return str(local_dir)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    with pytest.raises(ModelNotAvailable) as error:
+        ModelStore(models_dir, offline=False).ensure(model_spec("hidream-i1-full"))
+    message = str(error.value)
+    assert "https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct" in message and "accept its licence" in message
+    assert "HF_TOKEN" in message and "huggingface-cli login" in message and "HiDream-I1 Full" in message
+    assert downloaded == ["HiDream-ai/HiDream-I1-Full"] and (models_dir / "hidream-i1-full" / "model_index.json").is_file()
+    assert not (models_dir / "llama-3.1-8b-instruct").exists(), "nothing half-downloaded looks like the encoder"

@@ -9,8 +9,9 @@ GB = 1_000_000_000
 
 
 def sizes_of(model_id: str) -> dict[str, ComponentSize]:
-    # Real component sizes from the catalog; blocks as in the real transformers (SD3 24, FLUX 57).
-    blocks = {"sd3-medium": 24, "flux1-dev": 57}[model_id]
+    # Real component sizes from the catalog; blocks as in the real transformers (SD3 24, FLUX 57, HiDream 16 + 32,
+    # CogView4 28).
+    blocks = {"sd3-medium": 24, "flux1-dev": 57, "hidream-i1-full": 48, "cogview4-6b": 28}[model_id]
     sizes = {}
     for name, total in model_spec(model_id).component_bytes.items():
         block = total // blocks if name == "transformer" else total // 24
@@ -45,7 +46,7 @@ def test_24gb_cannot_hold_flux_whole_and_offloads_the_largest_first(presets):
 
 
 @pytest.mark.parametrize("preset_id", ["6gb", "8gb-laptop", "12gb", "16gb"])
-@pytest.mark.parametrize("model_id", ["sd3-medium", "flux1-dev"])
+@pytest.mark.parametrize("model_id", ["sd3-medium", "flux1-dev", "hidream-i1-full", "cogview4-6b"])
 def test_every_gpu_preset_finds_a_plan_within_its_budget(presets, preset_id, model_id):
     result = plan(model_id, presets[preset_id])
     assert result.predicted_peak_vram_bytes <= presets[preset_id].usable_vram_bytes
@@ -75,7 +76,20 @@ def test_predicted_peak_counts_resident_plus_the_largest_visitor():
     assert predicted_peak(components, sizes, 1) == 7 * GB
 
 
+def test_8gb_laptop_runs_hidreams_four_encoders_and_cogview4s_glm_in_turn_streaming_the_big_ones(presets):
+    hidream = plan("hidream-i1-full", presets["8gb-laptop"])
+    cogview4 = plan("cogview4-6b", presets["8gb-laptop"])
+    encoders = {**{f"hidream {n}": p for n, p in hidream.components.items() if n.startswith("text_encoder")},
+                **{f"cogview4 {n}": p for n, p in cogview4.components.items() if n.startswith("text_encoder")}}
+    assert len(encoders) == 5
+    assert Placement.RESIDENT not in encoders.values(), "no encoder stays on the GPU while the transformer runs"
+    # The 16 GB Llama, the 9.5 GB T5 and the 17.6 GB GLM cannot visit 8 GB whole: they stream from RAM.
+    for name in ("hidream text_encoder_4", "hidream text_encoder_3", "cogview4 text_encoder"):
+        assert encoders[name] in (Placement.STREAM, Placement.SEQUENTIAL)
+    assert hidream.predicted_peak_vram_bytes <= hidream.usable_vram_bytes
+
+
 def test_the_family_roles_cover_every_component_of_the_real_models():
-    for model_id in ("sd3-medium", "flux1-dev"):
+    for model_id in ("sd3-medium", "flux1-dev", "hidream-i1-full", "cogview4-6b"):
         family = FAMILIES[model_spec(model_id).family]
         assert set(sizes_of(model_id)) <= set(family.component_roles)

@@ -7,9 +7,14 @@ import pytest
 import torch
 
 from pipelines.catalog import Family
-from pipelines.tiny import build_tiny_model
+from pipelines.tiny import build_tiny_companion, build_tiny_model
 
-PIPELINES = {Family.SD3: "StableDiffusion3Pipeline", Family.FLUX: "FluxPipeline"}
+PIPELINES = {
+    Family.SD3: "StableDiffusion3Pipeline", Family.FLUX: "FluxPipeline", Family.HIDREAM: "HiDreamImagePipeline",
+    Family.COGVIEW4: "CogView4Pipeline",
+}
+# HiDream needs its separate Llama folder and rescales every size: tests/pipelines/test_image_families.py runs it.
+RUN_AS_SAVED = [family for family in PIPELINES if family is not Family.HIDREAM]
 
 
 @pytest.mark.parametrize("family", list(PIPELINES))
@@ -25,7 +30,7 @@ def test_tiny_model_is_saved_in_the_real_folder_layout(tmp_path, family):
     assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) < 8_000_000
 
 
-@pytest.mark.parametrize("family", list(PIPELINES))
+@pytest.mark.parametrize("family", RUN_AS_SAVED)
 @pytest.mark.parametrize("width, height", [(256, 256), (256, 384)])
 def test_tiny_model_runs_two_steps_at_the_requested_size(demo_models_dir, family, width, height):
     pipe = getattr(diffusers, PIPELINES[family]).from_pretrained(demo_models_dir / "demo" / f"demo-{family.value}")
@@ -40,3 +45,14 @@ def test_same_seed_builds_the_same_weights(tmp_path):
     build_tiny_model(Family.SD3, tmp_path / "b", seed=3)
     name = "transformer/diffusion_pytorch_model.safetensors"
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_tiny_hidream_leaves_its_llama_encoder_to_a_folder_of_its_own_as_published(tmp_path):
+    build_tiny_model(Family.HIDREAM, tmp_path / "hidream")
+    build_tiny_companion(Family.HIDREAM, tmp_path / "llama")
+    index = json.loads((tmp_path / "hidream" / "model_index.json").read_text())
+    assert index["text_encoder_4"] == [None, None] and index["tokenizer_4"] == [None, None]
+    assert not (tmp_path / "hidream" / "text_encoder_4").exists()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "llama" / name).is_file()
+    assert json.loads((tmp_path / "llama" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
