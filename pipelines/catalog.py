@@ -408,6 +408,9 @@ LORA_KEY_MARKERS: tuple[tuple[str, Family], ...] = (
     ("single_blocks", Family.FLUX),
     ("joint_blocks", Family.SD3),
     ("transformer_blocks", Family.SD3),
+    # ACE-Step's DiT names its attention `layers.N.self_attn` / `cross_attn`, in diffusers' and the original layout.
+    (".cross_attn.", Family.ACE_STEP),
+    (".self_attn.", Family.ACE_STEP),
 )
 
 # Component sizes in bytes as published (bf16/fp16 safetensors), used to plan placement before loading.

@@ -26,6 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from pipelines.catalog import MODELS, ModelSpec, MusicDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
+from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
 from pipelines.memory.planner import Workload
@@ -108,6 +109,8 @@ class MusicRequest:
     time_signature: str | None = None
     language: str = "en"
     audio_format: str = "wav"
+    # LoRAs from the library with their weights: "name:weight" entries (a string or a list), or LoraChoices.
+    loras: str | tuple = ()
 
     def check(self) -> "MusicRequest":
         """A copy with defaults filled in; InvalidRequest names the first bad field. The range is checked
@@ -149,7 +152,7 @@ class MusicRequest:
             self, tags=tags, lyrics=lyrics, task=task_name, duration=duration, steps=steps, guidance=guidance, shift=shift,
             cover_strength=cover_strength, seed=seed, start=start, end=end, audio=str(self.audio) if task.needs_audio else None,
             bpm=_bpm(self.bpm), key=_key(self.key), time_signature=_time_signature(self.time_signature),
-            language=_language(self.language), audio_format=audio_format,
+            language=_language(self.language), audio_format=audio_format, loras=parse_lora_list(self.loras),
         )
 
 
@@ -290,10 +293,12 @@ def splice(original: np.ndarray, generated: np.ndarray, start: int, end: int) ->
     return np.clip(result, -1.0, 1.0)
 
 
-def _run_with_one_retry(manager: ModelManager, spec: ModelSpec, workload: Workload, job: Job, call) -> np.ndarray:
+def _run_with_one_retry(
+    manager: ModelManager, spec: ModelSpec, workload: Workload, loras: list[ActiveLora], job: Job, call,
+) -> np.ndarray:
     for attempt in (1, 2):
         try:
-            with manager.use(spec.id, workload, on_progress=job.report) as pipe:
+            with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe:
                 job.check_stop()
                 return call(pipe)
         except RetryAfterOutOfMemory:
@@ -307,6 +312,7 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
     request = request.check()
     spec = MUSIC_MODELS[request.model]
     task = TASKS[request.task]
+    loras = manager.store.loras.resolve(request.loras, spec)
     seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
     notes: list[str] = []
     clip = read_clip(request.audio) if task.needs_audio else None
@@ -366,7 +372,7 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
 
     workload = music_workload(math.ceil(length / SAMPLES_PER_FRAME), request.guidance)
     try:
-        generated = _run_with_one_retry(manager, spec, workload, job, call)
+        generated = _run_with_one_retry(manager, spec, workload, loras, job, call)
     except JobStopped:
         return MusicResult(None, stopped=True, seconds=time.monotonic() - started)
 
@@ -403,6 +409,7 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         "key": request.key,
         "time_signature": request.time_signature,
         "language": request.language,
+        "loras": [lora.record() for lora in loras],
         "audio_format": request.audio_format,
         "sample_rate": SAMPLE_RATE,
         "channels": CHANNELS,

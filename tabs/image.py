@@ -11,9 +11,9 @@ import gradio as gr
 from pipelines.catalog import MODELS_BY_ID, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import DEFAULT_STRENGTH, IMAGE_MODELS, ImageRequest, ImageResult, generate_image
-from pipelines.lora_library import LoraChoice, parse_lora_list
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
@@ -58,27 +58,8 @@ class ImageTab:
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
             used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
-            lora_text(LoraChoice(lora["file"], lora["weight"]) for lora in used.get("loras") or []),
+            recorded_lora_text(used),
         )
-
-
-def lora_text(choices) -> str:
-    """LoRAs as the text field shows them: one `name:weight` per line."""
-    return "\n".join(choice.as_text() for choice in choices)
-
-
-def lora_names(context: AppContext, model_id: str) -> list[str]:
-    """The library's LoRAs that fit `model_id`'s family."""
-    spec = IMAGE_MODELS.get(model_id)
-    return [lora.name for lora in context.store.loras.for_family(spec.family)] if spec else []
-
-
-def chosen_loras(text: str) -> list[LoraChoice]:
-    """The LoRAs in the text field; none while it is being typed into and does not parse yet."""
-    try:
-        return list(parse_lora_list(text))
-    except InvalidRequest:
-        return []
 
 
 def build(context: AppContext) -> ImageTab:
@@ -111,18 +92,8 @@ def build(context: AppContext) -> ImageTab:
                     label="Sampler", choices=[c.name for c in family.schedulers], value=spec.defaults.scheduler, elem_id="image-sampler",
                     allow_custom_value=True,
                 )
-            with gr.Accordion("LoRAs", open=False):
-                with gr.Row():
-                    lora_files = gr.Dropdown(
-                        choices=lora_names(context, default_model), value=[], multiselect=True, allow_custom_value=True,
-                        label="LoRAs for this model", elem_id="image-lora-files", scale=4,
-                    )
-                    lora_refresh = gr.Button("Refresh", size="sm", scale=0, elem_id="image-lora-refresh")
-                loras = gr.Textbox(
-                    value="", label="Weights: one name:weight per line (1 = full strength, 0 = off, negative subtracts)", lines=2,
-                    placeholder="style.safetensors:0.8", elem_id="image-loras",
-                )
-                gr.Markdown(f"Put `.safetensors` LoRAs in `{context.store.loras.folder}`, then press Refresh.")
+            lora_picker = build_lora_picker(context, model, default_model, "image")
+            lora_files, loras = lora_picker.files, lora_picker.text
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -219,8 +190,7 @@ def build(context: AppContext) -> ImageTab:
             return [gr.skip()] * 6
         defaults = IMAGE_MODELS[model_id].defaults
         # LoRAs made for another family would only be refused: keep those that fit the new model.
-        fitting = set(lora_names(context, model_id))
-        kept = lora_text(choice for choice in chosen_loras(lora_list) if choice.name in fitting)
+        kept = fitting_lora_text(context, model_id, lora_list)
         return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler, kept
 
     model.input(
@@ -228,28 +198,13 @@ def build(context: AppContext) -> ImageTab:
         api_visibility="private",
     )
 
-    def pick_loras(names, lora_list):
-        """The picked files as weight lines, keeping the weights already typed for them."""
-        weights = {choice.name: choice.weight for choice in chosen_loras(lora_list)}
-        return lora_text(LoraChoice(name, weights.get(name, 1.0)) for name in names or [])
-
-    lora_files.input(pick_loras, inputs=[lora_files, loras], outputs=[loras], api_visibility="private")
-
-    def show_chosen_loras(lora_list, model_id):
-        """The picker follows the text (typed, or restored by "reuse settings"), and the library as it is now."""
-        names = lora_names(context, model_id)
-        return gr.update(choices=names, value=[choice.name for choice in chosen_loras(lora_list) if choice.name in names])
-
-    loras.change(show_chosen_loras, inputs=[loras, model], outputs=[lora_files], api_visibility="private")
-    lora_refresh.click(show_chosen_loras, inputs=[loras, model], outputs=[lora_files], api_visibility="private")
-
     def list_loras(model: str = "") -> list[dict]:
         """The LoRA library: each file's name (as /generate_image takes it) and the family it was made for; with a
         model id, only the LoRAs that fit it."""
-        if model and model not in IMAGE_MODELS:
-            raise gr.Error(f"model: unknown image model {model!r}; choose one of {', '.join(IMAGE_MODELS)}")
+        if model and model not in MODELS_BY_ID:
+            raise gr.Error(f"model: unknown model {model!r}; /models lists them")
         if model:
-            return [{"name": name, "family": IMAGE_MODELS[model].family.value} for name in lora_names(context, model)]
+            return [{"name": name, "family": MODELS_BY_ID[model].family.value} for name in lora_names(context, model)]
         return [{"name": lora.name, "family": lora.family.value if lora.family else None} for lora in context.store.loras.scan()]
 
     # For scripts. Not a GPU event: it only reads the LoRA folder.

@@ -15,11 +15,12 @@ from pipelines.music_runner import (
 )
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.lora_picker import build_lora_picker, recorded_lora_text
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
 SETTINGS_FIELDS = (
     "model", "task", "tags", "lyrics", "duration", "steps", "guidance", "shift", "seed", "bpm", "key", "time_signature",
-    "language", "start", "end", "cover_strength", "audio_format",
+    "language", "start", "end", "cover_strength", "audio_format", "loras",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not music."
 LYRICS_PLACEHOLDER = "[verse]\nCity lights are fading slow\n[chorus]\nCarry me where the rivers go\n[bridge]\n…\n\nLeave empty for an instrumental."
@@ -66,6 +67,7 @@ class MusicTab:
         values["end"] = -1 if values["end"] is None else values["end"]
         values["start"] = values["start"] or 0
         values["cover_strength"] = values["cover_strength"] if values["cover_strength"] is not None else 1.0
+        values["loras"] = recorded_lora_text(used)
         return tuple(gr.skip() if value is None else value for value in values.values())
 
 
@@ -114,6 +116,7 @@ def build(context: AppContext) -> MusicTab:
             with gr.Row():
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="music-seed")
                 audio_format = gr.Dropdown(choices=list(AUDIO_FORMATS), value="wav", label="File format", elem_id="music-format", allow_custom_value=True)
+            loras = build_lora_picker(context, model, default_model, "music").text
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="music-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="music-stop")
@@ -123,6 +126,14 @@ def build(context: AppContext) -> MusicTab:
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="music-parameters")
 
+    def apply_model_defaults(model_id):
+        """A model chosen by hand brings its own steps, guidance and shift (turbo 8 steps, base 32 with guidance)."""
+        if model_id not in MUSIC_MODELS:
+            return [gr.skip()] * 3
+        chosen = MUSIC_MODELS[model_id].defaults
+        return chosen.steps, chosen.guidance, chosen.shift
+
+    model.input(apply_model_defaults, inputs=[model], outputs=[steps, guidance, shift], api_visibility="private")
     task.change(task_controls, inputs=[task], outputs=[input_audio, start, end, cover_strength, duration], api_visibility="private")
 
     @shown_to_user
@@ -130,15 +141,15 @@ def build(context: AppContext) -> MusicTab:
     def music_handler(
         tags, lyrics=None, duration=None, steps=None, guidance=None, seed=-1, task="text2music", audio=None, start=None, end=None,
         model=None, bpm=None, key=None, time_signature=None, language="en", shift=None, cover_strength=None, audio_format="wav",
-        request: gr.Request = None, progress=gr.Progress(),
+        loras=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = MusicRequest(
             tags=tags, lyrics=lyrics, model=model or default_model, task=task, duration=duration, steps=steps, guidance=guidance,
             shift=shift, seed=seed, audio=audio, start=start, end=end, cover_strength=cover_strength, bpm=bpm, key=key,
-            time_signature=time_signature, language=language, audio_format=audio_format,
+            time_signature=time_signature, language=language, audio_format=audio_format, loras=loras,
         ).check()
         values = (model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                  cover_strength, audio_format)
+                  cover_strength, audio_format, loras)
         context.settings.update("music", dict(zip(SETTINGS_FIELDS, values)))
         spec = MUSIC_MODELS[checked.model]
         job_summary = f"{spec.name} · {TASKS[checked.task].label}"
@@ -151,7 +162,7 @@ def build(context: AppContext) -> MusicTab:
 
     inputs = [
         tags, lyrics, duration, steps, guidance, seed, task, input_audio, start, end, model, bpm, key, time_signature, language,
-        shift, cover_strength, audio_format,
+        shift, cover_strength, audio_format, loras,
     ]
     generate.click(music_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="generate_music", **GPU_QUEUE)
 
@@ -161,7 +172,7 @@ def build(context: AppContext) -> MusicTab:
 
     stop.click(stop_handler, outputs=[summary], api_visibility="private")
     settings = [model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                cover_strength, audio_format]
+                cover_strength, audio_format, loras]
     return MusicTab(context, settings)
 
 
@@ -173,6 +184,8 @@ def _shown(result: MusicResult, demo: bool):
         f"{result.audio_seconds:.1f} s of music in {result.seconds:.1f} s · {TASKS[used['task']].label} · "
         f"seed {used['seed']} · {used['audio_format'].upper()}"
     )
+    if used.get("loras"):
+        summary += " · LoRAs: " + ", ".join(f"{lora['file']}:{lora['weight']:g}" for lora in used["loras"])
     for note in result.notes:
         summary += "\n\n" + note
     if demo:

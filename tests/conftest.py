@@ -34,6 +34,7 @@ def demo_loras_dir(tmp_path_factory) -> Path:
     build_tiny_lora(Family.SD3, folder / "detail.safetensors", seed=1)
     build_tiny_lora(Family.SD3, folder / "style.safetensors", seed=2)
     build_tiny_lora(Family.FLUX, folder / "flux" / "glow.safetensors", seed=3)
+    build_tiny_lora(Family.ACE_STEP, folder / "music" / "lofi.safetensors", seed=4)
     (folder / "notes.safetensors").write_bytes(b"not a safetensors file")
     return folder
 

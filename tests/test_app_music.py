@@ -74,3 +74,12 @@ def test_a_range_past_the_end_of_the_clip_is_a_clear_error(client, song):
     with pytest.raises(Exception) as error:
         client.predict(tags="rock", task="repaint", audio=handle_file(str(song)), start=1.0, end=7.5, api_name="/generate_music")
     assert "end: 7.5 s is past the end of the clip (3.00 s)" in str(error.value)
+
+
+def test_generate_music_takes_a_lora_from_the_library(client):
+    assert client.predict(model="demo-ace-step", api_name="/loras") == [{"name": "music/lofi.safetensors", "family": "ace_step"}]
+    _, used, summary = client.predict(
+        tags="lo-fi beat", duration=2.0, steps=2, seed=4, loras="music/lofi.safetensors:0.7", api_name="/generate_music",
+    )
+    assert [(lora["file"], lora["weight"]) for lora in used["parameters"]["loras"]] == [("music/lofi.safetensors", 0.7)]
+    assert "LoRAs: music/lofi.safetensors:0.7" in summary

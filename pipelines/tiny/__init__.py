@@ -39,6 +39,7 @@ def build_tiny_model(family: Family, folder: Path, seed: int = 0, task: Task | N
 _LORA_BUILDERS = {
     Family.SD3: sd3.build_lora,
     Family.FLUX: flux.build_lora,
+    Family.ACE_STEP: ace_step.build_lora,
 }
 
 

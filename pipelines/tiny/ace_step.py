@@ -166,3 +166,16 @@ def build(folder: Path, seed: int = 0, *, turbo: bool = True) -> None:
             audio_token_detokenizer=tiny_audio_token_detokenizer(seed + 5),
         )
         pipe.save_pretrained(folder)
+
+
+def build_lora(path: Path, seed: int) -> None:
+    """A random LoRA on the DiT's self- and cross-attention, as ACE-Step LoRAs are trained, in diffusers' layout."""
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+
+    transformer = tiny_transformer(seed, turbo=True)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    torch.manual_seed(seed + 1)
+    transformer = inject_adapter_in_model(config, transformer)
+    layers = get_peft_model_state_dict(transformer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    AceStepPipeline.save_lora_weights(path.parent, transformer_lora_layers=layers, weight_name=path.name)

@@ -260,3 +260,27 @@ def test_the_tiled_vae_decodes_a_long_clip_in_chunks_to_its_full_length(manager,
             hook.remove()
     assert len(tiles) >= 6 and max(tiles) <= 32
     assert soundfile.info(result.output.path).frames == 6 * RATE
+
+
+@pytest.fixture(scope="module")
+def lora_manager(demo_models_dir, demo_loras_dir, presets):
+    return ModelManager(ModelStore(demo_models_dir, offline=True, loras_dir=demo_loras_dir), presets["cpu"])
+
+
+def test_an_ace_step_lora_with_a_weight_changes_the_music_and_leaving_it_out_restores_it(lora_manager, outputs):
+    assert [lora.name for lora in lora_manager.store.loras.for_family(MODELS_BY_ID[MODEL].family)] == ["music/lofi.safetensors"]
+    base, _ = samples_of(make(lora_manager, outputs, duration=2.0).output.path)
+    with_lora = make(lora_manager, outputs, duration=2.0, loras="music/lofi.safetensors:0.8")
+    styled, _ = samples_of(with_lora.output.path)
+    assert not np.array_equal(base, styled)
+    record = with_lora.output.parameters["loras"]
+    assert [(lora["file"], lora["weight"]) for lora in record] == [("music/lofi.safetensors", 0.8)] and len(record[0]["sha256"]) == 16
+    lighter, _ = samples_of(make(lora_manager, outputs, duration=2.0, loras="music/lofi.safetensors:0.3").output.path)
+    assert not np.array_equal(lighter, styled)
+    again, _ = samples_of(make(lora_manager, outputs, duration=2.0).output.path)
+    assert np.array_equal(again, base)
+
+
+def test_an_image_lora_is_refused_for_music_by_name(lora_manager, outputs):
+    with pytest.raises(InvalidRequest, match="detail.safetensors is made for SD3"):
+        make(lora_manager, outputs, duration=2.0, loras="detail.safetensors:1")
