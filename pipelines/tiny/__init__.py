@@ -10,14 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family
-from pipelines.tiny import fish_speech, flux, sd3
+from pipelines.tiny import fish_speech, flux, sd3, sd15, sdxl
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 _BUILDERS = {
     Family.SD3: sd3.build,
     Family.FLUX: flux.build,
+    Family.SD15: sd15.build,
+    Family.SDXL: sdxl.build,
     Family.FISH_SPEECH: fish_speech.build,
 }
 

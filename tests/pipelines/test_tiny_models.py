@@ -9,7 +9,12 @@ import torch
 from pipelines.catalog import FAMILIES, Family
 from pipelines.tiny import build_tiny_model
 
-PIPELINES = {Family.SD3: "StableDiffusion3Pipeline", Family.FLUX: "FluxPipeline"}
+PIPELINES = {
+    Family.SD3: "StableDiffusion3Pipeline",
+    Family.FLUX: "FluxPipeline",
+    Family.SD15: "StableDiffusionPipeline",
+    Family.SDXL: "StableDiffusionXLPipeline",
+}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -18,7 +23,7 @@ def test_tiny_model_is_saved_in_the_real_folder_layout(tmp_path, family):
     build_tiny_model(family, folder)
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == PIPELINES[family]
-    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (folder / FAMILIES[family].denoiser / "diffusion_pytorch_model.safetensors").is_file()
     assert (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert (folder / "text_encoder" / "model.safetensors").is_file()
     assert (folder / "tokenizer" / "tokenizer_config.json").is_file()
