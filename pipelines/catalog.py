@@ -17,6 +17,8 @@ GB = 1_000_000_000
 class Family(str, Enum):
     SD3 = "sd3"
     FLUX = "flux"
+    SD15 = "sd15"
+    SDXL = "sdxl"
     FISH_SPEECH = "fish_speech"
 
 
@@ -61,6 +63,19 @@ class FamilySpec:
     call_kwargs: Mapping[str, object] = field(default_factory=dict)
     # The image-to-image pipeline built on the loaded one (same components).
     img2img_pipeline_class: str = ""
+    # The component that denoises: a transformer (SD3, FLUX) or a UNet (SD1.5, SDXL).
+    denoiser: str = "transformer"
+    # Components worth storing in fp8/int8/NF4 when the user or preset asks: the denoiser and the big text encoders.
+    quantizable: tuple[str, ...] = ("transformer",)
+    # Key fragments that say a single checkpoint file holds this family (original or diffusers layout).
+    file_markers: tuple[str, ...] = ()
+    # Whether a community single file holds the whole pipeline (SD1.5/SDXL) or only the denoiser (FLUX/SD3),
+    # the rest coming from the base model's folder.
+    file_holds_pipeline: bool = False
+    # Base model id by diffusers' name for the checkpoint type (`infer_diffusers_model_type`); the first is the default.
+    file_bases: Mapping[str, str] = field(default_factory=dict)
+    # Keyword arguments for loading this family's pipeline (from a folder or a single file).
+    load_kwargs: Mapping[str, object] = field(default_factory=dict)
 
     def denoiser_tokens(self, width: int, height: int) -> int:
         """Tokens one sample puts through the denoiser: one per 16×16 pixel patch, plus the text."""
@@ -106,6 +121,22 @@ class LoraSpec:
 
 
 @dataclass(frozen=True)
+class CheckpointFile:
+    """A single checkpoint file (a community fine-tune or a quantized transformer) and what it holds."""
+
+    path: str
+    # "safetensors" or "gguf".
+    format: str
+    # The quantization as users name the file variants (Q8_0, Q5_K_M…), or the stored dtype (bf16, fp8).
+    variant: str
+    size_bytes: int
+
+    @property
+    def file_name(self) -> str:
+        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     name: str
@@ -125,6 +156,11 @@ class ModelSpec:
     allow_patterns: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*/*.safetensors", "*/*.json", "*/*.txt", "*/*.model")
     # The file whose presence says the model's folder is complete.
     folder_marker: str = "model_index.json"
+    # The weight files to load where a repo ships several precisions (SD1.5/SDXL: fp16 copies beside fp32).
+    variant: str | None = None
+
+    # Set for a model found as one file in the models folder (see `pipelines/checkpoint_files.py`).
+    checkpoint: CheckpointFile | None = None
 
     @property
     def weight_bytes(self) -> int:
@@ -161,6 +197,15 @@ _FLOW_SCHEDULERS = (
     ),
 )
 
+# Samplers as SD1.5/SDXL users know them: the epsilon-prediction schedulers, not the flow-matching ones.
+_EPSILON_SCHEDULERS = (
+    SchedulerChoice("Euler", "EulerDiscreteScheduler"),
+    SchedulerChoice("DPM++ 2M", "DPMSolverMultistepScheduler", _frozen({"algorithm_type": "dpmsolver++", "solver_order": 2})),
+    SchedulerChoice("DPM++ 2M SDE", "DPMSolverMultistepScheduler", _frozen({"algorithm_type": "sde-dpmsolver++", "solver_order": 2})),
+    SchedulerChoice("UniPC", "UniPCMultistepScheduler"),
+    SchedulerChoice("DDIM", "DDIMScheduler"),
+)
+
 FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     Family.SD3: FamilySpec(
         family=Family.SD3,
@@ -172,6 +217,9 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
         img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
+        quantizable=("transformer", "text_encoder_3"),
+        file_markers=("joint_blocks.", "pos_embed.pos_embed"),
+        file_bases=_frozen({"sd3": "sd3-medium", "sd35_medium": "sd35-medium", "sd35_large": "sd35-large"}),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -191,10 +239,59 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         schedulers=_FLOW_SCHEDULERS[:1],
         text_tokens=512,
         img2img_pipeline_class="FluxImg2ImgPipeline",
+        quantizable=("transformer", "text_encoder_2"),
+        file_markers=("double_blocks.", "single_transformer_blocks."),
+        file_bases=_frozen({"flux-dev": "flux1-dev", "flux-schnell": "flux1-schnell"}),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
             "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+    Family.SDXL: FamilySpec(
+        family=Family.SDXL,
+        # The UNet takes any latent size (it upsamples to the skip connection's size); the VAE needs multiples of 8.
+        size_multiple=8,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        schedulers=_EPSILON_SCHEDULERS,
+        text_tokens=77,
+        guidance_doubles_batch=True,
+        img2img_pipeline_class="StableDiffusionXLImg2ImgPipeline",
+        denoiser="unet",
+        quantizable=("unet",),
+        file_markers=("conditioner.embedders.1.",),
+        file_holds_pipeline=True,
+        file_bases=_frozen({"xl_base": "sdxl-base"}),
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "unet": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+    Family.SD15: FamilySpec(
+        family=Family.SD15,
+        size_multiple=8,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        schedulers=_EPSILON_SCHEDULERS,
+        text_tokens=77,
+        guidance_doubles_batch=True,
+        img2img_pipeline_class="StableDiffusionImg2ImgPipeline",
+        denoiser="unet",
+        quantizable=("unet",),
+        file_markers=("cond_stage_model.",),
+        file_holds_pipeline=True,
+        file_bases=_frozen({"v1": "sd15"}),
+        # Community SD1.5 checkpoints ship without the safety checker; so do we (the model is run locally, by its owner).
+        load_kwargs=_frozen({"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}),
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "unet": Role.DENOISER,
             "vae": Role.VAE,
         }),
     ),
@@ -206,6 +303,11 @@ _FLUX_ENCODERS = {"text_encoder": 246_000_000, "text_encoder_2": 9_520_000_000, 
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
 
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
+
+_SD15_LICENCE = "CreativeML Open RAIL-M (use restrictions in the licence; commercial use allowed)."
+_SDXL_LICENCE = "CreativeML Open RAIL++-M (use restrictions in the licence; commercial use allowed)."
+# Only the diffusers folders: the repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies.
+_SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.fp16.safetensors", "*/model.fp16.safetensors")
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
@@ -279,6 +381,32 @@ MODELS: tuple[ModelSpec, ...] = (
         licence="Apache-2.0.",
     ),
     ModelSpec(
+        id="sd15",
+        name="Stable Diffusion 1.5",
+        family=Family.SD15,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionPipeline",
+        repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        defaults=CallDefaults(steps=25, guidance=7.0, width=512, height=512, scheduler="DPM++ 2M"),
+        component_bytes=_frozen({"unet": 1_720_000_000, "text_encoder": 246_000_000, "vae": 167_000_000}),
+        licence=_SD15_LICENCE,
+        allow_patterns=_SD_FILES,
+        variant="fp16",
+    ),
+    ModelSpec(
+        id="sdxl-base",
+        name="Stable Diffusion XL 1.0",
+        family=Family.SDXL,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionXLPipeline",
+        repo="stabilityai/stable-diffusion-xl-base-1.0",
+        defaults=CallDefaults(steps=30, guidance=6.0, width=1024, height=1024, scheduler="DPM++ 2M"),
+        component_bytes=_frozen({"unet": 5_140_000_000, "text_encoder": 246_000_000, "text_encoder_2": 1_390_000_000, "vae": 167_000_000}),
+        licence=_SDXL_LICENCE,
+        allow_patterns=_SD_FILES,
+        variant="fp16",
+    ),
+    ModelSpec(
         id="openaudio-s1-mini",
         name="OpenAudio S1-mini (Fish Speech)",
         family=Family.FISH_SPEECH,
@@ -327,6 +455,28 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(
+        id="demo-sd15",
+        name="SD1.5 (tiny)",
+        family=Family.SD15,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=7.0, width=256, height=256),
+        component_bytes=_frozen({"unet": 1_000_000, "text_encoder": 500_000, "vae": 1_000_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-sdxl",
+        name="SDXL (tiny)",
+        family=Family.SDXL,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionXLPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=6.0, width=256, height=256),
+        component_bytes=_frozen({"unet": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
         id="demo-fish-speech",
         name="Fish Speech (tiny)",
         family=Family.FISH_SPEECH,
@@ -342,10 +492,31 @@ MODELS: tuple[ModelSpec, ...] = (
 
 MODELS_BY_ID: Mapping[str, ModelSpec] = _frozen({spec.id: spec for spec in MODELS})
 
+# Entries for the checkpoint files found in the models folder, keyed by file name. The scan
+# (`ModelStore.scan_files`) replaces them whole; they are the only catalog entries not fixed at import,
+# because which files a person drops in their models folder is only known at run time.
+_file_models: Mapping[str, ModelSpec] = _frozen({})
+
+
+def set_file_models(specs: list[ModelSpec]) -> None:
+    global _file_models
+    _file_models = _frozen({spec.id: spec for spec in specs})
+
+
+def all_models() -> tuple[ModelSpec, ...]:
+    """The fixed catalog, then the checkpoint files found by the last scan of the models folder."""
+    return MODELS + tuple(_file_models.values())
+
+
+def image_models() -> dict[str, ModelSpec]:
+    return {spec.id: spec for spec in all_models() if spec.task is Task.TEXT_TO_IMAGE}
+
 
 def model_spec(model_id: str) -> ModelSpec:
-    """The catalog entry for `model_id`; KeyError when there is none."""
-    return MODELS_BY_ID[model_id]
+    """The catalog entry for `model_id` (a fixed entry or a scanned file); KeyError when there is none."""
+    if model_id in MODELS_BY_ID:
+        return MODELS_BY_ID[model_id]
+    return _file_models[model_id]
 
 
 def family_spec(family: Family) -> FamilySpec:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 FFMPEG_TIMEOUT_S = 600
 # A picture's header states its size; refusing big ones before decoding stops decompression bombs.
 MAX_IMAGE_PIXELS = 64 * 1024**2
+_HASH_CHUNK_BYTES = 16 * 1024**2
 
 
 def ffmpeg_exe() -> str:
@@ -56,7 +58,23 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def file_digest(path: Path) -> str:
     """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return file_sha256(path)[:16]
+
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 in hex (what model sites list for a checkpoint), computed once per version of the file."""
+    stat = Path(path).stat()
+    return _sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _sha256(path: Path, size_bytes: int, mtime_ns: int) -> str:
+    # Read in chunks: a checkpoint can be larger than the free RAM.
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(_HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The Image tab: text to image with SD3 and FLUX. Endpoint: /generate_image."""
+"""The Image tab: text to image with SD3, FLUX, SDXL and SD1.5, and checkpoint files from the models folder.
+Endpoint: /generate_image."""
 
 from __future__ import annotations
 
@@ -7,25 +8,32 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, Task, family_spec
+from pipelines.catalog import Task, family_spec, image_models
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.image_runner import DEFAULT_STRENGTH, IMAGE_MODELS, ImageRequest, ImageResult, generate_image
+from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image
+from pipelines.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
-SETTINGS_FIELDS = ("model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength")
+SETTINGS_FIELDS = (
+    "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "weights",
+)
+# The Weights choice that leaves the format to the hardware preset.
+PRESET_WEIGHTS = "preset"
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
 
 def model_info(model_id: str) -> str:
-    spec = MODELS_BY_ID.get(model_id)
+    spec = image_models().get(model_id)
     if spec is None:
         return ""
     if spec.demo:
         return DEMO_NOTE
+    if spec.checkpoint:
+        return f"**{spec.checkpoint.file_name}** · {spec.checkpoint.size_bytes / 1e9:.1f} GB file · base: {spec.base} · {spec.licence}"
     return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
 
 
@@ -46,18 +54,19 @@ class ImageTab:
 
     def values_from(self, used: dict, source: str) -> tuple:
         model_id = used.get("model")
-        if model_id not in IMAGE_MODELS:
+        if model_id not in image_models():
             raise gr.Error(f"{source} was made with a model this app does not know ({model_id!r}).")
         return (
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
             used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
+            used.get("weights") or PRESET_WEIGHTS,
         )
 
 
 def build(context: AppContext) -> ImageTab:
     choices, default_model = model_choices(context, Task.TEXT_TO_IMAGE)
-    spec = MODELS_BY_ID[default_model]
+    spec = image_models()[default_model]
     family = family_spec(spec.family)
 
     with gr.Row():
@@ -85,6 +94,11 @@ def build(context: AppContext) -> ImageTab:
                     label="Sampler", choices=[c.name for c in family.schedulers], value=spec.defaults.scheduler, elem_id="image-sampler",
                     allow_custom_value=True,
                 )
+            weights = gr.Dropdown(
+                label="Weights", choices=[(f"Preset's choice ({context.manager.preset.weights})", PRESET_WEIGHTS), *WEIGHT_FORMATS],
+                value=PRESET_WEIGHTS, elem_id="image-weights",
+                info="fp8/int8 halve the memory of the transformer and big text encoders; NF4 quarters it (NVIDIA GPUs only)",
+            )
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -108,15 +122,16 @@ def build(context: AppContext) -> ImageTab:
     # A default of None makes the start image optional for gradio_client.
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
-        strength=DEFAULT_STRENGTH, request: gr.Request = None, progress=gr.Progress(),
+        strength=DEFAULT_STRENGTH, weights=PRESET_WEIGHTS, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
+            weights=None if weights == PRESET_WEIGHTS else weights,
         ).check()
-        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength)
+        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, weights)
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
-        spec = MODELS_BY_ID[model]
+        spec = image_models()[model]
         summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}"
         try:
             with context.queue.run(owner_of(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
@@ -134,14 +149,14 @@ def build(context: AppContext) -> ImageTab:
 
     generate.click(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, weights],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
     )
     prompt.submit(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, weights],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,
@@ -154,7 +169,7 @@ def build(context: AppContext) -> ImageTab:
     stop.click(stop_handler, outputs=[result], api_name="stop")
 
     def show_model_controls(model_id):
-        chosen = IMAGE_MODELS.get(model_id)
+        chosen = image_models().get(model_id)
         if chosen is None:
             return gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
@@ -167,9 +182,10 @@ def build(context: AppContext) -> ImageTab:
     model.change(show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler], api_visibility="private")
 
     def apply_model_defaults(model_id):
-        if model_id not in IMAGE_MODELS:
+        chosen = image_models().get(model_id)
+        if chosen is None:
             return [gr.skip()] * 5
-        defaults = IMAGE_MODELS[model_id].defaults
+        defaults = chosen.defaults
         return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler
 
     model.input(
@@ -183,11 +199,11 @@ def build(context: AppContext) -> ImageTab:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength]
+    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, weights]
 
     def size_from_start_image(path, model_id):
         """The start image's size, to the nearest size the model takes, in the width and height fields."""
-        chosen = IMAGE_MODELS.get(model_id)
+        chosen = image_models().get(model_id)
         if not path or chosen is None:
             return gr.skip(), gr.skip()
         try:
