@@ -112,9 +112,9 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         seed=99, scheduler="Heun", api_name="/generate_image",
     )
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength = restored
-    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength) == (
-        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, weights = restored
+    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength, weights) == (
+        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, "as shipped"
     )
 
 

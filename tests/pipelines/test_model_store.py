@@ -100,4 +100,4 @@ def test_demo_models_are_offered_only_without_real_weights_or_in_demo_mode(model
     assert "demo-fish-speech" in offered, "real image weights do not hide the demo of another task"
 
     offered = {listing.spec.id for listing in list_models(store, demo_mode=True) if listing.offered}
-    assert offered == {"demo-sd3", "demo-sd3-hyper8", "demo-flux", "demo-fish-speech"}
+    assert offered == {"demo-sd3", "demo-sd3-hyper8", "demo-flux", "demo-sd15", "demo-sdxl", "demo-fish-speech"}
