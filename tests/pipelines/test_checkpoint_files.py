@@ -78,6 +78,69 @@ def sd3_original_layout(diffusers_state: dict) -> dict:
     return original
 
 
+def sd15_original_layout(folder) -> dict:
+    """A tiny SD1.5 pipeline as one file in the original (CompVis/LDM) layout community checkpoints use: the inverse of
+    what diffusers' `convert_ldm_unet_checkpoint`, `convert_ldm_vae_checkpoint` and `convert_ldm_clip_checkpoint` read."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet")
+    layers = unet.config.layers_per_block
+    blocks = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+              "conv_norm_out.": "out.0.", "conv_out.": "out.2.", "mid_block.resnets.0.": "middle_block.0.",
+              "mid_block.attentions.0.": "middle_block.1.", "mid_block.resnets.1.": "middle_block.2."}
+    for i, block in enumerate(unet.down_blocks):
+        for j in range(layers):
+            blocks[f"down_blocks.{i}.resnets.{j}."] = f"input_blocks.{1 + i * (layers + 1) + j}.0."
+            blocks[f"down_blocks.{i}.attentions.{j}."] = f"input_blocks.{1 + i * (layers + 1) + j}.1."
+        blocks[f"down_blocks.{i}.downsamplers.0.conv."] = f"input_blocks.{(i + 1) * (layers + 1)}.0.op."
+    for i, block in enumerate(unet.up_blocks):
+        for j in range(layers + 1):
+            blocks[f"up_blocks.{i}.resnets.{j}."] = f"output_blocks.{i * (layers + 1) + j}.0."
+            blocks[f"up_blocks.{i}.attentions.{j}."] = f"output_blocks.{i * (layers + 1) + j}.1."
+        has_attention = getattr(block, "attentions", None) is not None
+        blocks[f"up_blocks.{i}.upsamplers.0.conv."] = f"output_blocks.{i * (layers + 1) + layers}.{2 if has_attention else 1}.conv."
+    resnet_parts = {"norm1.": "in_layers.0.", "conv1.": "in_layers.2.", "time_emb_proj.": "emb_layers.1.", "norm2.": "out_layers.0.",
+                    "conv2.": "out_layers.3.", "conv_shortcut.": "skip_connection."}
+    original = {}
+    for name, tensor in unet.state_dict().items():
+        prefix = max((p for p in blocks if name.startswith(p)), key=len)
+        rest = name[len(prefix):]
+        if ".resnets." in prefix:
+            rest = next((new + rest[len(old):] for old, new in resnet_parts.items() if rest.startswith(old)), rest)
+        original["model.diffusion_model." + blocks[prefix] + rest] = tensor
+
+    vae = AutoencoderKL.from_pretrained(folder / "vae")
+    count = len(vae.config.block_out_channels)
+    vae_blocks = {"encoder.conv_norm_out.": "encoder.norm_out.", "decoder.conv_norm_out.": "decoder.norm_out.",
+                  "encoder.mid_block.resnets.0.": "encoder.mid.block_1.", "encoder.mid_block.resnets.1.": "encoder.mid.block_2.",
+                  "decoder.mid_block.resnets.0.": "decoder.mid.block_1.", "decoder.mid_block.resnets.1.": "decoder.mid.block_2.",
+                  "encoder.mid_block.attentions.0.": "encoder.mid.attn_1.", "decoder.mid_block.attentions.0.": "decoder.mid.attn_1."}
+    for i in range(count):
+        up = count - 1 - i
+        for j in range(vae.config.layers_per_block + 1):
+            vae_blocks[f"encoder.down_blocks.{i}.resnets.{j}."] = f"encoder.down.{i}.block.{j}."
+            vae_blocks[f"decoder.up_blocks.{i}.resnets.{j}."] = f"decoder.up.{up}.block.{j}."
+        vae_blocks[f"encoder.down_blocks.{i}.downsamplers.0.conv."] = f"encoder.down.{i}.downsample.conv."
+        vae_blocks[f"decoder.up_blocks.{i}.upsamplers.0.conv."] = f"decoder.up.{up}.upsample.conv."
+    attention_parts = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.", "to_out.0.": "proj_out."}
+    for name, tensor in vae.state_dict().items():
+        prefix = max((p for p in vae_blocks if name.startswith(p)), key=len, default="")
+        rest = name[len(prefix):]
+        if ".attentions." in prefix:
+            rest = next(new + rest[len(old):] for old, new in attention_parts.items() if rest.startswith(old))
+            if tensor.ndim == 2:  # the original attention is 1×1 convolutions
+                tensor = tensor[:, :, None, None]
+        rest = rest.replace("conv_shortcut.", "nin_shortcut.")
+        original["first_stage_model." + vae_blocks.get(prefix, prefix) + rest] = tensor
+
+    clip = CLIPTextModel.from_pretrained(folder / "text_encoder")
+    for name, tensor in clip.state_dict().items():
+        # transformers 5.6+ dropped CLIPTextModel's `text_model.` level; checkpoints still have it.
+        original["cond_stage_model.transformer." + ("" if name.startswith("text_model.") else "text_model.") + name] = tensor
+    return {name: tensor.contiguous() for name, tensor in original.items()}
+
+
 def demo_transformer_state(models_dir, model_id: str, model_class) -> dict:
     transformer = model_class.from_pretrained(models_dir / "demo" / model_id / "transformer")
     return {name: tensor.contiguous() for name, tensor in transformer.state_dict().items()}
@@ -138,6 +201,17 @@ def test_a_flux_transformer_file_loads_against_the_local_config_and_matches_the_
     manager = ModelManager(ModelStore(models_dir, offline=True), presets["cpu"])
     manager.store.scan_files()
     assert np.array_equal(pixels(run(manager, outputs, path.name)), pixels(run(manager, outputs, "demo-flux")))
+
+
+def test_an_sd15_checkpoint_in_the_original_layout_gives_the_image_of_the_folder_model(models_dir, presets, outputs):
+    path = with_base(models_dir / "tiny-absolute-reality.safetensors", "demo-sd15")
+    save_file(sd15_original_layout(models_dir / "demo" / "demo-sd15"), path)
+    store = ModelStore(models_dir, offline=True)
+    (spec,) = [spec for spec in store.scan_files() if spec.id == path.name]
+    assert spec.family is Family.SD15 and spec.component_bytes == {"unet": path.stat().st_size}
+    manager = ModelManager(store, presets["cpu"])
+    request = dict(negative_prompt="blurry", scheduler="DPM++ 2M")
+    assert np.array_equal(pixels(run(manager, outputs, path.name, **request)), pixels(run(manager, outputs, "demo-sd15", **request)))
 
 
 def test_a_gguf_q8_transformer_in_the_original_layout_loads_runs_and_stays_close(models_dir, presets, outputs):
