@@ -32,7 +32,7 @@ import diffusers
 import psutil
 import torch
 
-from pipelines.catalog import FamilySpec, ModelSpec, Task, family_spec, model_spec
+from pipelines.catalog import FAMILIES, FamilySpec, ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
@@ -346,9 +346,11 @@ def _bytes_on_disk(folder) -> int:
 
 
 def _denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
+    """The bytes of the denoiser the memory engine would hold (0 for a model it does not place: speech)."""
     if files.checkpoint is not None:
         return files.checkpoint.stat().st_size
-    return _bytes_on_disk(files.folder / family_spec(spec.family).denoiser)
+    family = FAMILIES.get(spec.family)
+    return _bytes_on_disk(files.folder / family.denoiser) if family else 0
 
 
 def _denoiser_from_file(files: ModelFiles, family: FamilySpec, dtype: torch.dtype, weights: WeightFormat):

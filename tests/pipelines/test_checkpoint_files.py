@@ -88,7 +88,9 @@ def sd15_original_layout(folder) -> dict:
     layers = unet.config.layers_per_block
     blocks = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
               "conv_norm_out.": "out.0.", "conv_out.": "out.2.", "mid_block.resnets.0.": "middle_block.0.",
-              "mid_block.attentions.0.": "middle_block.1.", "mid_block.resnets.1.": "middle_block.2."}
+              "mid_block.attentions.0.": "middle_block.1.", "mid_block.resnets.1.": "middle_block.2.",
+              # SDXL's size/crop conditioning.
+              "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2."}
     for i, block in enumerate(unet.down_blocks):
         for j in range(layers):
             blocks[f"down_blocks.{i}.resnets.{j}."] = f"input_blocks.{1 + i * (layers + 1) + j}.0."
@@ -138,6 +140,36 @@ def sd15_original_layout(folder) -> dict:
     for name, tensor in clip.state_dict().items():
         # transformers 5.6+ dropped CLIPTextModel's `text_model.` level; checkpoints still have it.
         original["cond_stage_model.transformer." + ("" if name.startswith("text_model.") else "text_model.") + name] = tensor
+    return {name: tensor.contiguous() for name, tensor in original.items()}
+
+
+def sdxl_original_layout(folder) -> dict:
+    """A tiny SDXL pipeline as one file in Stability's original layout: the UNet, VAE and CLIP-L as for SD1.5 (CLIP-L
+    under `conditioner.embedders.0`), the OpenCLIP encoder (fused qkv, transposed projection) under `conditioner.embedders.1`."""
+    from transformers import CLIPTextModelWithProjection
+
+    original = {}
+    for name, tensor in sd15_original_layout(folder).items():
+        if name.startswith("cond_stage_model.transformer."):
+            name = name.replace("cond_stage_model.transformer.", "conditioner.embedders.0.transformer.", 1)
+        original[name] = tensor
+    encoder = CLIPTextModelWithProjection.from_pretrained(folder / "text_encoder_2").state_dict()
+    prefix = "conditioner.embedders.1.model."
+    original[prefix + "positional_embedding"] = encoder.pop("text_model.embeddings.position_embedding.weight")
+    original[prefix + "token_embedding.weight"] = encoder.pop("text_model.embeddings.token_embedding.weight")
+    original[prefix + "text_projection"] = encoder.pop("text_projection.weight").T
+    for part in ("weight", "bias"):
+        original[f"{prefix}ln_final.{part}"] = encoder.pop(f"text_model.final_layer_norm.{part}")
+    layer_parts = {"layer_norm1.": "ln_1.", "layer_norm2.": "ln_2.", "mlp.fc1.": "mlp.c_fc.", "mlp.fc2.": "mlp.c_proj.",
+                   "self_attn.out_proj.": "attn.out_proj."}
+    layers = 1 + max(int(key.split(".")[3]) for key in encoder if key.startswith("text_model.encoder.layers."))
+    for i in range(layers):
+        source, target = f"text_model.encoder.layers.{i}.", f"{prefix}transformer.resblocks.{i}."
+        for part in ("weight", "bias"):
+            original[f"{target}attn.in_proj_{part}"] = torch.cat([encoder.pop(f"{source}self_attn.{x}_proj.{part}") for x in "qkv"])
+            for old, new in layer_parts.items():
+                original[target + new + part] = encoder.pop(source + old + part)
+    assert not [key for key in encoder if "position_ids" not in key], sorted(encoder)
     return {name: tensor.contiguous() for name, tensor in original.items()}
 
 
@@ -203,15 +235,21 @@ def test_a_flux_transformer_file_loads_against_the_local_config_and_matches_the_
     assert np.array_equal(pixels(run(manager, outputs, path.name)), pixels(run(manager, outputs, "demo-flux")))
 
 
-def test_an_sd15_checkpoint_in_the_original_layout_gives_the_image_of_the_folder_model(models_dir, presets, outputs):
-    path = with_base(models_dir / "tiny-absolute-reality.safetensors", "demo-sd15")
-    save_file(sd15_original_layout(models_dir / "demo" / "demo-sd15"), path)
+@pytest.mark.parametrize(
+    "base, family, to_original_layout",
+    [("demo-sd15", Family.SD15, sd15_original_layout), ("demo-sdxl", Family.SDXL, sdxl_original_layout)],
+)
+def test_a_whole_sd15_or_sdxl_checkpoint_in_the_original_layout_gives_the_image_of_the_folder_model(
+    models_dir, presets, outputs, base, family, to_original_layout
+):
+    path = with_base(models_dir / f"tiny-{family.value}-finetune.safetensors", base)
+    save_file(to_original_layout(models_dir / "demo" / base), path)
     store = ModelStore(models_dir, offline=True)
     (spec,) = [spec for spec in store.scan_files() if spec.id == path.name]
-    assert spec.family is Family.SD15 and spec.component_bytes == {"unet": path.stat().st_size}
+    assert spec.family is family and spec.component_bytes == {"unet": path.stat().st_size}
     manager = ModelManager(store, presets["cpu"])
     request = dict(negative_prompt="blurry", scheduler="DPM++ 2M")
-    assert np.array_equal(pixels(run(manager, outputs, path.name, **request)), pixels(run(manager, outputs, "demo-sd15", **request)))
+    assert np.array_equal(pixels(run(manager, outputs, path.name, **request)), pixels(run(manager, outputs, base, **request)))
 
 
 def test_a_gguf_q8_transformer_in_the_original_layout_loads_runs_and_stays_close(models_dir, presets, outputs):
@@ -263,9 +301,8 @@ def test_offline_without_the_base_configs_says_which_repo_and_how_to_get_them(tm
     save_file(flux_dev, tmp_path / "pixelwave.safetensors")
     store = ModelStore(tmp_path, offline=True)
     store.scan_files()
-    with pytest.raises(ModelNotAvailable) as error:
-        with ModelManager(store, presets["cpu"]).use("pixelwave.safetensors"):
-            pass
+    with pytest.raises(ModelNotAvailable) as error, ModelManager(store, presets["cpu"]).use("pixelwave.safetensors"):
+        pass
     message = str(error.value)
     assert "black-forest-labs/FLUX.1-dev" in message and "text encoders and VAE" in message
     assert f"--local-dir {tmp_path / 'bases' / 'flux1-dev'}" in message
