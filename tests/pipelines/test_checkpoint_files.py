@@ -316,3 +316,42 @@ def test_a_checkpoint_file_is_a_request_model_once_scanned(models_dir):
     ModelStore(models_dir, offline=True).scan_files()
     assert path.name in image_models()
     assert ImageRequest(prompt="a fox", model=path.name).check().steps == 4, "the base model's defaults"
+
+
+def test_online_a_checkpoint_fetches_only_its_bases_configs_once_and_then_runs(models_dir, presets, outputs, monkeypatch):
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    fetched = []
+
+    def fake_snapshot_download(repo_id, local_dir=None, allow_patterns=None, local_files_only=False, tqdm_class=None):
+        if local_files_only:
+            raise LocalEntryNotFoundError("not in the cache")
+        source = models_dir / "demo" / "demo-sd15"
+        for file in source.rglob("*"):
+            relative = file.relative_to(source).as_posix()
+            if file.is_file() and any(fnmatch(relative, pattern) for pattern in allow_patterns):
+                fetched.append(relative)
+                (Path(local_dir) / relative).parent.mkdir(parents=True, exist_ok=True)
+                (Path(local_dir) / relative).write_bytes(file.read_bytes())
+        return str(local_dir)
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
+    path = models_dir / "absolute-reality.safetensors"
+    save_file(sd15_original_layout(models_dir / "demo" / "demo-sd15"), path)
+    store = ModelStore(models_dir, offline=False)
+    (spec,) = [spec for spec in store.scan_files() if spec.id == path.name]
+    assert (spec.base, spec.repo) == ("sd15", None)
+    manager = ModelManager(store, presets["cpu"])
+    from_file = run(manager, outputs, path.name, scheduler="Euler")
+    assert "model_index.json" in fetched and "tokenizer/tokenizer_config.json" in fetched
+    assert not [name for name in fetched if name.endswith(".safetensors")], "configs and tokenizers only: the file has the weights"
+    assert (models_dir / "bases" / "sd15" / "model_index.json").is_file()
+    assert np.array_equal(pixels(from_file), pixels(run(manager, outputs, "demo-sd15", scheduler="Euler")))
+    assert read_parameters(from_file.path)["repo"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    fetched.clear()
+    manager.unload()
+    run(manager, outputs, path.name)
+    assert fetched == [], "the base's configs are kept: never fetched at load time again"
