@@ -255,34 +255,12 @@ class ModelManager:
         dtype = getattr(torch, dtype_name)
         device = torch.device(self.execution_device())
         family = family_spec(spec.family)
-        pipeline_class = getattr(diffusers, spec.pipeline_class)
-        gguf = files.checkpoint is not None and files.checkpoint.suffix == ".gguf"
-        # A GGUF transformer is quantized already; the rest of the quantizable components follow the chosen format.
-        to_quantize = [name for name in family.quantizable if not (gguf and name == family.denoiser)]
         # The memory engine streams plain transformer weights from a folder; quantized or file-loaded ones are placed whole.
         use_engine = (
             self._preset.device == "cuda" and family.denoiser == "transformer" and files.checkpoint is None
             and weights is WeightFormat.SHIPPED
         )
-        load_kwargs = dict(family.load_kwargs)
-        streamer = None
-        if files.checkpoint is not None and family.file_holds_pipeline:
-            pipe = pipeline_class.from_single_file(
-                str(files.checkpoint), config=str(files.folder), local_files_only=True, dtype=dtype, **load_kwargs
-            )
-        else:
-            if files.checkpoint is not None:
-                load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, weights)
-                to_quantize = [name for name in to_quantize if name != family.denoiser]
-            elif use_engine and files.lora_file is None:
-                # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
-                transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
-                load_kwargs["transformer"], streamer = load_streamed(
-                    transformer_class, files.folder / "transformer", device, dtype, self._host_arena()
-                )
-            if weights is WeightFormat.NF4 and to_quantize:
-                load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
-            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs)
+        pipe, streamer, to_quantize = self._read_pipeline(spec, files, dtype, weights, use_engine)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -301,6 +279,36 @@ class ModelManager:
         applied = apply_placement(pipe, plan, order, denoiser=family.denoiser, streamer=streamer)
         shape = denoiser_shape(pipe.transformer, streamer.block_bytes, dtype.itemsize) if streamer else None
         return _Loaded(spec, pipe, applied, 0.0, weights=weights, streamer=streamer, shape=shape)
+
+    def _read_pipeline(self, spec: ModelSpec, files: ModelFiles, dtype: torch.dtype, weights: WeightFormat, use_engine: bool):
+        """The pipeline read from its folder, or from a checkpoint file against the base's folder; its block streamer
+        when the memory engine holds the transformer; the components still to quantize to fp8/int8 after loading."""
+        family = family_spec(spec.family)
+        pipeline_class = getattr(diffusers, spec.pipeline_class)
+        load_kwargs = dict(family.load_kwargs)
+        # A GGUF transformer is quantized already; the rest of the quantizable components follow the chosen format.
+        gguf = files.checkpoint is not None and files.checkpoint.suffix == ".gguf"
+        to_quantize = [name for name in family.quantizable if not (gguf and name == family.denoiser)]
+        if files.checkpoint is not None and family.file_holds_pipeline:
+            pipe = pipeline_class.from_single_file(
+                str(files.checkpoint), config=str(files.folder), local_files_only=True, dtype=dtype, **load_kwargs
+            )
+            return pipe, None, to_quantize
+        streamer = None
+        if files.checkpoint is not None:
+            load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, weights)
+            to_quantize = [name for name in to_quantize if name != family.denoiser]
+        elif use_engine and files.lora_file is None:
+            # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
+            transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
+            device = torch.device(self.execution_device())
+            load_kwargs["transformer"], streamer = load_streamed(
+                transformer_class, files.folder / "transformer", device, dtype, self._host_arena()
+            )
+        if weights is WeightFormat.NF4 and to_quantize:
+            load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
+        pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs)
+        return pipe, streamer, to_quantize
 
     def _host_arena(self) -> HostArena:
         if self._arena is None:
@@ -374,7 +382,12 @@ def _component_class(folder, component: str) -> str:
 
 def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
     """Refuse a load that cannot fit in RAM before reading a byte of it."""
-    needed = _bytes_on_disk(files.folder) + (files.checkpoint.stat().st_size if files.checkpoint else 0)
+    needed = _bytes_on_disk(files.folder)
+    if files.checkpoint is not None:
+        # The file replaces the base's denoiser (or, holding the whole pipeline, all of the base's weights).
+        family = family_spec(spec.family)
+        needed = 0 if family.file_holds_pipeline else needed - _bytes_on_disk(files.folder / family.denoiser)
+        needed += files.checkpoint.stat().st_size
     available = psutil.virtual_memory().available
     if needed > available:
         raise NotEnoughMemory(
