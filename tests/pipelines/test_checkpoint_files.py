@@ -217,6 +217,8 @@ def test_an_sd3_fine_tune_in_the_original_layout_gives_the_image_of_the_folder_m
     store = ModelStore(models_dir, offline=True)
     listed = {listing.spec.id: listing for listing in list_models(store, demo_mode=True)}
     assert listed[path.name].offered and listed[path.name].spec.family is Family.SD3
+    entry = listed[path.name].as_dict()
+    assert (entry["base"], entry["checkpoint"]["variant"], entry["checkpoint"]["size_bytes"]) == ("demo-sd3", "fp32", path.stat().st_size)
     manager = ModelManager(store, presets["cpu"])
     from_file = run(manager, outputs, path.name)
     from_folder = run(manager, outputs, "demo-sd3")
