@@ -60,9 +60,10 @@ def _checkpoint_spec(path: Path, size_bytes: int, mtime_ns: int, chosen_base: st
     family = _family(shapes)
     if family is None:
         sample = ", ".join(sorted(shapes)[:3])
+        known = ", ".join(spec.family.value for spec in FAMILIES.values() if spec.file_markers)
         raise UnknownCheckpoint(
-            f"{path.name}: the tensor names ({sample}, …) are not those of a FLUX, SD3, SDXL or SD1.5 checkpoint. "
-            "Atelier loads single files of these families only; other models go in their own diffusers folder."
+            f"{path.name}: the tensor names ({sample}, …) are not those of a checkpoint of the families Atelier loads "
+            f"from one file ({known}); other models go in their own diffusers folder."
         )
     base = _base(path, family, shapes, chosen_base)
     file_format = path.suffix.lstrip(".")
