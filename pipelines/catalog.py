@@ -18,6 +18,8 @@ GB = 1_000_000_000
 class Family(str, Enum):
     SD3 = "sd3"
     FLUX = "flux"
+    SD15 = "sd15"
+    SDXL = "sdxl"
     HIDREAM = "hidream"
     COGVIEW4 = "cogview4"
     FISH_SPEECH = "fish_speech"
@@ -109,6 +111,19 @@ class FamilySpec:
     fixed_pixel_area: int = 0
     # Video families only.
     video: VideoRules | None = None
+    # The component that denoises: a transformer (SD3, FLUX) or a UNet (SD1.5, SDXL).
+    denoiser: str = "transformer"
+    # Components worth storing in fp8/int8/NF4 when the user or preset asks: the denoiser and the big text encoders.
+    quantizable: tuple[str, ...] = ("transformer",)
+    # Key fragments that say a single checkpoint file holds this family (original or diffusers layout).
+    file_markers: tuple[str, ...] = ()
+    # Whether a community single file holds the whole pipeline (SD1.5/SDXL) or only the denoiser (FLUX/SD3),
+    # the rest coming from the base model's folder.
+    file_holds_pipeline: bool = False
+    # Base model id by diffusers' name for the checkpoint type (`infer_diffusers_model_type`); the first is the default.
+    file_bases: Mapping[str, str] = field(default_factory=dict)
+    # Keyword arguments for loading this family's pipeline (from a folder or a single file).
+    load_kwargs: Mapping[str, object] = field(default_factory=dict)
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the pipeline renders for a requested size (the same formula as HiDreamImagePipeline's)."""
@@ -208,6 +223,22 @@ class CompanionRepo:
 
 
 @dataclass(frozen=True)
+class CheckpointFile:
+    """A single checkpoint file (a community fine-tune or a quantized transformer) and what it holds."""
+
+    path: str
+    # "safetensors" or "gguf".
+    format: str
+    # The quantization as users name the file variants (Q8_0, Q5_K_M…), or the stored dtype (bf16, fp8).
+    variant: str
+    size_bytes: int
+
+    @property
+    def file_name(self) -> str:
+        return self.path.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     id: str
     name: str
@@ -227,6 +258,11 @@ class ModelSpec:
     allow_patterns: tuple[str, ...] = ("*.json", "*.txt", "*.model", "*/*.safetensors", "*/*.json", "*/*.txt", "*/*.model")
     # The file whose presence says the model's folder is complete.
     folder_marker: str = "model_index.json"
+    # The weight files to load where a repo ships several precisions (SD1.5/SDXL: fp16 copies beside fp32).
+    variant: str | None = None
+
+    # Set for a model found as one file in the models folder (see `pipelines/checkpoint_files.py`).
+    checkpoint: CheckpointFile | None = None
     # Components published in another repo (their bytes are counted in `component_bytes`).
     companion: CompanionRepo | None = None
 
@@ -265,6 +301,15 @@ _FLOW_SCHEDULERS = (
     ),
 )
 
+# Samplers as SD1.5/SDXL users know them: the epsilon-prediction schedulers, not the flow-matching ones.
+_EPSILON_SCHEDULERS = (
+    SchedulerChoice("Euler", "EulerDiscreteScheduler"),
+    SchedulerChoice("DPM++ 2M", "DPMSolverMultistepScheduler", _frozen({"algorithm_type": "dpmsolver++", "solver_order": 2})),
+    SchedulerChoice("DPM++ 2M SDE", "DPMSolverMultistepScheduler", _frozen({"algorithm_type": "sde-dpmsolver++", "solver_order": 2})),
+    SchedulerChoice("UniPC", "UniPCMultistepScheduler"),
+    SchedulerChoice("DDIM", "DDIMScheduler"),
+)
+
 FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     Family.SD3: FamilySpec(
         family=Family.SD3,
@@ -276,6 +321,9 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
         img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
+        quantizable=("transformer", "text_encoder_3"),
+        file_markers=("joint_blocks.", "pos_embed.pos_embed"),
+        file_bases=_frozen({"sd3": "sd3-medium", "sd35_medium": "sd35-medium", "sd35_large": "sd35-large"}),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -295,6 +343,9 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         schedulers=_FLOW_SCHEDULERS[:1],
         text_tokens=512,
         img2img_pipeline_class="FluxImg2ImgPipeline",
+        quantizable=("transformer", "text_encoder_2"),
+        file_markers=("double_blocks.", "single_transformer_blocks."),
+        file_bases=_frozen({"flux-dev": "flux1-dev", "flux-schnell": "flux1-schnell"}),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -397,6 +448,52 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "vae": Role.VAE,
         }),
     ),
+    Family.SDXL: FamilySpec(
+        family=Family.SDXL,
+        # The UNet takes any latent size (it upsamples to the skip connection's size); the VAE needs multiples of 8.
+        size_multiple=8,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        schedulers=_EPSILON_SCHEDULERS,
+        text_tokens=77,
+        guidance_doubles_batch=True,
+        img2img_pipeline_class="StableDiffusionXLImg2ImgPipeline",
+        denoiser="unet",
+        quantizable=("unet",),
+        file_markers=("conditioner.embedders.1.",),
+        file_holds_pipeline=True,
+        file_bases=_frozen({"xl_base": "sdxl-base"}),
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "unet": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
+    Family.SD15: FamilySpec(
+        family=Family.SD15,
+        size_multiple=8,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=True,
+        schedulers=_EPSILON_SCHEDULERS,
+        text_tokens=77,
+        guidance_doubles_batch=True,
+        img2img_pipeline_class="StableDiffusionImg2ImgPipeline",
+        denoiser="unet",
+        quantizable=("unet",),
+        file_markers=("cond_stage_model.",),
+        file_holds_pipeline=True,
+        file_bases=_frozen({"v1": "sd15"}),
+        # Community SD1.5 checkpoints ship without the safety checker; so do we (the model is run locally, by its owner).
+        load_kwargs=_frozen({"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}),
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "unet": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+    ),
 })
 
 # Fragments of LoRA key names that say which family a file was made for, in every layout diffusers converts
@@ -453,6 +550,11 @@ _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 # and the 48 kHz Oobleck VAE, as the published files weigh.
 _ACE_STEP_XL_BYTES = {"transformer": 9_516_000_000, "text_encoder": 1_190_000_000, "vae": 337_000_000}
 _ACE_STEP_LICENCE = "Apache-2.0 (ACE-Step 1.5 by ACE Studio and StepFun; see the model card)."
+
+_SD15_LICENCE = "CreativeML Open RAIL-M (use restrictions in the licence; commercial use allowed)."
+_SDXL_LICENCE = "CreativeML Open RAIL++-M (use restrictions in the licence; commercial use allowed)."
+# Only the diffusers folders: the repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies.
+_SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.fp16.safetensors", "*/model.fp16.safetensors")
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _TINY_VIDEO_BYTES = {"transformer": 200_000, "text_encoder": 200_000, "vae": 200_000}
@@ -526,6 +628,32 @@ MODELS: tuple[ModelSpec, ...] = (
         defaults=CallDefaults(steps=8, guidance=3.5, width=1024, height=1024),
         component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS, "lora": 1_390_000_000}),
         licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first). Hyper-SD LoRA: see the ByteDance/Hyper-SD model card.",
+    ),
+    ModelSpec(
+        id="sd15",
+        name="Stable Diffusion 1.5",
+        family=Family.SD15,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionPipeline",
+        repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        defaults=CallDefaults(steps=25, guidance=7.0, width=512, height=512, scheduler="DPM++ 2M"),
+        component_bytes=_frozen({"unet": 1_720_000_000, "text_encoder": 246_000_000, "vae": 167_000_000}),
+        licence=_SD15_LICENCE,
+        allow_patterns=_SD_FILES,
+        variant="fp16",
+    ),
+    ModelSpec(
+        id="sdxl-base",
+        name="Stable Diffusion XL 1.0",
+        family=Family.SDXL,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionXLPipeline",
+        repo="stabilityai/stable-diffusion-xl-base-1.0",
+        defaults=CallDefaults(steps=30, guidance=6.0, width=1024, height=1024, scheduler="DPM++ 2M"),
+        component_bytes=_frozen({"unet": 5_140_000_000, "text_encoder": 246_000_000, "text_encoder_2": 1_390_000_000, "vae": 167_000_000}),
+        licence=_SDXL_LICENCE,
+        allow_patterns=_SD_FILES,
+        variant="fp16",
     ),
     ModelSpec(
         id="flux1-schnell",
@@ -769,6 +897,28 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(
+        id="demo-sd15",
+        name="SD1.5 (tiny)",
+        family=Family.SD15,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=7.0, width=256, height=256),
+        component_bytes=_frozen({"unet": 1_000_000, "text_encoder": 500_000, "vae": 1_000_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-sdxl",
+        name="SDXL (tiny)",
+        family=Family.SDXL,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="StableDiffusionXLPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=6.0, width=256, height=256),
+        component_bytes=_frozen({"unet": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
         id="demo-fish-speech",
         name="Fish Speech (tiny)",
         family=Family.FISH_SPEECH,
@@ -830,10 +980,31 @@ MODELS: tuple[ModelSpec, ...] = (
 
 MODELS_BY_ID: Mapping[str, ModelSpec] = _frozen({spec.id: spec for spec in MODELS})
 
+# Entries for the checkpoint files found in the models folder, keyed by file name. The scan
+# (`ModelStore.scan_files`) replaces them whole; they are the only catalog entries not fixed at import,
+# because which files a person drops in their models folder is only known at run time.
+_file_models: Mapping[str, ModelSpec] = _frozen({})
+
+
+def set_file_models(specs: list[ModelSpec]) -> None:
+    global _file_models
+    _file_models = _frozen({spec.id: spec for spec in specs})
+
+
+def all_models() -> tuple[ModelSpec, ...]:
+    """The fixed catalog, then the checkpoint files found by the last scan of the models folder."""
+    return MODELS + tuple(_file_models.values())
+
+
+def image_models() -> dict[str, ModelSpec]:
+    return {spec.id: spec for spec in all_models() if spec.task is Task.TEXT_TO_IMAGE}
+
 
 def model_spec(model_id: str) -> ModelSpec:
-    """The catalog entry for `model_id`; KeyError when there is none."""
-    return MODELS_BY_ID[model_id]
+    """The catalog entry for `model_id` (a fixed entry or a scanned file); KeyError when there is none."""
+    if model_id in MODELS_BY_ID:
+        return MODELS_BY_ID[model_id]
+    return _file_models[model_id]
 
 
 def family_spec(family: Family) -> FamilySpec:

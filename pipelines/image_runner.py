@@ -18,15 +18,16 @@ import diffusers
 import torch
 from PIL import Image
 
-from pipelines.catalog import MODELS, MODELS_BY_ID, ModelSpec, Task, family_spec
+from pipelines.catalog import ModelSpec, family_spec, image_models, model_spec
 from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
 from pipelines.jobs import Job
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, file_digest, image_size
+from pipelines.media import MediaError, file_digest, file_sha256, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import number, whole_number
+from pipelines.weight_formats import WEIGHT_FORMATS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ MAX_BATCH = 16
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 10_000
 DEFAULT_STRENGTH = 0.6
-IMAGE_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE}
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,15 @@ class ImageRequest:
     strength: float | None = None
     # LoRAs from the library with their weights: "name:weight" entries (a string or a list), or LoraChoices.
     loras: str | tuple = ()
+    # How the big weights are stored (as shipped, fp8, int8, nf4); None means the preset's choice.
+    weights: str | None = None
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
-        spec = IMAGE_MODELS.get(self.model)
+        models = image_models()
+        spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(IMAGE_MODELS)}")
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(models)}")
         family = family_spec(spec.family)
         defaults = spec.defaults
         prompt = (self.prompt or "").strip()
@@ -114,10 +117,13 @@ class ImageRequest:
         if not 0.0 <= strength <= 1.0:
             raise InvalidRequest("strength", f"{strength} is out of range; use 0 (keep the image) to 1 (ignore it)")
         loras = parse_lora_list(self.loras)
+        weights = self.weights or None
+        if weights is not None and weights not in WEIGHT_FORMATS:
+            raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
         return replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
-            loras=loras,
+            loras=loras, weights=weights,
         )
 
 
@@ -184,7 +190,10 @@ def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, lor
     """One image; after an out-of-memory the manager has stepped its plan down, and the image runs once more."""
     for attempt in (1, 2):
         try:
-            with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe, _sampler(pipe, request.scheduler, spec):
+            with (
+                manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
+                _sampler(pipe, request.scheduler, spec),
+            ):
                 job.check_stop()
                 runner = _for_task(pipe, spec, "image" in kwargs)
                 # SDE samplers draw their step noise from the global generator, not the one passed in.
@@ -199,7 +208,7 @@ def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, lor
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
     # 1. Check before anything loads.
     request = request.check()
-    spec = MODELS_BY_ID[request.model]
+    spec = model_spec(request.model)
     family = family_spec(spec.family)
     loras = manager.store.loras.resolve(request.loras, spec)
     first_seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
@@ -211,6 +220,12 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
 
     start_image = _start_image(request) if request.init_image else None
     start_record = {"file": Path(request.init_image).name, "sha256": file_digest(request.init_image)} if start_image else None
+    checkpoint = spec.checkpoint
+    # The full SHA-256, as model sites list it, so a result names the exact file it came from.
+    checkpoint_record = (
+        {"file": checkpoint.file_name, "sha256": file_sha256(checkpoint.path), "format": checkpoint.format, "variant": checkpoint.variant}
+        if checkpoint else None
+    )
     # Image to image denoises only the last `strength` of the schedule.
     steps_run = request.steps if start_image is None else max(1, int(request.steps * request.strength))
 
@@ -251,13 +266,18 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
 
         # 5. Save with everything needed to reproduce it.
         parameters = {
-            **{key: value for key, value in asdict(request).items() if key not in ("seed", "batch", "init_image", "strength", "loras")},
+            **{
+                key: value for key, value in asdict(request).items()
+                if key not in ("seed", "batch", "init_image", "strength", "loras", "weights")
+            },
             "init_image": start_record,
             "strength": request.strength if start_image else None,
             "seed": seed,
             "batch_index": index,
             "model_name": spec.name,
-            "repo": spec.repo or (MODELS_BY_ID[spec.base].repo if spec.base else None),
+            "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
+            "checkpoint": checkpoint_record,
+            "weights": request.weights or manager.preset.weights,
             # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
             "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
             "loras": [lora.record() for lora in loras],

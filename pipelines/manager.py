@@ -12,6 +12,8 @@ Policy:
 - A failed load releases whatever was loaded and raises `ModelLoadFailed`; nothing stays half-loaded.
 - LoRAs chosen for a job are loaded as adapters on the loaded pipeline and kept there for later jobs
   (`lora_library.AdapterCache`); a job without them runs with every adapter disabled.
+- Weights are stored as the preset says (`weights`: as shipped, fp8, int8, NF4) unless a job asks otherwise; a
+  checkpoint file (a fine-tune or a GGUF) loads against its base model's folder, never fetching at load time.
 - Out of memory inside a job: the first time, device memory is freed, the plan steps down one notch
   (fewer resident blocks, tiled VAE) and `RetryAfterOutOfMemory` tells the runner to run the step again;
   the second time the model is unloaded and `NotEnoughMemory` raised. The next job starts clean.
@@ -33,7 +35,7 @@ import psutil
 import torch
 import transformers
 
-from pipelines.catalog import ModelSpec, Task, family_spec, model_spec
+from pipelines.catalog import FAMILIES, FamilySpec, ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
@@ -45,6 +47,7 @@ from pipelines.memory.loader import load_streamed, stream_loaded
 from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.model_store import ModelFiles, ModelStore
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
+from pipelines.weight_formats import WeightFormat, nf4_model_config, nf4_pipeline_config, quantize_loaded, weight_format
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class _Loaded:
     pipe: object
     placement: AppliedPlacement
     load_seconds: float
+    weights: WeightFormat = WeightFormat.SHIPPED
     streamer: BlockStreamer | None = None
     shape: DenoiserShape | None = None
     block_plan: BlockPlan | None = None
@@ -112,14 +116,15 @@ class ModelManager:
     @contextmanager
     def use(
         self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None,
-        dtype: str | None = None, loras: Sequence[ActiveLora] = (),
+        dtype: str | None = None, weights: str | None = None, loras: Sequence[ActiveLora] = (),
     ) -> Iterator[object]:
         """Hold the GPU for one job with `model_id` loaded and placed for `workload`; yields the pipeline.
-        `on_progress` hears about a download, if one is needed. `dtype` asks for a precision other than the
-        preset's (the model is reloaded in it when it was loaded in another). `loras` are active, with their
-        weights, for this job only."""
+        `on_progress` hears about a download, if one is needed. `dtype` and `weights` ask for a precision or a weight
+        format other than the preset's (the model is reloaded when it was loaded otherwise). `loras` are active,
+        with their weights, for this job only."""
+        chosen = weight_format(weights or self._preset.weights, self.execution_device())
         with self._lock:
-            loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype())
+            loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen)
             self._admit(loaded, workload)
             if loaded.adapters is not None:
                 loaded.adapters.activate(loras)
@@ -203,18 +208,18 @@ class ModelManager:
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None, dtype_name: str) -> _Loaded:
-        try:
-            spec = model_spec(model_id)
-        except KeyError:
-            raise InvalidRequest("model", f"unknown model {model_id!r}") from None
-        if self._loaded is not None and self._loaded.spec.id == spec.id and self._loaded.placement.plan.dtype == dtype_name:
+    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None, dtype_name: str, weights: WeightFormat) -> _Loaded:
+        spec = self._spec(model_id)
+        # No local name for the loaded model here: it would keep the model alive through the release below.
+        if self._loaded is not None and (self._loaded.spec, self._loaded.placement.plan.dtype, self._loaded.weights) == (spec, dtype_name, weights):
             return self._loaded
+        if weights is WeightFormat.NF4 and family_spec(spec.family).denoiser != "transformer":
+            raise InvalidRequest("weights", f"NF4 is for the big transformers (FLUX, SD3); {spec.name} is small enough as shipped or in fp8")
         files = self.store.ensure(spec, on_progress)
-        self._release(next_denoiser_bytes=_bytes_on_disk(files.folder / "transformer"))
+        self._release(next_denoiser_bytes=_denoiser_bytes(spec, files))
         started = time.monotonic()
         try:
-            loaded = self._loaders[spec.task](spec, files, dtype_name)
+            loaded = self._loaders[spec.task](spec, files, dtype_name, weights)
         except NotEnoughMemory:
             release_freed_memory()
             raise
@@ -234,8 +239,21 @@ class ModelManager:
         )
         return self._loaded
 
-    def _load_speech(self, spec: ModelSpec, files: ModelFiles, dtype_name: str) -> _Loaded:
-        """A Fish Speech model is small enough (about 1.8 GB in bf16) to stay resident on every preset."""
+    def _spec(self, model_id: str) -> ModelSpec:
+        try:
+            return model_spec(model_id)
+        except KeyError:
+            pass
+        # A checkpoint file put in the models folder since the last scan.
+        self.store.scan_files()
+        try:
+            return model_spec(model_id)
+        except KeyError:
+            raise InvalidRequest("model", f"unknown model {model_id!r}") from None
+
+    def _load_speech(self, spec: ModelSpec, files: ModelFiles, dtype_name: str, weights: WeightFormat) -> _Loaded:
+        """A Fish Speech model is small enough (about 1.8 GB in bf16) to stay resident on every preset, with its
+        weights as shipped whatever format the preset asks for the image models."""
         _check_ram(spec, files)
         device = self.execution_device()
         model = FishSpeech.from_folder(files.folder, device=device, dtype=getattr(torch, dtype_name))
@@ -246,25 +264,19 @@ class ModelManager:
             stream_blocks_per_group=0, predicted_peak_vram_bytes=resident_bytes,
             usable_vram_bytes=self._preset.usable_vram_bytes, resident_bytes=resident_bytes,
         )
-        return _Loaded(spec, model, AppliedPlacement(plan), 0.0)
+        return _Loaded(spec, model, AppliedPlacement(plan), 0.0, weights=weights)
 
-    def _load_diffusers(self, spec: ModelSpec, files: ModelFiles, dtype_name: str) -> _Loaded:
+    def _load_diffusers(self, spec: ModelSpec, files: ModelFiles, dtype_name: str, weights: WeightFormat) -> _Loaded:
         _check_ram(spec, files)
         dtype = getattr(torch, dtype_name)
         device = torch.device(self.execution_device())
-        pipeline_class = getattr(diffusers, spec.pipeline_class)
-        use_engine = self._preset.device == "cuda"
-        streamer = None
-        companion = _companion_components(self.store.weights_spec(spec), files, dtype)
-        if use_engine and files.lora_file is None:
-            # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
-            transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
-            transformer, streamer = load_streamed(transformer_class, files.folder / "transformer", device, dtype, self._host_arena())
-            pipe = pipeline_class.from_pretrained(
-                files.folder, transformer=transformer, dtype=dtype, use_safetensors=True, **companion
-            )
-        else:
-            pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, **companion)
+        family = family_spec(spec.family)
+        # The memory engine streams plain transformer weights from a folder; quantized or file-loaded ones are placed whole.
+        use_engine = (
+            self._preset.device == "cuda" and family.denoiser == "transformer" and files.checkpoint is None
+            and weights is WeightFormat.SHIPPED
+        )
+        pipe, streamer, to_quantize = self._read_pipeline(spec, files, dtype, weights, use_engine)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -272,18 +284,49 @@ class ModelManager:
             pipe.unload_lora_weights()
             if use_engine:
                 streamer = stream_loaded(pipe.transformer, device, dtype, self._host_arena())
+        quantize_loaded(pipe, to_quantize, weights)
         # Runners report steps themselves; the pipeline's own bar would show every step twice.
         pipe.set_progress_bar_config(disable=True)
-        family = family_spec(spec.family)
         names = [name for name in family.component_roles if getattr(pipe, name, None) is not None]
         placed_apart = {"transformer"} if streamer is not None else set()
         sizes = {name: measure_component(getattr(pipe, name), dtype) for name in names if name not in placed_apart}
         plan = plan_placement(family, sizes, self._preset, device.type, dtype_name)
         order = [name for name in pipe.model_cpu_offload_seq.split("->") if name in names]
-        applied = apply_placement(pipe, plan, order, denoiser="transformer", streamer=streamer)
+        applied = apply_placement(pipe, plan, order, denoiser=family.denoiser, streamer=streamer)
         shape = denoiser_shape(pipe.transformer, streamer.block_bytes, dtype.itemsize) if streamer else None
         adapters = AdapterCache(pipe, spec.name, device=device if streamer is not None else None)
-        return _Loaded(spec, pipe, applied, 0.0, streamer=streamer, shape=shape, adapters=adapters)
+        return _Loaded(spec, pipe, applied, 0.0, weights=weights, streamer=streamer, shape=shape, adapters=adapters)
+
+    def _read_pipeline(self, spec: ModelSpec, files: ModelFiles, dtype: torch.dtype, weights: WeightFormat, use_engine: bool):
+        """The pipeline read from its folder, or from a checkpoint file against the base's folder; its block streamer
+        when the memory engine holds the transformer; the components still to quantize to fp8/int8 after loading."""
+        family = family_spec(spec.family)
+        pipeline_class = getattr(diffusers, spec.pipeline_class)
+        load_kwargs = dict(family.load_kwargs)
+        # A GGUF transformer is quantized already; the rest of the quantizable components follow the chosen format.
+        gguf = files.checkpoint is not None and files.checkpoint.suffix == ".gguf"
+        to_quantize = [name for name in family.quantizable if not (gguf and name == family.denoiser)]
+        if files.checkpoint is not None and family.file_holds_pipeline:
+            pipe = pipeline_class.from_single_file(
+                str(files.checkpoint), config=str(files.folder), local_files_only=True, dtype=dtype, **load_kwargs
+            )
+            return pipe, None, to_quantize
+        streamer = None
+        if files.checkpoint is not None:
+            load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, weights)
+            to_quantize = [name for name in to_quantize if name != family.denoiser]
+        elif use_engine and files.lora_file is None:
+            # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
+            transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
+            device = torch.device(self.execution_device())
+            load_kwargs["transformer"], streamer = load_streamed(
+                transformer_class, files.folder / "transformer", device, dtype, self._host_arena()
+            )
+        if weights is WeightFormat.NF4 and to_quantize:
+            load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
+        load_kwargs.update(_companion_components(self.store.weights_spec(spec), files, dtype))
+        pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs)
+        return pipe, streamer, to_quantize
 
     def _host_arena(self) -> HostArena:
         if self._arena is None:
@@ -328,6 +371,29 @@ def _bytes_on_disk(folder) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.suffix in WEIGHT_SUFFIXES)
 
 
+def _denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
+    """The bytes of the denoiser the memory engine would hold (0 for a model it does not place: speech)."""
+    if files.checkpoint is not None:
+        return files.checkpoint.stat().st_size
+    family = FAMILIES.get(spec.family)
+    return _bytes_on_disk(files.folder / family.denoiser) if family else 0
+
+
+def _denoiser_from_file(files: ModelFiles, family: FamilySpec, dtype: torch.dtype, weights: WeightFormat):
+    """The transformer of a checkpoint file (a fine-tune or a GGUF), built from the base folder's config: nothing is
+    fetched, whatever the file's key layout (original or diffusers)."""
+    denoiser_class = getattr(diffusers, _component_class(files.folder, family.denoiser))
+    quantization = None
+    if files.checkpoint.suffix == ".gguf":
+        quantization = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    elif weights is WeightFormat.NF4:
+        quantization = nf4_model_config(dtype)
+    return denoiser_class.from_single_file(
+        str(files.checkpoint), config=str(files.folder), subfolder=family.denoiser, local_files_only=True,
+        dtype=dtype, quantization_config=quantization,
+    )
+
+
 def _component_class(folder, component: str) -> str:
     return json.loads((folder / "model_index.json").read_text())[component][1]
 
@@ -347,7 +413,14 @@ def _companion_components(spec: ModelSpec, files: ModelFiles, dtype: torch.dtype
 
 def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
     """Refuse a load that cannot fit in RAM before reading a byte of it."""
-    needed = _bytes_on_disk(files.folder) + (_bytes_on_disk(files.companion_folder) if files.companion_folder else 0)
+    needed = _bytes_on_disk(files.folder)
+    if files.checkpoint is not None:
+        # The file replaces the base's denoiser (or, holding the whole pipeline, all of the base's weights).
+        family = family_spec(spec.family)
+        needed = 0 if family.file_holds_pipeline else needed - _bytes_on_disk(files.folder / family.denoiser)
+        needed += files.checkpoint.stat().st_size
+    if files.companion_folder:
+        needed += _bytes_on_disk(files.companion_folder)
     available = psutil.virtual_memory().available
     if needed > available:
         raise NotEnoughMemory(

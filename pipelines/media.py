@@ -61,22 +61,26 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def file_digest(path: Path) -> str:
-    """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from.
+    """The first 16 hex digits of a file's SHA-256: enough to tell which input a result was made from."""
+    return file_sha256(path)[:16]
 
-    Remembered per path, size and modification time: a LoRA or checkpoint of gigabytes is read once per
-    change, not once per job."""
+
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256 in hex (what model sites list for a checkpoint). Remembered per path, size and
+    modification time: a LoRA or checkpoint of gigabytes is read once per change, not once per job."""
     path = Path(path).resolve()
     stat = path.stat()
-    return _digest(path, stat.st_size, stat.st_mtime_ns)
+    return _sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=1024)
-def _digest(path: Path, size_bytes: int, mtime_ns: int) -> str:
+def _sha256(path: Path, size_bytes: int, mtime_ns: int) -> str:
+    # Read in chunks: a checkpoint can be larger than the free RAM.
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(DIGEST_CHUNK_BYTES):
             digest.update(chunk)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
 
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int = 1) -> np.ndarray:

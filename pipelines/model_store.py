@@ -4,6 +4,10 @@ Lookup order for a real model: `<models_dir>/<id>/` (a diffusers folder), then t
 a download into `<models_dir>/<id>/` when online. Demo models are built by our own code into
 `<models_dir>/demo/<id>/` the first time they are needed. Every folder is loaded the same way afterwards.
 LoRAs people add themselves live apart, in the LoRA library (`loras_dir`).
+
+A checkpoint file in `<models_dir>/` (see `checkpoint_files.py`) loads against its base model's folder: the
+base's own folder when it is here, else `<models_dir>/bases/<base id>/`, which holds only what the file lacks
+(configs and tokenizers; for a transformer-only file also the text encoders and VAE), downloaded when online.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from pipelines.catalog import MODELS, CompanionRepo, ModelSpec, model_spec
+from pipelines.catalog import CompanionRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
+from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
@@ -25,16 +30,19 @@ from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_lor
 log = logging.getLogger(__name__)
 
 _DEMO_STAMP = "atelier-demo.json"
+# What a whole-pipeline checkpoint file needs from its base repo: configs and tokenizers, no weights.
+_CONFIG_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/*.model")
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The folder a pipeline loads from, the LoRA file fused into it, and the folder of a component published
-    in a repo of its own (HiDream's Llama encoder), if any."""
+    """The folder a pipeline loads from, the LoRA file fused into it, the folder of a component published in a
+    repo of its own (HiDream's Llama encoder) and the checkpoint file loaded against the folder, if any."""
 
     folder: Path
     lora_file: Path | None = None
     companion_folder: Path | None = None
+    checkpoint: Path | None = None
 
 
 class ModelStore:
@@ -42,6 +50,14 @@ class ModelStore:
         self.models_dir = Path(models_dir)
         self.offline = offline
         self.loras = LoraLibrary(loras_dir)
+        # Why each file in the models folder that is not a usable checkpoint was skipped, from the last scan.
+        self.file_problems: list[str] = []
+
+    def scan_files(self) -> list[ModelSpec]:
+        """List the checkpoint files in the models folder as catalog entries (headers are read once per file version)."""
+        specs, self.file_problems = scan_checkpoint_files(self.models_dir) if self.models_dir.is_dir() else ([], [])
+        set_file_models(specs)
+        return specs
 
     # -- where things are -------------------------------------------------------------------------
 
@@ -61,6 +77,25 @@ class ModelStore:
         if companion is None:
             return None
         return self.models_dir / ("demo" if spec.demo else "") / companion.id
+
+    def base_files_folder(self, spec: ModelSpec) -> Path:
+        """Where the part of a checkpoint file's base model that the file lacks is kept when the base itself is not here."""
+        return self.models_dir / "bases" / spec.base
+
+    def _base_patterns(self, spec: ModelSpec) -> tuple[str, ...]:
+        family = family_spec(spec.family)
+        if family.file_holds_pipeline:
+            return _CONFIG_FILES
+        others = [name for name in family.component_roles if name != family.denoiser]
+        return _CONFIG_FILES + tuple(f"{name}/*.safetensors" for name in others)
+
+    def _find_checkpoint_base(self, spec: ModelSpec) -> ModelFiles | None:
+        base = self.weights_spec(spec)
+        for folder in (self.local_folder(spec), self.base_files_folder(spec)):
+            if (folder / base.folder_marker).is_file():
+                return ModelFiles(folder, checkpoint=Path(spec.checkpoint.path))
+        folder = self._cached_snapshot(base)
+        return ModelFiles(folder, checkpoint=Path(spec.checkpoint.path)) if folder is not None else None
 
     def lora_path(self, spec: ModelSpec) -> Path | None:
         if spec.lora is None:
@@ -88,6 +123,12 @@ class ModelStore:
 
     def find_local(self, spec: ModelSpec) -> ModelFiles | None:
         """The files for `spec` if all of them are on this machine (or, for a demo model, can be built)."""
+        if spec.checkpoint is not None:
+            if not Path(spec.checkpoint.path).is_file():
+                return None
+            if self.weights_spec(spec).demo:
+                return ModelFiles(self.local_folder(spec), checkpoint=Path(spec.checkpoint.path))
+            return self._find_checkpoint_base(spec)
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
         if not (folder / weights.folder_marker).is_file() and not weights.demo:
@@ -115,6 +156,8 @@ class ModelStore:
         """Files ready to load: built (demo), found, or downloaded; ModelNotAvailable with a way out otherwise."""
         if spec.demo:
             return self._ensure_demo(spec)
+        if spec.checkpoint is not None:
+            return self._ensure_checkpoint_base(spec, on_progress)
         found = self.find_local(spec)
         if found is not None:
             return found
@@ -133,6 +176,29 @@ class ModelStore:
             if companion is None:
                 companion = self._download_folder(spec, weights.companion, self.companion_folder(spec), on_progress)
         return ModelFiles(folder, lora, companion)
+
+    def _ensure_checkpoint_base(self, spec: ModelSpec, on_progress: ProgressCallback | None) -> ModelFiles:
+        """The checkpoint file with its base's folder: found, built (demo base) or downloaded, never at load time."""
+        path = Path(spec.checkpoint.path)
+        if not path.is_file():
+            raise ModelNotAvailable(f"{path.name} is no longer in {self.models_dir}.")
+        base = self.weights_spec(spec)
+        if base.demo:
+            return ModelFiles(self._ensure_demo(base).folder, checkpoint=path)
+        found = self._find_checkpoint_base(spec)
+        if found is not None:
+            return found
+        folder = self.base_files_folder(spec)
+        patterns = self._base_patterns(spec)
+        what = "configs and tokenizers" if family_spec(spec.family).file_holds_pipeline else "configs, text encoders and VAE"
+        if self.offline:
+            include = " ".join(f'--include "{pattern}"' for pattern in patterns)
+            raise ModelNotAvailable(
+                f"{path.name} is a {base.name} checkpoint; loading it needs the {what} of {base.repo}, which are not on "
+                f"this machine (the app is offline). Get them with: hf download {base.repo} {include} --local-dir {folder}"
+            )
+        self._download_folder(spec, replace(base, allow_patterns=patterns), folder, on_progress)
+        return ModelFiles(folder, checkpoint=path)
 
     def _missing_message(self, spec: ModelSpec, why: str) -> str:
         """What is missing and the command that gets each missing piece (the model, its LoRA, its companion)."""
@@ -162,7 +228,7 @@ class ModelStore:
         from huggingface_hub import snapshot_download
 
         # Downloads land in a side folder first so an interrupted download never looks like a model.
-        partial = self.models_dir / ".downloads" / source.id
+        partial = self.models_dir / ".downloads" / folder.relative_to(self.models_dir)
         started = time.monotonic()
         log.info("downloading %s (%s) for %s into %s", source.id, source.repo, spec.id, folder)
         try:
@@ -276,6 +342,7 @@ class ModelListing:
             "weight_gb": round(spec.weight_bytes / 1e9, 2),
             "licence": spec.licence,
             "defaults": asdict(spec.defaults),
+            "checkpoint": asdict(spec.checkpoint) if spec.checkpoint else None,
         }
 
 
@@ -283,12 +350,20 @@ def list_models(store: ModelStore, demo_mode: bool) -> list[ModelListing]:
     """Every catalog entry and whether the app offers it now.
 
     Demo models are offered in demo mode and whenever no real weights for their task are on disk; real models are offered
-    unless in demo mode (one not on disk downloads on first use when online).
+    unless in demo mode (one not on disk downloads on first use when online). Checkpoint files in the models folder are
+    always offered: someone put them there to use them.
     """
-    on_disk = {spec.id: store.is_on_disk(spec) for spec in MODELS}
-    tasks_with_real_weights = {spec.task for spec in MODELS if not spec.demo and on_disk[spec.id]}
+    store.scan_files()
+    models = all_models()
+    on_disk = {spec.id: store.is_on_disk(spec) for spec in models}
+    tasks_with_real_weights = {spec.task for spec in models if not spec.demo and not spec.checkpoint and on_disk[spec.id]}
     listings = []
-    for spec in MODELS:
-        offered = (demo_mode or spec.task not in tasks_with_real_weights) if spec.demo else not demo_mode
+    for spec in models:
+        if spec.checkpoint is not None:
+            offered = True
+        elif spec.demo:
+            offered = demo_mode or spec.task not in tasks_with_real_weights
+        else:
+            offered = not demo_mode
         listings.append(ModelListing(spec, on_disk[spec.id], offered))
     return listings

@@ -70,8 +70,15 @@ class PlacementPlan:
 def measure_component(module: torch.nn.Module, dtype: torch.dtype) -> ComponentSize:
     element = torch.empty((), dtype=dtype).element_size()
 
+    def stored(p: torch.Tensor) -> int:
+        # torchao's quantized weights report the compute dtype; their bytes are in their parts (int8/fp8 data, scales).
+        parts = getattr(p, "tensor_data_names", None)
+        if parts:
+            return sum(getattr(p, name).nbytes for name in parts)
+        return p.numel() * (element if p.is_floating_point() else p.element_size())
+
     def size(m: torch.nn.Module) -> int:
-        return sum(p.numel() * (element if p.is_floating_point() else p.element_size()) for p in m.parameters())
+        return sum(stored(p) for p in m.parameters())
 
     blocks = [child for child in module.modules() if isinstance(child, (torch.nn.ModuleList, torch.nn.Sequential))]
     largest_block = max((size(block) for blocks_ in blocks for block in blocks_), default=0)

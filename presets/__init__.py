@@ -17,6 +17,8 @@ GIB = 1024**3
 PLACEMENTS = ("resident", "offload", "stream", "sequential")
 ROLES = ("denoiser", "text_encoder", "vae")
 DTYPES = ("float32", "bfloat16", "float16")
+# How the denoiser and big text encoders are stored (see pipelines/weight_formats.py); a user may choose per job.
+WEIGHT_FORMATS = ("as shipped", "fp8", "int8", "nf4")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Preset:
     placement: Mapping[str, str]
     vae_tiling: bool
     stream_blocks_per_group: int
+    weights: str
 
     @property
     def usable_vram_bytes(self) -> int:
@@ -52,6 +55,8 @@ def _check(data: dict, source: Path) -> Preset:
         raise PresetError(f"{source.name}: device must be cpu or cuda, not {data['device']!r}")
     if data["dtype"] not in DTYPES:
         raise PresetError(f"{source.name}: dtype must be one of {DTYPES}, not {data['dtype']!r}")
+    if data["weights"] not in WEIGHT_FORMATS or (data["weights"] == "nf4" and data["device"] != "cuda"):
+        raise PresetError(f"{source.name}: weights must be one of {WEIGHT_FORMATS} (nf4 on cuda only), not {data['weights']!r}")
     placement = data["placement"]
     if set(placement) != set(ROLES) or not set(placement.values()) <= set(PLACEMENTS):
         raise PresetError(f"{source.name}: placement needs {ROLES}, each one of {PLACEMENTS}; got {placement}")

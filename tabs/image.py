@@ -1,4 +1,5 @@
-"""The Image tab: text to image with SD3, FLUX, HiDream-I1 and CogView4. Endpoint: /generate_image."""
+"""The Image tab: text to image with SD3, FLUX, HiDream-I1, CogView4, SDXL and SD1.5, and checkpoint files from the
+models folder. Endpoint: /generate_image."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, Task, family_spec
+from pipelines.catalog import Task, all_models, family_spec, image_models, model_spec
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.image_runner import DEFAULT_STRENGTH, IMAGE_MODELS, ImageRequest, ImageResult, generate_image
+from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image
+from pipelines.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
@@ -19,19 +21,27 @@ from tabs.uploads import parameters_from_file
 # The controls remembered between starts, in the order of ImageTab.settings_components.
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
+    "weights",
 )
+# The Weights choice that leaves the format to the hardware preset.
+PRESET_WEIGHTS = "preset"
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
 
 def model_info(model_id: str) -> str:
-    spec = MODELS_BY_ID.get(model_id)
+    spec = image_models().get(model_id)
     if spec is None:
         return ""
     area = family_spec(spec.family).fixed_pixel_area
     size_note = f"\n\nRenders the pixel area of {math.isqrt(area)}² at the aspect ratio of the width and height you give." if area else ""
     if spec.demo:
         return DEMO_NOTE + size_note
+    if spec.checkpoint:
+        return (
+            f"**{spec.checkpoint.file_name}** · {spec.checkpoint.size_bytes / 1e9:.1f} GB file · base: {spec.base} · {spec.licence}"
+            + size_note
+        )
     return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}" + size_note
 
 
@@ -52,19 +62,20 @@ class ImageTab:
 
     def values_from(self, used: dict, source: str) -> tuple:
         model_id = used.get("model")
-        if model_id not in IMAGE_MODELS:
+        if model_id not in image_models():
             raise gr.Error(f"{source} was made with a model this app does not know ({model_id!r}).")
         return (
             model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
             used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
             recorded_lora_text(used),
+            used.get("weights") or PRESET_WEIGHTS,
         )
 
 
 def build(context: AppContext) -> ImageTab:
     choices, default_model = model_choices(context, Task.TEXT_TO_IMAGE)
-    spec = MODELS_BY_ID[default_model]
+    spec = image_models()[default_model]
     family = family_spec(spec.family)
 
     with gr.Row():
@@ -94,6 +105,11 @@ def build(context: AppContext) -> ImageTab:
                 )
             lora_picker = build_lora_picker(context, model, default_model, "image")
             lora_files, loras = lora_picker.files, lora_picker.text
+            weights = gr.Dropdown(
+                label="Weights", choices=[(f"Preset's choice ({context.manager.preset.weights})", PRESET_WEIGHTS), *WEIGHT_FORMATS],
+                value=PRESET_WEIGHTS, elem_id="image-weights",
+                info="fp8/int8 halve the memory of the transformer and big text encoders; NF4 quarters it (NVIDIA GPUs only)",
+            )
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -117,16 +133,16 @@ def build(context: AppContext) -> ImageTab:
     # A default of None makes the start image optional for gradio_client.
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
-        strength=DEFAULT_STRENGTH, loras="", request: gr.Request = None, progress=gr.Progress(),
+        strength=DEFAULT_STRENGTH, loras="", weights=PRESET_WEIGHTS, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
-            loras=loras,
+            loras=loras, weights=None if weights == PRESET_WEIGHTS else weights,
         ).check()
-        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras)
+        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights)
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
-        spec = MODELS_BY_ID[model]
+        spec = image_models()[model]
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
         summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
         try:
@@ -147,14 +163,14 @@ def build(context: AppContext) -> ImageTab:
 
     generate.click(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
     )
     prompt.submit(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,
@@ -167,7 +183,7 @@ def build(context: AppContext) -> ImageTab:
     stop.click(stop_handler, outputs=[result], api_name="stop")
 
     def show_model_controls(model_id):
-        chosen = IMAGE_MODELS.get(model_id)
+        chosen = image_models().get(model_id)
         if chosen is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen_family = family_spec(chosen.family)
@@ -186,9 +202,10 @@ def build(context: AppContext) -> ImageTab:
     )
 
     def apply_model_defaults(model_id, lora_list):
-        if model_id not in IMAGE_MODELS:
+        chosen = image_models().get(model_id)
+        if chosen is None:
             return [gr.skip()] * 6
-        defaults = IMAGE_MODELS[model_id].defaults
+        defaults = chosen.defaults
         # LoRAs made for another family would only be refused: keep those that fit the new model.
         kept = fitting_lora_text(context, model_id, lora_list)
         return defaults.width, defaults.height, defaults.steps, defaults.guidance, defaults.scheduler, kept
@@ -201,10 +218,10 @@ def build(context: AppContext) -> ImageTab:
     def list_loras(model: str = "") -> list[dict]:
         """The LoRA library: each file's name (as /generate_image takes it) and the family it was made for; with a
         model id, only the LoRAs that fit it."""
-        if model and model not in MODELS_BY_ID:
+        if model and model not in {spec.id for spec in all_models()}:
             raise gr.Error(f"model: unknown model {model!r}; /models lists them")
         if model:
-            return [{"name": name, "family": MODELS_BY_ID[model].family.value} for name in lora_names(context, model)]
+            return [{"name": name, "family": model_spec(model).family.value} for name in lora_names(context, model)]
         return [{"name": lora.name, "family": lora.family.value if lora.family else None} for lora in context.store.loras.scan()]
 
     # For scripts. Not a GPU event: it only reads the LoRA folder.
@@ -217,11 +234,13 @@ def build(context: AppContext) -> ImageTab:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_components = [model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras]
+    settings_components = [
+        model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
+    ]
 
     def size_from_start_image(path, model_id):
         """The start image's size, to the nearest size the model takes, in the width and height fields."""
-        chosen = IMAGE_MODELS.get(model_id)
+        chosen = image_models().get(model_id)
         if not path or chosen is None:
             return gr.skip(), gr.skip()
         try:

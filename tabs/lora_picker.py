@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID
+from pipelines.catalog import model_spec
 from pipelines.errors import InvalidRequest
 from pipelines.lora_library import LoraChoice, parse_lora_list
 from tabs.context import AppContext
@@ -25,8 +25,11 @@ def recorded_lora_text(used: dict) -> str:
 
 def lora_names(context: AppContext, model_id: str) -> list[str]:
     """The library's LoRAs that fit `model_id`'s family."""
-    spec = MODELS_BY_ID.get(model_id)
-    return [lora.name for lora in context.store.loras.for_family(spec.family)] if spec else []
+    try:
+        spec = model_spec(model_id)
+    except KeyError:
+        return []
+    return [lora.name for lora in context.store.loras.for_family(spec.family)]
 
 
 def chosen_loras(text: str) -> list[LoraChoice]:

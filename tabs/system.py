@@ -35,6 +35,7 @@ def status_dict(context: AppContext) -> dict:
         "process_ram_gb": round(memory.process_rss_bytes / GIB, 2),
         "ram_available_gb": round(memory.ram_available_bytes / GIB, 2),
         "ram_total_gb": round(memory.ram_total_bytes / GIB, 2),
+        "checkpoint_file_problems": list(context.store.file_problems),
     }
 
 

@@ -129,9 +129,9 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         seed=99, scheduler="Heun", api_name="/generate_image",
     )
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, loras = restored
-    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength, loras) == (
-        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, ""
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, loras, weights = restored
+    assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength, loras, weights) == (
+        "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, "", "as shipped"
     )
 
 
@@ -201,6 +201,6 @@ def test_loras_from_the_library_through_the_api_are_recorded_restored_and_leave_
     assert [(r["file"], r["weight"]) for r in records] == [("detail.safetensors", 0.8), ("style.safetensors", -0.5)]
     assert all(len(r["sha256"]) == 16 for r in records) and "LoRAs: detail.safetensors:0.8" in summary
     restored = client.predict(handle_file(styled["images"][0]), api_name="/reuse_settings")
-    assert restored[-1] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
+    assert restored[-2] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
     with pytest.raises(Exception, match="flux/glow.safetensors is made for FLUX"):
         run("flux/glow.safetensors:1")

@@ -10,16 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, sd15, sdxl, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
 
 _BUILDERS = {
     Family.SD3: sd3.build,
     Family.FLUX: flux.build,
     Family.HIDREAM: hidream.build,
     Family.COGVIEW4: cogview4.build,
+    Family.SD15: sd15.build,
+    Family.SDXL: sdxl.build,
     Family.FISH_SPEECH: fish_speech.build,
     Family.ACE_STEP: ace_step.build,
     Family.WAN: wan.build,

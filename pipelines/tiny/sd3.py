@@ -33,13 +33,13 @@ def tiny_vae() -> AutoencoderKL:
     )
 
 
-def clip_config(**extra) -> CLIPTextConfig:
+def clip_config(hidden_size: int = 32, **extra) -> CLIPTextConfig:
     """A 2-layer CLIP text encoder over the character tokenizer (its end token is also its pad token)."""
     return CLIPTextConfig(
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=1,
-        hidden_size=32,
+        hidden_size=hidden_size,
         intermediate_size=37,
         num_attention_heads=4,
         num_hidden_layers=2,

@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines.errors import InvalidRequest
@@ -26,7 +27,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
-@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux", "demo-sd3-hyper8", "demo-flux-hyper8"])
+@pytest.mark.parametrize("model", ["demo-sd3", "demo-flux", "demo-sd3-hyper8", "demo-flux-hyper8", "demo-sd15", "demo-sdxl"])
 def test_each_demo_model_makes_a_batch_with_consecutive_seeds(manager, outputs, model):
     result = generate_image(ImageRequest(prompt="a fox", model=model, steps=2, seed=11, batch=2, width=256, height=320), manager, outputs, Job())
     assert [o.parameters["seed"] for o in result.outputs] == [11, 12] == result.seeds
@@ -53,6 +54,37 @@ def test_every_sd3_sampler_runs_is_recorded_and_repeats_with_its_seed(manager, o
     first, second = make(), make()
     assert first.parameters["scheduler"] == sampler
     assert np.array_equal(pixels(first.path), pixels(second.path))
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M", "DPM++ 2M SDE", "UniPC", "DDIM"])
+def test_every_sd15_sampler_runs_with_a_negative_prompt_and_repeats_with_its_seed(manager, outputs, sampler):
+    request = ImageRequest(prompt="a fox", negative_prompt="blurry", model="demo-sd15", steps=2, seed=1, scheduler=sampler, width=264, height=256)
+    first, second = (generate_image(request, manager, outputs, Job()).outputs[0] for _ in range(2))
+    assert first.parameters["scheduler"] == sampler and first.parameters["negative_prompt"] == "blurry"
+    assert Image.open(first.path).size == (264, 256), "SD1.5 takes any multiple of 8"
+    assert np.array_equal(pixels(first.path), pixels(second.path))
+
+
+@pytest.mark.parametrize("weights", ["fp8", "int8"])
+def test_fp8_and_int8_weights_run_stay_close_and_are_recorded(manager, outputs, weights):
+    run = lambda chosen: generate_image(
+        ImageRequest(prompt="a fox", model="demo-flux", steps=2, seed=3, weights=chosen), manager, outputs, Job()
+    ).outputs[0]
+    shipped, quantized = run(None), run(weights)
+    difference = np.abs(pixels(shipped.path).astype(int) - pixels(quantized.path).astype(int))
+    assert 0 < difference.max() and difference.mean() < 4.0
+    assert quantized.parameters["weights"] == weights and shipped.parameters["weights"] == "as shipped"
+    stored = {"fp8": torch.float8_e4m3fn, "int8": torch.int8}[weights]
+    with manager.use("demo-flux", weights=weights) as pipe:
+        assert pipe.transformer.transformer_blocks[0].attn.to_q.weight.qdata.dtype == stored
+        assert pipe.text_encoder_2.encoder.block[0].layer[0].SelfAttention.q.weight.qdata.dtype == stored, "T5 too"
+
+
+def test_nf4_on_a_machine_without_cuda_is_a_clear_refusal_and_loads_nothing(manager, outputs):
+    manager.unload()
+    with pytest.raises(InvalidRequest, match="weights: NF4 .*needs an NVIDIA GPU"):
+        generate_image(ImageRequest(prompt="a fox", model="demo-flux", steps=2, weights="nf4"), manager, outputs, Job())
+    assert manager.status().model_id is None
 
 
 def test_the_sampler_choice_does_not_leak_into_the_next_job(manager, outputs):
@@ -115,6 +147,9 @@ def test_stop_keeps_the_images_already_finished(manager, outputs):
         (dict(model="demo-flux", negative_prompt="blurry"), "negative_prompt", "does not use"),
         (dict(model="demo-flux", scheduler="Heun"), "scheduler", "Euler"),
         (dict(width="wide"), "width", "whole number"),
+        (dict(model="demo-sd15", width=260), "width", "multiple of 8 from 256 to 2048"),
+        (dict(model="demo-sd15", scheduler="Heun"), "scheduler", "DDIM"),
+        (dict(weights="q4"), "weights", "as shipped, fp8, int8, nf4"),
     ],
 )
 def test_bad_values_name_the_field_and_what_is_accepted(change, field, hint):

@@ -6,12 +6,12 @@ import diffusers
 import pytest
 import torch
 
-from pipelines.catalog import Family
+from pipelines.catalog import FAMILIES, Family
 from pipelines.tiny import build_tiny_companion, build_tiny_model
 
 PIPELINES = {
     Family.SD3: "StableDiffusion3Pipeline", Family.FLUX: "FluxPipeline", Family.HIDREAM: "HiDreamImagePipeline",
-    Family.COGVIEW4: "CogView4Pipeline",
+    Family.COGVIEW4: "CogView4Pipeline", Family.SD15: "StableDiffusionPipeline", Family.SDXL: "StableDiffusionXLPipeline",
 }
 # HiDream needs its separate Llama folder and rescales every size: tests/pipelines/test_image_families.py runs it.
 RUN_AS_SAVED = [family for family in PIPELINES if family is not Family.HIDREAM]
@@ -23,7 +23,7 @@ def test_tiny_model_is_saved_in_the_real_folder_layout(tmp_path, family):
     build_tiny_model(family, folder)
     index = json.loads((folder / "model_index.json").read_text())
     assert index["_class_name"] == PIPELINES[family]
-    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (folder / FAMILIES[family].denoiser / "diffusion_pytorch_model.safetensors").is_file()
     assert (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     assert (folder / "text_encoder" / "model.safetensors").is_file()
     assert (folder / "tokenizer" / "tokenizer_config.json").is_file()

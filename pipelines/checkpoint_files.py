@@ -1,0 +1,149 @@
+"""Single checkpoint files dropped in the models folder, listed as catalog entries.
+
+A `.safetensors` file is a community fine-tune: the whole pipeline for SD1.5/SDXL, the transformer alone for
+FLUX/SD3 (PixelWave and most others). A `.gguf` file is a quantized transformer (Q8_0 … Q4_K_S). Only the
+file's header is read: its key names say the family, diffusers' own `infer_diffusers_model_type` says which
+base model's configs it loads against (FLUX.1 dev or schnell, SD3 Medium or 3.5 Large…). A sidecar
+`<file>.json` holding `{"base": "<catalog id>"}` overrides that guess (a fine-tune of another base).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from pipelines.catalog import FAMILIES, MODELS_BY_ID, CheckpointFile, FamilySpec, ModelSpec, Task
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".gguf")
+_FLOAT_TYPES = ("F32", "F16", "BF16", "fp32", "fp16", "bf16")
+_SAFETENSORS_DTYPES = {"BF16": "bf16", "F16": "fp16", "F32": "fp32", "F8_E4M3": "fp8", "F8_E5M2": "fp8 e5m2"}
+
+
+class UnknownCheckpoint(ValueError):
+    """A file in the models folder that is not a checkpoint of a family Atelier runs; the message says why."""
+
+
+def scan_checkpoint_files(models_dir: Path) -> tuple[list[ModelSpec], list[str]]:
+    """One catalog entry per checkpoint file directly in `models_dir`, and a message per file that is not one."""
+    specs, problems = [], []
+    for path in sorted(Path(models_dir).glob("*")):
+        if path.suffix not in CHECKPOINT_SUFFIXES or not path.is_file():
+            continue
+        try:
+            specs.append(checkpoint_spec(path))
+        except UnknownCheckpoint as error:
+            log.warning("%s", error)
+            problems.append(str(error))
+    return specs, problems
+
+
+def checkpoint_spec(path: Path) -> ModelSpec:
+    """The catalog entry for one checkpoint file; UnknownCheckpoint when its layout is not one we know."""
+    stat = path.stat()
+    return _checkpoint_spec(path.resolve(), stat.st_size, stat.st_mtime_ns, _sidecar_base(path))
+
+
+@lru_cache(maxsize=256)
+def _checkpoint_spec(path: Path, size_bytes: int, mtime_ns: int, chosen_base: str | None) -> ModelSpec:
+    try:
+        shapes, bytes_by_type = _read_header(path)
+    except Exception as error:  # safetensors and gguf raise their own types for a damaged or foreign file
+        raise UnknownCheckpoint(f"{path.name}: not a readable checkpoint ({type(error).__name__}: {error}).") from None
+    family = _family(shapes)
+    if family is None:
+        sample = ", ".join(sorted(shapes)[:3])
+        known = ", ".join(spec.family.value for spec in FAMILIES.values() if spec.file_markers)
+        raise UnknownCheckpoint(
+            f"{path.name}: the tensor names ({sample}, …) are not those of a checkpoint of the families Atelier loads "
+            f"from one file ({known}); other models go in their own diffusers folder."
+        )
+    base = _base(path, family, shapes, chosen_base)
+    file_format = path.suffix.lstrip(".")
+    # A quantized file keeps norms, biases and tables in float; its quantized type is what names the variant.
+    quantized = Counter({name: size for name, size in bytes_by_type.items() if name not in _FLOAT_TYPES})
+    variant = (quantized or bytes_by_type).most_common(1)[0][0] if bytes_by_type else "unknown"
+    if family.file_holds_pipeline:
+        component_bytes = {family.denoiser: size_bytes}
+    else:
+        component_bytes = {**base.component_bytes, family.denoiser: size_bytes}
+    return replace(
+        base,
+        id=path.name,
+        name=f"{path.stem} ({variant}, {base.name} base)",
+        repo=None,
+        base=base.id,
+        demo=False,
+        component_bytes=component_bytes,
+        licence=f"The licence given by the file's author (for fine-tunes, usually the base model's: {base.licence})",
+        checkpoint=CheckpointFile(path=str(path), format=file_format, variant=variant, size_bytes=size_bytes),
+    )
+
+
+def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], Counter]:
+    """Tensor shapes by name, and the bytes stored in each type (Q8_0, bf16…), read without loading any weights."""
+    shapes, bytes_by_type = {}, Counter()
+    if path.suffix == ".gguf":
+        import gguf
+
+        for tensor in gguf.GGUFReader(path).tensors:
+            # GGUF lists dimensions innermost first.
+            shapes[tensor.name] = tuple(int(side) for side in reversed(tensor.shape.tolist()))
+            bytes_by_type[tensor.tensor_type.name] += int(tensor.n_bytes)
+    else:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as opened:
+            for name in opened.keys():
+                tensor = opened.get_slice(name)
+                shapes[name] = tuple(tensor.get_shape())
+                dtype = tensor.get_dtype()
+                bytes_by_type[_SAFETENSORS_DTYPES.get(dtype, dtype.lower())] += torch.Size(shapes[name]).numel()
+    return shapes, bytes_by_type
+
+
+def _family(shapes: dict[str, tuple[int, ...]]) -> FamilySpec | None:
+    names = list(shapes)
+    for family in FAMILIES.values():
+        if family.file_markers and any(marker in name for marker in family.file_markers for name in names):
+            return family
+    return None
+
+
+def _base(path: Path, family: FamilySpec, shapes: dict[str, tuple[int, ...]], chosen_base: str | None) -> ModelSpec:
+    if chosen_base is not None:
+        base = MODELS_BY_ID.get(chosen_base)
+        if base is None or base.family is not family.family or base.task is not Task.TEXT_TO_IMAGE or base.base:
+            bases = [spec.id for spec in MODELS_BY_ID.values() if spec.family is family.family and not spec.base]
+            raise UnknownCheckpoint(
+                f"{path.name}: its sidecar names the base {chosen_base!r}, which is not a {family.family.value} model; "
+                f"choose one of {', '.join(bases)}."
+            )
+        return base
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    # diffusers' guess reads key names and a few shapes; meta tensors give it the shapes without the weights.
+    checkpoint = {name: torch.empty(shape, device="meta") for name, shape in shapes.items()}
+    try:
+        model_type = infer_diffusers_model_type(checkpoint)
+    except (KeyError, IndexError):  # a key its rules expect beside another is missing: not a type it knows
+        model_type = None
+    base_id = family.file_bases.get(model_type, next(iter(family.file_bases.values())))
+    return MODELS_BY_ID[base_id]
+
+
+def _sidecar_base(path: Path) -> str | None:
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        return str(json.loads(sidecar.read_text())["base"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UnknownCheckpoint(f"{sidecar.name}: expected {{\"base\": \"<model id>\"}} ({type(error).__name__}: {error}).") from None
