@@ -419,6 +419,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=128 + 128,
         guidance_doubles_batch=True,
         fixed_pixel_area=1024 * 1024,
+        # The 17B transformer, T5-XXL and the Llama 3.1 8B encoder are what fp8/int8 shrink.
+        quantizable=("transformer", "text_encoder_3", "text_encoder_4"),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -435,6 +437,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         min_size=512,
         max_size=2048,
         max_pixels=2**21,
+        # The 6B transformer and the GLM-4-9B encoder.
+        quantizable=("transformer", "text_encoder"),
         supports_negative_prompt=True,
         # CogView4Pipeline passes its own timesteps, sigmas and `mu`, which only the flow-matching Euler accepts.
         schedulers=_FLOW_SCHEDULERS[:1],

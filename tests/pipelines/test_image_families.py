@@ -127,3 +127,14 @@ def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_
     streamer.place(set())
     pipe.transformer = transformer
     assert torch.equal(run(), expected)
+
+
+@pytest.mark.parametrize("model, encoder", [("demo-hidream", "text_encoder_4"), ("demo-cogview4", "text_encoder")])
+def test_int8_weights_shrink_the_transformer_and_the_big_text_encoder(manager, outputs, model, encoder):
+    request = ImageRequest(prompt="a fox", model=model, steps=2, seed=3, width=512, height=512, weights="int8")
+    saved = generate_image(request, manager, outputs, Job()).outputs[0]
+    assert saved.parameters["weights"] == "int8"
+    with manager.use(model, weights="int8") as pipe:
+        for component in ("transformer", encoder):
+            linear = next(m for m in getattr(pipe, component).modules() if isinstance(m, torch.nn.Linear))
+            assert linear.weight.qdata.dtype == torch.int8, component
