@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from pipelines.catalog import ModelSpec, family_spec, image_models, model_spec
-from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
-from pipelines.jobs import Job
+from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.jobs import Job, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, file_sha256, image_size
@@ -186,23 +186,17 @@ def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
     return sibling
 
 
-def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
-    """One image; after an out-of-memory the manager has stepped its plan down, and the image runs once more."""
-    for attempt in (1, 2):
-        try:
-            with (
-                manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
-                _sampler(pipe, request.scheduler, spec),
-            ):
-                job.check_stop()
-                runner = _for_task(pipe, spec, "image" in kwargs)
-                # SDE samplers draw their step noise from the global generator, not the one passed in.
-                torch.manual_seed(seed)
-                return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-        except RetryAfterOutOfMemory:
-            if attempt == 2:
-                raise
-            job.report(0.0, "Out of memory: retrying with a leaner memory plan")
+def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
+    """One image, from the seed's noise, with the chosen sampler and LoRAs."""
+    with (
+        manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
+        _sampler(pipe, request.scheduler, spec),
+    ):
+        job.check_stop()
+        runner = _for_task(pipe, spec, "image" in kwargs)
+        # SDE samplers draw their step noise from the global generator, not the one passed in.
+        torch.manual_seed(seed)
+        return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
 
 
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
@@ -259,7 +253,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             if start_image is not None and request.strength == 0.0:
                 image = start_image.copy()  # nothing to repaint: the input is the result
             else:
-                image = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed, loras)
+                image = with_one_retry(job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras))
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])

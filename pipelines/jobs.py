@@ -13,9 +13,11 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
-from pipelines.errors import JobStopped
+from pipelines.errors import JobStopped, RetryAfterOutOfMemory
+
+Result = TypeVar("Result")
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -155,3 +157,13 @@ class JobQueue:
             progress=round(job.fraction, 3), text=job.text, submitted_at=job.submitted_at,
             started_at=job.started_at, finished_at=job.finished_at,
         )
+
+
+def with_one_retry(job: "Job", attempt: Callable[[], Result]) -> Result:
+    """`attempt()`, and once more after an out-of-memory: by then the manager has stepped its plan down (fewer
+    resident blocks, tiled VAE). A second out-of-memory goes to the caller."""
+    try:
+        return attempt()
+    except RetryAfterOutOfMemory:
+        job.report(0.0, "Out of memory: retrying with a leaner memory plan")
+    return attempt()

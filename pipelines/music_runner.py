@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from pipelines.catalog import MODELS, ModelSpec, MusicDefaults, Task
-from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
-from pipelines.jobs import Job
-from pipelines.lora_library import ActiveLora, parse_lora_list
+from pipelines.catalog import MODELS, MusicDefaults, Task
+from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.jobs import Job, with_one_retry
+from pipelines.lora_library import parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
 from pipelines.memory.planner import Workload
@@ -293,18 +293,6 @@ def splice(original: np.ndarray, generated: np.ndarray, start: int, end: int) ->
     return np.clip(result, -1.0, 1.0)
 
 
-def _run_with_one_retry(
-    manager: ModelManager, spec: ModelSpec, workload: Workload, loras: list[ActiveLora], job: Job, call,
-) -> np.ndarray:
-    for attempt in (1, 2):
-        try:
-            with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe:
-                job.check_stop()
-                return call(pipe)
-        except RetryAfterOutOfMemory:
-            if attempt == 2:
-                raise
-            job.report(0.0, "Out of memory: retrying with a leaner memory plan")
 
 
 def generate_music(request: MusicRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> MusicResult:
@@ -371,8 +359,14 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         return audio.float().cpu().numpy().T[:length]
 
     workload = music_workload(math.ceil(length / SAMPLES_PER_FRAME), request.guidance)
+
+    def use_and_call() -> np.ndarray:
+        with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe:
+            job.check_stop()
+            return call(pipe)
+
     try:
-        generated = _run_with_one_retry(manager, spec, workload, loras, job, call)
+        generated = with_one_retry(job, use_and_call)
     except JobStopped:
         return MusicResult(None, stopped=True, seconds=time.monotonic() - started)
 

@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 
 from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, family_spec
-from pipelines.errors import InvalidRequest, JobStopped, RetryAfterOutOfMemory
+from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
-from pipelines.jobs import Job
+from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
@@ -221,20 +221,14 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
-    """The frames; after an out-of-memory the manager has stepped its plan down, and the video runs once more."""
+def _make_frames(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
+    """The frames, from the seed's noise, with the request's flow shift for this job only."""
     family = family_spec(spec.family)
-    for attempt in (1, 2):
-        try:
-            with manager.use(spec.id, workload, on_progress=job.report) as pipe, _flow_shift(pipe, request.flow_shift):
-                job.check_stop()
-                runner = _for_task(pipe, family, "image" in kwargs, spec)
-                torch.manual_seed(seed)
-                return runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
-        except RetryAfterOutOfMemory:
-            if attempt == 2:
-                raise
-            job.report(0.0, "Out of memory: retrying with a leaner memory plan")
+    with manager.use(spec.id, workload, on_progress=job.report) as pipe, _flow_shift(pipe, request.flow_shift):
+        job.check_stop()
+        runner = _for_task(pipe, family, "image" in kwargs, spec)
+        torch.manual_seed(seed)
+        return runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
 
 
 def generate_video(
@@ -279,7 +273,7 @@ def generate_video(
     if start_image is not None:
         kwargs["image"] = start_image
     try:
-        decoded = _run_with_one_retry(manager, spec, workload, request, job, kwargs, seed)
+        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed))
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())

@@ -3,8 +3,8 @@ import time
 
 import pytest
 
-from pipelines.errors import JobStopped
-from pipelines.jobs import JobQueue
+from pipelines.errors import JobStopped, RetryAfterOutOfMemory
+from pipelines.jobs import Job, JobQueue, with_one_retry
 
 
 def wait_until(condition, timeout_s: float = 10.0) -> None:
@@ -105,3 +105,25 @@ def test_stop_reaches_only_the_jobs_of_its_owner():
     with queue.run("alice", "Image", "mine") as job:
         assert queue.stop("bob") == 0 and not job.stopped
         assert queue.stop("alice") == 1 and job.stopped
+
+
+def test_a_job_runs_once_more_after_one_out_of_memory_and_says_so():
+    said, attempts = [], []
+
+    def attempt():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RetryAfterOutOfMemory("out of memory once")
+        return "made"
+
+    job = Job(on_progress=lambda fraction, text: said.append(text))
+    assert with_one_retry(job, attempt) == "made" and len(attempts) == 2
+    assert any("retrying with a leaner memory plan" in text for text in said)
+
+
+def test_a_second_out_of_memory_reaches_the_caller():
+    def attempt():
+        raise RetryAfterOutOfMemory("out of memory again")
+
+    with pytest.raises(RetryAfterOutOfMemory):
+        with_one_retry(Job(), attempt)
