@@ -373,11 +373,13 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         min_size=64,
         max_size=1280,
         supports_negative_prompt=True,
-        # The model's own flow-matching UniPC scheduler; only its shift is offered.
-        schedulers=(),
+        # The model's own flow-matching UniPC scheduler (its shift is offered in the Video tab).
+        schedulers=(SchedulerChoice("UniPC", "UniPCMultistepScheduler"),),
         text_tokens=512,
         # WanPipeline runs the conditional and unconditional passes one after the other, not as a batch.
         guidance_doubles_batch=False,
+        # As an image generator (the Image tab's Wan entries): a video of one frame.
+        call_kwargs=_frozen({"num_frames": 1, "output_type": "pil"}),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             # The image-to-video models' CLIP vision encoder is used once per job, like the text encoder.
@@ -766,6 +768,28 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_WAN_LICENCE,
     ),
     ModelSpec(
+        id="wan21-t2v-1.3b-image",
+        name="Wan2.1 T2V 1.3B as an image model (one frame)",
+        family=Family.WAN,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="WanPipeline",
+        base="wan21-t2v-1.3b",
+        defaults=CallDefaults(steps=30, guidance=5.0, width=832, height=480, scheduler="UniPC"),
+        component_bytes=_frozen({"transformer": 2_840_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="wan21-t2v-14b-image",
+        name="Wan2.1 T2V 14B as an image model (one frame)",
+        family=Family.WAN,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="WanPipeline",
+        base="wan21-t2v-14b",
+        defaults=CallDefaults(steps=30, guidance=5.0, width=1280, height=720, scheduler="UniPC"),
+        component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
         id="wan21-t2v-14b",
         name="Wan2.1 T2V 14B",
         family=Family.WAN,
@@ -953,6 +977,18 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline_class="WanPipeline",
         demo=True,
         defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
+        component_bytes=_frozen(_TINY_VIDEO_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-wan-image",
+        name="Wan2.1 T2V as an image model (tiny)",
+        family=Family.WAN,
+        task=Task.TEXT_TO_IMAGE,
+        pipeline_class="WanPipeline",
+        demo=True,
+        base="demo-wan",
+        defaults=CallDefaults(steps=4, guidance=5.0, width=64, height=64, scheduler="UniPC"),
         component_bytes=_frozen(_TINY_VIDEO_BYTES),
         licence=_DEMO_LICENCE,
     ),

@@ -186,6 +186,12 @@ def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
     return sibling
 
 
+def _first_image(output) -> Image.Image:
+    """The image of an image pipeline's output, or the first frame of a video pipeline's (Wan, one frame)."""
+    images = getattr(output, "images", None)
+    return images[0] if images is not None else output.frames[0][0]
+
+
 def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
     """One image, from the seed's noise, with the chosen sampler and LoRAs."""
     with (
@@ -196,7 +202,7 @@ def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list
         runner = _for_task(pipe, spec, "image" in kwargs)
         # SDE samplers draw their step noise from the global generator, not the one passed in.
         torch.manual_seed(seed)
-        return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        return _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
 
 
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:

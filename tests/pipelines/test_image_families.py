@@ -138,3 +138,16 @@ def test_int8_weights_shrink_the_transformer_and_the_big_text_encoder(manager, o
         for component in ("transformer", encoder):
             linear = next(m for m in getattr(pipe, component).modules() if isinstance(m, torch.nn.Linear))
             assert linear.weight.qdata.dtype == torch.int8, component
+
+
+def test_wan_makes_images_as_one_frame_videos_in_the_image_tab(manager, outputs):
+    from pipelines.catalog import image_models
+
+    assert {"demo-wan-image", "wan21-t2v-1.3b-image", "wan21-t2v-14b-image"} <= set(image_models())
+    request = ImageRequest(prompt="a fox in snow", model="demo-wan-image", steps=2, seed=5, width=96, height=64, negative_prompt="blur")
+    first, again = (generate_image(request, manager, outputs, Job()).outputs[0] for _ in range(2))
+    assert Image.open(first.path).size == (96, 64)
+    assert (first.parameters["model"], first.parameters["scheduler"], first.parameters["demo"]) == ("demo-wan-image", "UniPC", True)
+    assert Image.open(first.path).tobytes() == Image.open(again.path).tobytes()
+    with pytest.raises(InvalidRequest, match="height: 40"):
+        generate_image(ImageRequest(prompt="a fox", model="demo-wan-image", width=96, height=40), manager, outputs, Job())
