@@ -1000,6 +1000,11 @@ def image_models() -> dict[str, ModelSpec]:
     return {spec.id: spec for spec in all_models() if spec.task is Task.TEXT_TO_IMAGE}
 
 
+def video_models() -> dict[str, ModelSpec]:
+    """Text-to-video and image-to-video models, checkpoint files included."""
+    return {spec.id: spec for spec in all_models() if spec.task in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)}
+
+
 def model_spec(model_id: str) -> ModelSpec:
     """The catalog entry for `model_id` (a fixed entry or a scanned file); KeyError when there is none."""
     if model_id in MODELS_BY_ID:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from pipelines.catalog import FAMILIES, MODELS_BY_ID, CheckpointFile, FamilySpec, ModelSpec, Task
+from pipelines.media import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +148,14 @@ def _sidecar_base(path: Path) -> str | None:
         return str(json.loads(sidecar.read_text())["base"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UnknownCheckpoint(f"{sidecar.name}: expected {{\"base\": \"<model id>\"}} ({type(error).__name__}: {error}).") from None
+
+
+def checkpoint_record(checkpoint: CheckpointFile | None) -> dict | None:
+    """What a result records of the checkpoint file it came from: the full SHA-256, as model sites list it, so the
+    result names the exact file. None for a model loaded from its folder."""
+    if checkpoint is None:
+        return None
+    return {
+        "file": checkpoint.file_name, "sha256": file_sha256(checkpoint.path), "format": checkpoint.format,
+        "variant": checkpoint.variant,
+    }
