@@ -387,6 +387,13 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         }),
         # Trained at 81 frames; longer clips drift (context windows will lift this).
         video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16),
+        # Community Wan files (GGUF quantizations above all) hold the transformer alone: Alibaba's original layout
+        # has `head.modulation`, diffusers' layout `condition_embedder.time_embedder.`. I2V 480p and 720p have the
+        # same shapes, so the 480p model is the default base for both.
+        file_markers=("head.modulation", "condition_embedder.time_embedder."),
+        file_bases=_frozen({
+            "wan-t2v-1.3B": "wan21-t2v-1.3b", "wan-t2v-14B": "wan21-t2v-14b", "wan-i2v-14B": "wan21-i2v-14b-480p",
+        }),
     ),
     Family.LTX: FamilySpec(
         family=Family.LTX,
