@@ -389,6 +389,13 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         }),
         # Trained at 81 frames; longer clips drift (context windows will lift this).
         video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16),
+        # Community Wan files (GGUF quantizations above all) hold the transformer alone: Alibaba's original layout
+        # has `head.modulation`, diffusers' layout `condition_embedder.time_embedder.`. I2V 480p and 720p have the
+        # same shapes, so the 480p model is the default base for both.
+        file_markers=("head.modulation", "condition_embedder.time_embedder."),
+        file_bases=_frozen({
+            "wan-t2v-1.3B": "wan21-t2v-1.3b", "wan-t2v-14B": "wan21-t2v-14b", "wan-i2v-14B": "wan21-i2v-14b-480p",
+        }),
     ),
     Family.LTX: FamilySpec(
         family=Family.LTX,
@@ -1038,6 +1045,11 @@ def all_models() -> tuple[ModelSpec, ...]:
 
 def image_models() -> dict[str, ModelSpec]:
     return {spec.id: spec for spec in all_models() if spec.task is Task.TEXT_TO_IMAGE}
+
+
+def video_models() -> dict[str, ModelSpec]:
+    """Text-to-video and image-to-video models, checkpoint files included."""
+    return {spec.id: spec for spec in all_models() if spec.task in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)}
 
 
 def model_spec(model_id: str) -> ModelSpec:

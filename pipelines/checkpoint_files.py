@@ -1,9 +1,10 @@
 """Single checkpoint files dropped in the models folder, listed as catalog entries.
 
 A `.safetensors` file is a community fine-tune: the whole pipeline for SD1.5/SDXL, the transformer alone for
-FLUX/SD3 (PixelWave and most others). A `.gguf` file is a quantized transformer (Q8_0 … Q4_K_S). Only the
+FLUX/SD3 (PixelWave and most others) and Wan. A `.gguf` file is a quantized transformer (Q8_0 … Q4_K_S). Only the
 file's header is read: its key names say the family, diffusers' own `infer_diffusers_model_type` says which
-base model's configs it loads against (FLUX.1 dev or schnell, SD3 Medium or 3.5 Large…). A sidecar
+base model's configs it loads against (FLUX.1 dev or schnell, SD3 Medium or 3.5 Large, Wan T2V 1.3B or I2V 14B…),
+and the base says the file's task (a Wan I2V file makes videos from a picture). A sidecar
 `<file>.json` holding `{"base": "<catalog id>"}` overrides that guess (a fine-tune of another base).
 """
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from pipelines.catalog import FAMILIES, MODELS_BY_ID, CheckpointFile, FamilySpec, ModelSpec, Task
+from pipelines.catalog import FAMILIES, MODELS_BY_ID, CheckpointFile, FamilySpec, ModelSpec
+from pipelines.media import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,7 @@ def _family(shapes: dict[str, tuple[int, ...]]) -> FamilySpec | None:
 def _base(path: Path, family: FamilySpec, shapes: dict[str, tuple[int, ...]], chosen_base: str | None) -> ModelSpec:
     if chosen_base is not None:
         base = MODELS_BY_ID.get(chosen_base)
-        if base is None or base.family is not family.family or base.task is not Task.TEXT_TO_IMAGE or base.base:
+        if base is None or base.family is not family.family or base.base:
             bases = [spec.id for spec in MODELS_BY_ID.values() if spec.family is family.family and not spec.base]
             raise UnknownCheckpoint(
                 f"{path.name}: its sidecar names the base {chosen_base!r}, which is not a {family.family.value} model; "
@@ -147,3 +149,14 @@ def _sidecar_base(path: Path) -> str | None:
         return str(json.loads(sidecar.read_text())["base"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UnknownCheckpoint(f"{sidecar.name}: expected {{\"base\": \"<model id>\"}} ({type(error).__name__}: {error}).") from None
+
+
+def checkpoint_record(checkpoint: CheckpointFile | None) -> dict | None:
+    """What a result records of the checkpoint file it came from: the full SHA-256, as model sites list it, so the
+    result names the exact file. None for a model loaded from its folder."""
+    if checkpoint is None:
+        return None
+    return {
+        "file": checkpoint.file_name, "sha256": file_sha256(checkpoint.path), "format": checkpoint.format,
+        "variant": checkpoint.variant,
+    }

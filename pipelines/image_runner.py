@@ -19,11 +19,12 @@ import torch
 from PIL import Image
 
 from pipelines.catalog import ModelSpec, family_spec, image_models, model_spec
+from pipelines.checkpoint_files import checkpoint_record
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.jobs import Job, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, file_digest, file_sha256, image_size
+from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import number, whole_number
@@ -220,12 +221,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
 
     start_image = _start_image(request) if request.init_image else None
     start_record = {"file": Path(request.init_image).name, "sha256": file_digest(request.init_image)} if start_image else None
-    checkpoint = spec.checkpoint
-    # The full SHA-256, as model sites list it, so a result names the exact file it came from.
-    checkpoint_record = (
-        {"file": checkpoint.file_name, "sha256": file_sha256(checkpoint.path), "format": checkpoint.format, "variant": checkpoint.variant}
-        if checkpoint else None
-    )
+    checkpoint = checkpoint_record(spec.checkpoint)
     # Image to image denoises only the last `strength` of the schedule.
     steps_run = request.steps if start_image is None else max(1, int(request.steps * request.strength))
 
@@ -276,7 +272,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "batch_index": index,
             "model_name": spec.name,
             "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
-            "checkpoint": checkpoint_record,
+            "checkpoint": checkpoint,
             "weights": request.weights or manager.preset.weights,
             # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
             "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,

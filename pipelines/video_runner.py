@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, family_spec
+from pipelines.catalog import FamilySpec, ModelSpec, Task, family_spec, model_spec, video_models
+from pipelines.checkpoint_files import checkpoint_record
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
@@ -34,7 +35,6 @@ from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 
 log = logging.getLogger(__name__)
 
-VIDEO_MODELS = {spec.id: spec for spec in MODELS if spec.task in (Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)}
 MAX_SEED = 2**32 - 1
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
@@ -71,9 +71,10 @@ class VideoRequest:
 
     def check(self, models_dir: Path) -> "VideoRequest":
         """A copy with defaults filled in and frames rounded to the model's rule; InvalidRequest names the first bad field."""
-        spec = VIDEO_MODELS.get(self.model)
+        models = video_models()
+        spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a video model: {', '.join(VIDEO_MODELS)}")
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a video model: {', '.join(models)}")
         family = family_spec(spec.family)
         rules, defaults = family.video, spec.defaults
         prompt = (self.prompt or "").strip()
@@ -88,7 +89,7 @@ class VideoRequest:
         if image is not None:
             if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class:
                 starters = [
-                    s.id for s in VIDEO_MODELS.values()
+                    s.id for s in models.values()
                     if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class
                 ]
                 raise InvalidRequest(
@@ -140,9 +141,10 @@ class VideoRequest:
         """What the frame rule did to the request (checked requests only); empty when nothing changed."""
         if self.frames_requested in (None, self.frames):
             return ""
-        rules = family_spec(VIDEO_MODELS[self.model].family).video
+        spec = model_spec(self.model)
+        rules = family_spec(spec.family).video
         return (
-            f"{self.frames_requested} frames were asked for; {VIDEO_MODELS[self.model].name} makes "
+            f"{self.frames_requested} frames were asked for; {spec.name} makes "
             f"{rules.frame_multiple}k+1 frames, so {self.frames} were made."
         )
 
@@ -236,7 +238,7 @@ def generate_video(
 ) -> VideoResult:
     # 1. Check before anything loads.
     request = request.check(manager.store.models_dir)
-    spec = MODELS_BY_ID[request.model]
+    spec = model_spec(request.model)
     family = family_spec(spec.family)
     rules = family.video
     seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
@@ -293,7 +295,8 @@ def generate_video(
         "frames_after_interpolation": len(frames),
         "fps_after_interpolation": request.fps * interpolation.factor,
         "model_name": spec.name,
-        "repo": spec.repo,
+        "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
+        "checkpoint": checkpoint_record(spec.checkpoint),
         "demo": spec.demo,
         "preset": manager.preset.id,
         "device": manager.execution_device(),

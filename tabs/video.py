@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, Task, family_spec
+from pipelines.catalog import Task, family_spec, model_spec, video_models
 from pipelines.errors import JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video_export import FORMATS, ExportSettings
-from pipelines.video_runner import VIDEO_MODELS, VideoRequest, VideoResult, generate_video
+from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 
@@ -36,7 +36,7 @@ def _offered_video_models(context: AppContext) -> tuple[list[tuple[str, str]], s
 
 def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4") -> str:
     """What the settings will make, in frames and seconds, before anything runs."""
-    spec = VIDEO_MODELS.get(model_id)
+    spec = video_models().get(model_id)
     choice = INTERPOLATIONS.get(interpolation or "none")
     if spec is None or choice is None or not frames or not fps or frames < 1 or fps < 1:
         return ""
@@ -60,7 +60,7 @@ def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_c
 
 
 def model_info(model_id: str) -> str:
-    spec = VIDEO_MODELS.get(model_id)
+    spec = video_models().get(model_id)
     if spec is None:
         return ""
     rules = family_spec(spec.family).video
@@ -86,7 +86,7 @@ class VideoTab:
         return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
 
     def values_from(self, used: dict, source: str) -> tuple:
-        if used.get("model") not in VIDEO_MODELS:
+        if used.get("model") not in video_models():
             raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
         export = used.get("export") or {}
         return (
@@ -99,7 +99,7 @@ class VideoTab:
 
 def build(context: AppContext) -> VideoTab:
     choices, default_model = _offered_video_models(context)
-    spec = MODELS_BY_ID[default_model]
+    spec = model_spec(default_model)
     defaults = spec.defaults
     family = family_spec(spec.family)
 
@@ -177,7 +177,7 @@ def build(context: AppContext) -> VideoTab:
             loop_count, pingpong, filename_prefix, save_output, interpolation,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
-        chosen = VIDEO_MODELS[checked.model]
+        chosen = model_spec(checked.model)
         job_summary = f"{chosen.name} · {checked.width}×{checked.height} · {checked.frames} frames · {checked.prompt[:60]}"
         previews: queue.Queue = queue.Queue()
         outcome: dict = {}
@@ -227,7 +227,7 @@ def build(context: AppContext) -> VideoTab:
         control.change(describe_length, inputs=length_inputs, outputs=[length], api_visibility="private")
 
     def frames_from_duration(model_id, seconds, rate):
-        chosen = VIDEO_MODELS.get(model_id)
+        chosen = video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
             return gr.skip()
         rules = family_spec(chosen.family).video
@@ -237,7 +237,7 @@ def build(context: AppContext) -> VideoTab:
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
 
     def apply_model_defaults(model_id):
-        chosen = VIDEO_MODELS.get(model_id)
+        chosen = video_models().get(model_id)
         if chosen is None:
             return [gr.skip()] * 7
         d = chosen.defaults
@@ -251,7 +251,7 @@ def build(context: AppContext) -> VideoTab:
     @shown_to_user
     def size_from_image(path, model_id):
         """The picture's aspect at the model's default pixel count, on its size grid, in the width and height fields."""
-        if not path or model_id not in VIDEO_MODELS:
+        if not path or model_id not in video_models():
             return gr.skip(), gr.skip()
         checked = VideoRequest(prompt="size", model=model_id, image=path).check(context.store.models_dir)
         return checked.width, checked.height

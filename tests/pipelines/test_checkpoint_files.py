@@ -3,6 +3,7 @@ configs through `from_single_file`, GGUF-quantized transformers, and the file's 
 
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 from PIL import Image
 from safetensors.torch import save_file
 
-from pipelines.catalog import Family, image_models, set_file_models
+from pipelines.catalog import Family, Task, image_models, model_spec, set_file_models
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import InvalidRequest, ModelNotAvailable
 from pipelines.image_runner import ImageRequest, generate_image
@@ -75,6 +76,93 @@ def sd3_original_layout(diffusers_state: dict) -> dict:
                 original[f"{old}context_block.mlp.fc1.{part}"] = state.pop(f"{new}ff_context.net.0.proj.{part}")
                 original[f"{old}context_block.mlp.fc2.{part}"] = state.pop(f"{new}ff_context.net.2.{part}")
     assert not state, f"keys the tiny model has and the original layout was not given: {sorted(state)}"
+    return original
+
+
+def flux_original_layout(diffusers_state: dict) -> dict:
+    """The FLUX transformer state dict in Black Forest Labs' original key layout (`double_blocks.*`/`single_blocks.*`,
+    fused qkv, the single blocks' qkv and MLP input in one `linear1`, shift before scale in the final norm): the inverse
+    of diffusers' `convert_flux_transformer_checkpoint_to_diffusers`."""
+    state = dict(diffusers_state)
+    swap = lambda weight: torch.cat(weight.chunk(2, dim=0)[::-1], dim=0)
+    renames = {
+        "time_text_embed.timestep_embedder.linear_1": "time_in.in_layer",
+        "time_text_embed.timestep_embedder.linear_2": "time_in.out_layer",
+        "time_text_embed.text_embedder.linear_1": "vector_in.in_layer",
+        "time_text_embed.text_embedder.linear_2": "vector_in.out_layer",
+        "time_text_embed.guidance_embedder.linear_1": "guidance_in.in_layer",
+        "time_text_embed.guidance_embedder.linear_2": "guidance_in.out_layer",
+        "context_embedder": "txt_in",
+        "x_embedder": "img_in",
+        "proj_out": "final_layer.linear",
+    }
+    double_renames = {
+        "norm1.linear": "img_mod.lin", "norm1_context.linear": "txt_mod.lin", "attn.to_out.0": "img_attn.proj",
+        "attn.to_add_out": "txt_attn.proj", "ff.net.0.proj": "img_mlp.0", "ff.net.2": "img_mlp.2",
+        "ff_context.net.0.proj": "txt_mlp.0", "ff_context.net.2": "txt_mlp.2",
+    }
+    double_norms = {"attn.norm_q": "img_attn.norm.query_norm", "attn.norm_k": "img_attn.norm.key_norm",
+                    "attn.norm_added_q": "txt_attn.norm.query_norm", "attn.norm_added_k": "txt_attn.norm.key_norm"}
+    blocks = lambda prefix: 1 + max((int(key.split(".")[1]) for key in state if key.startswith(prefix)), default=-1)
+    original = {}
+    for part in ("weight", "bias"):
+        original[f"final_layer.adaLN_modulation.1.{part}"] = swap(state.pop(f"norm_out.linear.{part}"))
+        for new, old in renames.items():
+            original[f"{old}.{part}"] = state.pop(f"{new}.{part}")
+    for i in range(blocks("transformer_blocks.")):
+        new, old = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        for part in ("weight", "bias"):
+            original[f"{old}img_attn.qkv.{part}"] = torch.cat([state.pop(f"{new}attn.to_{x}.{part}") for x in "qkv"])
+            original[f"{old}txt_attn.qkv.{part}"] = torch.cat([state.pop(f"{new}attn.add_{x}_proj.{part}") for x in "qkv"])
+            for new_name, old_name in double_renames.items():
+                original[f"{old}{old_name}.{part}"] = state.pop(f"{new}{new_name}.{part}")
+        for new_name, old_name in double_norms.items():
+            original[f"{old}{old_name}.scale"] = state.pop(f"{new}{new_name}.weight")
+    for i in range(blocks("single_transformer_blocks.")):
+        new, old = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        for part in ("weight", "bias"):
+            fused = [state.pop(f"{new}{name}.{part}") for name in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp")]
+            original[f"{old}linear1.{part}"] = torch.cat(fused)
+            original[f"{old}linear2.{part}"] = state.pop(f"{new}proj_out.{part}")
+            original[f"{old}modulation.lin.{part}"] = state.pop(f"{new}norm.linear.{part}")
+        original[f"{old}norm.query_norm.scale"] = state.pop(f"{new}attn.norm_q.weight")
+        original[f"{old}norm.key_norm.scale"] = state.pop(f"{new}attn.norm_k.weight")
+    assert not state, f"keys the tiny model has and the original layout was not given: {sorted(state)}"
+    return original
+
+
+# Diffusers' Wan names and Alibaba's, in the order they are rewritten: the inverse of the renames in diffusers'
+# `convert_wan_transformer_to_diffusers` (where `norm2` and `norm3` swap: the cross-attention norm is `norm3` there).
+WAN_ORIGINAL_NAMES = (
+    ("condition_embedder.time_embedder.linear_1.", "time_embedding.0."),
+    ("condition_embedder.time_embedder.linear_2.", "time_embedding.2."),
+    ("condition_embedder.text_embedder.linear_1.", "text_embedding.0."),
+    ("condition_embedder.text_embedder.linear_2.", "text_embedding.2."),
+    ("condition_embedder.time_proj.", "time_projection.1."),
+    (".attn1.", ".self_attn."),
+    (".attn2.", ".cross_attn."),
+    (".to_out.0.", ".o."),
+    (".to_q.", ".q."),
+    (".to_k.", ".k."),
+    (".to_v.", ".v."),
+    (".norm2.", ".norm3."),
+    (".ffn.net.0.proj.", ".ffn.0."),
+    (".ffn.net.2.", ".ffn.2."),
+    (".scale_shift_table", ".modulation"),
+)
+
+
+def wan_original_layout(diffusers_state: dict) -> dict:
+    """The Wan transformer state dict in Alibaba's original key layout, as community GGUF files keep it."""
+    original = {}
+    for name, tensor in diffusers_state.items():
+        if name == "scale_shift_table":
+            name = "head.modulation"
+        elif name.startswith("proj_out."):
+            name = name.replace("proj_out.", "head.head.", 1)
+        for new, old in WAN_ORIGINAL_NAMES:
+            name = name.replace(new, old)
+        original[name] = tensor
     return original
 
 
@@ -237,6 +325,35 @@ def test_a_flux_transformer_file_loads_against_the_local_config_and_matches_the_
     assert np.array_equal(pixels(run(manager, outputs, path.name)), pixels(run(manager, outputs, "demo-flux")))
 
 
+def test_a_flux_file_in_the_original_bfl_layout_loads_with_the_local_config_and_gives_the_folder_models_image(
+    models_dir, presets, outputs
+):
+    # diffusers' converter of the original layout fixes the width at FLUX.1's 3072 (24 heads of 128) and needs a block
+    # of each kind: the smallest FLUX it reads has one double and one single block, 531 M parameters, 1 GB in bf16.
+    folder = models_dir / "demo" / "demo-flux" / "transformer"
+    config = {**FluxTransformer2DModel.load_config(folder), "num_layers": 1, "num_single_layers": 1,
+              "num_attention_heads": 24, "attention_head_dim": 128, "axes_dims_rope": (16, 56, 56)}
+    torch.manual_seed(0)
+    wide = FluxTransformer2DModel.from_config(config).to(torch.bfloat16)
+    shutil.rmtree(folder)
+    wide.save_pretrained(folder)
+    path = with_base(models_dir / "tiny-flux-bfl.safetensors", "demo-flux")
+    original = flux_original_layout(wide.state_dict())
+    del wide
+    assert "double_blocks.0.img_attn.qkv.weight" in original and "single_blocks.0.linear1.weight" in original
+    save_file(original, path)
+    del original
+    store = ModelStore(models_dir, offline=True)
+    (spec,) = [spec for spec in store.scan_files() if spec.id == path.name]
+    assert (spec.family, spec.base, spec.checkpoint.variant) == (Family.FLUX, "demo-flux", "bf16")
+    manager = ModelManager(store, presets["cpu"])
+    from_file = pixels(run(manager, outputs, path.name, steps=1))
+    from_folder = pixels(run(manager, outputs, "demo-flux", steps=1))
+    assert from_file.std() > 1, "an image, not a flat colour that any weights would give"
+    # Both hold the same bf16 values, read into float32: the conversion only renames and splits, so the image is exact.
+    assert np.array_equal(from_file, from_folder)
+
+
 @pytest.mark.parametrize(
     "base, family, to_original_layout",
     [("demo-sd15", Family.SD15, sd15_original_layout), ("demo-sdxl", Family.SDXL, sdxl_original_layout)],
@@ -278,6 +395,10 @@ def test_the_scan_names_family_and_base_from_the_keys(tmp_path):
     save_file({key: value for key, value in flux_dev.items() if "guidance" not in key}, tmp_path / "schnell-tune.safetensors")
     save_file({"model.diffusion_model.input_blocks.0.0.weight": small(8, 4, 3, 3), "cond_stage_model.transformer.x": small(4)}, tmp_path / "absolute-reality.safetensors")
     save_file({"model.diffusion_model.input_blocks.0.0.weight": small(8, 4, 3, 3), "conditioner.embedders.1.model.ln_final.weight": small(4)}, tmp_path / "juggernaut-xl.safetensors")
+    # Wan's size and task are in the patch embedding: 1536 wide for 1.3B, 5120 for 14B, 36 input channels for I2V.
+    save_file({"head.modulation": small(1, 2, 8), "patch_embedding.weight": small(1536, 16, 1, 2, 2)}, tmp_path / "wan-1.3b-tune.safetensors")
+    save_file({"head.modulation": small(1, 2, 8), "patch_embedding.weight": small(5120, 36, 1, 2, 2)}, tmp_path / "wan-i2v-Q8.safetensors")
+    save_file({"condition_embedder.time_embedder.linear_1.weight": small(8, 4)}, tmp_path / "wan-diffusers.safetensors")
     save_file({"encoder.layers.0.weight": small(4)}, tmp_path / "some-vae.safetensors")
     (tmp_path / "broken.gguf").write_bytes(b"GGUF but not really")
     specs, problems = scan_checkpoint_files(tmp_path)
@@ -287,8 +408,12 @@ def test_the_scan_names_family_and_base_from_the_keys(tmp_path):
         "schnell-tune.safetensors": (Family.FLUX, "flux1-schnell", "FluxPipeline"),
         "absolute-reality.safetensors": (Family.SD15, "sd15", "StableDiffusionPipeline"),
         "juggernaut-xl.safetensors": (Family.SDXL, "sdxl-base", "StableDiffusionXLPipeline"),
+        "wan-1.3b-tune.safetensors": (Family.WAN, "wan21-t2v-1.3b", "WanPipeline"),
+        "wan-i2v-Q8.safetensors": (Family.WAN, "wan21-i2v-14b-480p", "WanImageToVideoPipeline"),
+        "wan-diffusers.safetensors": (Family.WAN, "wan21-t2v-1.3b", "WanPipeline"),
     }
-    assert any(p.startswith("some-vae.safetensors: the tensor names (encoder.layers.0.weight") and "families Atelier loads from one file (sd3, flux, sdxl, sd15)" in p for p in problems)
+    assert {spec.id: spec.task for spec in specs}["wan-i2v-Q8.safetensors"] is Task.IMAGE_TO_VIDEO
+    assert any(p.startswith("some-vae.safetensors: the tensor names (encoder.layers.0.weight") and "families Atelier loads from one file (sd3, flux, wan, sdxl, sd15)" in p for p in problems)
     assert any(p.startswith("broken.gguf: not a readable checkpoint") for p in problems)
 
 
@@ -357,3 +482,45 @@ def test_online_a_checkpoint_fetches_only_its_bases_configs_once_and_then_runs(m
     manager.unload()
     run(manager, outputs, path.name)
     assert fetched == [], "the base's configs are kept: never fetched at load time again"
+
+
+def test_a_wan_gguf_in_the_original_layout_is_a_video_model_that_loads_runs_and_records_its_hash(models_dir, presets, outputs):
+    from diffusers import WanTransformer3DModel
+
+    from pipelines.media import read_video
+    from pipelines.video_runner import VideoRequest, generate_video
+    from tabs.context import AppContext
+    from tabs.video import _offered_video_models
+
+    # The demo's transformer is 24 wide, and Q8_0 blocks hold 32 values: at 32 wide every linear layer is quantized.
+    folder = models_dir / "demo" / "demo-wan" / "transformer"
+    torch.manual_seed(0)
+    wider = WanTransformer3DModel.from_config({**WanTransformer3DModel.load_config(folder), "attention_head_dim": 16})
+    shutil.rmtree(folder)
+    wider.save_pretrained(folder)
+    path = with_base(models_dir / "tiny-wan-Q8_0.gguf", "demo-wan")
+    original = wan_original_layout({name: tensor.contiguous() for name, tensor in wider.state_dict().items()})
+    assert {"head.modulation", "blocks.0.self_attn.q.weight", "blocks.0.norm3.weight", "blocks.1.modulation"} <= set(original)
+    write_gguf_q8(path, original)
+    store = ModelStore(models_dir, offline=True)
+    manager = ModelManager(store, presets["cpu"])
+    context = AppContext(manager=manager, store=store, outputs=outputs, presets=presets, demo_mode=True)
+    choices, _ = _offered_video_models(context)
+    assert path.name in [model_id for _, model_id in choices], "the Video tab offers the file"
+    spec = model_spec(path.name)
+    assert (spec.family, spec.task, spec.base, spec.pipeline_class) == (Family.WAN, Task.TEXT_TO_VIDEO, "demo-wan", "WanPipeline")
+    assert spec.checkpoint.variant == "Q8_0" and spec.component_bytes["transformer"] == path.stat().st_size
+
+    def video(model):
+        request = VideoRequest(prompt="a fox in the snow", model=model, steps=2, seed=4, frames=5)
+        return generate_video(request, manager, outputs, Job()).video
+
+    quantized, plain = video(path.name), video("demo-wan")
+    difference = np.abs(read_video(quantized.path).frames.astype(int) - read_video(plain.path).frames.astype(int))
+    # The tiny random VAE damps what the transformer does: two unrelated random transformers make videos 0.70 apart on
+    # average here, the Q8_0 file and its float original 0.19. Half-way tells rounded weights from other weights.
+    assert 0 < difference.max() and difference.mean() < 0.45, "Q8_0 rounds the weights: close to, not equal to, the original"
+    recorded = read_parameters(quantized.path)["checkpoint"]
+    assert (recorded["file"], recorded["format"], recorded["variant"]) == (path.name, "gguf", "Q8_0")
+    assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read_parameters(plain.path)["checkpoint"] is None
