@@ -72,11 +72,20 @@ class VideoRules:
     fps_argument: str = ""
     # The image-to-video pipeline built on a loaded text-to-video one (same components), if the family has one.
     image_to_video_pipeline_class: str = ""
+    # Whether the transformer can denoise a longer video in overlapping context windows of latent frames (Wan:
+    # hidden states are plain (batch, channels, frames, height, width) and positions are computed per call).
+    context_windows: bool = False
 
-    def nearest_frames(self, frames: int) -> int:
-        """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range."""
+    @property
+    def max_windowed_frames(self) -> int:
+        """The longest video context windows may make: four times the longest at once (beyond it motion drifts apart)."""
+        return (self.max_frames - 1) * 4 + 1
+
+    def nearest_frames(self, frames: int, most: int | None = None) -> int:
+        """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range
+        (up to `most` in place of `max_frames` when given)."""
         steps = int((frames - 1) / self.frame_multiple + 0.5)
-        return min(max(steps * self.frame_multiple + 1, self.min_frames), self.max_frames)
+        return min(max(steps * self.frame_multiple + 1, self.min_frames), most or self.max_frames)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frame_multiple + 1
@@ -387,8 +396,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
         }),
-        # Trained at 81 frames; longer clips drift (context windows will lift this).
-        video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16),
+        # Trained at 81 frames; longer clips drift unless denoised in context windows.
+        video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16, context_windows=True),
     ),
     Family.LTX: FamilySpec(
         family=Family.LTX,

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, family_spec
+from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, VideoRules, family_spec
+from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
@@ -66,6 +67,13 @@ class VideoRequest:
     seed: int = -1
     interpolation: str = "none"
     export: ExportSettings = field(default_factory=ExportSettings)
+    # Long video (families with context windows): the window length and the overlap in video frames (a window of
+    # 4k+1 video frames is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th
+    # latent frame in a window. No `context_frames`: the whole video at once.
+    context_frames: int | None = None
+    context_overlap: int | None = None
+    context_stride: int | None = None
+    context_blend: str = "linear"
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
 
@@ -103,13 +111,23 @@ class VideoRequest:
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec, family)
+        context_frames = None if self.context_frames in (None, "", 0) else whole_number("context_frames", self.context_frames, 0)
+        if context_frames is not None and not rules.context_windows:
+            raise InvalidRequest("context_frames", f"{spec.name} does not denoise in context windows; leave it empty")
+        most = rules.max_windowed_frames if context_frames is not None else rules.max_frames
         requested = whole_number("frames", self.frames, defaults.frames)
-        if not 1 <= requested <= rules.max_frames:
-            raise InvalidRequest(
-                "frames", f"{requested} is out of range; {spec.name} makes 1 to {rules.max_frames} frames at once "
-                f"(a multiple of {rules.frame_multiple} plus one)"
+        if not 1 <= requested <= most:
+            longer = (
+                f"; with context windows (Long video) up to {rules.max_windowed_frames}"
+                if rules.context_windows and context_frames is None else ""
             )
-        frames = rules.nearest_frames(requested)
+            raise InvalidRequest(
+                "frames", f"{requested} is out of range; {spec.name} makes 1 to {most} frames "
+                f"{'in context windows' if context_frames is not None else 'at once'} "
+                f"(a multiple of {rules.frame_multiple} plus one){longer}"
+            )
+        frames = rules.nearest_frames(requested, most)
+        context = _checked_context(self, context_frames, frames, rules)
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
             raise InvalidRequest("fps", f"{fps} is out of range; use 1 to {MAX_FPS}")
@@ -131,9 +149,40 @@ class VideoRequest:
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=self.interpolation or "none", export=export,
+            interpolation=self.interpolation or "none", export=export, **context,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
+        )
+
+    def context_windows(self) -> ContextWindows | None:
+        """The windows this (checked) request denoises in; None for the whole video at once."""
+        if self.context_frames is None:
+            return None
+        rules = family_spec(VIDEO_MODELS[self.model].family).video
+        return ContextWindows(
+            latent_frames=rules.latent_frames(self.frames), length=rules.latent_frames(self.context_frames),
+            overlap=self.context_overlap // rules.frame_multiple, stride=self.context_stride, blend=self.context_blend,
+        )
+
+    def transformer_passes(self) -> tuple[int, int]:
+        """(windows per step, transformer passes in all) for a checked request: windows × steps, twice that when
+        guidance runs the transformer once with and once without the prompt."""
+        windows = self.context_windows()
+        per_step = len(windows.windows()) if windows else 1
+        family = family_spec(VIDEO_MODELS[self.model].family)
+        separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
+        return per_step, per_step * self.steps * (2 if separate_unconditional else 1)
+
+    def length_note(self) -> str:
+        """For a checked request in context windows: the length made and the passes it takes; empty otherwise."""
+        if self.context_frames is None:
+            return ""
+        per_step, passes = self.transformer_passes()
+        window_count = "1 window covers the whole video" if per_step == 1 else f"{per_step} windows per step"
+        return (
+            f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in windows of {self.context_frames} frames "
+            f"(overlap {self.context_overlap}, stride {self.context_stride}); {window_count} × {self.steps} steps = "
+            f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
         )
 
     def frames_note(self) -> str:
@@ -147,6 +196,33 @@ class VideoRequest:
         )
 
 
+def _checked_context(request: VideoRequest, context_frames: int | None, frames: int, rules: VideoRules) -> dict:
+    """The context settings with defaults filled in and checked (window rounded to the frame rule), as fields."""
+    if context_frames is None:
+        return dict(context_frames=None, context_overlap=None, context_stride=None, context_blend="linear")
+    if not rules.min_frames <= context_frames:
+        raise InvalidRequest("context_frames", f"{context_frames} is too short; a window holds at least {rules.min_frames} frames")
+    window = rules.nearest_frames(context_frames, rules.max_frames)
+    # By default neighbouring windows share a quarter of a window, in whole latent frames.
+    default_overlap = (window - 1) // 4 // rules.frame_multiple * rules.frame_multiple
+    overlap = whole_number("context_overlap", request.context_overlap, default_overlap)
+    if not 0 <= overlap < window - 1:
+        raise InvalidRequest(
+            "context_overlap", f"{overlap} is out of range; the overlap must be 0 or more and fewer than the window's "
+            f"{window} frames (counted as {window - 1} after the first)"
+        )
+    stride = whole_number("context_stride", request.context_stride, 1)
+    if stride < 1:
+        raise InvalidRequest("context_stride", f"{stride} is out of range; use 1 (neighbouring frames) or more")
+    blend = request.context_blend or "linear"
+    settings = dict(context_frames=window, context_overlap=overlap, context_stride=stride, context_blend=blend)
+    ContextWindows(  # says which field is wrong when the windows cannot be laid over this video
+        latent_frames=rules.latent_frames(frames), length=rules.latent_frames(window),
+        overlap=overlap // rules.frame_multiple, stride=stride, blend=blend,
+    )
+    return settings
+
+
 @dataclass(frozen=True)
 class VideoResult:
     video: ExportedVideo | None
@@ -154,6 +230,8 @@ class VideoResult:
     seconds: float = 0.0
     seed: int | None = None
     frames_note: str = ""
+    # The length made and the transformer passes it took, for long videos in context windows.
+    length_note: str = ""
 
 
 def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
@@ -224,7 +302,11 @@ def _start_image(request: VideoRequest) -> Image.Image:
 def _make_frames(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
     """The frames, from the seed's noise, with the request's flow shift for this job only."""
     family = family_spec(spec.family)
-    with manager.use(spec.id, workload, on_progress=job.report) as pipe, _flow_shift(pipe, request.flow_shift):
+    with (
+        manager.use(spec.id, workload, on_progress=job.report) as pipe,
+        _flow_shift(pipe, request.flow_shift),
+        windowed_transformer(pipe.transformer, request.context_windows()),
+    ):
         job.check_stop()
         runner = _for_task(pipe, family, "image" in kwargs, spec)
         torch.manual_seed(seed)
@@ -255,7 +337,9 @@ def generate_video(
 
     # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
-    tokens = rules.denoiser_tokens(request.width, request.height, request.frames) + family.text_tokens
+    # In context windows the transformer sees one window at a time: memory is planned for a window.
+    denoised_frames = min(request.frames, request.context_frames or request.frames)
+    tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
         prompt=request.prompt,
@@ -290,6 +374,8 @@ def generate_video(
         "image": start_record,
         "seed": seed,
         "frames_note": request.frames_note(),
+        "length_note": request.length_note(),
+        "transformer_passes": request.transformer_passes()[1],
         "frames_after_interpolation": len(frames),
         "fps_after_interpolation": request.fps * interpolation.factor,
         "model_name": spec.name,
@@ -303,4 +389,6 @@ def generate_video(
     }
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")
-    return VideoResult(video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note())
+    return VideoResult(
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note()
+    )
