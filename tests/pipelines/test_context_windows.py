@@ -94,3 +94,4 @@ def test_overlapping_frames_are_blended_with_weights_that_ramp_at_shared_edges()
     strided = ContextWindows(latent_frames=7, length=3, overlap=1, stride=2)
     # Even frames in two windows sharing frame 2 and 4 (one latent frame of overlap at stride 2), odd frames in one.
     assert strided.windows() == [[0, 2, 4], [2, 4, 6], [1, 3, 5]]
+
