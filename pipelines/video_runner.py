@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, ModelSpec, Task, VideoRules, family_spec
+from pipelines.catalog import MODELS, MODELS_BY_ID, FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
@@ -67,9 +67,10 @@ class VideoRequest:
     seed: int = -1
     interpolation: str = "none"
     export: ExportSettings = field(default_factory=ExportSettings)
-    # Long video (families with context windows): the window length and the overlap in video frames (a window of
-    # 4k+1 video frames is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th
-    # latent frame in a window. No `context_frames`: the whole video at once.
+    # Long video, in video frames. Context windows (Wan): the window length and the overlap (a window of 4k+1 frames
+    # is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th latent frame in a
+    # window. History chunks (SkyReels V2): the chunk length and the frames each chunk continues from.
+    # No `context_frames`: the whole video at once.
     context_frames: int | None = None
     context_overlap: int | None = None
     context_stride: int | None = None
@@ -112,18 +113,18 @@ class VideoRequest:
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec, family)
         context_frames = None if self.context_frames in (None, "", 0) else whole_number("context_frames", self.context_frames, 0)
-        if context_frames is not None and not rules.context_windows:
-            raise InvalidRequest("context_frames", f"{spec.name} does not denoise in context windows; leave it empty")
-        most = rules.max_windowed_frames if context_frames is not None else rules.max_frames
+        if context_frames is not None and rules.long_video is None:
+            raise InvalidRequest("context_frames", f"{spec.name} does not make long videos in windows or chunks; leave it empty")
+        most = rules.max_long_frames if context_frames is not None else rules.max_frames
         requested = whole_number("frames", self.frames, defaults.frames)
         if not 1 <= requested <= most:
             longer = (
-                f"; with context windows (Long video) up to {rules.max_windowed_frames}"
-                if rules.context_windows and context_frames is None else ""
+                f"; with Long video (windows or chunks) up to {rules.max_long_frames}"
+                if rules.long_video and context_frames is None else ""
             )
             raise InvalidRequest(
                 "frames", f"{requested} is out of range; {spec.name} makes 1 to {most} frames "
-                f"{'in context windows' if context_frames is not None else 'at once'} "
+                f"{'in a long video' if context_frames is not None else 'at once'} "
                 f"(a multiple of {rules.frame_multiple} plus one){longer}"
             )
         frames = rules.nearest_frames(requested, most)
@@ -155,20 +156,31 @@ class VideoRequest:
         )
 
     def context_windows(self) -> ContextWindows | None:
-        """The windows this (checked) request denoises in; None for the whole video at once."""
-        if self.context_frames is None:
-            return None
+        """The windows this (checked) request denoises in; None for the whole video at once, or in chunks."""
         rules = family_spec(VIDEO_MODELS[self.model].family).video
+        if self.context_frames is None or rules.long_video is not LongVideo.CONTEXT_WINDOWS:
+            return None
         return ContextWindows(
             latent_frames=rules.latent_frames(self.frames), length=rules.latent_frames(self.context_frames),
             overlap=self.context_overlap // rules.frame_multiple, stride=self.context_stride, blend=self.context_blend,
         )
 
+    def history_chunks(self) -> int:
+        """How many chunks the pipeline makes one after the other (history chunks only; 1 otherwise)."""
+        rules = family_spec(VIDEO_MODELS[self.model].family).video
+        if self.context_frames is None or rules.long_video is not LongVideo.HISTORY_CHUNKS:
+            return 1
+        total, chunk = rules.latent_frames(self.frames), rules.latent_frames(self.context_frames)
+        # diffusers counts the overlap as ((overlap - 1) // 4 + 1) latent frames; every chunk after the first adds
+        # chunk - overlap new ones.
+        shared = (self.context_overlap - 1) // rules.frame_multiple + 1
+        return 1 if total <= chunk else 1 + -(-(total - chunk) // (chunk - shared))
+
     def transformer_passes(self) -> tuple[int, int]:
-        """(windows per step, transformer passes in all) for a checked request: windows × steps, twice that when
-        guidance runs the transformer once with and once without the prompt."""
+        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or
+        chunks × steps, twice that when guidance runs the transformer once with and once without the prompt."""
         windows = self.context_windows()
-        per_step = len(windows.windows()) if windows else 1
+        per_step = len(windows.windows()) if windows else self.history_chunks()
         family = family_spec(VIDEO_MODELS[self.model].family)
         separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
         return per_step, per_step * self.steps * (2 if separate_unconditional else 1)
@@ -178,10 +190,14 @@ class VideoRequest:
         if self.context_frames is None:
             return ""
         per_step, passes = self.transformer_passes()
-        window_count = "1 window covers the whole video" if per_step == 1 else f"{per_step} windows per step"
+        if self.context_windows() is not None:
+            layout = f"windows of {self.context_frames} frames (overlap {self.context_overlap}, stride {self.context_stride})"
+            count = "1 window covers the whole video" if per_step == 1 else f"{per_step} windows per step"
+        else:
+            layout = f"chunks of {self.context_frames} frames, each continuing from the last {self.context_overlap}"
+            count = "1 chunk covers the whole video" if per_step == 1 else f"{per_step} chunks"
         return (
-            f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in windows of {self.context_frames} frames "
-            f"(overlap {self.context_overlap}, stride {self.context_stride}); {window_count} × {self.steps} steps = "
+            f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in {layout}; {count} × {self.steps} steps = "
             f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
         )
 
@@ -203,23 +219,29 @@ def _checked_context(request: VideoRequest, context_frames: int | None, frames: 
     if not rules.min_frames <= context_frames:
         raise InvalidRequest("context_frames", f"{context_frames} is too short; a window holds at least {rules.min_frames} frames")
     window = rules.nearest_frames(context_frames, rules.max_frames)
-    # By default neighbouring windows share a quarter of a window, in whole latent frames.
-    default_overlap = (window - 1) // 4 // rules.frame_multiple * rules.frame_multiple
-    overlap = whole_number("context_overlap", request.context_overlap, default_overlap)
-    if not 0 <= overlap < window - 1:
+    chunks = rules.long_video is LongVideo.HISTORY_CHUNKS
+    # By default neighbouring windows share a quarter of a window, in whole latent frames; a chunk continues from
+    # the last quarter of the one before (4k+1 frames, as SkyReels' recommended 17 and 37 are).
+    quarter = (window - 1) // 4 // rules.frame_multiple * rules.frame_multiple
+    overlap = whole_number("context_overlap", request.context_overlap, quarter + 1 if chunks else quarter)
+    lowest = 1 if chunks else 0
+    if not lowest <= overlap < window - 1:
         raise InvalidRequest(
-            "context_overlap", f"{overlap} is out of range; the overlap must be 0 or more and fewer than the window's "
-            f"{window} frames (counted as {window - 1} after the first)"
+            "context_overlap", f"{overlap} is out of range; the overlap must be {lowest} or more and fewer than the "
+            f"{'chunk' if chunks else 'window'}'s {window} frames (counted as {window - 1} after the first)"
         )
     stride = whole_number("context_stride", request.context_stride, 1)
-    if stride < 1:
-        raise InvalidRequest("context_stride", f"{stride} is out of range; use 1 (neighbouring frames) or more")
+    if stride < 1 or (chunks and stride != 1):
+        raise InvalidRequest(
+            "context_stride", f"{stride} is out of range; use 1" + ("" if chunks else " (neighbouring frames) or more")
+        )
     blend = request.context_blend or "linear"
     settings = dict(context_frames=window, context_overlap=overlap, context_stride=stride, context_blend=blend)
-    ContextWindows(  # says which field is wrong when the windows cannot be laid over this video
-        latent_frames=rules.latent_frames(frames), length=rules.latent_frames(window),
-        overlap=overlap // rules.frame_multiple, stride=stride, blend=blend,
-    )
+    if not chunks:
+        ContextWindows(  # says which field is wrong when the windows cannot be laid over this video
+            latent_frames=rules.latent_frames(frames), length=rules.latent_frames(window),
+            overlap=overlap // rules.frame_multiple, stride=stride, blend=blend,
+        )
     return settings
 
 
@@ -354,6 +376,8 @@ def generate_video(
     )
     if rules.fps_argument:
         kwargs[rules.fps_argument] = request.fps
+    if rules.long_video is LongVideo.HISTORY_CHUNKS and request.context_frames is not None:
+        kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
     if start_image is not None:
         kwargs["image"] = start_image
     try:

@@ -45,7 +45,7 @@ def describe_length(
     if spec is None or choice is None or not frames or not fps or frames < 1 or fps < 1:
         return ""
     rules = family_spec(spec.family).video
-    most = rules.max_windowed_frames if context_frames and rules.context_windows else rules.max_frames
+    most = rules.max_long_frames if context_frames and rules.long_video else rules.max_frames
     made = rules.nearest_frames(min(int(frames), most), most)
     lines = [f"**{made} frames at {int(fps)} fps = {made / fps:.2f} s**"]
     if made != int(frames):
@@ -151,20 +151,21 @@ def build(context: AppContext) -> VideoTab:
             )
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
-                    "Wan: denoise a video up to 4× the model's length in overlapping windows, blended where they overlap. "
-                    "Window and overlap in video frames; stride 2 also lets every other frame share a window."
+                    "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
+                    "overlap (stride 2 also lets every other frame share a window). SkyReels V2: chunks made one after "
+                    "the other, each continuing from the last frames of the one before. Lengths in video frames."
                 )
                 with gr.Row():
                     context_frames = gr.Number(
-                        label="Window length, frames (context_frames; empty = off)", value=None, precision=0,
+                        label="Window / chunk length, frames (context_frames; empty = off)", value=None, precision=0,
                         elem_id="video-context-frames",
                     )
                     context_overlap = gr.Number(
-                        label="Overlap, frames (context_overlap; empty = a quarter window)", value=None, precision=0,
+                        label="Overlap, frames (context_overlap; empty = a quarter)", value=None, precision=0,
                         elem_id="video-context-overlap",
                     )
-                    context_stride = gr.Number(label="Stride (context_stride)", value=1, precision=0, elem_id="video-context-stride")
-                    context_blend = gr.Dropdown(label="Blend", choices=list(BLENDS), value="linear", elem_id="video-context-blend")
+                    context_stride = gr.Number(label="Stride (context_stride; Wan windows)", value=1, precision=0, elem_id="video-context-stride")
+                    context_blend = gr.Dropdown(label="Blend (Wan windows)", choices=list(BLENDS), value="linear", elem_id="video-context-blend")
                 long_note = gr.Markdown(elem_id="video-long-note")
             with gr.Accordion("Video Combine (export)", open=False):
                 with gr.Row():
@@ -279,7 +280,7 @@ def build(context: AppContext) -> VideoTab:
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
             return gr.skip()
         rules = family_spec(chosen.family).video
-        most = rules.max_windowed_frames if windows and rules.context_windows else rules.max_frames
+        most = rules.max_long_frames if windows and rules.long_video else rules.max_frames
         return rules.nearest_frames(min(round(seconds * rate) + 1, most), most)
 
     duration.input(frames_from_duration, inputs=[model, duration, fps, context_frames], outputs=[frames], api_visibility="private")

@@ -56,7 +56,7 @@ def test_smaller_windows_make_the_asked_length_in_windows_times_steps_passes(man
 
 def test_frames_beyond_the_models_length_need_context_windows(manager):
     models = manager.store.models_dir
-    with pytest.raises(InvalidRequest, match="with context windows .* up to 513"):
+    with pytest.raises(InvalidRequest, match="with Long video .* up to 513"):
         VideoRequest(prompt="long", model="demo-wan", frames=200).check(models)
     checked = VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, guidance=5.0, steps=10).check(models)
     assert checked.frames == 201 and checked.context_overlap == 20 and checked.context_stride == 1
@@ -73,9 +73,9 @@ def test_frames_beyond_the_models_length_need_context_windows(manager):
         (dict(context_frames=9, context_stride=5), "context_stride", "more than the video's 7"),
         (dict(context_frames=9, context_stride=0), "context_stride", "out of range"),
         (dict(context_frames=3), "context_frames", "at least 5 frames"),
-        (dict(context_frames=9, frames=600), "frames", "1 to 513 frames in context windows"),
+        (dict(context_frames=9, frames=600), "frames", "1 to 513 frames in a long video"),
         (dict(context_frames=9, context_blend="wavy"), "context_blend", "choose one of linear, cosine"),
-        (dict(model="demo-ltx", context_frames=9), "context_frames", "does not denoise in context windows"),
+        (dict(model="demo-ltx", context_frames=9), "context_frames", "does not make long videos"),
     ],
 )
 def test_bad_window_settings_name_their_field(manager, values, field, message):
@@ -95,3 +95,22 @@ def test_overlapping_frames_are_blended_with_weights_that_ramp_at_shared_edges()
     # Even frames in two windows sharing frame 2 and 4 (one latent frame of overlap at stride 2), odd frames in one.
     assert strided.windows() == [[0, 2, 4], [2, 4, 6], [1, 3, 5]]
 
+
+
+def test_skyreels_demo_makes_a_long_video_in_chunks_continuing_from_the_last_frames(manager, outputs):
+    calls = []
+    with manager.use("demo-skyreels-v2") as pipe:
+        handle = pipe.transformer.patch_embedding.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        # 21 frames = 6 latent frames; chunks of 9 frames (3 latent), each continuing from the last 5 (2 latent): 4 chunks.
+        result = make(manager, outputs, model="demo-skyreels-v2", frames=21, context_frames=9, context_overlap=5)
+    finally:
+        handle.remove()
+    video = read_video(result.video.path)
+    assert video.frames.shape == (21, 64, 64, 3) and video.fps == 24
+    assert "4 chunks × 2 steps = 8 transformer passes" in result.length_note
+    assert len(calls) == 8
+    with pytest.raises(InvalidRequest, match="context_stride: 2 is out of range; use 1$"):
+        VideoRequest(prompt="long", model="demo-skyreels-v2", frames=21, context_frames=9, context_stride=2).check(
+            manager.store.models_dir
+        )
