@@ -1,10 +1,13 @@
-"""Long Wan videos in context windows on the tiny model: windows over everything change nothing, smaller windows make
-the asked length in windows × steps transformer passes, and bad window settings name their field."""
+"""Long videos on the tiny models: Wan in context windows (windows over everything change nothing, smaller windows make
+the asked length in windows × steps transformer passes, bad window settings name their field) and SkyReels V2 in
+chunks continuing from the last frames."""
 
 import numpy as np
 import pytest
 
-from pipelines.context_windows import ContextWindows
+import torch
+
+from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
@@ -95,6 +98,25 @@ def test_overlapping_frames_are_blended_with_weights_that_ramp_at_shared_edges()
     # Even frames in two windows sharing frame 2 and 4 (one latent frame of overlap at stride 2), odd frames in one.
     assert strided.windows() == [[0, 2, 4], [2, 4, 6], [1, 3, 5]]
 
+
+
+class FrameByFrame(torch.nn.Module):
+    """A stand-in transformer whose output for a frame depends on that frame alone, so any blend must give it back."""
+
+    def forward(self, hidden_states, timestep, return_dict=True):
+        return (hidden_states * 2 + timestep.view(-1, 1, 1, 1, 1),)
+
+
+@pytest.mark.parametrize("blend, stride", [("linear", 1), ("cosine", 1), ("linear", 2)])
+def test_blended_windows_give_back_a_frame_by_frame_result_exactly_and_the_forward_afterwards(blend, stride):
+    model = FrameByFrame()
+    hidden = torch.randn(1, 4, 11, 2, 2)
+    timestep = torch.tensor([3.0])
+    plain = model(hidden, timestep)[0]
+    with windowed_transformer(model, ContextWindows(latent_frames=11, length=4, overlap=2, stride=stride, blend=blend)):
+        windowed = model(hidden, timestep, return_dict=False)[0]
+    assert torch.allclose(windowed, plain, atol=1e-6)
+    assert "forward" not in model.__dict__
 
 
 def test_skyreels_demo_makes_a_long_video_in_chunks_continuing_from_the_last_frames(manager, outputs):
