@@ -25,6 +25,7 @@ class Family(str, Enum):
     FISH_SPEECH = "fish_speech"
     ACE_STEP = "ace_step"
     WAN = "wan"
+    SKYREELS_V2 = "skyreels_v2"
     LTX = "ltx"
 
 
@@ -57,6 +58,15 @@ class SchedulerChoice:
     shift_parameter: str = "flow_shift"
 
 
+class LongVideo(str, Enum):
+    # Our transformer wrapper denoises overlapping windows of latent frames at every step and blends them (Wan:
+    # hidden states are plain (batch, channels, frames, height, width) and positions are computed per call).
+    CONTEXT_WINDOWS = "context_windows"
+    # The pipeline itself makes the video chunk after chunk, each starting from the last chunk's final frames
+    # (SkyReels V2 diffusion forcing: `base_num_frames`, `overlap_history`).
+    HISTORY_CHUNKS = "history_chunks"
+
+
 @dataclass(frozen=True)
 class VideoRules:
     """How a video family's VAE and transformer constrain length, and how its pipeline is called."""
@@ -72,11 +82,19 @@ class VideoRules:
     fps_argument: str = ""
     # The image-to-video pipeline built on a loaded text-to-video one (same components), if the family has one.
     image_to_video_pipeline_class: str = ""
+    # How the family makes a video longer than it denoises at once (the Video tab's Long video settings), if at all.
+    long_video: LongVideo | None = None
 
-    def nearest_frames(self, frames: int) -> int:
-        """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range."""
+    @property
+    def max_long_frames(self) -> int:
+        """The longest video the long mode may make: four times the longest at once (beyond it motion drifts apart)."""
+        return (self.max_frames - 1) * 4 + 1
+
+    def nearest_frames(self, frames: int, most: int | None = None) -> int:
+        """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range
+        (up to `most` in place of `max_frames` when given)."""
         steps = int((frames - 1) / self.frame_multiple + 0.5)
-        return min(max(steps * self.frame_multiple + 1, self.min_frames), self.max_frames)
+        return min(max(steps * self.frame_multiple + 1, self.min_frames), most or self.max_frames)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frame_multiple + 1
@@ -387,8 +405,11 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
         }),
-        # Trained at 81 frames; longer clips drift (context windows will lift this).
-        video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16),
+        # Trained at 81 frames; longer clips drift unless denoised in context windows.
+        video=VideoRules(
+            frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16,
+            long_video=LongVideo.CONTEXT_WINDOWS,
+        ),
         # Community Wan files (GGUF quantizations above all) hold the transformer alone: Alibaba's original layout
         # has `head.modulation`, diffusers' layout `condition_embedder.time_embedder.`. I2V 480p and 720p have the
         # same shapes, so the 480p model is the default base for both.
@@ -396,6 +417,24 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         file_bases=_frozen({
             "wan-t2v-1.3B": "wan21-t2v-1.3b", "wan-t2v-14B": "wan21-t2v-14b", "wan-i2v-14B": "wan21-i2v-14b-480p",
         }),
+    ),
+    Family.SKYREELS_V2: FamilySpec(
+        family=Family.SKYREELS_V2,
+        # Wan's VAE and a Wan-shaped transformer: 8× per side, patch 2×2, frames 4k+1.
+        size_multiple=16,
+        min_size=64,
+        max_size=1280,
+        supports_negative_prompt=True,
+        schedulers=(SchedulerChoice("UniPC", "UniPCMultistepScheduler"),),
+        text_tokens=512,
+        # Like Wan: conditional and unconditional passes one after the other.
+        guidance_doubles_batch=False,
+        component_roles=_frozen({"text_encoder": Role.TEXT_ENCODER, "transformer": Role.DENOISER, "vae": Role.VAE}),
+        # Trained at 97 frames (540P); longer videos come in chunks that continue from the previous chunk's end.
+        video=VideoRules(
+            frame_multiple=4, min_frames=5, max_frames=97, default_fps=24, pixels_per_token=16, fps_argument="fps",
+            long_video=LongVideo.HISTORY_CHUNKS,
+        ),
     ),
     Family.LTX: FamilySpec(
         family=Family.LTX,
@@ -571,6 +610,7 @@ _SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_mode
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _TINY_VIDEO_BYTES = {"transformer": 200_000, "text_encoder": 200_000, "vae": 200_000}
+_SKYREELS_LICENCE = "SkyReels V2 Community License (Skywork; see the model card)"
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
 
 MODELS: tuple[ModelSpec, ...] = (
@@ -797,6 +837,29 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_WAN_LICENCE,
     ),
     ModelSpec(
+        id="skyreels-v2-df-1.3b-540p",
+        name="SkyReels V2 DF 1.3B (540P, long video)",
+        family=Family.SKYREELS_V2,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="SkyReelsV2DiffusionForcingPipeline",
+        repo="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers",
+        # The model card's text-to-video settings: shift 8, guidance 6, 97 frames at 24 fps.
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0),
+        component_bytes=_frozen({"transformer": 2_840_000_000, **_WAN_ENCODERS}),
+        licence=_SKYREELS_LICENCE,
+    ),
+    ModelSpec(
+        id="skyreels-v2-df-14b-540p",
+        name="SkyReels V2 DF 14B (540P, long video)",
+        family=Family.SKYREELS_V2,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="SkyReelsV2DiffusionForcingPipeline",
+        repo="Skywork/SkyReels-V2-DF-14B-540P-Diffusers",
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0),
+        component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
+        licence=_SKYREELS_LICENCE,
+    ),
+    ModelSpec(
         id="wan21-t2v-14b",
         name="Wan2.1 T2V 14B",
         family=Family.WAN,
@@ -984,6 +1047,17 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline_class="WanPipeline",
         demo=True,
         defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
+        component_bytes=_frozen(_TINY_VIDEO_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-skyreels-v2",
+        name="SkyReels V2 DF (tiny)",
+        family=Family.SKYREELS_V2,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="SkyReelsV2DiffusionForcingPipeline",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=6.0, width=64, height=64, frames=9, fps=24, flow_shift=8.0),
         component_bytes=_frozen(_TINY_VIDEO_BYTES),
         licence=_DEMO_LICENCE,
     ),

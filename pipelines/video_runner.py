@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipelines.catalog import FamilySpec, ModelSpec, Task, family_spec, model_spec, video_models
+from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
+from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
@@ -66,6 +67,14 @@ class VideoRequest:
     seed: int = -1
     interpolation: str = "none"
     export: ExportSettings = field(default_factory=ExportSettings)
+    # Long video, in video frames. Context windows (Wan): the window length and the overlap (a window of 4k+1 frames
+    # is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th latent frame in a
+    # window. History chunks (SkyReels V2): the chunk length and the frames each chunk continues from.
+    # No `context_frames`: the whole video at once.
+    context_frames: int | None = None
+    context_overlap: int | None = None
+    context_stride: int | None = None
+    context_blend: str = "linear"
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
 
@@ -104,13 +113,23 @@ class VideoRequest:
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
             _check_size(name, value, spec, family)
+        context_frames = None if self.context_frames in (None, "", 0) else whole_number("context_frames", self.context_frames, 0)
+        if context_frames is not None and rules.long_video is None:
+            raise InvalidRequest("context_frames", f"{spec.name} does not make long videos in windows or chunks; leave it empty")
+        most = rules.max_long_frames if context_frames is not None else rules.max_frames
         requested = whole_number("frames", self.frames, defaults.frames)
-        if not 1 <= requested <= rules.max_frames:
-            raise InvalidRequest(
-                "frames", f"{requested} is out of range; {spec.name} makes 1 to {rules.max_frames} frames at once "
-                f"(a multiple of {rules.frame_multiple} plus one)"
+        if not 1 <= requested <= most:
+            longer = (
+                f"; with Long video (windows or chunks) up to {rules.max_long_frames}"
+                if rules.long_video and context_frames is None else ""
             )
-        frames = rules.nearest_frames(requested)
+            raise InvalidRequest(
+                "frames", f"{requested} is out of range; {spec.name} makes 1 to {most} frames "
+                f"{'in a long video' if context_frames is not None else 'at once'} "
+                f"(a multiple of {rules.frame_multiple} plus one){longer}"
+            )
+        frames = rules.nearest_frames(requested, most)
+        context = _checked_context(self, context_frames, frames, rules)
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
             raise InvalidRequest("fps", f"{fps} is out of range; use 1 to {MAX_FPS}")
@@ -132,9 +151,55 @@ class VideoRequest:
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=self.interpolation or "none", export=export,
+            interpolation=self.interpolation or "none", export=export, **context,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
+        )
+
+    def context_windows(self) -> ContextWindows | None:
+        """The windows this (checked) request denoises in; None for the whole video at once, or in chunks."""
+        rules = family_spec(model_spec(self.model).family).video
+        if self.context_frames is None or rules.long_video is not LongVideo.CONTEXT_WINDOWS:
+            return None
+        return ContextWindows(
+            latent_frames=rules.latent_frames(self.frames), length=rules.latent_frames(self.context_frames),
+            overlap=self.context_overlap // rules.frame_multiple, stride=self.context_stride, blend=self.context_blend,
+        )
+
+    def history_chunks(self) -> int:
+        """How many chunks the pipeline makes one after the other (history chunks only; 1 otherwise)."""
+        rules = family_spec(model_spec(self.model).family).video
+        if self.context_frames is None or rules.long_video is not LongVideo.HISTORY_CHUNKS:
+            return 1
+        total, chunk = rules.latent_frames(self.frames), rules.latent_frames(self.context_frames)
+        # diffusers counts the overlap as ((overlap - 1) // 4 + 1) latent frames; every chunk after the first adds
+        # chunk - overlap new ones.
+        shared = (self.context_overlap - 1) // rules.frame_multiple + 1
+        return 1 if total <= chunk else 1 + -(-(total - chunk) // (chunk - shared))
+
+    def transformer_passes(self) -> tuple[int, int]:
+        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or
+        chunks × steps, twice that when guidance runs the transformer once with and once without the prompt."""
+        windows = self.context_windows()
+        per_step = len(windows.windows()) if windows else self.history_chunks()
+        family = family_spec(model_spec(self.model).family)
+        separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
+        return per_step, per_step * self.steps * (2 if separate_unconditional else 1)
+
+    def length_note(self) -> str:
+        """For a checked request in context windows: the length made and the passes it takes; empty otherwise."""
+        if self.context_frames is None:
+            return ""
+        per_step, passes = self.transformer_passes()
+        if self.context_windows() is not None:
+            layout = f"windows of {self.context_frames} frames (overlap {self.context_overlap}, stride {self.context_stride})"
+            count = "1 window covers the whole video" if per_step == 1 else f"{per_step} windows per step"
+        else:
+            layout = f"chunks of {self.context_frames} frames, each continuing from the last {self.context_overlap}"
+            count = "1 chunk covers the whole video" if per_step == 1 else f"{per_step} chunks"
+        return (
+            f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in {layout}; {count} × {self.steps} steps = "
+            f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
         )
 
     def frames_note(self) -> str:
@@ -149,6 +214,39 @@ class VideoRequest:
         )
 
 
+def _checked_context(request: VideoRequest, context_frames: int | None, frames: int, rules: VideoRules) -> dict:
+    """The context settings with defaults filled in and checked (window rounded to the frame rule), as fields."""
+    if context_frames is None:
+        return dict(context_frames=None, context_overlap=None, context_stride=None, context_blend="linear")
+    if not rules.min_frames <= context_frames:
+        raise InvalidRequest("context_frames", f"{context_frames} is too short; a window holds at least {rules.min_frames} frames")
+    window = rules.nearest_frames(context_frames, rules.max_frames)
+    chunks = rules.long_video is LongVideo.HISTORY_CHUNKS
+    # By default neighbouring windows share a quarter of a window, in whole latent frames; a chunk continues from
+    # the last quarter of the one before (4k+1 frames, as SkyReels' recommended 17 and 37 are).
+    quarter = (window - 1) // 4 // rules.frame_multiple * rules.frame_multiple
+    overlap = whole_number("context_overlap", request.context_overlap, quarter + 1 if chunks else quarter)
+    lowest = 1 if chunks else 0
+    if not lowest <= overlap < window - 1:
+        raise InvalidRequest(
+            "context_overlap", f"{overlap} is out of range; the overlap must be {lowest} or more and fewer than the "
+            f"{'chunk' if chunks else 'window'}'s {window} frames (counted as {window - 1} after the first)"
+        )
+    stride = whole_number("context_stride", request.context_stride, 1)
+    if stride < 1 or (chunks and stride != 1):
+        raise InvalidRequest(
+            "context_stride", f"{stride} is out of range; use 1" + ("" if chunks else " (neighbouring frames) or more")
+        )
+    blend = request.context_blend or "linear"
+    settings = dict(context_frames=window, context_overlap=overlap, context_stride=stride, context_blend=blend)
+    if not chunks:
+        ContextWindows(  # says which field is wrong when the windows cannot be laid over this video
+            latent_frames=rules.latent_frames(frames), length=rules.latent_frames(window),
+            overlap=overlap // rules.frame_multiple, stride=stride, blend=blend,
+        )
+    return settings
+
+
 @dataclass(frozen=True)
 class VideoResult:
     video: ExportedVideo | None
@@ -156,6 +254,8 @@ class VideoResult:
     seconds: float = 0.0
     seed: int | None = None
     frames_note: str = ""
+    # The length made and the transformer passes it took, for long videos in context windows.
+    length_note: str = ""
 
 
 def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
@@ -226,7 +326,11 @@ def _start_image(request: VideoRequest) -> Image.Image:
 def _make_frames(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
     """The frames, from the seed's noise, with the request's flow shift for this job only."""
     family = family_spec(spec.family)
-    with manager.use(spec.id, workload, on_progress=job.report) as pipe, _flow_shift(pipe, request.flow_shift):
+    with (
+        manager.use(spec.id, workload, on_progress=job.report) as pipe,
+        _flow_shift(pipe, request.flow_shift),
+        windowed_transformer(pipe.transformer, request.context_windows()),
+    ):
         job.check_stop()
         runner = _for_task(pipe, family, "image" in kwargs, spec)
         torch.manual_seed(seed)
@@ -257,7 +361,9 @@ def generate_video(
 
     # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
-    tokens = rules.denoiser_tokens(request.width, request.height, request.frames) + family.text_tokens
+    # In context windows the transformer sees one window at a time: memory is planned for a window.
+    denoised_frames = min(request.frames, request.context_frames or request.frames)
+    tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
         prompt=request.prompt,
@@ -272,6 +378,8 @@ def generate_video(
     )
     if rules.fps_argument:
         kwargs[rules.fps_argument] = request.fps
+    if rules.long_video is LongVideo.HISTORY_CHUNKS and request.context_frames is not None:
+        kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
     if start_image is not None:
         kwargs["image"] = start_image
     try:
@@ -292,6 +400,8 @@ def generate_video(
         "image": start_record,
         "seed": seed,
         "frames_note": request.frames_note(),
+        "length_note": request.length_note(),
+        "transformer_passes": request.transformer_passes()[1],
         "frames_after_interpolation": len(frames),
         "fps_after_interpolation": request.fps * interpolation.factor,
         "model_name": spec.name,
@@ -306,4 +416,6 @@ def generate_video(
     }
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")
-    return VideoResult(video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note())
+    return VideoResult(
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note()
+    )

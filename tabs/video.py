@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipelines.catalog import Task, family_spec, model_spec, video_models
-from pipelines.errors import JobStopped
+from pipelines.context_windows import BLENDS
+from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
@@ -22,6 +23,7 @@ from tabs.errors import shown_to_user
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
+    "context_frames", "context_overlap", "context_stride", "context_blend",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -34,14 +36,17 @@ def _offered_video_models(context: AppContext) -> tuple[list[tuple[str, str]], s
     return text_choices + image_choices, default
 
 
-def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4") -> str:
-    """What the settings will make, in frames and seconds, before anything runs."""
+def describe_length(
+    model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4", context_frames=None
+) -> str:
+    """What the settings will make, in frames and seconds, before anything runs (longer in context windows)."""
     spec = video_models().get(model_id)
     choice = INTERPOLATIONS.get(interpolation or "none")
     if spec is None or choice is None or not frames or not fps or frames < 1 or fps < 1:
         return ""
     rules = family_spec(spec.family).video
-    made = rules.nearest_frames(min(int(frames), rules.max_frames))
+    most = rules.max_long_frames if context_frames and rules.long_video else rules.max_frames
+    made = rules.nearest_frames(min(int(frames), most), most)
     lines = [f"**{made} frames at {int(fps)} fps = {made / fps:.2f} s**"]
     if made != int(frames):
         lines.append(f"({int(frames)} asked; {spec.name} makes {rules.frame_multiple}k+1 frames)")
@@ -57,6 +62,20 @@ def describe_length(model_id, frames, fps, interpolation, pingpong=False, loop_c
     elif stores_loop_count:
         lines.append("· loops forever")
     return " ".join(lines)
+
+
+def describe_long_video(models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend):
+    """The length context windows make and the transformer passes they take, or what is wrong with the settings."""
+    if not context_frames or model_id not in video_models():
+        return "Empty window length: the whole video at once."
+    request = VideoRequest(
+        prompt="length", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
+        context_overlap=context_overlap, context_stride=context_stride, context_blend=blend or "linear",
+    )
+    try:
+        return request.check(models_dir).length_note()
+    except InvalidRequest as error:
+        return f"⚠️ {error}"
 
 
 def model_info(model_id: str) -> str:
@@ -94,6 +113,7 @@ class VideoTab:
             used.get("frames"), used.get("fps"), used.get("steps"), used.get("guidance"), used.get("flow_shift"),
             used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
             export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
+            used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
         )
 
 
@@ -129,6 +149,24 @@ def build(context: AppContext) -> VideoTab:
                 label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
                 elem_id="video-interpolation",
             )
+            with gr.Accordion("Long video", open=False):
+                gr.Markdown(
+                    "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
+                    "overlap (stride 2 also lets every other frame share a window). SkyReels V2: chunks made one after "
+                    "the other, each continuing from the last frames of the one before. Lengths in video frames."
+                )
+                with gr.Row():
+                    context_frames = gr.Number(
+                        label="Window / chunk length, frames (context_frames; empty = off)", value=None, precision=0,
+                        elem_id="video-context-frames",
+                    )
+                    context_overlap = gr.Number(
+                        label="Overlap, frames (context_overlap; empty = a quarter)", value=None, precision=0,
+                        elem_id="video-context-overlap",
+                    )
+                    context_stride = gr.Number(label="Stride (context_stride; Wan windows)", value=1, precision=0, elem_id="video-context-stride")
+                    context_blend = gr.Dropdown(label="Blend (Wan windows)", choices=list(BLENDS), value="linear", elem_id="video-context-blend")
+                long_note = gr.Markdown(elem_id="video-long-note")
             with gr.Accordion("Video Combine (export)", open=False):
                 with gr.Row():
                     video_format = gr.Dropdown(
@@ -160,7 +198,8 @@ def build(context: AppContext) -> VideoTab:
     def generate_video_handler(
         prompt, negative_prompt=None, image=None, width=None, height=None, frames=None, fps=None, steps=None,
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
-        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, request: gr.Request = None,
+        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
+        context_overlap=None, context_stride=None, context_blend=None, request: gr.Request = None,
         progress=gr.Progress(),
     ):
         export = ExportSettings(
@@ -170,11 +209,13 @@ def build(context: AppContext) -> VideoTab:
         checked = VideoRequest(
             prompt=prompt, model=model or default_model, negative_prompt=negative_prompt, image=image, width=width,
             height=height, frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=interpolation or "none", export=export,
+            interpolation=interpolation or "none", export=export, context_frames=context_frames,
+            context_overlap=context_overlap, context_stride=context_stride, context_blend=context_blend or "linear",
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
-            loop_count, pingpong, filename_prefix, save_output, interpolation,
+            loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
+            context_stride, context_blend,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
@@ -211,7 +252,8 @@ def build(context: AppContext) -> VideoTab:
 
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
-        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate,
+        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
+        context_stride, context_blend,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -222,18 +264,26 @@ def build(context: AppContext) -> VideoTab:
 
     stop.click(stop_handler, outputs=[summary], api_visibility="private")
 
-    length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format]
+    length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames]
     for control in length_inputs:
         control.change(describe_length, inputs=length_inputs, outputs=[length], api_visibility="private")
 
-    def frames_from_duration(model_id, seconds, rate):
+    def long_video_note(*values):
+        return describe_long_video(context.store.models_dir, *values)
+
+    long_inputs = [model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend]
+    for control in long_inputs:
+        control.change(long_video_note, inputs=long_inputs, outputs=[long_note], api_visibility="private")
+
+    def frames_from_duration(model_id, seconds, rate, windows):
         chosen = video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
             return gr.skip()
         rules = family_spec(chosen.family).video
-        return rules.nearest_frames(min(round(seconds * rate) + 1, rules.max_frames))
+        most = rules.max_long_frames if windows and rules.long_video else rules.max_frames
+        return rules.nearest_frames(min(round(seconds * rate) + 1, most), most)
 
-    duration.input(frames_from_duration, inputs=[model, duration, fps], outputs=[frames], api_visibility="private")
+    duration.input(frames_from_duration, inputs=[model, duration, fps, context_frames], outputs=[frames], api_visibility="private")
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
 
     def apply_model_defaults(model_id):
@@ -260,7 +310,8 @@ def build(context: AppContext) -> VideoTab:
 
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
-        loop_count, pingpong, filename_prefix, save_output, interpolation,
+        loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
+        context_blend,
     ]
     return VideoTab(context, settings_components)
 
@@ -275,8 +326,9 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
         f"{video.frame_count} frames at {video.frame_rate:g} fps = {video.duration_s:.2f} s in {result.seconds:.1f} s · "
         f"seed {result.seed}" + ("" if video.saved else " · not saved (temporary file)")
     )
-    if result.frames_note:
-        summary += f"\n\n{result.frames_note}"
+    for note in (result.frames_note, result.length_note):
+        if note:
+            summary += f"\n\n{note}"
     if demo:
         summary += "\n\n" + DEMO_NOTE
     playable = path if video.path.suffix in PLAYABLE_SUFFIXES else None

@@ -75,3 +75,23 @@ def test_a_saved_video_is_listed_with_its_settings(client):
     client.predict(prompt="list me", model="demo-wan", frames=5, steps=2, seed=77, api_name="/generate_video")
     listed = client.predict(kind="videos", limit=1, api_name="/outputs")
     assert listed[0]["seed"] == 77 and listed[0]["prompt"] == "list me"
+
+
+def test_generate_video_makes_a_long_video_in_context_windows_and_says_the_passes(client):
+    # 141 frames is past the tiny Wan's 129 at once: 36 latent frames in windows of 9 frames (3 latent) sharing 4 (1 latent).
+    file, used, summary, _, _ = client.predict(
+        prompt="a long walk", model="demo-wan", width=64, height=64, frames=141, steps=2, guidance=1.0, seed=6,
+        context_frames=9, context_overlap=4, context_stride=1, api_name="/generate_video",
+    )
+    assert len(read_video(file).frames) == 141
+    parameters = used["parameters"]
+    assert (parameters["context_frames"], parameters["context_overlap"], parameters["transformer_passes"]) == (9, 4, 36)
+    assert "18 windows per step × 2 steps = 36 transformer passes" in summary
+
+
+def test_bad_context_window_settings_are_a_clear_error(client):
+    with pytest.raises(Exception) as error:
+        client.predict(
+            prompt="a fox", model="demo-wan", frames=25, steps=2, context_frames=9, context_overlap=12, api_name="/generate_video",
+        )
+    assert "context_overlap: 12 is out of range" in str(error.value)

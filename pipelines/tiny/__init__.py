@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, sd15, sdxl, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 3
@@ -25,6 +25,7 @@ _BUILDERS = {
     Family.FISH_SPEECH: fish_speech.build,
     Family.ACE_STEP: ace_step.build,
     Family.WAN: wan.build,
+    Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
 }
 # Families whose image-to-video model has its own weights (LTX runs image to video on its text-to-video model).
