@@ -17,6 +17,7 @@ from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VIDEO_MODELS, VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.speed import AUTO_METHOD, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -129,6 +130,7 @@ def build(context: AppContext) -> VideoTab:
                 label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
                 elem_id="video-interpolation",
             )
+            speed, cache_method, cache_threshold = build_speed_controls("video")
             with gr.Accordion("Video Combine (export)", open=False):
                 with gr.Row():
                     video_format = gr.Dropdown(
@@ -160,8 +162,8 @@ def build(context: AppContext) -> VideoTab:
     def generate_video_handler(
         prompt, negative_prompt=None, image=None, width=None, height=None, frames=None, fps=None, steps=None,
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
-        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, request: gr.Request = None,
-        progress=gr.Progress(),
+        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, speed=None, cache_method=None,
+        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -170,7 +172,8 @@ def build(context: AppContext) -> VideoTab:
         checked = VideoRequest(
             prompt=prompt, model=model or default_model, negative_prompt=negative_prompt, image=image, width=width,
             height=height, frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=interpolation or "none", export=export,
+            interpolation=interpolation or "none", export=export, speed=speed or "off",
+            cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
@@ -211,7 +214,7 @@ def build(context: AppContext) -> VideoTab:
 
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
-        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate,
+        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, speed, cache_method, cache_threshold,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)

@@ -14,6 +14,7 @@ from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
 from pipelines.step_cache import methods_for, step_cache
+from pipelines.video_runner import VideoRequest, generate_video
 
 # Model, pipeline, family, call; 8-10 steps so there are steps to skip.
 CASES = {
@@ -112,3 +113,16 @@ def test_a_family_without_a_cache_refuses_one_and_runs_uncached_when_fast(manage
         generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, cache_method="teacache"), manager, outputs, Job())
     saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, speed="fast"), manager, outputs, Job())
     assert read_parameters(saved.outputs[0].path)["step_cache"]["method"] == "none"
+
+
+@pytest.mark.parametrize("model", ["demo-wan", "demo-ltx"])
+def test_speed_reaches_the_video_pipeline_and_its_record(manager, tmp_path, model):
+    outputs = OutputStore(tmp_path / "outputs")
+    make = lambda **speed: generate_video(
+        VideoRequest(prompt="a fox", model=model, steps=8, seed=3, width=64, height=64, frames=9, **speed), manager, outputs, Job()
+    ).video.parameters
+    off = make(speed="off")
+    assert off["speed"] == "off" and off["step_cache"]["calls_skipped"] == 0
+    # The tiny LTX changes too much per step for its catalog thresholds (see above); a higher one shows the path.
+    fast = make(speed="fast") if model == "demo-wan" else make(speed="fast", cache_threshold=0.3)
+    assert fast["step_cache"]["method"] == "teacache" and fast["step_cache"]["calls_skipped"] > 0
