@@ -12,7 +12,7 @@ last block, counted with forward hooks, so a cache that silently does nothing sh
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -55,8 +55,7 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
     ),
 }
 
-# diffusers' FirstBlockCache works on these text-to-image/video pipelines, which open a cache context themselves
-# (NOTES: it fails on SD3; HiDream never opens one).
+# diffusers' FirstBlockCache works on these (NOTES: it fails on SD3; HiDream's blocks take other arguments).
 FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX})
 
 
@@ -234,8 +233,12 @@ def step_cache(pipe, family: Family, method: str, threshold: float):
             lambda *_: setattr(report, "computed", report.computed + 1)
         ),
     ]
+    # FirstBlockCache needs a cache context; pipelines that open none themselves (FLUX image-to-image) get this
+    # one. Those that do open theirs per call, which takes over.
+    context = transformer.cache_context("step_cache") if method == "first_block" else nullcontext()
     try:
-        yield report
+        with context:
+            yield report
     finally:
         for counter in counters:
             counter.remove()

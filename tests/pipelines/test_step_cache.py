@@ -126,3 +126,16 @@ def test_speed_reaches_the_video_pipeline_and_its_record(manager, tmp_path, mode
     # The tiny LTX changes too much per step for its catalog thresholds (see above); a higher one shows the path.
     fast = make(speed="fast") if model == "demo-wan" else make(speed="fast", cache_threshold=0.3)
     assert fast["step_cache"]["method"] == "teacache" and fast["step_cache"]["calls_skipped"] > 0
+
+
+def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):
+    # FluxImg2ImgPipeline opens no cache context of its own; without ours FirstBlockCache refuses to run.
+    start = tmp_path / "start.png"
+    Image.new("RGB", (256, 256), "red").save(start)
+    request = ImageRequest(
+        prompt="a fox", model="demo-flux", steps=10, seed=1, init_image=str(start), strength=0.9, cache_method="first_block",
+        cache_threshold=0.3,
+    )
+    saved = generate_image(request, manager, OutputStore(tmp_path / "outputs"), Job()).outputs[0]
+    assert Image.open(saved.path).size == (256, 256)
+    assert saved.parameters["step_cache"]["method"] == "first_block" and saved.parameters["step_cache"]["calls_skipped"] > 0
