@@ -76,7 +76,7 @@ def check_speed(family: Family, speed: str | None, method: str | None, threshold
     if method not in methods_for(family):
         raise InvalidRequest("cache_method", f"{method!r} is not available for this model; choose one of {', '.join(methods_for(family))}")
     if threshold is None or threshold == "":
-        threshold = setting.threshold if method == setting.method else 0.0
+        threshold = setting.threshold if method == setting.method else _default_threshold(family, method)
     try:
         threshold = float(threshold)
     except (TypeError, ValueError):
@@ -84,6 +84,16 @@ def check_speed(family: Family, speed: str | None, method: str | None, threshold
     if not 0.0 <= threshold <= 10.0:
         raise InvalidRequest("cache_threshold", f"{threshold} is out of range; use 0 (never skip) to 10")
     return method, threshold
+
+
+def _default_threshold(family: Family, method: str) -> float:
+    """A method chosen without a threshold: the family's balanced TeaCache one, or diffusers' FirstBlockCache default."""
+    if method == "teacache":
+        balanced = family_spec(family).speed["balanced"]
+        return balanced.threshold if balanced.method == "teacache" else 0.0
+    if method == "first_block":
+        return FirstBlockCacheConfig().threshold
+    return 0.0
 
 
 @dataclass

@@ -139,3 +139,23 @@ def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):
     saved = generate_image(request, manager, OutputStore(tmp_path / "outputs"), Job()).outputs[0]
     assert Image.open(saved.path).size == (256, 256)
     assert saved.parameters["step_cache"]["method"] == "first_block" and saved.parameters["step_cache"]["calls_skipped"] > 0
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"speed": "turbo"}, "speed: 'turbo' is not a speed"),
+        ({"cache_method": "magic"}, "cache_method: 'magic' is not available"),
+        ({"cache_threshold": -1}, "cache_threshold: -1.0 is out of range"),
+        ({"cache_threshold": "fast"}, "cache_threshold: 'fast' is not a number"),
+    ],
+)
+def test_bad_speed_settings_name_the_field(fields, message):
+    with pytest.raises(InvalidRequest, match=message):
+        ImageRequest(prompt="a fox", model="demo-flux", **fields).check()
+
+
+def test_a_method_without_a_threshold_gets_one_that_skips():
+    checked = ImageRequest(prompt="a fox", model="demo-flux", cache_method="teacache").check()
+    assert (checked.cache_method, checked.cache_threshold) == ("teacache", family_spec(Family.FLUX).speed["balanced"].threshold)
+    assert ImageRequest(prompt="a fox", model="demo-flux", cache_method="first_block").check().cache_threshold > 0
