@@ -68,6 +68,22 @@ class LongVideo(str, Enum):
 
 
 @dataclass(frozen=True)
+class SpeedSetting:
+    """One level of the Speed control: which step cache runs (pipelines/step_cache.py) and how eagerly it skips."""
+
+    method: str
+    threshold: float
+
+
+SPEED_LEVELS = ("off", "balanced", "fast")
+_SPEED_OFF = SpeedSetting("none", 0.0)
+
+
+def _teacache_speeds(balanced: float, fast: float) -> Mapping[str, SpeedSetting]:
+    return {"off": _SPEED_OFF, "balanced": SpeedSetting("teacache", balanced), "fast": SpeedSetting("teacache", fast)}
+
+
+@dataclass(frozen=True)
 class VideoRules:
     """How a video family's VAE and transformer constrain length, and how its pipeline is called."""
 
@@ -142,6 +158,9 @@ class FamilySpec:
     file_bases: Mapping[str, str] = field(default_factory=dict)
     # Keyword arguments for loading this family's pipeline (from a folder or a single file).
     load_kwargs: Mapping[str, object] = field(default_factory=dict)
+    # Speed level -> step cache. TeaCache's thresholds are its authors' published ones (≈1.5× and ≈2× on their
+    # GPUs, unchecked here). A family without entries runs uncached at every level.
+    speed: Mapping[str, SpeedSetting] = field(default_factory=lambda: {level: _SPEED_OFF for level in SPEED_LEVELS})
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the pipeline renders for a requested size (the same formula as HiDreamImagePipeline's)."""
@@ -352,6 +371,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     ),
     Family.FLUX: FamilySpec(
         family=Family.FLUX,
+        speed=_teacache_speeds(0.25, 0.4),
         size_multiple=16,
         min_size=256,
         max_size=2048,
@@ -386,6 +406,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     ),
     Family.WAN: FamilySpec(
         family=Family.WAN,
+        speed=_teacache_speeds(0.05, 0.08),
         # VAE 8× per side, patch 2×2.
         size_multiple=16,
         min_size=64,
@@ -438,6 +459,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
     ),
     Family.LTX: FamilySpec(
         family=Family.LTX,
+        speed=_teacache_speeds(0.03, 0.05),
         # VAE 32× per side, patch 1.
         size_multiple=32,
         min_size=64,

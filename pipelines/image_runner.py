@@ -28,6 +28,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import number, whole_number
+from pipelines.step_cache import check_speed, step_cache
 from pipelines.weight_formats import WEIGHT_FORMATS
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,11 @@ class ImageRequest:
     loras: str | tuple = ()
     # How the big weights are stored (as shipped, fp8, int8, nf4); None means the preset's choice.
     weights: str | None = None
+    # Speed: "off", "balanced" or "fast" (the family's step cache from the catalog); `cache_method` and
+    # `cache_threshold` override the level's choice.
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
@@ -121,10 +127,11 @@ class ImageRequest:
         weights = self.weights or None
         if weights is not None and weights not in WEIGHT_FORMATS:
             raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
+        cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         return replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
-            loras=loras, weights=weights,
+            loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
         )
 
 
@@ -194,16 +201,18 @@ def _first_image(output) -> Image.Image:
 
 
 def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
-    """One image, from the seed's noise, with the chosen sampler and LoRAs."""
+    """One image, from the seed's noise, with the chosen sampler, LoRAs and step cache; and what the cache did."""
     with (
         manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
         _sampler(pipe, request.scheduler, spec),
+        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
         job.check_stop()
         runner = _for_task(pipe, spec, "image" in kwargs)
         # SDE samplers draw their step noise from the global generator, not the one passed in.
         torch.manual_seed(seed)
-        return _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
+        image = _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
+    return image, cache.record()
 
 
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
@@ -254,8 +263,9 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         try:
             if start_image is not None and request.strength == 0.0:
                 image = start_image.copy()  # nothing to repaint: the input is the result
+                cache_record = {"method": "none", "threshold": 0.0, "denoiser_calls": 0, "calls_skipped": 0}
             else:
-                image = with_one_retry(job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras))
+                image, cache_record = with_one_retry(job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras))
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
@@ -264,7 +274,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         parameters = {
             **{
                 key: value for key, value in asdict(request).items()
-                if key not in ("seed", "batch", "init_image", "strength", "loras", "weights")
+                if key not in ("seed", "batch", "init_image", "strength", "loras", "weights", "cache_method", "cache_threshold")
             },
             "init_image": start_record,
             "strength": request.strength if start_image else None,
@@ -274,6 +284,8 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
             "checkpoint": checkpoint,
             "weights": request.weights or manager.preset.weights,
+            # The step cache that ran and how many denoiser calls it skipped.
+            "step_cache": cache_record,
             # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
             "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
             "loras": [lora.record() for lora in loras],

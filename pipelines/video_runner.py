@@ -32,6 +32,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore
 from pipelines.request_values import number, whole_number
+from pipelines.step_cache import check_speed, step_cache
 from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class VideoRequest:
     flow_shift: float | None = None
     seed: int = -1
     interpolation: str = "none"
+    # Speed level and its optional overrides, as for images (pipelines/step_cache.py).
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
     # Long video, in video frames. Context windows (Wan): the window length and the overlap (a window of 4k+1 frames
     # is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th latent frame in a
@@ -148,10 +153,16 @@ class VideoRequest:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
         interpolation = check_choice(self.interpolation, models_dir)
         export = self.export.check(default_frame_rate=fps * interpolation.factor)
+        cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
+        # A step cache compares one call of the transformer with the one before; in windows, consecutive calls are
+        # neighbouring windows of the same step, not steps.
+        if context["context_frames"] is not None and rules.long_video is LongVideo.CONTEXT_WINDOWS and cache_method != "none":
+            raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
             interpolation=self.interpolation or "none", export=export, **context,
+            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
@@ -323,18 +334,22 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _make_frames(manager, spec, workload, request, job, kwargs, seed) -> np.ndarray:
-    """The frames, from the seed's noise, with the request's flow shift for this job only."""
+def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record: dict) -> np.ndarray:
+    """The frames, from the seed's noise, with the request's flow shift and step cache for this job only;
+    `cache_record` receives what the cache did."""
     family = family_spec(spec.family)
     with (
         manager.use(spec.id, workload, on_progress=job.report) as pipe,
         _flow_shift(pipe, request.flow_shift),
         windowed_transformer(pipe.transformer, request.context_windows()),
+        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
         job.check_stop()
         runner = _for_task(pipe, family, "image" in kwargs, spec)
         torch.manual_seed(seed)
-        return runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+        frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+        cache_record.update(cache.record())
+    return frames
 
 
 def generate_video(
@@ -383,7 +398,8 @@ def generate_video(
     if start_image is not None:
         kwargs["image"] = start_image
     try:
-        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed))
+        cache_record: dict = {}
+        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
@@ -396,8 +412,12 @@ def generate_video(
 
     # 7. Export and save with everything needed to reproduce it.
     parameters = {
-        **{key: value for key, value in asdict(request).items() if key not in ("seed", "image", "export")},
+        **{
+            key: value for key, value in asdict(request).items()
+            if key not in ("seed", "image", "export", "cache_method", "cache_threshold")
+        },
         "image": start_record,
+        "step_cache": cache_record,
         "seed": seed,
         "frames_note": request.frames_note(),
         "length_note": request.length_note(),

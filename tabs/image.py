@@ -16,6 +16,7 @@ from pipelines.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
+from tabs.speed import AUTO_METHOD, build_speed_controls
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
@@ -110,6 +111,7 @@ def build(context: AppContext) -> ImageTab:
                 value=PRESET_WEIGHTS, elem_id="image-weights",
                 info="fp8/int8 halve the memory of the transformer and big text encoders; NF4 quarters it (NVIDIA GPUs only)",
             )
+            speed, cache_method, cache_threshold = build_speed_controls("image")
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -133,12 +135,14 @@ def build(context: AppContext) -> ImageTab:
     # A default of None makes the start image optional for gradio_client.
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
-        strength=DEFAULT_STRENGTH, loras="", weights=PRESET_WEIGHTS, request: gr.Request = None, progress=gr.Progress(),
+        strength=DEFAULT_STRENGTH, loras="", weights=PRESET_WEIGHTS, speed="off", cache_method=AUTO_METHOD, cache_threshold=None,
+        request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=None if weights == PRESET_WEIGHTS else weights,
+            speed=speed, cache_method=None if cache_method == AUTO_METHOD else cache_method, cache_threshold=cache_threshold,
         ).check()
         values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights)
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
@@ -163,14 +167,16 @@ def build(context: AppContext) -> ImageTab:
 
     generate.click(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
+                speed, cache_method, cache_threshold],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
     )
     prompt.submit(
         generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights],
+        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
+                speed, cache_method, cache_threshold],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,

@@ -18,6 +18,7 @@ from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.speed import AUTO_METHOD, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -149,6 +150,7 @@ def build(context: AppContext) -> VideoTab:
                 label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
                 elem_id="video-interpolation",
             )
+            speed, cache_method, cache_threshold = build_speed_controls("video")
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
@@ -199,8 +201,8 @@ def build(context: AppContext) -> VideoTab:
         prompt, negative_prompt=None, image=None, width=None, height=None, frames=None, fps=None, steps=None,
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
-        context_overlap=None, context_stride=None, context_blend=None, request: gr.Request = None,
-        progress=gr.Progress(),
+        context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
+        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -211,6 +213,8 @@ def build(context: AppContext) -> VideoTab:
             height=height, frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
             interpolation=interpolation or "none", export=export, context_frames=context_frames,
             context_overlap=context_overlap, context_stride=context_stride, context_blend=context_blend or "linear",
+            speed=speed or "off",
+            cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
@@ -253,7 +257,7 @@ def build(context: AppContext) -> VideoTab:
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend,
+        context_stride, context_blend, speed, cache_method, cache_threshold,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)

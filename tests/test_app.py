@@ -204,3 +204,13 @@ def test_loras_from_the_library_through_the_api_are_recorded_restored_and_leave_
     assert restored[-2] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
     with pytest.raises(Exception, match="flux/glow.safetensors is made for FLUX"):
         run("flux/glow.safetensors:1")
+
+
+def test_speed_through_the_api_is_recorded_with_the_steps_it_skipped(client):
+    _, used, _ = client.predict(prompt="a fox", model="demo-flux", steps=10, seed=5, speed="fast", api_name="/generate_image")
+    cache = used["parameters"][0]["step_cache"]
+    assert used["parameters"][0]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
+    _, used, _ = client.predict(
+        prompt="a fox", model="demo-flux", steps=10, seed=5, speed="fast", cache_threshold=0, api_name="/generate_image"
+    )
+    assert used["parameters"][0]["step_cache"] == {"method": "teacache", "threshold": 0.0, "denoiser_calls": 10, "calls_skipped": 0}

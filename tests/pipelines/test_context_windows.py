@@ -136,3 +136,10 @@ def test_skyreels_demo_makes_a_long_video_in_chunks_continuing_from_the_last_fra
         VideoRequest(prompt="long", model="demo-skyreels-v2", frames=21, context_frames=9, context_stride=2).check(
             manager.store.models_dir
         )
+
+
+def test_a_step_cache_is_refused_in_context_windows_by_name(demo_models_dir):
+    models = demo_models_dir
+    with pytest.raises(InvalidRequest, match="speed: step caching does not work with context windows"):
+        VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="fast").check(models)
+    VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="off").check(models)

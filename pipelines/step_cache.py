@@ -1,0 +1,257 @@
+"""Step caching: skip the denoiser's block stack on steps whose input barely changed, reusing the last residual.
+
+Two methods, both installed for one job by `step_cache(pipe, family, method, threshold)` and removed afterwards:
+- "teacache" (ours): at each denoiser call, the relative L1 change of the first block's timestep-modulated input,
+  rescaled by the polynomial TeaCache's authors fitted per model, is accumulated; while the sum stays below the
+  threshold, every block is bypassed and the cached residual (blocks' output − blocks' input) is added instead.
+- "first_block": diffusers' FirstBlockCache (`transformer.enable_cache`), for the families where it works (NOTES).
+
+Both report how many denoiser calls skipped their blocks: calls of the denoiser minus real attention calls of its
+last block, counted with forward hooks, so a cache that silently does nothing shows 0.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from diffusers import FirstBlockCacheConfig
+
+from pipelines.catalog import SPEED_LEVELS, Family, family_spec
+from pipelines.errors import InvalidRequest
+
+CACHE_METHODS = ("none", "teacache", "first_block")
+
+
+@dataclass(frozen=True)
+class TeaCacheRule:
+    """Where a family's transformer keeps its blocks and what TeaCache compares between steps."""
+
+    # Attributes of the transformer holding its blocks, run one after another on `hidden_states`.
+    block_lists: tuple[str, ...]
+    # "norm1": the first block's norm1(hidden_states, emb=temb)[0] (FLUX); "temb": the timestep projection the
+    # blocks receive (Wan's "ret_steps" mode, LTX).
+    probe: str
+    # Rescaling polynomial, highest power first. Fitted by TeaCache's authors (github.com/ali-vilab/TeaCache):
+    # FLUX from TeaCache4FLUX/teacache_flux.py; Wan2.1 T2V 1.3B (ret_steps mode) from TeaCache4Wan2.1/teacache_generate.py;
+    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py.
+    coefficients: tuple[float, ...]
+    # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states));
+    # None when a block returns hidden_states alone.
+    output_index: int | None = None
+
+
+TEACACHE_RULES: dict[Family, TeaCacheRule] = {
+    Family.FLUX: TeaCacheRule(
+        ("transformer_blocks", "single_transformer_blocks"), "norm1",
+        (4.98651651e02, -2.83781631e02, 5.58554382e01, -3.82021401e00, 2.64230861e-01), output_index=1,
+    ),
+    Family.WAN: TeaCacheRule(
+        ("blocks",), "temb", (-5.21862437e04, 9.23041404e03, -5.28275948e02, 1.36987616e01, -4.99875664e-02),
+    ),
+    Family.LTX: TeaCacheRule(
+        ("transformer_blocks",), "temb", (2.14700694e01, -1.28016453e01, 2.31279151e00, 7.92487521e-01, 9.69274326e-03),
+    ),
+}
+
+# diffusers' FirstBlockCache works on these (NOTES: it fails on SD3; HiDream's blocks take other arguments).
+FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX})
+
+
+def methods_for(family: Family) -> tuple[str, ...]:
+    """The cache methods offered for a family, "none" first."""
+    return ("none",) + (("teacache",) if family in TEACACHE_RULES else ()) + (
+        ("first_block",) if family in FIRST_BLOCK_FAMILIES else ()
+    )
+
+
+def check_speed(family: Family, speed: str | None, method: str | None, threshold) -> tuple[str, float]:
+    """The (method, threshold) a request asks for: its Speed level's from the catalog, overridden by explicit values."""
+    level = speed or "off"
+    if level not in SPEED_LEVELS:
+        raise InvalidRequest("speed", f"{level!r} is not a speed; choose one of {', '.join(SPEED_LEVELS)}")
+    setting = family_spec(family).speed[level]
+    method = method or setting.method
+    if method not in methods_for(family):
+        raise InvalidRequest("cache_method", f"{method!r} is not available for this model; choose one of {', '.join(methods_for(family))}")
+    if threshold is None or threshold == "":
+        threshold = setting.threshold if method == setting.method else _default_threshold(family, method)
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise InvalidRequest("cache_threshold", f"{threshold!r} is not a number") from None
+    if not 0.0 <= threshold <= 10.0:
+        raise InvalidRequest("cache_threshold", f"{threshold} is out of range; use 0 (never skip) to 10")
+    return method, threshold
+
+
+def _default_threshold(family: Family, method: str) -> float:
+    """A method chosen without a threshold: the family's balanced TeaCache one, or diffusers' FirstBlockCache default."""
+    if method == "teacache":
+        balanced = family_spec(family).speed["balanced"]
+        return balanced.threshold if balanced.method == "teacache" else 0.0
+    if method == "first_block":
+        return FirstBlockCacheConfig().threshold
+    return 0.0
+
+
+@dataclass
+class CacheReport:
+    """What the cache did during one job; `skipped` is the number of denoiser calls whose blocks did not run."""
+
+    method: str
+    threshold: float
+    calls: int = 0
+    computed: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return self.calls - self.computed
+
+    def record(self) -> dict:
+        return {"method": self.method, "threshold": self.threshold, "denoiser_calls": self.calls, "calls_skipped": self.skipped}
+
+
+def _blocks(transformer, rule: TeaCacheRule) -> list[torch.nn.Module]:
+    return [block for name in rule.block_lists for block in getattr(transformer, name)]
+
+
+def _last_attention(transformer, family: Family) -> torch.nn.Module:
+    block = _blocks(transformer, TEACACHE_RULES[family])[-1]
+    return next(module for module in block.modules() if type(module).__name__.endswith("Attention"))
+
+
+@dataclass
+class _Slot:
+    """TeaCache state for one kind of call in a step (conditional, unconditional): each has its own history."""
+
+    previous_probe: torch.Tensor | None = None
+    residual: torch.Tensor | None = None
+    accumulated: float = 0.0
+
+
+@dataclass
+class _TeaCache:
+    rule: TeaCacheRule
+    threshold: float
+    slots: dict[int, _Slot] = field(default_factory=dict)
+    slot: _Slot | None = None
+    last_timestep: torch.Tensor | None = None
+    call_in_step: int = 0
+    skip: bool = False
+    blocks_input: torch.Tensor | None = None
+
+    def on_denoiser_call(self, timestep: torch.Tensor) -> None:
+        # Calls with the same timestep are the conditional/unconditional passes of one step.
+        same_step = self.last_timestep is not None and torch.equal(timestep, self.last_timestep)
+        self.call_in_step = self.call_in_step + 1 if same_step else 0
+        self.last_timestep = timestep.clone()
+        self.slot = self.slots.setdefault(self.call_in_step, _Slot())
+
+    def decide(self, block, hidden_states: torch.Tensor, temb: torch.Tensor) -> None:
+        probe = block.norm1(hidden_states, emb=temb)[0] if self.rule.probe == "norm1" else temb
+        slot = self.slot
+        if slot.previous_probe is None or slot.residual is None:
+            self.skip = False
+        else:
+            change = ((probe - slot.previous_probe).abs().mean() / slot.previous_probe.abs().mean()).item()
+            rescaled = sum(c * change**power for power, c in enumerate(reversed(self.rule.coefficients)))
+            slot.accumulated += rescaled
+            # The polynomial can dip below 0 for tiny changes: a threshold of 0 must still never skip.
+            self.skip = self.threshold > 0 and slot.accumulated < self.threshold
+            if not self.skip:
+                slot.accumulated = 0.0
+        slot.previous_probe = probe.detach().clone()
+        self.blocks_input = hidden_states
+
+
+def _hidden(args, kwargs) -> torch.Tensor:
+    return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+
+
+def _temb(args, kwargs) -> torch.Tensor:
+    return kwargs["temb"] if "temb" in kwargs else args[2]
+
+
+def _passthrough(rule: TeaCacheRule, args, kwargs, hidden_states):
+    if rule.output_index is None:
+        return hidden_states
+    encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
+    return (encoder, hidden_states)
+
+
+def _install_teacache(transformer, family: Family, threshold: float) -> list:
+    """Wraps every block's forward; returns what undoes it."""
+    rule = TEACACHE_RULES[family]
+    state = _TeaCache(rule, threshold)
+    blocks = _blocks(transformer, rule)
+    first, last = blocks[0], blocks[-1]
+
+    def wrap(block):
+        original = block.forward
+
+        def forward(*args, **kwargs):
+            hidden_states = _hidden(args, kwargs)
+            if block is first:
+                state.decide(block, hidden_states, _temb(args, kwargs))
+                if state.skip:
+                    return _passthrough(rule, args, kwargs, hidden_states + state.slot.residual)
+            elif state.skip:
+                return _passthrough(rule, args, kwargs, hidden_states)
+            output = original(*args, **kwargs)
+            if block is last:
+                out_hidden = output if rule.output_index is None else output[rule.output_index]
+                state.slot.residual = (out_hidden - state.blocks_input).detach()
+            return output
+
+        block.forward = forward
+
+    for block in blocks:
+        wrap(block)
+    hook = transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: state.on_denoiser_call(kwargs["timestep"]), with_kwargs=True
+    )
+
+    def undo():
+        hook.remove()
+        for block in blocks:
+            del block.forward  # the instance attribute goes; the class's forward is back
+
+    return [undo]
+
+
+@contextmanager
+def step_cache(pipe, family: Family, method: str, threshold: float):
+    """Caches denoiser steps for the duration of one job; yields a CacheReport. Threshold 0 never skips."""
+    report = CacheReport(method, threshold)
+    if method == "none":
+        yield report
+        return
+    if method not in methods_for(family):
+        raise InvalidRequest("cache_method", f"{method!r} is not available for this model; choose one of {', '.join(methods_for(family))}")
+    transformer = pipe.transformer
+    undo = []
+    if method == "teacache":
+        undo += _install_teacache(transformer, family, threshold)
+    else:
+        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        undo.append(transformer.disable_cache)
+    counters = [
+        transformer.register_forward_pre_hook(lambda *_: setattr(report, "calls", report.calls + 1)),
+        _last_attention(transformer, family).register_forward_pre_hook(
+            lambda *_: setattr(report, "computed", report.computed + 1)
+        ),
+    ]
+    # FirstBlockCache needs a cache context; pipelines that open none themselves (FLUX image-to-image) get this
+    # one. Those that do open theirs per call, which takes over.
+    context = transformer.cache_context("step_cache") if method == "first_block" else nullcontext()
+    try:
+        with context:
+            yield report
+    finally:
+        for counter in counters:
+            counter.remove()
+        for step in reversed(undo):
+            step()
+
