@@ -16,6 +16,7 @@ from pipelines.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
+from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_speed_controls
 from tabs.uploads import parameters_from_file
 
@@ -55,11 +56,8 @@ class ImageTab:
 
     def last_values(self) -> list:
         """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
-        saved = self.context.settings.get("image")
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_IMAGE)[0]]
-        if saved.get("model") not in offered:
-            return [gr.skip()] * len(self.settings_components)
-        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+        return restored_values(self.context.settings, "image", SETTINGS_FIELDS, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         model_id = used.get("model")

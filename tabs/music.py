@@ -16,6 +16,7 @@ from pipelines.music_runner import (
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, recorded_lora_text
+from tabs.saved_settings import restored_values
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
 SETTINGS_FIELDS = (
@@ -51,11 +52,8 @@ class MusicTab:
     settings_components: list
 
     def last_values(self) -> list:
-        saved = self.context.settings.get("music")
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_MUSIC)[0]]
-        if saved.get("model") not in offered:
-            return [gr.skip()] * len(self.settings_components)
-        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+        return restored_values(self.context.settings, "music", SETTINGS_FIELDS, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in MUSIC_MODELS:

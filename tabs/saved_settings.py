@@ -9,6 +9,8 @@ import os
 import threading
 from pathlib import Path
 
+import gradio as gr
+
 log = logging.getLogger(__name__)
 
 
@@ -54,3 +56,12 @@ class SavedSettings:
             log.warning("could not save settings to %s: %s", self.path, error)
             with contextlib.suppress(OSError):
                 temporary.unlink(missing_ok=True)
+
+
+def restored_values(settings: SavedSettings, section: str, fields, offered_models) -> list:
+    """A tab's last values in the order of `fields`, for its load event. Every control stays as it is when the
+    saved model is no longer offered; a field never saved keeps its control's value."""
+    saved = settings.get(section)
+    if saved.get("model") not in offered_models:
+        return [gr.skip()] * len(fields)
+    return [saved.get(name, gr.skip()) for name in fields]

@@ -11,6 +11,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.speech_runner import LIMITS, PRECISIONS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.saved_settings import restored_values
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
 SETTINGS_FIELDS = ("model", "text", "reference_text", "temperature", "top_p", "repetition_penalty", "max_new_tokens", "seed", "chunk_length")
@@ -40,11 +41,8 @@ class TtsTab:
     settings_components: list
 
     def last_values(self) -> list:
-        saved = self.context.settings.get("tts")
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_SPEECH)[0]]
-        if saved.get("model") not in offered:
-            return [gr.skip()] * len(self.settings_components)
-        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+        return restored_values(self.context.settings, "tts", SETTINGS_FIELDS, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in SPEECH_MODELS:

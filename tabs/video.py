@@ -18,6 +18,7 @@ from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
 from tabs.errors import shown_to_user
+from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
@@ -99,11 +100,8 @@ class VideoTab:
     settings_components: list
 
     def last_values(self) -> list:
-        saved = self.context.settings.get("video")
         offered = [model_id for _, model_id in _offered_video_models(self.context)[0]]
-        if saved.get("model") not in offered:
-            return [gr.skip()] * len(self.settings_components)
-        return [saved.get(name, gr.skip()) for name in SETTINGS_FIELDS]
+        return restored_values(self.context.settings, "video", SETTINGS_FIELDS, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in video_models():
