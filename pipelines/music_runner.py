@@ -31,7 +31,7 @@ from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import number, whole_number
+from pipelines.request_values import in_range, number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,11 @@ class MusicRequest:
             raise InvalidRequest("task", f"{self.task!r} is not offered; choose one of {', '.join(TASKS)}")
         if task.needs_audio and not self.audio:
             raise InvalidRequest("audio", f"the {task_name} task needs an input clip; upload the audio to {task_name}")
-        duration = _in_range("duration", self.duration, defaults.duration) if task.duration_meaning else None
-        steps = _in_range("steps", self.steps, defaults.steps)
-        guidance = _in_range("guidance", self.guidance, defaults.guidance)
-        shift = _in_range("shift", self.shift, defaults.shift)
-        cover_strength = _in_range("cover_strength", self.cover_strength, 1.0)
+        duration = in_range("duration", self.duration, defaults.duration, LIMITS["duration"]) if task.duration_meaning else None
+        steps = in_range("steps", self.steps, defaults.steps, LIMITS["steps"])
+        guidance = in_range("guidance", self.guidance, defaults.guidance, LIMITS["guidance"])
+        shift = in_range("shift", self.shift, defaults.shift, LIMITS["shift"])
+        cover_strength = in_range("cover_strength", self.cover_strength, 1.0, LIMITS["cover_strength"])
         seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
@@ -163,14 +163,6 @@ class MusicResult:
     seconds: float = 0.0
     audio_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-def _in_range(name: str, value, default):
-    low, high = LIMITS[name]
-    value = whole_number(name, value, default) if isinstance(low, int) and isinstance(high, int) else number(name, value, default)
-    if not low <= value <= high:
-        raise InvalidRequest(name, f"{value:g} is out of range; use {low:g} to {high:g}")
-    return value
 
 
 def _bpm(value) -> int | None:

@@ -22,3 +22,12 @@ def number(name: str, value, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRequest(name, f"{value!r} is not a number")
     return float(value)
+
+
+def in_range(name: str, value, default, limits: tuple) -> int | float:
+    """`value` read as `default`'s kind (a whole number where the default is one), within `limits` (low, high)."""
+    low, high = limits
+    value = whole_number(name, value, default) if isinstance(default, int) else number(name, value, default)
+    if not low <= value <= high:
+        raise InvalidRequest(name, f"{value} is out of range; use {low:g} to {high:g}")
+    return value

@@ -24,7 +24,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import number, whole_number
+from pipelines.request_values import in_range, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class SpeechRequest:
             raise InvalidRequest("reference_audio", f"{len(self.references)} clips given; at most {MAX_REFERENCES} are used")
         references = tuple(_checked_reference(reference) for reference in self.references)
         defaults: SpeechDefaults = spec.defaults
-        values = {name: _in_range(name, getattr(self, name), getattr(defaults, name)) for name in LIMITS}
+        values = {name: in_range(name, getattr(self, name), getattr(defaults, name), LIMITS[name]) for name in LIMITS}
         seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
@@ -119,17 +119,6 @@ def _checked_reference(reference: Reference) -> Reference:
     if len(transcript) > MAX_TRANSCRIPT_CHARS:
         raise InvalidRequest("reference_text", f"has {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARS} are accepted")
     return Reference(str(reference.audio), transcript)
-
-
-def _in_range(name: str, value, default):
-    low, high = LIMITS[name]
-    if isinstance(default, int):
-        value = whole_number(name, value, default)
-    else:
-        value = number(name, value, default)
-    if not low <= value <= high:
-        raise InvalidRequest(name, f"{value} is out of range; use {low:g} to {high:g}")
-    return value
 
 
 def split_text(text: str, chunk_length: int) -> list[str]:
