@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import gradio as gr
+
 from pipelines.catalog import Task
 from pipelines.jobs import JobQueue
 from pipelines.manager import ModelManager
@@ -50,3 +52,13 @@ def model_choices(context: AppContext, task: Task) -> tuple[list[tuple[str, str]
     on_disk = [listing.spec.id for listing in listings if listing.on_disk and not listing.spec.demo]
     demo = [listing.spec.id for listing in listings if listing.spec.demo]
     return choices, (on_disk or demo or [choices[0][1]])[0]
+
+
+def stop_handler(context: AppContext, when: str = "the current step"):
+    """The Stop button's handler for a tab: stops this browser's (or client's) job, running or waiting."""
+
+    def stop(request: gr.Request) -> str:
+        stopped = context.queue.stop(owner_of(request))
+        return f"Stopping after {when}…" if stopped else "Nothing is running."
+
+    return stop

@@ -13,7 +13,7 @@ from pipelines.catalog import Task, all_models, family_spec, image_models, model
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image
 from pipelines.weight_formats import WEIGHT_FORMATS
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.saved_settings import restored_values
@@ -180,11 +180,7 @@ def build(context: AppContext) -> ImageTab:
         **GPU_QUEUE,
     )
 
-    def stop_handler(request: gr.Request):
-        stopped = context.queue.stop(owner_of(request))
-        return "Stopping after the current step…" if stopped else "Nothing is running."
-
-    stop.click(stop_handler, outputs=[result], api_name="stop")
+    stop.click(stop_handler(context), outputs=[result], api_name="stop")
 
     def show_model_controls(model_id):
         chosen = image_models().get(model_id)

@@ -13,7 +13,7 @@ from pipelines.media import AUDIO_FORMATS
 from pipelines.music_runner import (
     BPM_RANGE, LIMITS, MUSIC_MODELS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music,
 )
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, recorded_lora_text
 from tabs.saved_settings import restored_values
@@ -164,11 +164,7 @@ def build(context: AppContext) -> MusicTab:
     ]
     generate.click(music_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="generate_music", **GPU_QUEUE)
 
-    def stop_handler(request: gr.Request):
-        stopped = context.queue.stop(owner_of(request))
-        return "Stopping after the current step…" if stopped else "Nothing is running."
-
-    stop.click(stop_handler, outputs=[summary], api_visibility="private")
+    stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
     settings = [model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
                 cover_strength, audio_format, loras]
     return MusicTab(context, settings)

@@ -9,7 +9,7 @@ import gradio as gr
 from pipelines.catalog import MODELS_BY_ID, Task
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.speech_runner import LIMITS, PRECISIONS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
 
@@ -127,11 +127,7 @@ def build(context: AppContext) -> TtsTab:
     ]
     generate.click(speak_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="speak", **GPU_QUEUE)
 
-    def stop_handler(request: gr.Request):
-        stopped = context.queue.stop(owner_of(request))
-        return "Stopping after the current frame…" if stopped else "Nothing is running."
-
-    stop.click(stop_handler, outputs=[summary], api_visibility="private")
+    stop.click(stop_handler(context, "the current frame"), outputs=[summary], api_visibility="private")
     return TtsTab(context, [model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length])
 
 

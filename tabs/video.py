@@ -16,7 +16,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of
+from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_speed_controls
@@ -260,11 +260,7 @@ def build(context: AppContext) -> VideoTab:
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
 
-    def stop_handler(request: gr.Request):
-        stopped = context.queue.stop(owner_of(request))
-        return "Stopping after the current step…" if stopped else "Nothing is running."
-
-    stop.click(stop_handler, outputs=[summary], api_visibility="private")
+    stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
 
     length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames]
     for control in length_inputs:
