@@ -25,7 +25,7 @@ from pipelines.checkpoint_files import checkpoint_record
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
-from pipelines.interpolation import check_choice, interpolate
+from pipelines.interpolation import check_choice, interpolate, weights_record
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
@@ -397,18 +397,23 @@ def generate_video(
         kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
     if start_image is not None:
         kwargs["image"] = start_image
+    interpolation = INTERPOLATIONS[request.interpolation]
+
+    def on_pair(done: int, pairs: int) -> None:
+        job.check_stop()
+        job.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
+
     try:
         cache_record: dict = {}
         decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
+        frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+        # 6. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
+        job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
+        frames = interpolate(frames, interpolation, manager.store.models_dir, manager.execution_device(), on_pair)
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
-    frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
-
-    # 6. Interpolate: more frames per second over the same span.
-    interpolation = INTERPOLATIONS[request.interpolation]
-    job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
-    frames = interpolate(frames, interpolation)
 
     # 7. Export and save with everything needed to reproduce it.
     parameters = {
@@ -422,6 +427,7 @@ def generate_video(
         "frames_note": request.frames_note(),
         "length_note": request.length_note(),
         "transformer_passes": request.transformer_passes()[1],
+        "interpolation_weights": weights_record(interpolation, manager.store.models_dir),
         "frames_after_interpolation": len(frames),
         "fps_after_interpolation": request.fps * interpolation.factor,
         "model_name": spec.name,

@@ -14,6 +14,7 @@ from pipelines.catalog import Task, family_spec, model_spec, video_models
 from pipelines.context_windows import BLENDS
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.interpolation import offered as offered_interpolations
 from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
@@ -145,8 +146,10 @@ def build(context: AppContext) -> VideoTab:
                 )
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="video-seed")
             interpolation = gr.Dropdown(
-                label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
-                elem_id="video-interpolation",
+                label="Frame interpolation", value="none",
+                choices=[(c.label, name) for name, c in offered_interpolations(context.store.models_dir).items()],
+                # A choice not offered here (RIFE without its weights) reaches the request, which says what is missing.
+                allow_custom_value=True, elem_id="video-interpolation",
             )
             speed, cache_method, cache_threshold = build_speed_controls("video")
             with gr.Accordion("Long video", open=False):
