@@ -41,7 +41,8 @@ VERSIONS_BY_HEAD_CHANNELS: Mapping[int, str] = {20: "4.5", 24: "4.6"}
 OTHER_VERSIONS = (
     ("block4.", "4.25 or later (five flow blocks)"),
     ("encode.", "4.7 to 4.24 (a feature encoder, `encode.*`)"),
-    ("contextnet.", "4.4 or earlier (a context network and a refining U-Net)"),
+    ("block0.lastconv.weight", "4.0 to 4.4 (blocks ending in a single transposed convolution)"),
+    ("contextnet.", "3.x or 4.0 to 4.4 (a context network and a refining U-Net)"),
 )
 SUPPORTED = ", ".join(VERSIONS_BY_HEAD_CHANNELS.values())
 # The flow blocks run at 1/8, 1/4, 1/2 and 1/1 of a working scale, and their convolutions halve the size twice more,

@@ -117,6 +117,7 @@ def _save_state(path, state):
         ({"model.conv.weight": torch.zeros(1)}, "not a RIFE 4.5, 4.6 flownet"),
         ({"module.encode.0.weight": torch.zeros(1)}, "looks like RIFE 4.7 to 4.24"),
         ({"module.block4.conv0.0.0.weight": torch.zeros(1)}, "looks like RIFE 4.25 or later"),
+        ({"module.block0.lastconv.weight": torch.zeros(1)}, "looks like RIFE 4.0 to 4.4"),
     ],
 )
 def test_a_file_of_another_layout_is_refused_naming_the_file_before_the_video_is_made(tmp_path, contents, message):
