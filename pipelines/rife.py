@@ -213,7 +213,7 @@ def interpolate_frames(
     parameter = next(net.parameters())
     height, width = frames.shape[1:3]
     scale = working_scale(width, height)
-    multiple = int(SIZE_MULTIPLE_AT_FULL_SCALE / min(scale, 1.0))
+    multiple = round(SIZE_MULTIPLE_AT_FULL_SCALE / scale)
     # Right and bottom, cropped off again below. Edge pixels repeated rather than black: flow that points past the
     # frame then fetches the edge, not a dark band.
     padding = (0, -width % multiple, 0, -height % multiple)
