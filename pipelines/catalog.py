@@ -100,6 +100,9 @@ class VideoRules:
     image_to_video_pipeline_class: str = ""
     # How the family makes a video longer than it denoises at once (the Video tab's Long video settings), if at all.
     long_video: LongVideo | None = None
+    # The pipeline can denoise causal blocks of latent frames one after the other (`ar_step`, `causal_block_size`:
+    # SkyReels V2's asynchronous diffusion forcing; pipelines/diffusion_forcing.py).
+    asynchronous_forcing: bool = False
 
     @property
     def max_long_frames(self) -> int:
@@ -454,7 +457,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         # Trained at 97 frames (540P); longer videos come in chunks that continue from the previous chunk's end.
         video=VideoRules(
             frame_multiple=4, min_frames=5, max_frames=97, default_fps=24, pixels_per_token=16, fps_argument="fps",
-            long_video=LongVideo.HISTORY_CHUNKS,
+            long_video=LongVideo.HISTORY_CHUNKS, asynchronous_forcing=True,
         ),
     ),
     Family.LTX: FamilySpec(
@@ -878,6 +881,19 @@ MODELS: tuple[ModelSpec, ...] = (
         pipeline_class="SkyReelsV2DiffusionForcingPipeline",
         repo="Skywork/SkyReels-V2-DF-14B-540P-Diffusers",
         defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0),
+        component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
+        licence=_SKYREELS_LICENCE,
+    ),
+    ModelSpec(
+        id="skyreels-v2-df-14b-720p",
+        name="SkyReels V2 DF 14B (720P, long video)",
+        family=Family.SKYREELS_V2,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="SkyReelsV2DiffusionForcingPipeline",
+        repo="Skywork/SkyReels-V2-DF-14B-720P-Diffusers",
+        # Trained at 1280×720 (the model card makes 121 frames at once; the family's 97-frame limit applies here,
+        # longer videos come in chunks).
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=1280, height=720, frames=97, fps=24, flow_shift=8.0),
         component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
         licence=_SKYREELS_LICENCE,
     ),
