@@ -132,7 +132,8 @@ class EditRequest:
         if spec is None:
             raise InvalidRequest("model", f"{self.model!r} cannot {mode.label}; choose one of {', '.join(models)}")
         family = family_spec(spec.family)
-        notes: list[str] = []
+        # A checked request checks again to the same values; what the first check said stays said.
+        notes: list[str] = list(self.notes)
         images = _checked_images(self.images, mode, spec)
         instruction = (self.instruction or "").strip()
         if mode.needs_instruction and not instruction:
