@@ -71,9 +71,9 @@ class EditTab:
         if mode not in EDIT_MODES or used.get("model") not in edit_models(mode):
             raise gr.Error(f"{source} was made with a mode or model this app does not know ({mode!r}, {used.get('model')!r}).")
         values = {name: used.get(name) for name in SETTINGS_FIELDS}
-        # The size recorded is the one made; in fill modes it follows the image, so the fields stay empty.
+        # The size recorded is the one made; in fill modes it follows the image, so the fields go back to 0 (automatic).
         if not EDIT_MODES[mode].takes_size:
-            values["width"] = values["height"] = None
+            values["width"] = values["height"] = 0
         return tuple(values.values())
 
 
@@ -118,8 +118,8 @@ def build(context: AppContext) -> EditTab:
                 feather = gr.Slider(*LIMITS["feather"], value=0, step=1, label="Feather the mask edge (px)", visible=False, elem_id="edit-feather")
                 keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", visible=False, elem_id="edit-keep")
             with gr.Row():
-                width = gr.Number(label="Width (empty: Image 1's)", value=None, precision=0, step=16, elem_id="edit-width")
-                height = gr.Number(label="Height (empty: Image 1's)", value=None, precision=0, step=16, elem_id="edit-height")
+                width = gr.Number(label="Width (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-width")
+                height = gr.Number(label="Height (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-height")
             with gr.Row():
                 steps = gr.Number(label="Steps", value=defaults.steps, precision=0, elem_id="edit-steps")
                 guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="edit-guidance")
@@ -157,6 +157,8 @@ def build(context: AppContext) -> EditTab:
         feather=0, keep_unmasked=True, request: gr.Request = None, progress=gr.Progress(),
     ):
         mode = mode or "instruction"
+        # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
+        width, height = width or None, height or None
         if model is None and mode in EDIT_MODES:
             model = mode_choices(context, mode)[1]
         checked = EditRequest(
@@ -213,15 +215,29 @@ def build(context: AppContext) -> EditTab:
     )
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
+    def apply_model_defaults(model_id, mode_name):
+        """A model chosen by hand brings its own steps and guidance (FLUX Fill's 30, OmniGen's 2.5 and 1.6)."""
+        spec = edit_models(mode_name).get(model_id)
+        if spec is None:
+            return [gr.skip()] * 3
+        chosen = spec.defaults
+        return chosen.steps, chosen.guidance, chosen.image_guidance if isinstance(chosen, EditDefaults) else gr.skip()
+
+    model.input(apply_model_defaults, inputs=[model, mode], outputs=[steps, guidance, image_guidance], api_visibility="private")
+
     def show_mode(mode_name, model_id):
-        """The mode's controls, and its models (the chosen one kept when the mode offers it: a restored pair stays)."""
+        """The mode's controls and its models. The chosen model stays when the mode offers it (a restored pair stays);
+        otherwise the mode's default model comes with its steps and guidance."""
         mode_models, mode_default = mode_choices(context, mode_name)
-        kept = model_id if model_id in {value for _, value in mode_models} else mode_default
-        return [gr.update(choices=mode_models, value=kept), *mode_controls(mode_name)]
+        if model_id in {value for _, value in mode_models}:
+            return [gr.update(choices=mode_models), gr.skip(), gr.skip(), gr.skip(), *mode_controls(mode_name)]
+        defaults = apply_model_defaults(mode_default, mode_name)
+        return [gr.update(choices=mode_models, value=mode_default), *defaults, *mode_controls(mode_name)]
 
     mode.change(
         show_mode, inputs=[mode, model],
-        outputs=[model, *slots[1:], *inserts[1:], width, height, painter, mask_file, *sides.values(), feather, keep],
+        outputs=[model, steps, guidance, image_guidance, *slots[1:], *inserts[1:], width, height, painter, mask_file,
+                 *sides.values(), feather, keep],
         api_visibility="private",
     )
 
@@ -232,16 +248,6 @@ def build(context: AppContext) -> EditTab:
         return model_info(model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None)
 
     model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance], api_visibility="private")
-
-    def apply_model_defaults(model_id, mode_name):
-        """A model chosen by hand brings its own steps and guidance (FLUX Fill's 30, OmniGen's 2.5 and 1.6)."""
-        spec = edit_models(mode_name).get(model_id)
-        if spec is None:
-            return [gr.skip()] * 3
-        chosen = spec.defaults
-        return chosen.steps, chosen.guidance, chosen.image_guidance if isinstance(chosen, EditDefaults) else gr.skip()
-
-    model.input(apply_model_defaults, inputs=[model, mode], outputs=[steps, guidance, image_guidance], api_visibility="private")
 
     settings = [mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep]
     return EditTab(context, settings, slots[0])
