@@ -131,7 +131,7 @@ def test_the_outputs_tab_shows_results_and_reuses_their_settings(page, artifacts
     assert page.locator("#image-steps input").input_value() == "3"
 
 
-def test_an_instruction_edit_in_the_edit_tab_shows_its_image_and_inpaint_shows_the_painter(page, artifacts, tmp_path):
+def test_an_instruction_edit_and_a_painted_inpaint_in_the_edit_tab_show_their_images(page, artifacts, tmp_path):
     from PIL import Image
 
     picture = tmp_path / "picture.png"
@@ -148,9 +148,20 @@ def test_an_instruction_edit_in_the_edit_tab_shows_its_image_and_inpaint_shows_t
     page.get_by_text("64×48").first.wait_for()
     assert "random weights" in page.locator("#edit-note").inner_text()
     page.screenshot(path=str(artifacts / "edit-instruction.png"), animations="disabled", full_page=True)
+    # Inpaint: Image 1 is the painter's picture; a brush stroke on it is the mask.
     page.locator("#edit-mode").get_by_text("Inpaint").click()
     page.locator("#edit-painter").wait_for(state="visible")
     assert page.locator("#edit-image-2").is_hidden() and page.locator("#edit-feather").is_visible()
+    page.locator("#edit-painter button[aria-label='Brush']").first.click()
+    canvas = page.locator("#edit-painter canvas").first.bounding_box()
+    x, y = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
+    page.mouse.move(x - 20, y)
+    page.mouse.down()
+    page.mouse.move(x + 20, y, steps=10)
+    page.mouse.up()
+    set_number(page, "edit-steps", 2)
+    page.locator("#edit-generate").click()
+    page.get_by_text("scaled back to 64×48").first.wait_for()
     page.screenshot(path=str(artifacts / "edit-inpaint.png"), animations="disabled", full_page=True)
 
 
