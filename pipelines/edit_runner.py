@@ -31,7 +31,7 @@ from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked
 from pipelines.media import MediaError, file_sha256, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import in_range, number, whole_number
+from pipelines.request_values import in_range, whole_number
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class EditRequest:
         models = edit_models(mode.name)
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"{self.model!r} cannot {mode.label}; choose one of {', '.join(models)}")
+            raise InvalidRequest("model", f"{self.model!r} is not a model for {mode.label}; choose one of {', '.join(models)}")
         family = family_spec(spec.family)
         # A checked request checks again to the same values; what the first check said stays said.
         notes: list[str] = list(self.notes)
@@ -295,9 +295,16 @@ def _sides(extension: Extension) -> str:
 
 
 def _run_size(canvas: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
-    """The nearest size the model takes to the canvas's (within its bounds); the result is scaled back."""
+    """The size the model runs a canvas at: the canvas's aspect ratio, scaled into the family's bounds when it is
+    outside them, in multiples of its size step. The result is scaled back to the canvas."""
+    width, height = canvas
+    scale = 1.0
+    if max(width, height) > family.max_size:
+        scale = family.max_size / max(width, height)
+    elif min(width, height) < family.min_size:
+        scale = family.min_size / min(width, height)
     multiple = family.size_multiple
-    return tuple(min(max(round(side / multiple) * multiple, family.min_size), family.max_size) for side in canvas)
+    return tuple(min(max(round(side * scale / multiple) * multiple, family.min_size), family.max_size) for side in canvas)
 
 
 def _opened(path: str, mode: str = "RGB") -> Image.Image:
@@ -305,19 +312,20 @@ def _opened(path: str, mode: str = "RGB") -> Image.Image:
         return picture.convert(mode)
 
 
-def _workload(spec: ModelSpec, request: EditRequest, run_size: tuple[int, int], input_sizes: list[tuple[int, int]]) -> Workload:
-    """Tokens the denoiser sees: OmniGen's sequence holds the instruction, every input image and the output, in three
-    guidance passes with images (two without); a fill model's holds the output and the prompt."""
+def _workload(spec: ModelSpec, request: EditRequest, run_size: tuple[int, int], pictures: list[Image.Image]) -> Workload:
+    """Tokens the denoiser sees: OmniGen's sequence holds the instruction, every input image (as scaled for the
+    model) and the output, in three guidance passes with images (two without); a fill model's holds the output and
+    the prompt."""
     family = family_spec(spec.family)
     if family.instruction is None:
         return Workload(family.denoiser_tokens(*run_size), family.denoiser_batch(request.guidance))
+    input_sizes = [_model_input_size(picture.size, request.max_input_side, family) for picture in pictures]
     tokens = family.denoiser_tokens(*run_size) + sum(width // 16 * (height // 16) for width, height in input_sizes)
-    return Workload(tokens, 3 if input_sizes else 2)
+    return Workload(tokens, 3 if pictures else 2)
 
 
 def _call_arguments(spec: ModelSpec, request: EditRequest, pictures: list[Image.Image], canvas, mask, run_size) -> dict:
     """The pipeline's keyword arguments for this mode, beside the shared ones."""
-    width, height = run_size
     if family_spec(spec.family).instruction is not None:
         return dict(
             input_images=pictures or None, img_guidance_scale=request.image_guidance,
@@ -370,7 +378,7 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
 
     # 3-4. Load (or reuse) the model and denoise. Noise comes from a CPU generator so a seed gives the same image
     # whatever the device and placement.
-    workload = _workload(spec, request, run_size, [picture.size for picture in pictures])
+    workload = _workload(spec, request, run_size, pictures)
     kwargs = dict(
         prompt=request.instruction, width=run_size[0], height=run_size[1], num_inference_steps=request.steps,
         guidance_scale=request.guidance, callback_on_step_end=on_step_end,

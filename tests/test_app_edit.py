@@ -62,7 +62,7 @@ def test_outpaint_through_the_api_extends_the_canvas(client, photo):
 @pytest.mark.parametrize("change, message", [
     (dict(instruction="blend <img><|image_3|></img>"), "instruction: <img><|image_3|></img> refers to image 3"),
     (dict(mode="inpaint", model="demo-flux-fill", mask="small"), "must have the image's size"),
-    (dict(model="demo-flux"), "model: 'demo-flux' cannot Instruction"),
+    (dict(model="demo-flux"), "model: 'demo-flux' is not a model for Instruction"),
 ])
 def test_bad_edits_are_clear_errors(client, photo, tmp_path, change, message):
     if change.get("mask") == "small":

@@ -94,6 +94,17 @@ def test_inpaint_keeps_every_pixel_outside_the_mask_and_repaints_inside(manager,
         assert saved.parameters["mask"]["sha256"] == sha256(mask)
 
 
+def test_an_image_of_any_size_is_inpainted_at_its_own_size(manager, outputs, tmp_path):
+    image = picture(tmp_path / "odd.png", (200, 120))
+    mask = square_mask(tmp_path / "mask.png", (200, 120), (50, 30, 100, 90))
+    result = edit_image(EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1), manager, outputs, Job())
+    made, given = np.asarray(Image.open(result.output.path)), np.asarray(Image.open(image))
+    outside = np.asarray(Image.open(mask)) == 0
+    assert made.shape == given.shape and np.array_equal(made[outside], given[outside])
+    # Below FLUX's 256 px, scaled up with its aspect ratio kept (120 → 256, 200 → 427 → 432), then back.
+    assert "Run at 432×256" in " ".join(result.notes) and "scaled back to 200×120" in " ".join(result.notes)
+
+
 def test_outpaint_grows_the_canvas_by_the_rounded_sides_and_keeps_the_original(manager, outputs, tmp_path):
     image = picture(tmp_path / "photo.png", (256, 256))
     result = edit_image(
