@@ -165,6 +165,17 @@ def test_an_instruction_edit_and_a_painted_inpaint_in_the_edit_tab_show_their_im
     page.screenshot(path=str(artifacts / "edit-inpaint.png"), animations="disabled", full_page=True)
 
 
+def test_an_image_result_is_sent_from_outputs_to_the_edit_tab(page):
+    generate(page, "a picture to edit next")
+    page.locator("#image-gallery img").first.wait_for()
+    page.get_by_role("tab", name="Outputs").click()
+    page.locator("#outputs-gallery img").first.click()
+    page.get_by_text("a picture to edit next").first.wait_for()
+    page.locator("#outputs-send-to-edit").click()
+    page.locator("#edit-image-1 img").first.wait_for()
+    assert page.get_by_role("tab", name="Edit").get_attribute("aria-selected") == "true"
+
+
 def test_the_last_values_come_back_after_a_reload(page):
     generate(page, "remembered after a reload", steps=2)
     page.locator("#image-gallery img").first.wait_for()
