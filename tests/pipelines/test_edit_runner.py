@@ -4,6 +4,8 @@ outpainting, and the requests it refuses before anything loads."""
 import hashlib
 import json
 
+import diffusers
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -133,6 +135,29 @@ def test_feathering_softens_the_mask_edge(manager, outputs, tmp_path):
 def test_sd3_is_offered_for_inpainting_through_its_family(manager):
     assert {"demo-flux-fill", "demo-sd3", "flux1-fill-dev", "sd3-medium"} <= set(edit_models("inpaint"))
     assert "demo-flux" not in edit_models("inpaint") and set(edit_models("instruction")) == {"omnigen-v1", "demo-omnigen"}
+
+
+def test_stop_ends_the_edit_between_steps_and_saves_nothing(manager, outputs, tmp_path):
+    image = picture(tmp_path / "photo.png", (64, 64))
+
+    def stop_after_the_first_step(fraction, text):
+        if text.startswith("Step 1/"):
+            job.stop()
+
+    job = Job(stop_after_the_first_step)
+    result = edit_image(EditRequest("night", "demo-omnigen", images=[image], steps=4), manager, outputs, job)
+    assert result.stopped and result.output is None and not outputs.list_outputs()
+
+
+@pytest.mark.parametrize("mode", ["instruction", "inpaint", "outpaint"])
+def test_every_edit_model_names_a_real_pipeline_and_its_defaults_are_accepted(mode, tmp_path):
+    image = picture(tmp_path / "photo.png", (256, 256))
+    mask = square_mask(tmp_path / "mask.png", (256, 256), (0, 0, 64, 64))
+    extra = {"inpaint": {"images": [image], "mask": mask}, "outpaint": {"images": [image], "outpaint_top": 64}}.get(mode, {})
+    for spec in edit_models(mode).values():
+        assert hasattr(diffusers, spec.pipeline_class)
+        checked = EditRequest("night", spec.id, mode=mode, **extra).check()
+        assert (checked.steps, checked.guidance) == (spec.defaults.steps, spec.defaults.guidance)
 
 
 @pytest.fixture
