@@ -5,8 +5,7 @@ filling the new area (outpaint); one request in, one saved PNG out.
     4. denoise (Stop and progress between steps), decode   5. back to the canvas size, the original kept outside
     the mask   6. save
 
-Modes are data (`EDIT_MODES`): the models a mode offers are those made for its task, plus the text-to-image models
-whose family has the mode's sibling pipeline (SD3 inpaints with the SD3 weights already on disk).
+Modes are data (`pipelines/edit_modes.py`).
 """
 
 from __future__ import annotations
@@ -16,14 +15,14 @@ import random
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
 from pathlib import Path
 
 import diffusers
 import torch
 from PIL import Image
 
-from pipelines.catalog import EditDefaults, FamilySpec, ModelSpec, Task, all_models, family_spec, model_spec
+from pipelines.catalog import EditDefaults, FamilySpec, ModelSpec, family_spec, model_spec
+from pipelines.edit_modes import EDIT_MODES, EditMode, MaskSource, edit_models
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
@@ -43,51 +42,6 @@ OUTPUT_KIND = "edit"
 # OmniGen's placeholder for input image N; the bare `<|image_N|>` is read as the same.
 PLACEHOLDER = "<img><|image_{}|></img>"
 _PLACEHOLDER_PATTERN = re.compile(r"(?:<img>)?<\|image_(\d+)\|>(?:</img>)?")
-
-
-class MaskSource(str, Enum):
-    NONE = "none"
-    # Painted in the browser or uploaded.
-    GIVEN = "given"
-    # The area an extended canvas adds.
-    CANVAS = "canvas"
-
-
-@dataclass(frozen=True)
-class EditMode:
-    name: str
-    label: str
-    # Models made for this task are offered in this mode.
-    task: Task
-    mask: MaskSource
-    min_images: int
-    max_images: int
-    # The FamilySpec field naming a sibling pipeline that lets text-to-image models of the family serve this mode.
-    family_pipeline: str = ""
-    # Whether the output size is the user's to choose (fill modes keep the image's, or the extended canvas's, size).
-    takes_size: bool = False
-    # Whether an empty instruction is refused (a fill model may fill from the surroundings alone).
-    needs_instruction: bool = False
-
-
-EDIT_MODES = {
-    mode.name: mode for mode in (
-        EditMode("instruction", "Instruction (OmniGen)", Task.INSTRUCTION_EDIT, MaskSource.NONE, 0, 3, takes_size=True, needs_instruction=True),
-        EditMode("inpaint", "Inpaint", Task.INPAINT, MaskSource.GIVEN, 1, 1, family_pipeline="inpaint_pipeline_class"),
-        EditMode("outpaint", "Outpaint", Task.INPAINT, MaskSource.CANVAS, 1, 1, family_pipeline="inpaint_pipeline_class"),
-    )
-}
-
-
-def edit_models(mode_name: str) -> dict[str, ModelSpec]:
-    """The models that can run `mode_name`, by id, edit models first."""
-    mode = EDIT_MODES[mode_name]
-    made_for = [spec for spec in all_models() if spec.task is mode.task]
-    by_family = [
-        spec for spec in all_models()
-        if mode.family_pipeline and spec.task is Task.TEXT_TO_IMAGE and getattr(family_spec(spec.family), mode.family_pipeline)
-    ]
-    return {spec.id: spec for spec in made_for + by_family}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import gradio as gr
 
 from pipelines.catalog import EditDefaults, family_spec
-from pipelines.edit_runner import EDIT_MODES, LIMITS, PLACEHOLDER, EditRequest, EditResult, MaskSource, edit_image, edit_models
+from pipelines.edit_modes import EDIT_MODES, MaskSource, edit_models
+from pipelines.edit_runner import LIMITS, PLACEHOLDER, EditRequest, EditResult, edit_image
 from pipelines.errors import JobStopped
 from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
 from tabs.errors import shown_to_user

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.edit_runner import EditRequest, edit_image, edit_models
+from pipelines.edit_modes import edit_models
+from pipelines.edit_runner import EditRequest, edit_image
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
