@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, sd15, sdxl, skyreels_v2, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 3
@@ -27,15 +27,20 @@ _BUILDERS = {
     Family.WAN: wan.build,
     Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
+    Family.OMNIGEN: omnigen.build,
 }
-# Families whose image-to-video model has its own weights (LTX runs image to video on its text-to-video model).
-_IMAGE_TO_VIDEO_BUILDERS = {Family.WAN: wan.build_image_to_video}
+# Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
+# on its text-to-video model) and FLUX.1 Fill.
+_TASK_BUILDERS = {
+    (Family.WAN, Task.IMAGE_TO_VIDEO): wan.build_image_to_video,
+    (Family.FLUX, Task.INPAINT): flux.build_fill,
+}
 
 
 def build_tiny_model(family: Family, folder: Path, seed: int = 0, task: Task | None = None) -> None:
     """Write a tiny random-weight pipeline of `family` (for `task`, where the family has a model of its own for it)
     into `folder` (which must not exist yet)."""
-    builder = _IMAGE_TO_VIDEO_BUILDERS[family] if task is Task.IMAGE_TO_VIDEO else _BUILDERS[family]
+    builder = _TASK_BUILDERS.get((family, task), _BUILDERS[family])
     builder(Path(folder), seed)
 
 

@@ -5,18 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxPipeline, FluxTransformer2DModel
 from transformers import CLIPTextModel
 
 from pipelines.tiny import tokenizers
 from pipelines.tiny.sd3 import LATENT_CHANNELS, clip_config, tiny_t5, tiny_vae
 
 
-def tiny_transformer(seed: int) -> FluxTransformer2DModel:
+# FLUX.1 Fill's transformer reads, per packed 2×2 latent patch: the noisy latents (16×4), the masked image's
+# latents (16×4) and the mask at pixel resolution folded into the patch (8×8 pixels × 4): 384 channels in all.
+FILL_IN_CHANNELS = LATENT_CHANNELS * 4 * 2 + 8 * 8 * 4
+
+
+def tiny_transformer(seed: int, in_channels: int = LATENT_CHANNELS * 4) -> FluxTransformer2DModel:
     torch.manual_seed(seed)
     return FluxTransformer2DModel(
         patch_size=1,
-        in_channels=LATENT_CHANNELS * 4,
+        in_channels=in_channels,
+        out_channels=LATENT_CHANNELS * 4,
         num_layers=1,
         num_single_layers=2,
         attention_head_dim=16,
@@ -34,10 +40,19 @@ def tiny_clip(seed: int) -> CLIPTextModel:
 
 
 def build(folder: Path, seed: int) -> None:
+    _build(FluxPipeline, tiny_transformer(seed + 1), folder, seed)
+
+
+def build_fill(folder: Path, seed: int) -> None:
+    """FLUX.1 Fill: the same encoders and VAE around a transformer that also reads the masked image and the mask."""
+    _build(FluxFillPipeline, tiny_transformer(seed + 1, in_channels=FILL_IN_CHANNELS), folder, seed)
+
+
+def _build(pipeline_class, transformer: FluxTransformer2DModel, folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     vae = tiny_vae()
-    pipe = FluxPipeline(
-        transformer=tiny_transformer(seed + 1),
+    pipe = pipeline_class(
+        transformer=transformer,
         scheduler=FlowMatchEulerDiscreteScheduler(
             shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096
         ),
