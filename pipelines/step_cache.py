@@ -240,6 +240,8 @@ def _install_teacache(transformer, family: Family, threshold: float) -> list:
 
         block.forward = forward
 
+    # A forward set on the instance before ours (compiled blocks: pipelines/compiled_blocks.py) comes back afterwards.
+    own_forwards = {block: vars(block).get("forward") for block, _ in blocks}
     for block, output_index in blocks:
         wrap(block, output_index)
     hooks = [transformer.register_forward_pre_hook(
@@ -254,7 +256,10 @@ def _install_teacache(transformer, family: Family, threshold: float) -> list:
         for hook in hooks:
             hook.remove()
         for block, _ in blocks:
-            del block.forward  # the instance attribute goes; the class's forward is back
+            if own_forwards[block] is None:
+                del block.forward  # the instance attribute goes; the class's forward is back
+            else:
+                block.forward = own_forwards[block]
 
     return [undo]
 

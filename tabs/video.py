@@ -19,7 +19,7 @@ from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, build_speed_controls
+from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -148,7 +148,9 @@ def build(context: AppContext) -> VideoTab:
                 label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
                 elem_id="video-interpolation",
             )
-            speed, cache_method, cache_threshold = build_speed_controls("video")
+            speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
+                "video", context.manager.execution_device()
+            )
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
@@ -200,7 +202,7 @@ def build(context: AppContext) -> VideoTab:
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
-        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
+        cache_threshold=None, compile=None, attention=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -213,6 +215,7 @@ def build(context: AppContext) -> VideoTab:
             context_overlap=context_overlap, context_stride=context_stride, context_blend=context_blend or "linear",
             speed=speed or "off",
             cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
+            compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
@@ -255,7 +258,7 @@ def build(context: AppContext) -> VideoTab:
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend, speed, cache_method, cache_threshold,
+        context_stride, context_blend, speed, cache_method, cache_threshold, compile_blocks, attention,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -324,7 +327,7 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
         f"{video.frame_count} frames at {video.frame_rate:g} fps = {video.duration_s:.2f} s in {result.seconds:.1f} s · "
         f"seed {result.seed}" + ("" if video.saved else " · not saved (temporary file)")
     )
-    for note in (result.frames_note, result.length_note):
+    for note in (result.frames_note, result.length_note, result.compile_note):
         if note:
             summary += f"\n\n{note}"
     if demo:
