@@ -8,8 +8,8 @@ choice falls back to PyTorch's (and the record says so); a job that names anothe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from diffusers.utils import is_flash_attn_3_available, is_flash_attn_available, is_sageattention_available
@@ -59,15 +59,20 @@ def check_attention(name: str | None) -> str | None:
     return name
 
 
-def _takes_backends(denoiser: torch.nn.Module) -> bool:
-    return any(hasattr(getattr(module, "processor", None), "_attention_backend") for module in denoiser.modules())
+def _backends_set(denoiser: torch.nn.Module) -> set:
+    """The backends the denoiser's attention processors hold now (None: diffusers' default); empty when none takes one."""
+    return {
+        module.processor._attention_backend for module in denoiser.modules()
+        if hasattr(getattr(module, "processor", None), "_attention_backend")
+    }
 
 
 def apply_attention(denoiser: torch.nn.Module, requested: str | None, preset_choice: str, device: str) -> str:
     """Set the denoiser's attention backend for this job: the request's, else the preset's. Returns the name used."""
     name = requested or preset_choice
     choice = ATTENTION_BACKENDS[name]
-    if not _takes_backends(denoiser):
+    in_use = _backends_set(denoiser)
+    if not in_use:
         if requested not in (None, DEFAULT_ATTENTION):
             raise InvalidRequest(
                 "attention", f"{type(denoiser).__name__} computes attention with PyTorch's own kernel only; choose {DEFAULT_ATTENTION}"
@@ -77,5 +82,7 @@ def apply_attention(denoiser: torch.nn.Module, requested: str | None, preset_cho
         raise InvalidRequest("attention", f"{choice.label} needs an NVIDIA GPU; on this device choose {DEFAULT_ATTENTION}")
     if not choice.installed():
         raise InvalidRequest("attention", f"{choice.label} is not installed: install {choice.package}, or choose {DEFAULT_ATTENTION}")
-    denoiser.set_attention_backend(choice.backend)
+    # Setting it again would only log diffusers' "experimental" warning once more per job.
+    if {getattr(backend, "value", backend) for backend in in_use} != {choice.backend}:
+        denoiser.set_attention_backend(choice.backend)
     return name

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.attention import apply_attention, check_attention
 from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
+from pipelines.compiled_blocks import check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
@@ -32,8 +34,6 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore
 from pipelines.request_values import number, whole_number
-from pipelines.attention import apply_attention, check_attention
-from pipelines.compiled_blocks import check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 

@@ -42,6 +42,8 @@ def build_speed_controls(prefix: str, device: str):
                 [("Preset's choice", PRESET_ATTENTION)]
                 + [(f"{name}: {ATTENTION_BACKENDS[name].label}", name) for name in usable_attention(device)],
                 value=PRESET_ATTENTION, label="Attention", elem_id=f"{prefix}-attention",
+                # Our check says what a backend missing here needs (a GPU, a package); Gradio's own would not.
+                allow_custom_value=True,
                 info="SageAttention and FlashAttention appear when installed (NVIDIA GPUs)",
             )
     return speed, cache_method, cache_threshold, compile_blocks, attention
