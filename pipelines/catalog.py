@@ -554,6 +554,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         fixed_pixel_area=1024 * 1024,
         # The 17B transformer, T5-XXL and the Llama 3.1 8B encoder are what fp8/int8 shrink.
         quantizable=("transformer", "text_encoder_3", "text_encoder_4"),
+        # TeaCache4HiDream-I1's thresholds for ≈1.5× and ≈2× on HiDream-I1 Full (A100).
+        speed=_teacache_speeds(0.17, 0.3),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,

@@ -38,7 +38,7 @@ import transformers
 from pipelines.catalog import FAMILIES, FamilySpec, ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
-from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
+from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.block_streamer import BlockStreamer
@@ -107,13 +107,11 @@ class ModelManager:
             return "cuda"
         return "cpu"
 
+    def compute_capability(self) -> tuple[int, int] | None:
+        return torch.cuda.get_device_capability() if self.execution_device() == "cuda" else None
+
     def compute_dtype(self) -> str:
-        device = self.execution_device()
-        if device == "cpu":
-            return "float32"
-        if self._preset.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-            return "float16"
-        return self._preset.dtype
+        return compute_dtype_for(self._preset.dtype, self.execution_device(), self.compute_capability())
 
     @contextmanager
     def use(
@@ -124,7 +122,7 @@ class ModelManager:
         `on_progress` hears about a download, if one is needed. `dtype` and `weights` ask for a precision or a weight
         format other than the preset's (the model is reloaded when it was loaded otherwise). `loras` are active,
         with their weights, for this job only."""
-        chosen = weight_format(weights or self._preset.weights, self.execution_device())
+        chosen = weight_format(weights or self._preset.weights, self.execution_device(), self.compute_capability())
         with self._lock:
             loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen)
             self._admit(loaded, workload)
@@ -286,7 +284,7 @@ class ModelManager:
             pipe.unload_lora_weights()
             if use_engine:
                 streamer = stream_loaded(pipe.transformer, device, dtype, self._host_arena())
-        quantize_loaded(pipe, to_quantize, weights)
+        quantize_loaded(pipe, to_quantize, weights, denoiser=family.denoiser)
         # Runners report steps themselves; the pipeline's own bar would show every step twice.
         pipe.set_progress_bar_config(disable=True)
         names = [name for name in family.component_roles if getattr(pipe, name, None) is not None]

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.attention import apply_attention, check_attention
 from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
+from pipelines.compiled_blocks import check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.diffusion_forcing import Chunk, check_forcing, chunks, rounds
 from pipelines.errors import InvalidRequest, JobStopped
@@ -72,6 +74,10 @@ class VideoRequest:
     speed: str = "off"
     cache_method: str | None = None
     cache_threshold: float | None = None
+    # "on": the transformer's repeated blocks run compiled (pipelines/compiled_blocks.py).
+    compile: str = "off"
+    # The transformer's attention backend (pipelines/attention.py); None means the preset's.
+    attention: str | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
     # Long video, in video frames. Context windows (Wan): the window length and the overlap (a window of 4k+1 frames
     # is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th latent frame in a
@@ -164,11 +170,13 @@ class VideoRequest:
         # neighbouring windows of the same step, not steps.
         if context["context_frames"] is not None and rules.long_video is LongVideo.CONTEXT_WINDOWS and cache_method != "none":
             raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
+        compile_choice = check_compile(self.compile, cache_method)
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
             interpolation=self.interpolation or "none", export=export, **context, **forcing,
-            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
+            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_choice,
+            attention=check_attention(self.attention),
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
@@ -290,6 +298,8 @@ class VideoResult:
     frames_note: str = ""
     # The length made and the transformer passes it took, for long videos in context windows.
     length_note: str = ""
+    # Set when this job compiled the transformer blocks: what the first run cost.
+    compile_note: str = ""
 
 
 def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
@@ -372,21 +382,23 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record: dict) -> np.ndarray:
-    """The frames, from the seed's noise, with the request's flow shift and step cache for this job only;
-    `cache_record` receives what the cache did."""
+def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: dict) -> np.ndarray:
+    """The frames, from the seed's noise, with the request's flow shift, step cache and compiled blocks for this job
+    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks")."""
     family = family_spec(spec.family)
     with (
         manager.use(spec.id, workload, on_progress=job.report) as pipe,
         _flow_shift(pipe, request.flow_shift),
         windowed_transformer(pipe.transformer, request.context_windows()),
+        compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
         job.check_stop()
+        attention = apply_attention(pipe.transformer, request.attention, manager.preset.attention, manager.execution_device())
         runner = _for_task(pipe, family, "image" in kwargs, spec)
         torch.manual_seed(seed)
         frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
-        cache_record.update(cache.record())
+    records.update(step_cache=cache.record(), compiled_blocks=compiled.record(), compile_note=compiled.note(), attention=attention)
     return frames
 
 
@@ -449,8 +461,8 @@ def generate_video(
         job.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
 
     try:
-        cache_record: dict = {}
-        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
+        records: dict = {}
+        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, records))
         frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
 
         # 6. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
@@ -467,7 +479,10 @@ def generate_video(
             if key not in ("seed", "image", "export", "cache_method", "cache_threshold")
         },
         "image": start_record,
-        "step_cache": cache_record,
+        "step_cache": records["step_cache"],
+        # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
+        "compiled_blocks": records["compiled_blocks"],
+        "attention": records["attention"],
         "seed": seed,
         "frames_note": request.frames_note(),
         "length_note": request.length_note(),
@@ -488,5 +503,6 @@ def generate_video(
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")
     return VideoResult(
-        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note()
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note(),
+        compile_note=records["compile_note"],
     )

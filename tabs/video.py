@@ -20,7 +20,7 @@ from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, build_speed_controls
+from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -157,7 +157,9 @@ def build(context: AppContext) -> VideoTab:
                 # A choice not offered here (RIFE without its weights) reaches the request, which says what is missing.
                 allow_custom_value=True, elem_id="video-interpolation",
             )
-            speed, cache_method, cache_threshold = build_speed_controls("video")
+            speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
+                "video", context.manager.execution_device()
+            )
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
@@ -219,7 +221,8 @@ def build(context: AppContext) -> VideoTab:
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
-        cache_threshold=None, ar_step=None, causal_block_size=None, request: gr.Request = None, progress=gr.Progress(),
+        cache_threshold=None, ar_step=None, causal_block_size=None, compile=None, attention=None, request: gr.Request = None,
+        progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -233,6 +236,7 @@ def build(context: AppContext) -> VideoTab:
             speed=speed or "off",
             cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
             ar_step=ar_step or 0, causal_block_size=causal_block_size,
+            compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
@@ -275,7 +279,8 @@ def build(context: AppContext) -> VideoTab:
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size,
+        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size, compile_blocks,
+        attention,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -346,7 +351,7 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
         f"{video.frame_count} frames at {video.frame_rate:g} fps = {video.duration_s:.2f} s in {result.seconds:.1f} s · "
         f"seed {result.seed}" + ("" if video.saved else " · not saved (temporary file)")
     )
-    for note in (result.frames_note, result.length_note):
+    for note in (result.frames_note, result.length_note, result.compile_note):
         if note:
             summary += f"\n\n{note}"
     if demo:
