@@ -175,6 +175,8 @@ class FamilySpec:
     video: VideoRules | None = None
     # Instruction-editing families only.
     instruction: InstructionRules | None = None
+    # Python packages the family's pipeline needs beyond the base requirements (checked before loading).
+    needs_packages: tuple[str, ...] = ()
     # The component that denoises: a transformer (SD3, FLUX) or a UNet (SD1.5, SDXL).
     denoiser: str = "transformer"
     # Components worth storing in fp8/int8/NF4 when the user or preset asks: the denoiser and the big text encoders.
@@ -446,6 +448,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         guidance_doubles_batch=True,
         schedulers=_FLOW_SCHEDULERS[:1],
         component_roles=_frozen({"transformer": Role.DENOISER, "vae": Role.VAE}),
+        # Its processor crops and normalises input images with torchvision (a build matching torch's).
+        needs_packages=("torchvision",),
         instruction=InstructionRules(
             max_input_images=3,
             # The model card's 1024 where a 16 GB card has room; less on small cards, where three 1024² inputs

@@ -21,6 +21,7 @@ Policy:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
@@ -36,7 +37,7 @@ import torch
 import transformers
 
 from pipelines.catalog import FAMILIES, FamilySpec, ModelSpec, Task, family_spec, model_spec
-from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
+from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
@@ -213,6 +214,7 @@ class ModelManager:
         # No local name for the loaded model here: it would keep the model alive through the release below.
         if self._loaded is not None and (self._loaded.spec, self._loaded.placement.plan.dtype, self._loaded.weights) == (spec, dtype_name, weights):
             return self._loaded
+        _check_packages(spec)
         if weights is WeightFormat.NF4 and family_spec(spec.family).denoiser != "transformer":
             raise InvalidRequest("weights", f"NF4 is for the big transformers (FLUX, SD3); {spec.name} is small enough as shipped or in fp8")
         files = self.store.ensure(spec, on_progress)
@@ -409,6 +411,18 @@ def _companion_components(spec: ModelSpec, files: ModelFiles, dtype: torch.dtype
         companion.encoder: encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True),
         companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder),
     }
+
+
+def _check_packages(spec: ModelSpec) -> None:
+    """Refuse, naming the package, a model whose pipeline needs one that is not installed (diffusers would fail
+    later with a NameError from inside the pipeline)."""
+    family = FAMILIES.get(spec.family)
+    missing = [name for name in (family.needs_packages if family else ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelNotAvailable(
+            f"{spec.name} needs the Python package {', '.join(missing)}, which is not installed: pip install {' '.join(missing)} "
+            "(the build that matches your torch, from the same index)."
+        )
 
 
 def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
