@@ -1,8 +1,9 @@
-"""Text or image to video (Wan2.1, LTX-Video): one request in, one saved video out.
+"""Text or image to video (Wan2.1, LTX-Video), and VACE's references, video editing with a mask and first frame
+(pipelines/vace.py): one request in, one saved video out.
 
     1. check the request (frames rounded to the model's rule, and the rounding said)   2. load (manager.use)
     3. set the flow shift   4. denoise (Stop, progress and a latent preview between steps)   5. decode
-    6. interpolate frames (optional)   7. export (Video Combine) and save
+    6. keep the input's unmasked pixels (VACE, optional)   7. interpolate frames (optional)   8. export and save
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
+from pipelines import vace
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
@@ -80,8 +82,17 @@ class VideoRequest:
     context_overlap: int | None = None
     context_stride: int | None = None
     context_blend: str = "linear"
+    # VACE models (files): up to 3 reference images, an input video and a mask (a video, or one picture for every
+    # frame; white = regenerate, black = keep). With an input video or image, `keep_unmasked` pastes the input's own
+    # pixels back wherever the mask keeps them.
+    reference_images: tuple[str, ...] = ()
+    video: str | None = None
+    mask: str | None = None
+    keep_unmasked: bool = False
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
+    # Filled by check(): how the input video and mask were sampled, cut and fitted (VACE).
+    input_note: str = ""
 
     def check(self, models_dir: Path) -> "VideoRequest":
         """A copy with defaults filled in and frames rounded to the model's rule; InvalidRequest names the first bad field."""
@@ -100,8 +111,11 @@ class VideoRequest:
         default_width, default_height = defaults.width, defaults.height
         if image is None and spec.task is Task.IMAGE_TO_VIDEO:
             raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")
+        sources = vace.check_sources(self, spec)
+        if sources is not None and sources.video is not None:
+            default_width, default_height = _fitted_size((sources.video.width, sources.video.height), (defaults.width, defaults.height), family)
         if image is not None:
-            if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class:
+            if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class and not rules.vace_inputs:
                 starters = [
                     s.id for s in models.values()
                     if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class
@@ -138,6 +152,10 @@ class VideoRequest:
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
             raise InvalidRequest("fps", f"{fps} is out of range; use 1 to {MAX_FPS}")
+        # A clip shorter than the model's default length sets the length when none was asked for.
+        frames_given = self.frames not in (None, "")
+        frames, input_note = vace.fitted_length(self, sources, rules, (width, height), frames, frames_given, fps)
+        requested = requested if frames_given else frames
         steps = whole_number("steps", self.steps, defaults.steps)
         if not 1 <= steps <= MAX_STEPS:
             raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
@@ -163,6 +181,8 @@ class VideoRequest:
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
             interpolation=self.interpolation or "none", export=export, **context,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
+            reference_images=tuple(str(path) for path in self.reference_images), video=str(self.video) if self.video else None,
+            mask=str(self.mask) if self.mask else None, keep_unmasked=bool(self.keep_unmasked), input_note=input_note,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
@@ -267,6 +287,8 @@ class VideoResult:
     frames_note: str = ""
     # The length made and the transformer passes it took, for long videos in context windows.
     length_note: str = ""
+    # How VACE's input video and mask were sampled, cut and fitted.
+    input_note: str = ""
 
 
 def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
@@ -376,8 +398,9 @@ def generate_video(
 
     # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
-    # In context windows the transformer sees one window at a time: memory is planned for a window.
-    denoised_frames = min(request.frames, request.context_frames or request.frames)
+    # In context windows the transformer sees one window at a time: memory is planned for a window. VACE puts each
+    # reference image before the video as one more latent frame (frame_multiple video frames).
+    denoised_frames = min(request.frames, request.context_frames or request.frames) + len(request.reference_images) * rules.frame_multiple
     tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
@@ -395,7 +418,10 @@ def generate_video(
         kwargs[rules.fps_argument] = request.fps
     if rules.long_video is LongVideo.HISTORY_CHUNKS and request.context_frames is not None:
         kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
-    if start_image is not None:
+    vace_inputs = vace.load_inputs(request) if rules.vace_inputs else None
+    if vace_inputs is not None:
+        kwargs.update(vace.pipeline_arguments(vace_inputs))
+    elif start_image is not None:
         kwargs["image"] = start_image
     try:
         cache_record: dict = {}
@@ -405,18 +431,23 @@ def generate_video(
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
     frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
 
-    # 6. Interpolate: more frames per second over the same span.
+    # 6. Keep the input's own pixels outside the mask, exactly (the VAE's round trip would blur them).
+    if vace_inputs is not None and request.keep_unmasked:
+        frames = vace.paste_kept(frames, vace_inputs)
+
+    # 7. Interpolate: more frames per second over the same span.
     interpolation = INTERPOLATIONS[request.interpolation]
     job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
     frames = interpolate(frames, interpolation)
 
-    # 7. Export and save with everything needed to reproduce it.
+    # 8. Export and save with everything needed to reproduce it.
     parameters = {
         **{
             key: value for key, value in asdict(request).items()
-            if key not in ("seed", "image", "export", "cache_method", "cache_threshold")
+            if key not in ("seed", "image", "export", "cache_method", "cache_threshold", "reference_images", "video", "mask")
         },
         "image": start_record,
+        **(vace.records(request) if rules.vace_inputs else {}),
         "step_cache": cache_record,
         "seed": seed,
         "frames_note": request.frames_note(),
@@ -437,5 +468,6 @@ def generate_video(
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")
     return VideoResult(
-        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note()
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note(),
+        input_note=request.input_note,
     )
