@@ -5,12 +5,16 @@ import hashlib
 
 import numpy as np
 import pytest
+import torch
+from diffusers import WanVACETransformer3DModel
 from PIL import Image
 
 import pipelines.video_runner as video_runner
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed
 from pipelines.media import encode_video, read_video, read_video_frames
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
@@ -156,3 +160,23 @@ def test_bad_vace_inputs_are_refused_before_anything_loads(files, tmp_path, valu
     with pytest.raises(InvalidRequest) as error:
         VideoRequest(**{"prompt": "a fox", "model": "demo-wan-vace", **located}).check(tmp_path)
     assert message in str(error.value)
+
+
+def test_streamed_vace_blocks_give_the_resident_output_exactly(demo_models_dir):
+    """VACE's control blocks are defined after the main blocks but run before them: the block streamer must still
+    hand every block its own weights."""
+    folder = demo_models_dir / "demo" / "demo-wan-vace" / "transformer"
+    reference = WanVACETransformer3DModel.from_pretrained(folder)
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(
+        hidden_states=torch.randn(1, 16, 3, 8, 8, generator=generator), timestep=torch.tensor([500]),
+        encoder_hidden_states=torch.randn(1, 12, 32, generator=generator), control_hidden_states=torch.randn(1, 96, 3, 8, 8, generator=generator),
+    )
+    with torch.no_grad():
+        expected = reference(**inputs, return_dict=False)[0]
+    for resident in (set(), {0}, {3}):
+        model, streamer = load_streamed(WanVACETransformer3DModel, folder, torch.device("cpu"), torch.float32, HostArena(pinned=False))
+        streamer.place(resident)
+        for _ in range(2):  # the ring carries over from one forward to the next
+            with torch.no_grad():
+                assert torch.equal(model(**inputs, return_dict=False)[0], expected)
