@@ -341,7 +341,8 @@ def latent_preview(latents: torch.Tensor, request: VideoRequest, family: FamilyS
     if sample.dim() == 2:  # (frames·height·width tokens, channels)
         grid = (rules.latent_frames(request.frames), request.height // rules.pixels_per_token, request.width // rules.pixels_per_token)
         sample = sample.reshape(*grid, -1).permute(3, 0, 1, 2)
-    picture = sample[:3, 0]  # (3, height, width)
+    # VACE puts one latent frame per reference image before the video's first.
+    picture = sample[:3, len(request.reference_images)]  # (3, height, width)
     low = picture.amin(dim=(1, 2), keepdim=True)
     high = picture.amax(dim=(1, 2), keepdim=True)
     picture = ((picture - low) / (high - low).clamp(min=1e-6) * 255).round().byte().permute(1, 2, 0).numpy()

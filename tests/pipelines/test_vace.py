@@ -153,8 +153,9 @@ def test_a_clip_shorter_than_the_default_length_sets_the_length(files, tmp_path)
 )
 def test_bad_vace_inputs_are_refused_before_anything_loads(files, tmp_path, values, message):
     (files / "mask.png.txt").write_text("not a video")
+    file_fields = {"reference_images", "video", "mask", "image"}
     located = {
-        key: tuple(str(files / name) for name in value) if isinstance(value, tuple) else str(files / value) if isinstance(value, str) and key != "model" else value
+        key: (tuple(str(files / name) for name in value) if key == "reference_images" else str(files / value)) if key in file_fields else value
         for key, value in values.items()
     }
     with pytest.raises(InvalidRequest) as error:
@@ -180,3 +181,4 @@ def test_streamed_vace_blocks_give_the_resident_output_exactly(demo_models_dir):
         for _ in range(2):  # the ring carries over from one forward to the next
             with torch.no_grad():
                 assert torch.equal(model(**inputs, return_dict=False)[0], expected)
+
