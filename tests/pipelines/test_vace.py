@@ -1,7 +1,9 @@
 """Wan2.1 VACE on the tiny model: video editing with a mask, the input kept exactly outside it, reference images,
-the first frame from a picture, and clear errors before anything loads."""
+the first frame from a picture, clear errors before anything loads, and its memory: streamed control blocks and the
+control hints planned for."""
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
+from pipelines.memory.planner import Workload, activation_bytes, denoiser_shape
 from pipelines.media import encode_video, read_video, read_video_frames
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
@@ -182,3 +185,11 @@ def test_streamed_vace_blocks_give_the_resident_output_exactly(demo_models_dir):
             with torch.no_grad():
                 assert torch.equal(model(**inputs, return_dict=False)[0], expected)
 
+
+
+def test_memory_is_planned_for_the_control_hints_vace_holds_through_a_forward(demo_models_dir):
+    vace = denoiser_shape(WanVACETransformer3DModel.from_pretrained(demo_models_dir / "demo" / "demo-wan-vace" / "transformer"), [])
+    plain = replace(vace, held_width=0)
+    # Two control layers of the tiny model, each holding a hint of 24 channels (2 heads × 12) per token, in 2 bytes.
+    tokens = 1000
+    assert activation_bytes(vace, Workload(tokens)) - activation_bytes(plain, Workload(tokens)) == tokens * 2 * 24 * 2
