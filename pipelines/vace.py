@@ -56,12 +56,13 @@ def check_sources(request, spec: ModelSpec) -> VaceSources | None:
     """Which VACE inputs the request gives and whether together they make sense; None for a model without VACE
     inputs (refused when any is given). The input video's header is read, so its size can set the default size."""
     rules = family_spec(spec.family).video
-    given = [name for name in ("reference_images", "video", "mask") if getattr(request, name)]
+    given = [name for name in ("reference_images", "video", "mask", "keep_unmasked") if getattr(request, name)]
     if not rules.vace_inputs:
         if given:
             vace_models = [s.id for s in video_models().values() if family_spec(s.family).video.vace_inputs]
             raise InvalidRequest(
-                given[0], f"{spec.name} takes no reference images, input video or mask; choose a VACE model: {', '.join(vace_models)}"
+                given[0], f"{spec.name} takes no reference images, input video or mask (nor keeps unmasked pixels); "
+                f"choose a VACE model: {', '.join(vace_models)}"
             )
         return None
     references = request.reference_images

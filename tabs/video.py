@@ -313,7 +313,17 @@ def build(context: AppContext) -> VideoTab:
 
     duration.input(frames_from_duration, inputs=[model, duration, fps, context_frames], outputs=[frames], api_visibility="private")
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
-    model.change(lambda model_id: gr.update(visible=takes_vace_inputs(model_id)), inputs=[model], outputs=[vace_panel], api_visibility="private")
+
+    def show_vace_inputs(model_id):
+        """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""
+        if takes_vace_inputs(model_id):
+            return gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.update(visible=False), None, None, None, False
+
+    model.change(
+        show_vace_inputs, inputs=[model], outputs=[vace_panel, reference_images, vace_video, vace_mask, keep_unmasked],
+        api_visibility="private",
+    )
     reference_images.change(lambda paths: list(paths or []), inputs=[reference_images], outputs=[reference_gallery], api_visibility="private")
 
     def apply_model_defaults(model_id):

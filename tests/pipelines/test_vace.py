@@ -151,7 +151,8 @@ def test_a_clip_shorter_than_the_default_length_sets_the_length(files, tmp_path)
         (dict(keep_unmasked=True), "keep_unmasked: there is no input video or image to keep pixels from"),
         (dict(video="mask.png.txt"), "video: mask.png.txt is not a readable video"),
         (dict(reference_images=("clip.mp4",)), "reference_images: clip.mp4 is not a readable image"),
-        (dict(model="demo-wan", video="clip.mp4"), "video: Wan2.1 T2V (tiny) takes no reference images, input video or mask; choose a VACE model: "),
+        (dict(model="demo-wan", video="clip.mp4"), "video: Wan2.1 T2V (tiny) takes no reference images, input video or mask (nor keeps unmasked pixels); choose a VACE model: wan21-vace-1.3b, wan21-vace-14b, demo-wan-vace"),
+        (dict(model="demo-wan", keep_unmasked=True), "keep_unmasked: Wan2.1 T2V (tiny) takes no reference images"),
     ],
 )
 def test_bad_vace_inputs_are_refused_before_anything_loads(files, tmp_path, values, message):
