@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines import vace
 from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate
-from pipelines import vace
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
