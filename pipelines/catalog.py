@@ -114,6 +114,8 @@ class VideoRules:
     long_video: LongVideo | None = None
     # Set for a family that makes every video in sections; its length then grows by whole sections.
     sections: SectionRules | None = None
+    # Guidance is an input of the transformer (distilled into it), not a second pass without the prompt (FramePack).
+    guidance_distilled: bool = False
 
     @property
     def max_long_frames(self) -> int:
@@ -554,6 +556,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         video=VideoRules(
             frame_multiple=4, min_frames=5, max_frames=1801, default_fps=30, pixels_per_token=16,
             sections=SectionRules(default_window=9, min_window=1, max_window=33),
+            guidance_distilled=True,
         ),
         quantizable=("transformer", "text_encoder"),
     ),

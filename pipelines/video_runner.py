@@ -1,8 +1,11 @@
-"""Text or image to video (Wan2.1, LTX-Video): one request in, one saved video out.
+"""Text or image to video (Wan2.1, LTX-Video, FramePack): one request in, one saved video out.
 
     1. check the request (frames rounded to the model's rule, and the rounding said)   2. load (manager.use)
     3. set the flow shift   4. denoise (Stop, progress and a latent preview between steps)   5. decode
     6. interpolate frames (optional)   7. export (Video Combine) and save
+
+FramePack denoises and decodes section after section in one pipeline call; after each section the video so far is
+written as a playable partial file (replaced whole each time, removed when the job ends) and handed to the UI.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -32,6 +35,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore
 from pipelines.request_values import number, whole_number
+from pipelines.sections import PartialVideo, watched_sections
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 
@@ -47,6 +51,8 @@ MAX_PROMPT_CHARS = 10_000
 PREVIEW_EVERY = 2
 
 PreviewCallback = Callable[[Image.Image, str], None]
+# The playable video so far of a model made in sections, after each section.
+PartialCallback = Callable[[Path, str], None]
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class VideoRequest:
     context_overlap: int | None = None
     context_stride: int | None = None
     context_blend: str = "linear"
+    # Sections (FramePack): latent frames per section (the pipeline's `latent_window_size`; 4 video frames each).
+    # None: the family's default; ignored by families that do not make sections.
+    latent_window_size: int | None = None
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
 
@@ -122,6 +131,7 @@ class VideoRequest:
         if context_frames is not None and rules.long_video is None:
             raise InvalidRequest("context_frames", f"{spec.name} does not make long videos in windows or chunks; leave it empty")
         most = rules.max_long_frames if context_frames is not None else rules.max_frames
+        window = _checked_window(self.latent_window_size, spec.name, rules)
         requested = whole_number("frames", self.frames, defaults.frames)
         if not 1 <= requested <= most:
             longer = (
@@ -131,9 +141,9 @@ class VideoRequest:
             raise InvalidRequest(
                 "frames", f"{requested} is out of range; {spec.name} makes 1 to {most} frames "
                 f"{'in a long video' if context_frames is not None else 'at once'} "
-                f"(a multiple of {rules.frame_multiple} plus one){longer}"
+                f"({rules.frame_rule(window)}){longer}"
             )
-        frames = rules.nearest_frames(requested, most)
+        frames = rules.nearest_frames(requested, most, window)
         context = _checked_context(self, context_frames, frames, rules)
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
@@ -160,7 +170,7 @@ class VideoRequest:
             raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
-            frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
+            frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed, latent_window_size=window,
             interpolation=self.interpolation or "none", export=export, **context,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
@@ -188,17 +198,28 @@ class VideoRequest:
         shared = (self.context_overlap - 1) // rules.frame_multiple + 1
         return 1 if total <= chunk else 1 + -(-(total - chunk) // (chunk - shared))
 
+    def sections(self) -> int:
+        """How many sections a checked request of a family made in sections is denoised in, one after the other; 0
+        for the other families."""
+        if self.latent_window_size is None:
+            return 0
+        return (self.frames - 1) // family_spec(model_spec(self.model).family).video.frame_step(self.latent_window_size)
+
     def transformer_passes(self) -> tuple[int, int]:
-        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or
-        chunks × steps, twice that when guidance runs the transformer once with and once without the prompt."""
+        """(windows per step, chunks or sections; transformer passes in all) for a checked request: windows × steps,
+        chunks × steps or sections × steps, twice that when guidance runs the transformer once with and once without
+        the prompt."""
         windows = self.context_windows()
-        per_step = len(windows.windows()) if windows else self.history_chunks()
+        per_step = len(windows.windows()) if windows else (self.sections() or self.history_chunks())
         family = family_spec(model_spec(self.model).family)
-        separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
+        separate_unconditional = self.guidance > 1.0 and not (family.guidance_doubles_batch or family.video.guidance_distilled)
         return per_step, per_step * self.steps * (2 if separate_unconditional else 1)
 
     def length_note(self) -> str:
-        """For a checked request in context windows: the length made and the passes it takes; empty otherwise."""
+        """For a checked request in context windows, chunks or sections: the length made and the passes it takes;
+        empty otherwise."""
+        if self.latent_window_size is not None:
+            return self._sections_note()
         if self.context_frames is None:
             return ""
         per_step, passes = self.transformer_passes()
@@ -213,6 +234,17 @@ class VideoRequest:
             f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
         )
 
+    def _sections_note(self) -> str:
+        spec = model_spec(self.model)
+        sections, (_, passes) = self.sections(), self.transformer_passes()
+        section_frames = family_spec(spec.family).video.frame_step(self.latent_window_size)
+        order = "from the last section back to the picture" if grows_backwards(spec) else "forward from the picture"
+        return (
+            f"Sections: {self.frames} frames = {self.frames / self.fps:.2f} s at {self.fps} fps in {sections} "
+            f"section{'s' if sections != 1 else ''} of {section_frames} frames (latent window {self.latent_window_size}), "
+            f"made {order}; {sections} × {self.steps} steps = {passes} transformer passes."
+        )
+
     def frames_note(self) -> str:
         """What the frame rule did to the request (checked requests only); empty when nothing changed."""
         if self.frames_requested in (None, self.frames):
@@ -221,8 +253,27 @@ class VideoRequest:
         rules = family_spec(spec.family).video
         return (
             f"{self.frames_requested} frames were asked for; {spec.name} makes "
-            f"{rules.frame_multiple}k+1 frames, so {self.frames} were made."
+            f"{rules.frame_rule(self.latent_window_size)} frames, so {self.frames} were made."
         )
+
+
+def _checked_window(value, model_name: str, rules: VideoRules) -> int | None:
+    """The latent frames per section for a family made in sections (its default when not given); None for the others."""
+    if rules.sections is None:
+        return None
+    window = whole_number("latent_window_size", value, rules.sections.default_window)
+    low, high = rules.sections.min_window, rules.sections.max_window
+    if not low <= window <= high:
+        raise InvalidRequest(
+            "latent_window_size", f"{window} is out of range; {model_name} makes sections of {low} to {high} latent frames "
+            f"({low * rules.frame_multiple} to {high * rules.frame_multiple} video frames)"
+        )
+    return window
+
+
+def grows_backwards(spec: ModelSpec) -> bool:
+    """Whether a model made in sections makes the end of the video first (FramePack's anti-drifting order)."""
+    return dict(spec.defaults.call_kwargs).get("sampling_type") == "inverted_anti_drifting"
 
 
 def _checked_context(request: VideoRequest, context_frames: int | None, frames: int, rules: VideoRules) -> dict:
@@ -334,26 +385,33 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record: dict) -> np.ndarray:
+def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record: dict, partial: PartialVideo | None) -> np.ndarray:
     """The frames, from the seed's noise, with the request's flow shift and step cache for this job only;
-    `cache_record` receives what the cache did."""
+    `cache_record` receives what the cache did. A model made in sections writes the video so far to `partial` after
+    each section; the partial file is gone when this returns, whatever happened."""
     family = family_spec(spec.family)
-    with (
-        manager.use(spec.id, workload, on_progress=job.report) as pipe,
-        _flow_shift(pipe, request.flow_shift),
-        windowed_transformer(pipe.transformer, request.context_windows()),
-        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
-    ):
-        job.check_stop()
-        runner = _for_task(pipe, family, "image" in kwargs, spec)
-        torch.manual_seed(seed)
-        frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
-        cache_record.update(cache.record())
+    try:
+        with (
+            manager.use(spec.id, workload, on_progress=job.report) as pipe,
+            _flow_shift(pipe, request.flow_shift),
+            windowed_transformer(pipe.transformer, request.context_windows()),
+            step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+            watched_sections(pipe, partial.add_section) if partial else nullcontext(),
+        ):
+            job.check_stop()
+            runner = _for_task(pipe, family, "image" in kwargs, spec)
+            torch.manual_seed(seed)
+            frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+            cache_record.update(cache.record())
+    finally:
+        if partial is not None:
+            partial.discard()
     return frames
 
 
 def generate_video(
-    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None
+    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None,
+    on_partial: PartialCallback | None = None,
 ) -> VideoResult:
     # 1. Check before anything loads.
     request = request.check(manager.store.models_dir)
@@ -366,10 +424,18 @@ def generate_video(
     start_image = _start_image(request) if request.image else None
     start_record = {"file": Path(request.image).name, "sha256": file_digest(request.image)} if start_image else None
 
+    sections = request.sections()
+    steps_done = 0
+
     def on_step_end(pipeline, step, timestep, callback_kwargs):
+        nonlocal steps_done
         job.check_stop()
+        steps_done += 1
         text = f"Step {step + 1}/{request.steps}"
-        job.report((step + 1) / request.steps * 0.95, text)
+        if sections:
+            text = f"Section {(steps_done - 1) // request.steps + 1}/{sections}, step {step + 1}/{request.steps}"
+        fraction = steps_done / (request.steps * sections) if sections else (step + 1) / request.steps
+        job.report(fraction * 0.95, text)
         if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == request.steps):
             on_preview(latent_preview(callback_kwargs["latents"], request, family), text)
         return callback_kwargs
@@ -378,6 +444,9 @@ def generate_video(
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
     # In context windows the transformer sees one window at a time: memory is planned for a window.
     denoised_frames = min(request.frames, request.context_frames or request.frames)
+    if sections:
+        # One section at a time: its latent frames, plus the clean and compressed history (about 2.5 latent frames).
+        denoised_frames = (request.latent_window_size + 2) * rules.frame_multiple + 1
     tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
@@ -397,9 +466,19 @@ def generate_video(
         kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
     if start_image is not None:
         kwargs["image"] = start_image
+    partial = None
+    if sections:
+        # diffusers counts sections as ceil(num_frames / window frames): ask for exactly ours.
+        window_frames = (request.latent_window_size - 1) * rules.frame_multiple + 1
+        kwargs.update(num_frames=sections * window_frames, latent_window_size=request.latent_window_size)
+        partial = PartialVideo(
+            outputs, f"{spec.id}-{seed}", request.fps, sections, grows_backwards(spec), on_partial=on_partial, on_preview=on_preview,
+        )
     try:
         cache_record: dict = {}
-        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
+        decoded = with_one_retry(
+            job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record, partial)
+        )
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
