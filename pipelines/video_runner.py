@@ -131,7 +131,7 @@ class VideoRequest:
         if context_frames is not None and rules.long_video is None:
             raise InvalidRequest("context_frames", f"{spec.name} does not make long videos in windows or chunks; leave it empty")
         most = rules.max_long_frames if context_frames is not None else rules.max_frames
-        window = _checked_window(self.latent_window_size, spec.name, rules)
+        window = checked_window(self.latent_window_size, spec.name, rules)
         requested = whole_number("frames", self.frames, defaults.frames)
         if not 1 <= requested <= most:
             longer = (
@@ -235,15 +235,7 @@ class VideoRequest:
         )
 
     def _sections_note(self) -> str:
-        spec = model_spec(self.model)
-        sections, (_, passes) = self.sections(), self.transformer_passes()
-        section_frames = family_spec(spec.family).video.frame_step(self.latent_window_size)
-        order = "from the last section back to the picture" if grows_backwards(spec) else "forward from the picture"
-        return (
-            f"Sections: {self.frames} frames = {self.frames / self.fps:.2f} s at {self.fps} fps in {sections} "
-            f"section{'s' if sections != 1 else ''} of {section_frames} frames (latent window {self.latent_window_size}), "
-            f"made {order}; {sections} × {self.steps} steps = {passes} transformer passes."
-        )
+        return sections_note(model_spec(self.model), self.frames, self.fps, self.steps, self.latent_window_size)
 
     def frames_note(self) -> str:
         """What the frame rule did to the request (checked requests only); empty when nothing changed."""
@@ -257,7 +249,20 @@ class VideoRequest:
         )
 
 
-def _checked_window(value, model_name: str, rules: VideoRules) -> int | None:
+def sections_note(spec: ModelSpec, frames: int, fps: int, steps: int, window: int) -> str:
+    """The length a model made in sections makes, in how many sections and transformer passes (one per section and
+    step: its guidance is distilled), for frames already on its rule."""
+    section_frames = family_spec(spec.family).video.frame_step(window)
+    sections = (frames - 1) // section_frames
+    order = "from the last section back to the picture" if grows_backwards(spec) else "forward from the picture"
+    return (
+        f"Sections: {frames} frames = {frames / fps:.2f} s at {fps} fps in {sections} section{'s' if sections != 1 else ''} "
+        f"of {section_frames} frames (latent window {window}), made {order}; {sections} × {steps} steps = "
+        f"{sections * steps} transformer passes."
+    )
+
+
+def checked_window(value, model_name: str, rules: VideoRules) -> int | None:
     """The latent frames per section for a family made in sections (its default when not given); None for the others."""
     if rules.sections is None:
         return None
