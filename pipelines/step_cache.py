@@ -35,10 +35,11 @@ class TeaCacheRule:
     probe: str
     # Rescaling polynomial, highest power first. Fitted by TeaCache's authors (github.com/ali-vilab/TeaCache):
     # FLUX from TeaCache4FLUX/teacache_flux.py; Wan2.1 T2V 1.3B (ret_steps mode) from TeaCache4Wan2.1/teacache_generate.py;
-    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py.
+    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py; HunyuanVideo (FramePack's base, whose own TeaCache uses the
+    # same) from TeaCache4HunyuanVideo/teacache_sample_video.py.
     coefficients: tuple[float, ...]
-    # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states));
-    # None when a block returns hidden_states alone.
+    # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states),
+    # HunyuanVideo (hidden_states, encoder_hidden_states)); None when a block returns hidden_states alone.
     output_index: int | None = None
 
 
@@ -53,10 +54,15 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
     Family.LTX: TeaCacheRule(
         ("transformer_blocks",), "temb", (2.14700694e01, -1.28016453e01, 2.31279151e00, 7.92487521e-01, 9.69274326e-03),
     ),
+    # The first dual-stream block's modulated input, over the section's tokens and its packed history.
+    Family.FRAMEPACK: TeaCacheRule(
+        ("transformer_blocks", "single_transformer_blocks"), "norm1",
+        (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
+    ),
 }
 
 # diffusers' FirstBlockCache works on these (NOTES: it fails on SD3; HiDream's blocks take other arguments).
-FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX})
+FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX, Family.FRAMEPACK})
 
 
 def methods_for(family: Family) -> tuple[str, ...]:
@@ -143,6 +149,10 @@ class _TeaCache:
     blocks_input: torch.Tensor | None = None
 
     def on_denoiser_call(self, timestep: torch.Tensor) -> None:
+        # A timestep above the last one starts a new denoising pass (FramePack's next section): nothing of the last
+        # pass may stand in for this one's first step.
+        if self.last_timestep is not None and bool((timestep > self.last_timestep).any()):
+            self.slots.clear()
         # Calls with the same timestep are the conditional/unconditional passes of one step.
         same_step = self.last_timestep is not None and torch.equal(timestep, self.last_timestep)
         self.call_in_step = self.call_in_step + 1 if same_step else 0
@@ -175,10 +185,11 @@ def _temb(args, kwargs) -> torch.Tensor:
 
 
 def _passthrough(rule: TeaCacheRule, args, kwargs, hidden_states):
+    """A skipped block's output: `hidden_states` where the block returns them, its text stream unchanged beside them."""
     if rule.output_index is None:
         return hidden_states
     encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
-    return (encoder, hidden_states)
+    return (hidden_states, encoder) if rule.output_index == 0 else (encoder, hidden_states)
 
 
 def _install_teacache(transformer, family: Family, threshold: float) -> list:
