@@ -25,7 +25,7 @@ from tabs.speed import AUTO_METHOD, build_speed_controls
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
-    "context_frames", "context_overlap", "context_stride", "context_blend",
+    "context_frames", "context_overlap", "context_stride", "context_blend", "latent_window_size",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -52,6 +52,8 @@ def describe_length(
     window = _window_or_default(latent_window_size, spec, rules)
     made = rules.nearest_frames(min(int(frames), most), most, window)
     lines = [f"**{made} frames at {int(fps)} fps = {made / fps:.2f} s**"]
+    if window is not None:
+        lines.append(f"in {(made - 1) // rules.frame_step(window)} sections of {rules.frame_step(window)} frames")
     if made != int(frames):
         lines.append(f"({int(frames)} asked; {spec.name} makes {rules.frame_rule(window)} frames)")
     if choice.factor > 1:
@@ -140,6 +142,7 @@ class VideoTab:
             used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
             export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
             used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
+            used.get("latent_window_size"),
         )
 
 
@@ -251,7 +254,7 @@ def build(context: AppContext) -> VideoTab:
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
             loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
-            context_stride, context_blend,
+            context_stride, context_blend, latent_window_size,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
@@ -351,7 +354,7 @@ def build(context: AppContext) -> VideoTab:
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
-        context_blend,
+        context_blend, latent_window_size,
     ]
     return VideoTab(context, settings_components)
 
