@@ -77,7 +77,14 @@ class PartialVideo:
         if self.on_preview is not None:
             self.on_preview(Image.fromarray(frames[0 if self.newest_first else -1]), text)
 
-    def discard(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
+    @contextmanager
+    def watching(self, pipe):
+        """For one pipeline call: a section at a time into the partial video, which is gone afterwards, whatever
+        happened (the finished video is saved the usual way)."""
+        try:
+            with watched_sections(pipe, self.add_section):
+                yield
+        finally:
+            if self.path is not None:
+                self.path.unlink(missing_ok=True)
+                self.path = None

@@ -35,7 +35,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore
 from pipelines.request_values import number, whole_number
-from pipelines.sections import PartialVideo, watched_sections
+from pipelines.sections import PartialVideo
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 
@@ -219,7 +219,7 @@ class VideoRequest:
         """For a checked request in context windows, chunks or sections: the length made and the passes it takes;
         empty otherwise."""
         if self.latent_window_size is not None:
-            return self._sections_note()
+            return sections_note(model_spec(self.model), self.frames, self.fps, self.steps, self.latent_window_size)
         if self.context_frames is None:
             return ""
         per_step, passes = self.transformer_passes()
@@ -233,9 +233,6 @@ class VideoRequest:
             f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in {layout}; {count} × {self.steps} steps = "
             f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
         )
-
-    def _sections_note(self) -> str:
-        return sections_note(model_spec(self.model), self.frames, self.fps, self.steps, self.latent_window_size)
 
     def frames_note(self) -> str:
         """What the frame rule did to the request (checked requests only); empty when nothing changed."""
@@ -395,22 +392,18 @@ def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_reco
     `cache_record` receives what the cache did. A model made in sections writes the video so far to `partial` after
     each section; the partial file is gone when this returns, whatever happened."""
     family = family_spec(spec.family)
-    try:
-        with (
-            manager.use(spec.id, workload, on_progress=job.report) as pipe,
-            _flow_shift(pipe, request.flow_shift),
-            windowed_transformer(pipe.transformer, request.context_windows()),
-            step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
-            watched_sections(pipe, partial.add_section) if partial else nullcontext(),
-        ):
-            job.check_stop()
-            runner = _for_task(pipe, family, "image" in kwargs, spec)
-            torch.manual_seed(seed)
-            frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
-            cache_record.update(cache.record())
-    finally:
-        if partial is not None:
-            partial.discard()
+    with (
+        manager.use(spec.id, workload, on_progress=job.report) as pipe,
+        _flow_shift(pipe, request.flow_shift),
+        windowed_transformer(pipe.transformer, request.context_windows()),
+        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+        partial.watching(pipe) if partial else nullcontext(),
+    ):
+        job.check_stop()
+        runner = _for_task(pipe, family, "image" in kwargs, spec)
+        torch.manual_seed(seed)
+        frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+        cache_record.update(cache.record())
     return frames
 
 
