@@ -472,11 +472,14 @@ def generate_video(
         partial = PartialVideo(
             outputs, f"{spec.id}-{seed}", request.fps, sections, grows_backwards(spec), on_partial=on_partial, on_preview=on_preview,
         )
+    def attempt() -> np.ndarray:
+        nonlocal steps_done
+        steps_done = 0  # a retry after an out-of-memory starts the sections again
+        return _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record, partial)
+
     try:
         cache_record: dict = {}
-        decoded = with_one_retry(
-            job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record, partial)
-        )
+        decoded = with_one_retry(job, attempt)
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
