@@ -300,10 +300,10 @@ class ModelManager:
     def _read_pipeline(self, spec: ModelSpec, files: ModelFiles, dtype: torch.dtype, weights: WeightFormat, use_engine: bool):
         """The pipeline read from its folder, or from a checkpoint file against the base's folder; its block streamer
         when the memory engine holds the transformer; the components still to quantize to fp8/int8 after loading."""
-        family = family_spec(spec.family)
-        pipeline_class = getattr(diffusers, spec.pipeline_class)
         if self.store.weights_spec(spec).component_repos:
             return self._assembled_pipeline(spec, files, dtype, weights, use_engine)
+        family = family_spec(spec.family)
+        pipeline_class = getattr(diffusers, spec.pipeline_class)
         load_kwargs = dict(family.load_kwargs)
         # A GGUF transformer is quantized already; the rest of the quantizable components follow the chosen format.
         gguf = files.checkpoint is not None and files.checkpoint.suffix == ".gguf"
