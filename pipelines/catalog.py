@@ -7,7 +7,7 @@ Adding a model of a known family is adding one `ModelSpec` to `MODELS`. A new fa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
 from typing import Mapping
@@ -30,6 +30,7 @@ class Family(str, Enum):
     SKYREELS_V2 = "skyreels_v2"
     LTX = "ltx"
     OMNIGEN = "omnigen"
+    FRAMEPACK = "framepack"
 
 
 class Task(str, Enum):
@@ -91,6 +92,17 @@ def _teacache_speeds(balanced: float, fast: float) -> Mapping[str, SpeedSetting]
 
 
 @dataclass(frozen=True)
+class SectionRules:
+    """A family that makes every video in sections (FramePack): each section is `window` latent frames, denoised while
+    the transformer sees the input image and a compressed history of the sections made so far, so memory does not grow
+    with the video's length. The user sets the window (the pipeline's `latent_window_size`)."""
+
+    default_window: int
+    min_window: int
+    max_window: int
+
+
+@dataclass(frozen=True)
 class VideoRules:
     """How a video family's VAE and transformer constrain length, and how its pipeline is called."""
 
@@ -112,17 +124,36 @@ class VideoRules:
     asynchronous_forcing: bool = False
     # Whether the pipeline takes VACE's inputs: reference images, an input video and a mask (`WanVACEPipeline`).
     vace_inputs: bool = False
+    # Set for a family that makes every video in sections; its length then grows by whole sections.
+    sections: SectionRules | None = None
+    # Guidance is an input of the transformer (distilled into it), not a second pass without the prompt (FramePack).
+    guidance_distilled: bool = False
 
     @property
     def max_long_frames(self) -> int:
         """The longest video the long mode may make: four times the longest at once (beyond it motion drifts apart)."""
         return (self.max_frames - 1) * 4 + 1
 
-    def nearest_frames(self, frames: int, most: int | None = None) -> int:
+    def frame_step(self, window: int | None = None) -> int:
+        """Frames the length grows by: one latent frame's worth, or one section's of `window` latent frames (the
+        family's default window when None) for a family made in sections."""
+        if self.sections is None:
+            return self.frame_multiple
+        return (window or self.sections.default_window) * self.frame_multiple
+
+    def frame_rule(self, window: int | None = None) -> str:
+        """The frame counts this family makes, as users read them ("4k+1")."""
+        return f"{self.frame_step(window)}k+1"
+
+    def nearest_frames(self, frames: int, most: int | None = None, window: int | None = None) -> int:
         """The frame count this family accepts that is nearest to `frames` (halfway rounds up), within its range
-        (up to `most` in place of `max_frames` when given)."""
-        steps = int((frames - 1) / self.frame_multiple + 0.5)
-        return min(max(steps * self.frame_multiple + 1, self.min_frames), most or self.max_frames)
+        (up to `most` in place of `max_frames` when given); whole sections of `window` for a family made in sections."""
+        step = self.frame_step(window)
+        steps = int((frames - 1) / step + 0.5)
+        if self.sections is not None:
+            # At least one section, and no more than fit in the longest video.
+            return min(max(steps, 1), ((most or self.max_frames) - 1) // step) * step + 1
+        return min(max(steps * step + 1, self.min_frames), most or self.max_frames)
 
     def latent_frames(self, frames: int) -> int:
         return (frames - 1) // self.frame_multiple + 1
@@ -308,6 +339,26 @@ class CompanionRepo:
 
 
 @dataclass(frozen=True)
+class ComponentRepo:
+    """Pipeline components published in a repo of their own, each in the subfolder named after it (FramePack takes
+    HunyuanVideo's text encoders and VAE from one repo and a SigLIP image encoder from another). Stored once in
+    `<models_dir>/<id>/` and shared by every model that names it."""
+
+    id: str
+    name: str
+    # None for a demo repo, which our own code builds.
+    repo: str | None
+    # Pipeline component name (= subfolder) -> its class in diffusers or transformers.
+    components: Mapping[str, str]
+    licence: str
+    folder_marker: str
+
+    @property
+    def allow_patterns(self) -> tuple[str, ...]:
+        return tuple(f"{name}/*" for name in self.components)
+
+
+@dataclass(frozen=True)
 class CheckpointFile:
     """A single checkpoint file (a community fine-tune or a quantized transformer) and what it holds."""
 
@@ -350,6 +401,9 @@ class ModelSpec:
     checkpoint: CheckpointFile | None = None
     # Components published in another repo (their bytes are counted in `component_bytes`).
     companion: CompanionRepo | None = None
+    # Set when the model's own repo holds only its transformer, config and weights at the root: the pipeline is
+    # assembled from it and these repos' components (their bytes are counted in `component_bytes`).
+    component_repos: tuple[ComponentRepo, ...] = ()
 
     @property
     def weight_bytes(self) -> int:
@@ -561,6 +615,37 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             fps_argument="frame_rate", image_to_video_pipeline_class="LTXImageToVideoPipeline",
         ),
     ),
+    Family.FRAMEPACK: FamilySpec(
+        family=Family.FRAMEPACK,
+        # TeaCache's authors' HunyuanVideo thresholds (0.1 ≈ 1.6×, 0.15 ≈ 2.1×); FramePack's own demo uses 0.15.
+        speed=_teacache_speeds(0.1, 0.15),
+        # HunyuanVideo's VAE 8× per side, patch 2×2.
+        size_multiple=16,
+        min_size=64,
+        max_size=1280,
+        # Guidance is distilled into the weights (a `guidance` embedding); the pipeline's true CFG is not offered.
+        supports_negative_prompt=False,
+        # FlowMatch Euler, with the shift FramePack's pipeline derives from the section's size.
+        schedulers=(),
+        # Llama tokens (256) and SigLIP image tokens (27×27) beside the section's own.
+        text_tokens=256 + 729,
+        guidance_doubles_batch=False,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            # The SigLIP image encoder runs once per job, like the text encoders.
+            "image_encoder": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+        # Sections of 9 latent frames (36 video frames) as FramePack ships; up to 60 s at its 30 fps.
+        video=VideoRules(
+            frame_multiple=4, min_frames=5, max_frames=1801, default_fps=30, pixels_per_token=16,
+            sections=SectionRules(default_window=9, min_window=1, max_window=33),
+            guidance_distilled=True,
+        ),
+        quantizable=("transformer", "text_encoder"),
+    ),
     Family.HIDREAM: FamilySpec(
         family=Family.HIDREAM,
         # VAE scale 8 × patch 2; the pipeline floors its rescaled sides to this multiple.
@@ -720,6 +805,40 @@ _SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_mode
 
 _TINY_BYTES = {"transformer": 1_000_000, "text_encoder": 500_000, "text_encoder_2": 500_000, "vae": 1_000_000}
 _TINY_VIDEO_BYTES = {"transformer": 200_000, "text_encoder": 200_000, "vae": 200_000}
+# FramePack: the 13B HunyuanVideo-based transformer (bf16), HunyuanVideo's Llava-Llama-3-8B and CLIP-L text encoders and
+# VAE, Redux's SigLIP-so400m image encoder; bytes from parameter counts, as published.
+_FRAMEPACK_LICENCE = (
+    "Tencent Hunyuan Community License (FramePack's weights and HunyuanVideo's; not licensed in the EU, UK and South "
+    "Korea; see the model cards). The SigLIP image encoder comes from lllyasviel/flux_redux_bfl (see its model card)."
+)
+HUNYUANVIDEO_BASE = ComponentRepo(
+    id="hunyuanvideo-base",
+    name="HunyuanVideo text encoders and VAE",
+    repo="hunyuanvideo-community/HunyuanVideo",
+    components=_frozen({
+        "text_encoder": "LlamaModel", "tokenizer": "AutoTokenizer", "text_encoder_2": "CLIPTextModel",
+        "tokenizer_2": "AutoTokenizer", "vae": "AutoencoderKLHunyuanVideo", "scheduler": "FlowMatchEulerDiscreteScheduler",
+    }),
+    licence=_FRAMEPACK_LICENCE,
+    folder_marker="vae/config.json",
+)
+REDUX_IMAGE_ENCODER = ComponentRepo(
+    id="flux-redux-siglip",
+    name="SigLIP image encoder (from FLUX Redux)",
+    repo="lllyasviel/flux_redux_bfl",
+    components=_frozen({"image_encoder": "SiglipVisionModel", "feature_extractor": "SiglipImageProcessor"}),
+    licence=_FRAMEPACK_LICENCE,
+    folder_marker="image_encoder/config.json",
+)
+_FRAMEPACK_BYTES = {
+    "transformer": 25_700_000_000, "text_encoder": 15_000_000_000, "text_encoder_2": 246_000_000, "vae": 493_000_000,
+    "image_encoder": 856_000_000,
+}
+# The demo's two component repos, built by our code in the same layout.
+_DEMO_FRAMEPACK_REPOS = (
+    replace(HUNYUANVIDEO_BASE, id="demo-hunyuanvideo-base", name="HunyuanVideo text encoders and VAE (tiny)", repo=None, licence=""),
+    replace(REDUX_IMAGE_ENCODER, id="demo-flux-redux-siglip", name="SigLIP image encoder (tiny)", repo=None, licence=""),
+)
 _SKYREELS_LICENCE = "SkyReels V2 Community License (Skywork; see the model card)"
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
 
@@ -1116,6 +1235,43 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(
+        id="framepack-i2v-hy",
+        name="FramePack I2V (HunyuanVideo, long video in sections)",
+        family=Family.FRAMEPACK,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="HunyuanVideoFramepackPipeline",
+        repo="lllyasviel/FramePackI2V_HY",
+        # FramePack's own defaults: 25 steps, distilled guidance 10, 30 fps; 145 frames = 4 sections ≈ 5 s. Sections
+        # are made from the end of the video back to the input image (anti-drifting).
+        defaults=VideoDefaults(
+            steps=25, guidance=10.0, width=640, height=640, frames=145, fps=30, flow_shift=None,
+            call_kwargs=(("sampling_type", "inverted_anti_drifting"),),
+        ),
+        component_bytes=_frozen(_FRAMEPACK_BYTES),
+        licence=_FRAMEPACK_LICENCE,
+        allow_patterns=("*.json", "*.safetensors"),
+        folder_marker="config.json",
+        component_repos=(HUNYUANVIDEO_BASE, REDUX_IMAGE_ENCODER),
+    ),
+    ModelSpec(
+        id="framepack-f1-i2v-hy",
+        name="FramePack F1 I2V (HunyuanVideo, forward sections)",
+        family=Family.FRAMEPACK,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="HunyuanVideoFramepackPipeline",
+        repo="lllyasviel/FramePack_F1_I2V_HY_20250503",
+        # F1 makes its sections forward from the input image (vanilla sampling): more motion, more drift.
+        defaults=VideoDefaults(
+            steps=25, guidance=10.0, width=640, height=640, frames=145, fps=30, flow_shift=None,
+            call_kwargs=(("sampling_type", "vanilla"),),
+        ),
+        component_bytes=_frozen(_FRAMEPACK_BYTES),
+        licence=_FRAMEPACK_LICENCE,
+        allow_patterns=("*.json", "*.safetensors"),
+        folder_marker="config.json",
+        component_repos=(HUNYUANVIDEO_BASE, REDUX_IMAGE_ENCODER),
+    ),
+    ModelSpec(
         id="demo-sd3",
         name="SD3 (tiny)",
         family=Family.SD3,
@@ -1302,6 +1458,23 @@ MODELS: tuple[ModelSpec, ...] = (
         ),
         component_bytes=_frozen(_TINY_VIDEO_BYTES),
         licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-framepack",
+        name="FramePack I2V (tiny)",
+        family=Family.FRAMEPACK,
+        task=Task.IMAGE_TO_VIDEO,
+        pipeline_class="HunyuanVideoFramepackPipeline",
+        demo=True,
+        # Two sections of the default window.
+        defaults=VideoDefaults(
+            steps=4, guidance=10.0, width=64, height=64, frames=73, fps=30, flow_shift=None,
+            call_kwargs=(("sampling_type", "inverted_anti_drifting"),),
+        ),
+        component_bytes=_frozen({**_TINY_VIDEO_BYTES, "text_encoder_2": 200_000, "image_encoder": 100_000}),
+        licence=_DEMO_LICENCE,
+        folder_marker="config.json",
+        component_repos=_DEMO_FRAMEPACK_REPOS,
     ),
 )
 

@@ -302,6 +302,8 @@ class ModelManager:
     def _read_pipeline(self, spec: ModelSpec, files: ModelFiles, dtype: torch.dtype, weights: WeightFormat, use_engine: bool):
         """The pipeline read from its folder, or from a checkpoint file against the base's folder; its block streamer
         when the memory engine holds the transformer; the components still to quantize to fp8/int8 after loading."""
+        if self.store.weights_spec(spec).component_repos:
+            return self._assembled_pipeline(spec, files, dtype, weights, use_engine)
         family = family_spec(spec.family)
         pipeline_class = getattr(diffusers, spec.pipeline_class)
         load_kwargs = dict(family.load_kwargs)
@@ -329,6 +331,29 @@ class ModelManager:
         load_kwargs.update(_companion_components(self.store.weights_spec(spec), files, dtype))
         pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs)
         return pipe, streamer, to_quantize
+
+    def _assembled_pipeline(self, spec: ModelSpec, files: ModelFiles, dtype: torch.dtype, weights: WeightFormat, use_engine: bool):
+        """A pipeline no repo holds whole (FramePack): its transformer from the model's own folder, every other
+        component from the component repos' subfolders. Returns what `_read_pipeline` does."""
+        family = family_spec(spec.family)
+        transformer_class = getattr(diffusers, json.loads((files.folder / "config.json").read_text())["_class_name"])
+        streamer = None
+        to_quantize = list(family.quantizable)
+        if use_engine and files.lora_file is None:
+            transformer, streamer = load_streamed(
+                transformer_class, files.folder, torch.device(self.execution_device()), dtype, self._host_arena()
+            )
+        else:
+            quantization = nf4_model_config(dtype) if weights is WeightFormat.NF4 else None
+            transformer = transformer_class.from_pretrained(
+                files.folder, dtype=dtype, use_safetensors=True, quantization_config=quantization,
+            )
+        components = {}
+        for source in self.store.weights_spec(spec).component_repos:
+            folder = files.component_folders[source.id]
+            for name, class_name in source.components.items():
+                components[name] = _load_component(class_name, folder / name, dtype)
+        return getattr(diffusers, spec.pipeline_class)(transformer=transformer, **components), streamer, to_quantize
 
     def _host_arena(self) -> HostArena:
         if self._arena is None:
@@ -378,6 +403,9 @@ def _denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
     if files.checkpoint is not None:
         return files.checkpoint.stat().st_size
     family = FAMILIES.get(spec.family)
+    if files.component_folders:
+        # The model's own folder is its transformer.
+        return _bytes_on_disk(files.folder)
     return _bytes_on_disk(files.folder / family.denoiser) if family else 0
 
 
@@ -394,6 +422,15 @@ def _denoiser_from_file(files: ModelFiles, family: FamilySpec, dtype: torch.dtyp
         str(files.checkpoint), config=str(files.folder), subfolder=family.denoiser, local_files_only=True,
         dtype=dtype, quantization_config=quantization,
     )
+
+
+def _load_component(class_name: str, folder, dtype: torch.dtype):
+    """One pipeline component from its folder: a model (diffusers or transformers) in `dtype`, or a tokenizer,
+    processor or scheduler."""
+    component_class = getattr(diffusers, class_name, None) or getattr(transformers, class_name)
+    if issubclass(component_class, torch.nn.Module):
+        return component_class.from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    return component_class.from_pretrained(folder)
 
 
 def _component_class(folder, component: str) -> str:
@@ -435,6 +472,7 @@ def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
         needed += files.checkpoint.stat().st_size
     if files.companion_folder:
         needed += _bytes_on_disk(files.companion_folder)
+    needed += sum(_bytes_on_disk(folder) for folder in files.component_folders.values())
     available = psutil.virtual_memory().available
     if needed > available:
         raise NotEnoughMemory(

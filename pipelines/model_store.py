@@ -17,15 +17,15 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipelines.catalog import CompanionRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
+from pipelines.catalog import CompanionRepo, ComponentRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
-from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_lora, build_tiny_model
+from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_component_repo, build_tiny_lora, build_tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +37,15 @@ _CONFIG_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/*.model")
 @dataclass(frozen=True)
 class ModelFiles:
     """The folder a pipeline loads from, the LoRA file fused into it, the folder of a component published in a
-    repo of its own (HiDream's Llama encoder) and the checkpoint file loaded against the folder, if any."""
+    repo of its own (HiDream's Llama encoder) and the checkpoint file loaded against the folder, if any. For a model
+    assembled from component repos (FramePack), `folder` holds its transformer and `component_folders` the rest, by
+    component repo id."""
 
     folder: Path
     lora_file: Path | None = None
     companion_folder: Path | None = None
     checkpoint: Path | None = None
+    component_folders: dict[str, Path] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -78,6 +81,21 @@ class ModelStore:
             return None
         return self.models_dir / ("demo" if spec.demo else "") / companion.id
 
+    def component_repo_folder(self, spec: ModelSpec, source: ComponentRepo) -> Path:
+        """Where a component repo lives: one folder, shared by every model that names it."""
+        return self.models_dir / ("demo" if spec.demo else "") / source.id
+
+    def _find_component_repos(self, spec: ModelSpec) -> dict[str, Path]:
+        """The folders of the model's component repos that are on this machine, by repo id."""
+        found = {}
+        for source in self.weights_spec(spec).component_repos:
+            folder = self.component_repo_folder(spec, source)
+            if not (folder / source.folder_marker).is_file():
+                folder = self._cached_snapshot(source)
+            if folder is not None:
+                found[source.id] = folder
+        return found
+
     def base_files_folder(self, spec: ModelSpec) -> Path:
         """Where the part of a checkpoint file's base model that the file lacks is kept when the base itself is not here."""
         return self.models_dir / "bases" / spec.base
@@ -104,7 +122,7 @@ class ModelStore:
             return self.models_dir / "demo" / spec.id / spec.lora.filename
         return self.models_dir / "loras" / spec.lora.filename
 
-    def _cached_snapshot(self, source: ModelSpec | CompanionRepo) -> Path | None:
+    def _cached_snapshot(self, source: ModelSpec | CompanionRepo | ComponentRepo) -> Path | None:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -143,7 +161,10 @@ class ModelStore:
             companion = self._find_companion(spec)
             if companion is None:
                 return None
-        return ModelFiles(folder, lora, companion)
+        components = self._find_component_repos(spec)
+        if len(components) < len(weights.component_repos):
+            return None
+        return ModelFiles(folder, lora, companion, component_folders=components)
 
     def is_on_disk(self, spec: ModelSpec) -> bool:
         if spec.demo:
@@ -175,7 +196,12 @@ class ModelStore:
             companion = self._find_companion(spec)
             if companion is None:
                 companion = self._download_folder(spec, weights.companion, self.companion_folder(spec), on_progress)
-        return ModelFiles(folder, lora, companion)
+        components = self._find_component_repos(spec)
+        for source in weights.component_repos:
+            if source.id not in components:
+                target = self.component_repo_folder(spec, source)
+                components[source.id] = self._download_folder(spec, source, target, on_progress)
+        return ModelFiles(folder, lora, companion, component_folders=components)
 
     def _ensure_checkpoint_base(self, spec: ModelSpec, on_progress: ProgressCallback | None) -> ModelFiles:
         """The checkpoint file with its base's folder: found, built (demo base) or downloaded, never at load time."""
@@ -216,13 +242,21 @@ class ModelStore:
                 f"its {companion.name}, from a repo of its own: hf download {companion.repo} "
                 f"--include {' '.join(repr(p) for p in companion.allow_patterns)} --local-dir {self.companion_folder(spec)}"
             )
+        found = self._find_component_repos(spec)
+        for source in weights.component_repos:
+            if source.id not in found:
+                commands.append(
+                    f"its {source.name}, from a repo of its own: hf download {source.repo} "
+                    f"--include {' '.join(repr(p) for p in source.allow_patterns)} --local-dir {self.component_repo_folder(spec, source)}"
+                )
         return (
             f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
             f"Get it with: {' ; and '.join(commands)}. Or start with --demo to try the app with demo models."
         )
 
     def _download_folder(
-        self, spec: ModelSpec, source: ModelSpec | CompanionRepo, folder: Path, on_progress: ProgressCallback | None
+        self, spec: ModelSpec, source: ModelSpec | CompanionRepo | ComponentRepo, folder: Path,
+        on_progress: ProgressCallback | None,
     ) -> Path:
         """Download `source` (the model's own repo, or its companion's) for `spec` into `folder`; returns `folder`."""
         from huggingface_hub import snapshot_download
@@ -251,7 +285,7 @@ class ModelStore:
         except Exception as error:  # as above
             raise ModelNotAvailable(self._download_failure(spec, self.weights_spec(spec), error)) from error
 
-    def _download_failure(self, spec: ModelSpec, source: ModelSpec | CompanionRepo, error: Exception) -> str:
+    def _download_failure(self, spec: ModelSpec, source: ModelSpec | CompanionRepo | ComponentRepo, error: Exception) -> str:
         if _is_refusal(error):
             needs = "" if source is self.weights_spec(spec) else f"{spec.name} needs {source.name}, which "
             subject = needs or f"{spec.name} "
@@ -273,7 +307,12 @@ class ModelStore:
         companion = self.companion_folder(spec)
         if companion is not None and not _demo_is_current(companion):
             _build_atomically(companion, lambda target: build_tiny_companion(weights.family, target))
-        return ModelFiles(folder, lora, companion)
+        components = {}
+        for source in weights.component_repos:
+            components[source.id] = self.component_repo_folder(spec, source)
+            if not _demo_is_current(components[source.id]):
+                _build_atomically(components[source.id], lambda target, repo_id=source.id: build_tiny_component_repo(repo_id, target))
+        return ModelFiles(folder, lora, companion, component_folders=components)
 
 
 def _is_refusal(error: Exception) -> bool:
@@ -335,6 +374,8 @@ class ModelListing:
             "repo": spec.repo,
             # A component's repo beside the model's own (HiDream's gated Llama encoder), or None.
             "companion_repo": spec.companion.repo if spec.companion else None,
+            # Repos the pipeline takes components from beside its own (FramePack: HunyuanVideo's encoders and VAE).
+            "component_repos": [source.repo for source in spec.component_repos],
             "base": spec.base,
             "demo": spec.demo,
             "on_disk": self.on_disk,

@@ -23,6 +23,8 @@ from pipelines.errors import OutputNotWritable
 from pipelines.media import encode_audio, encode_video, read_comment, read_embedded_text
 
 PARAMETERS_KEY = "atelier"
+# Where the video so far of a running job lives (never listed: no sidecars); see `write_partial_video`.
+PARTIAL_FOLDER = "partial"
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,19 @@ class OutputStore:
         if prefix:
             stem = f"{safe_name(prefix)}-{stem}"
         return self._save_bytes(data, kind, stem, suffix, parameters)
+
+    def write_partial_video(self, frames, fps: float, stem: str) -> Path:
+        """The video so far of a job still running, as an MP4 at `partial/<stem>-partial.mp4`, replaced whole each time
+        (written beside it, then renamed over it), so a player never reads half a file. Not a result: it has no sidecar,
+        is never listed, and the job removes it when it ends."""
+        folder = self.root / PARTIAL_FOLDER
+        path = folder / f"{safe_name(stem)}-partial.mp4"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_replacing(path, encode_video(frames, fps, ".mp4", json.dumps({"partial": True, "frames": len(frames)})))
+        except OSError as error:
+            raise OutputNotWritable(f"Cannot write to the outputs folder {folder}: {error.strerror or error}") from error
+        return path
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
         """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""

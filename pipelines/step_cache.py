@@ -36,9 +36,11 @@ class TeaCacheRule:
     probe: str
     # Rescaling polynomial, highest power first. Fitted by TeaCache's authors (github.com/ali-vilab/TeaCache):
     # FLUX from TeaCache4FLUX/teacache_flux.py; Wan2.1 T2V 1.3B (ret_steps mode) from TeaCache4Wan2.1/teacache_generate.py;
-    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py; HiDream-I1 Full from TeaCache4HiDream-I1/teacache_hidream_i1.py.
+    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py; HiDream-I1 Full from TeaCache4HiDream-I1/teacache_hidream_i1.py;
+    # HunyuanVideo (FramePack's base, whose own TeaCache uses the same) from TeaCache4HunyuanVideo/teacache_sample_video.py.
     coefficients: tuple[float, ...]
-    # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states));
+    # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states),
+    # HunyuanVideo (hidden_states, encoder_hidden_states));
     # None when a block returns hidden_states alone. A tuple gives one per entry of `block_lists` (HiDream's double
     # blocks return (hidden_states, encoder_hidden_states), its single blocks hidden_states alone).
     output_index: int | None | tuple[int | None, ...] = None
@@ -66,10 +68,15 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
         (-3.13605009e04, -7.12425503e02, 4.91363285e01, 8.26515490e00, 1.08053901e-01),
         output_index=(0, None), timestep_argument="timesteps",
     ),
+    # The first dual-stream block's modulated input, over the section's tokens and its packed history.
+    Family.FRAMEPACK: TeaCacheRule(
+        ("transformer_blocks", "single_transformer_blocks"), "norm1",
+        (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
+    ),
 }
 
 # diffusers' FirstBlockCache works on these (NOTES: it fails on SD3; HiDream's blocks take other arguments).
-FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX})
+FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX, Family.FRAMEPACK})
 
 
 def methods_for(family: Family) -> tuple[str, ...]:
@@ -165,6 +172,10 @@ class _TeaCache:
     timestep_embedding: torch.Tensor | None = None
 
     def on_denoiser_call(self, timestep: torch.Tensor) -> None:
+        # A timestep above the last one starts a new denoising pass (FramePack's next section): nothing of the last
+        # pass may stand in for this one's first step.
+        if self.last_timestep is not None and bool((timestep > self.last_timestep).any()):
+            self.slots.clear()
         # Calls with the same timestep are the conditional/unconditional passes of one step.
         same_step = self.last_timestep is not None and torch.equal(timestep, self.last_timestep)
         self.call_in_step = self.call_in_step + 1 if same_step else 0

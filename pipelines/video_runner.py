@@ -1,9 +1,12 @@
-"""Text or image to video (Wan2.1, LTX-Video), and VACE's references, video editing with a mask and first frame
-(pipelines/vace.py): one request in, one saved video out.
+"""Text or image to video (Wan2.1, LTX-Video, FramePack), and VACE's references, video editing with a mask and first
+frame (pipelines/vace.py): one request in, one saved video out.
 
     1. check the request (frames rounded to the model's rule, and the rounding said)   2. load (manager.use)
     3. set the flow shift   4. denoise (Stop, progress and a latent preview between steps)   5. decode
     6. keep the input's unmasked pixels (VACE, optional)   7. interpolate frames (optional)   8. export and save
+
+FramePack denoises and decodes section after section in one pipeline call; after each section the video so far is
+written as a playable partial file (replaced whole each time, removed when the job ends) and handed to the UI.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -37,6 +40,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore
 from pipelines.request_values import number, whole_number
+from pipelines.sections import PartialVideo
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.video_export import ExportedVideo, ExportSettings, export_video
 
@@ -52,6 +56,8 @@ MAX_PROMPT_CHARS = 10_000
 PREVIEW_EVERY = 2
 
 PreviewCallback = Callable[[Image.Image, str], None]
+# The playable video so far of a model made in sections, after each section.
+PartialCallback = Callable[[Path, str], None]
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,9 @@ class VideoRequest:
     video: str | None = None
     mask: str | None = None
     keep_unmasked: bool = False
+    # Sections (FramePack): latent frames per section (the pipeline's `latent_window_size`; 4 video frames each).
+    # None: the family's default; ignored by families that do not make sections.
+    latent_window_size: int | None = None
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
     # Filled by check(): how the input video and mask were sampled, cut and fitted (VACE).
@@ -147,6 +156,7 @@ class VideoRequest:
         if context_frames is not None and rules.long_video is None:
             raise InvalidRequest("context_frames", f"{spec.name} does not make long videos in windows or chunks; leave it empty")
         most = rules.max_long_frames if context_frames is not None else rules.max_frames
+        window = checked_window(self.latent_window_size, spec.name, rules)
         requested = whole_number("frames", self.frames, defaults.frames)
         if not 1 <= requested <= most:
             longer = (
@@ -156,9 +166,9 @@ class VideoRequest:
             raise InvalidRequest(
                 "frames", f"{requested} is out of range; {spec.name} makes 1 to {most} frames "
                 f"{'in a long video' if context_frames is not None else 'at once'} "
-                f"(a multiple of {rules.frame_multiple} plus one){longer}"
+                f"({rules.frame_rule(window)}){longer}"
             )
-        frames = rules.nearest_frames(requested, most)
+        frames = rules.nearest_frames(requested, most, window)
         context = _checked_context(self, context_frames, frames, rules)
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
@@ -191,7 +201,7 @@ class VideoRequest:
         compile_choice = check_compile(self.compile, cache_method)
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
-            frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
+            frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed, latent_window_size=window,
             interpolation=self.interpolation or "none", export=export, **context, **forcing,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_choice,
             attention=check_attention(self.attention),
@@ -230,19 +240,30 @@ class VideoRequest:
         """Transformer calls per guidance pass for each chunk: the steps, more in asynchronous diffusion forcing."""
         return [rounds(self.steps, chunk, self.ar_step, self.causal_block_size or 1) for chunk in self.chunk_layout()]
 
+    def sections(self) -> int:
+        """How many sections a checked request of a family made in sections is denoised in, one after the other; 0
+        for the other families."""
+        if self.latent_window_size is None:
+            return 0
+        return (self.frames - 1) // family_spec(model_spec(self.model).family).video.frame_step(self.latent_window_size)
+
     def transformer_passes(self) -> tuple[int, int]:
-        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or the
-        chunks' rounds, twice that when guidance runs the transformer once with and once without the prompt."""
+        """(windows per step, chunks or sections; transformer passes in all) for a checked request: windows × steps,
+        sections × steps or the chunks' rounds, twice that when guidance runs the transformer once with and once
+        without the prompt."""
         windows = self.context_windows()
-        per_step = len(windows.windows()) if windows else self.history_chunks()
-        calls = per_step * self.steps if windows else sum(self.denoising_rounds())
+        sections = self.sections()
+        per_step = len(windows.windows()) if windows else (sections or self.history_chunks())
+        calls = per_step * self.steps if windows or sections else sum(self.denoising_rounds())
         family = family_spec(model_spec(self.model).family)
-        separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
+        separate_unconditional = self.guidance > 1.0 and not (family.guidance_doubles_batch or family.video.guidance_distilled)
         return per_step, calls * (2 if separate_unconditional else 1)
 
     def length_note(self) -> str:
-        """For a checked request in context windows, chunks or asynchronous mode: the length made and the passes it
-        takes; empty otherwise."""
+        """For a checked request in context windows, chunks, sections or asynchronous mode: the length made and the
+        passes it takes; empty otherwise."""
+        if self.latent_window_size is not None:
+            return sections_note(model_spec(self.model), self.frames, self.fps, self.steps, self.latent_window_size)
         if self.context_frames is None and not self.ar_step:
             return ""
         per_step, passes = self.transformer_passes()
@@ -272,8 +293,40 @@ class VideoRequest:
         rules = family_spec(spec.family).video
         return (
             f"{self.frames_requested} frames were asked for; {spec.name} makes "
-            f"{rules.frame_multiple}k+1 frames, so {self.frames} were made."
+            f"{rules.frame_rule(self.latent_window_size)} frames, so {self.frames} were made."
         )
+
+
+def sections_note(spec: ModelSpec, frames: int, fps: int, steps: int, window: int) -> str:
+    """The length a model made in sections makes, in how many sections and transformer passes (one per section and
+    step: its guidance is distilled), for frames already on its rule."""
+    section_frames = family_spec(spec.family).video.frame_step(window)
+    sections = (frames - 1) // section_frames
+    order = "from the last section back to the picture" if grows_backwards(spec) else "forward from the picture"
+    return (
+        f"Sections: {frames} frames = {frames / fps:.2f} s at {fps} fps in {sections} section{'s' if sections != 1 else ''} "
+        f"of {section_frames} frames (latent window {window}), made {order}; {sections} × {steps} steps = "
+        f"{sections * steps} transformer passes."
+    )
+
+
+def checked_window(value, model_name: str, rules: VideoRules) -> int | None:
+    """The latent frames per section for a family made in sections (its default when not given); None for the others."""
+    if rules.sections is None:
+        return None
+    window = whole_number("latent_window_size", value, rules.sections.default_window)
+    low, high = rules.sections.min_window, rules.sections.max_window
+    if not low <= window <= high:
+        raise InvalidRequest(
+            "latent_window_size", f"{window} is out of range; {model_name} makes sections of {low} to {high} latent frames "
+            f"({low * rules.frame_multiple} to {high * rules.frame_multiple} video frames)"
+        )
+    return window
+
+
+def grows_backwards(spec: ModelSpec) -> bool:
+    """Whether a model made in sections makes the end of the video first (FramePack's anti-drifting order)."""
+    return dict(spec.defaults.call_kwargs).get("sampling_type") == "inverted_anti_drifting"
 
 
 def _checked_context(request: VideoRequest, context_frames: int | None, frames: int, rules: VideoRules) -> dict:
@@ -405,9 +458,11 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: dict) -> np.ndarray:
+def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: dict, partial: PartialVideo | None) -> np.ndarray:
     """The frames, from the seed's noise, with the request's flow shift, step cache and compiled blocks for this job
-    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks")."""
+    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks"). A model
+    made in sections writes the video so far to `partial` after each section; the partial file is gone when this
+    returns, whatever happened."""
     family = family_spec(spec.family)
     with (
         manager.use(spec.id, workload, on_progress=job.report) as pipe,
@@ -415,6 +470,7 @@ def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: d
         windowed_transformer(pipe.transformer, request.context_windows()),
         compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+        partial.watching(pipe) if partial else nullcontext(),
     ):
         job.check_stop()
         attention = apply_attention(pipe.transformer, request.attention, manager.preset.attention, manager.execution_device())
@@ -426,7 +482,8 @@ def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: d
 
 
 def generate_video(
-    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None
+    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None,
+    on_partial: PartialCallback | None = None,
 ) -> VideoResult:
     # 1. Check before anything loads.
     request = request.check(manager.store.models_dir)
@@ -441,11 +498,18 @@ def generate_video(
 
     # Calls per chunk: the steps, or the rounds of asynchronous diffusion forcing (the first chunk takes the most).
     rounds_per_chunk = request.denoising_rounds()[0]
+    sections = request.sections()
+    steps_done = 0
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
+        nonlocal steps_done
         job.check_stop()
+        steps_done += 1
         text = f"Step {step + 1}/{rounds_per_chunk}"
-        job.report((step + 1) / rounds_per_chunk * 0.95, text)
+        if sections:
+            text = f"Section {(steps_done - 1) // request.steps + 1}/{sections}, step {step + 1}/{request.steps}"
+        fraction = steps_done / (request.steps * sections) if sections else (step + 1) / rounds_per_chunk
+        job.report(fraction * 0.95, text)
         if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == rounds_per_chunk):
             on_preview(latent_preview(callback_kwargs["latents"], request, family), text)
         return callback_kwargs
@@ -455,6 +519,9 @@ def generate_video(
     # In context windows the transformer sees one window at a time: memory is planned for a window. VACE puts each
     # reference image before the video as one more latent frame (frame_multiple video frames).
     denoised_frames = min(request.frames, request.context_frames or request.frames) + len(request.reference_images) * rules.frame_multiple
+    if sections:
+        # One section at a time: its latent frames, plus the clean and compressed history (about 2.5 latent frames).
+        denoised_frames = (request.latent_window_size + 2) * rules.frame_multiple + 1
     tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
@@ -487,22 +554,36 @@ def generate_video(
         job.check_stop()
         job.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
 
+    partial = None
+    if sections:
+        # diffusers counts sections as ceil(num_frames / window frames): ask for exactly ours.
+        window_frames = (request.latent_window_size - 1) * rules.frame_multiple + 1
+        kwargs.update(num_frames=sections * window_frames, latent_window_size=request.latent_window_size)
+        partial = PartialVideo(
+            outputs, f"{spec.id}-{seed}", request.fps, sections, grows_backwards(spec), on_partial=on_partial, on_preview=on_preview,
+        )
+    records: dict = {}
+
+    def attempt() -> np.ndarray:
+        nonlocal steps_done
+        steps_done = 0  # a retry after an out-of-memory starts the sections again
+        return _make_frames(manager, spec, workload, request, job, kwargs, seed, records, partial)
+
     try:
-        records: dict = {}
-        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, records))
+        decoded = with_one_retry(job, attempt)
         frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
-        # Keep the input's own pixels outside the mask, exactly (the VAE's round trip would blur them).
+        # 6. Keep the input's own pixels outside the mask, exactly (the VAE's round trip would blur them).
         if vace_inputs is not None and request.keep_unmasked:
             frames = vace.paste_kept(frames, vace_inputs)
 
-        # 6. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
+        # 7. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
         job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
         frames = interpolate(frames, interpolation, manager.store.models_dir, manager.execution_device(), on_pair)
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
 
-    # 7. Export and save with everything needed to reproduce it.
+    # 8. Export and save with everything needed to reproduce it.
     parameters = {
         **{
             key: value for key, value in asdict(request).items()

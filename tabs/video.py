@@ -1,5 +1,5 @@
-"""The Video tab: text and image to video with Wan2.1 and LTX-Video, VACE's references and video editing with a mask,
-Video Combine export and frame interpolation. Endpoint: /generate_video."""
+"""The Video tab: text and image to video with Wan2.1, LTX-Video and FramePack, VACE's references and video editing
+with a mask, Video Combine export and frame interpolation. Endpoint: /generate_video."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import offered as offered_interpolations
 from pipelines.video_export import FORMATS, ExportSettings
-from pipelines.video_runner import VideoRequest, VideoResult, generate_video
+from pipelines.video_runner import VideoRequest, VideoResult, checked_window, generate_video, sections_note
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
@@ -27,6 +27,7 @@ SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
     "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
+    "latent_window_size",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -40,7 +41,8 @@ def _offered_video_models(context: AppContext) -> tuple[list[tuple[str, str]], s
 
 
 def describe_length(
-    model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4", context_frames=None
+    model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4", context_frames=None,
+    latent_window_size=None,
 ) -> str:
     """What the settings will make, in frames and seconds, before anything runs (longer in context windows)."""
     spec = video_models().get(model_id)
@@ -49,10 +51,13 @@ def describe_length(
         return ""
     rules = family_spec(spec.family).video
     most = rules.max_long_frames if context_frames and rules.long_video else rules.max_frames
-    made = rules.nearest_frames(min(int(frames), most), most)
+    window = _window_or_default(latent_window_size, spec, rules)
+    made = rules.nearest_frames(min(int(frames), most), most, window)
     lines = [f"**{made} frames at {int(fps)} fps = {made / fps:.2f} s**"]
+    if window is not None:
+        lines.append(f"in {(made - 1) // rules.frame_step(window)} sections of {rules.frame_step(window)} frames")
     if made != int(frames):
-        lines.append(f"({int(frames)} asked; {spec.name} makes {rules.frame_multiple}k+1 frames)")
+        lines.append(f"({int(frames)} asked; {spec.name} makes {rules.frame_rule(window)} frames)")
     if choice.factor > 1:
         more = (made - 1) * choice.factor + 1
         lines.append(f"· after {choice.label}: {more} frames at {int(fps) * choice.factor} fps = {more / (fps * choice.factor):.2f} s")
@@ -67,13 +72,32 @@ def describe_length(
     return " ".join(lines)
 
 
+def _window_or_default(value, spec, rules):
+    """The latent window of a model made in sections as given, or its default when the value is not one it takes."""
+    try:
+        return checked_window(value, spec.name, rules)
+    except InvalidRequest:
+        return checked_window(None, spec.name, rules)
+
+
 def describe_long_video(
     models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend, ar_step=0,
-    causal_block_size=None,
+    causal_block_size=None, latent_window_size=None,
 ):
-    """The length context windows, chunks or asynchronous blocks make and the transformer passes they take, or what is
-    wrong with the settings."""
-    if (not context_frames and not ar_step) or model_id not in video_models():
+    """The length context windows, chunks, sections or asynchronous blocks make and the transformer passes they take,
+    or what is wrong with the settings."""
+    spec = video_models().get(model_id)
+    rules = family_spec(spec.family).video if spec else None
+    if rules is not None and rules.sections is not None:
+        try:
+            window = checked_window(latent_window_size, spec.name, rules)
+        except InvalidRequest as error:
+            return f"⚠️ {error}"
+        if not frames or not fps or not steps or frames < 1 or fps < 1 or steps < 1:
+            return ""
+        made = rules.nearest_frames(min(int(frames), rules.max_frames), window=window)
+        return sections_note(spec, made, int(fps), int(steps), window)
+    if (not context_frames and not ar_step) or spec is None:
         return "Empty window length: the whole video at once."
     request = VideoRequest(
         prompt="length", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
@@ -101,8 +125,10 @@ def model_info(model_id: str) -> str:
     )
     if rules.vace_inputs:
         needs = " · optional reference images, input video and mask (VACE), or an input image as the first frame"
+    if rules.sections is not None:
+        needs += " · made in sections (section length under Long video)"
     head = DEMO_NOTE if spec.demo else f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
-    return f"{head}\n\nSizes: multiples of {family_spec(spec.family).size_multiple}; frames: {rules.frame_multiple}k+1{needs}"
+    return f"{head}\n\nSizes: multiples of {family_spec(spec.family).size_multiple}; frames: {rules.frame_rule()}{needs}"
 
 
 @dataclass
@@ -126,7 +152,7 @@ class VideoTab:
             used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
             export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
             used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
-            used.get("ar_step") or 0, used.get("causal_block_size"),
+            used.get("ar_step") or 0, used.get("causal_block_size"), used.get("latent_window_size"),
         )
 
 
@@ -191,7 +217,9 @@ def build(context: AppContext) -> VideoTab:
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
                     "overlap (stride 2 also lets every other frame share a window). SkyReels V2: chunks made one after "
-                    "the other, each continuing from the last frames of the one before. Lengths in video frames."
+                    "the other, each continuing from the last frames of the one before. Lengths in video frames. "
+                    "FramePack always works in sections (up to 60 s): set the section length in latent frames "
+                    "(4 video frames each); the video so far plays after every section."
                 )
                 with gr.Row():
                     context_frames = gr.Number(
@@ -214,6 +242,10 @@ def build(context: AppContext) -> VideoTab:
                         label="Causal block size, latent frames (empty = the largest that fits, up to 5)", value=None, precision=0,
                         elem_id="video-causal-block-size",
                     )
+                latent_window_size = gr.Number(
+                    label="Section length, latent frames (FramePack latent_window_size; empty = 9, i.e. 36 frames)",
+                    value=None, precision=0, elem_id="video-latent-window",
+                )
                 long_note = gr.Markdown(elem_id="video-long-note")
             with gr.Accordion("Video Combine (export)", open=False):
                 with gr.Row():
@@ -233,7 +265,7 @@ def build(context: AppContext) -> VideoTab:
                 generate = gr.Button("Generate", variant="primary", elem_id="video-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
         with gr.Column(scale=3):
-            player = gr.Video(label="Video", interactive=False, elem_id="video-player")
+            player = gr.Video(label="Video (FramePack: the video so far after each section)", interactive=False, elem_id="video-player")
             preview = gr.Image(label="Preview of the latents while denoising", interactive=False, height=240, elem_id="video-preview")
             result_file = gr.File(label="File", interactive=False, elem_id="video-file")
             summary = gr.Markdown(elem_id="video-result")
@@ -249,7 +281,7 @@ def build(context: AppContext) -> VideoTab:
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
         cache_threshold=None, ar_step=None, causal_block_size=None, compile=None, attention=None, reference_images=None,
-        video=None, mask=None, keep_unmasked=None, request: gr.Request = None, progress=gr.Progress(),
+        video=None, mask=None, keep_unmasked=None, latent_window_size=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -265,16 +297,18 @@ def build(context: AppContext) -> VideoTab:
             ar_step=ar_step or 0, causal_block_size=causal_block_size,
             compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
             reference_images=tuple(reference_images or ()), video=video, mask=mask, keep_unmasked=bool(keep_unmasked),
+            latent_window_size=latent_window_size,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
             loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
-            context_stride, context_blend, ar_step, causal_block_size,
+            context_stride, context_blend, ar_step, causal_block_size, latent_window_size,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
         job_summary = f"{chosen.name} · {checked.width}×{checked.height} · {checked.frames} frames · {checked.prompt[:60]}"
-        previews: queue.Queue = queue.Queue()
+        # (component, value) pairs for the page while the job runs: latent previews, and the video so far.
+        shown: queue.Queue = queue.Queue()
         outcome: dict = {}
 
         def report(fraction, text):
@@ -284,21 +318,24 @@ def build(context: AppContext) -> VideoTab:
             try:
                 with context.queue.run(owner_of(request), "Video", job_summary, report) as job:
                     outcome["result"] = generate_video(
-                        checked, context.manager, context.outputs, job, on_preview=lambda picture, text: previews.put(picture),
+                        checked, context.manager, context.outputs, job,
+                        on_preview=lambda picture, text: shown.put((preview, picture)),
+                        on_partial=lambda path, text: shown.put((player, str(path))),
                     )
             except JobStopped:
                 outcome["result"] = VideoResult(None, stopped=True, frames_note=checked.frames_note())
             except BaseException as error:  # handed to the request's thread, where shown_to_user reports it
                 outcome["error"] = error
             finally:
-                previews.put(None)
+                shown.put(None)
 
         # The job runs beside this generator so previews reach the page while it denoises; the copied context
         # carries Gradio's progress tracking into the thread.
         worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
         worker.start()
-        while (picture := previews.get()) is not None:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), picture
+        while (item := shown.get()) is not None:
+            target, value = item
+            yield tuple(value if component is target else gr.skip() for component in outputs)
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
@@ -308,14 +345,14 @@ def build(context: AppContext) -> VideoTab:
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
         context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size, compile_blocks,
-        attention, reference_images, vace_video, vace_mask, keep_unmasked,
+        attention, reference_images, vace_video, vace_mask, keep_unmasked, latent_window_size,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
 
-    length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames]
+    length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames, latent_window_size]
     for control in length_inputs:
         control.change(describe_length, inputs=length_inputs, outputs=[length], api_visibility="private")
 
@@ -324,19 +361,24 @@ def build(context: AppContext) -> VideoTab:
 
     long_inputs = [
         model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend, ar_step, causal_block_size,
+        latent_window_size,
     ]
     for control in long_inputs:
         control.change(long_video_note, inputs=long_inputs, outputs=[long_note], api_visibility="private")
 
-    def frames_from_duration(model_id, seconds, rate, windows):
+    def frames_from_duration(model_id, seconds, rate, windows, window):
+        """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1…"""
         chosen = video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
             return gr.skip()
         rules = family_spec(chosen.family).video
         most = rules.max_long_frames if windows and rules.long_video else rules.max_frames
-        return rules.nearest_frames(min(round(seconds * rate) + 1, most), most)
+        return rules.nearest_frames(min(round(seconds * rate) + 1, most), most, _window_or_default(window, chosen, rules))
 
-    duration.input(frames_from_duration, inputs=[model, duration, fps, context_frames], outputs=[frames], api_visibility="private")
+    duration.input(
+        frames_from_duration, inputs=[model, duration, fps, context_frames, latent_window_size], outputs=[frames],
+        api_visibility="private",
+    )
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
 
     def show_vace_inputs(model_id):
@@ -386,7 +428,7 @@ def build(context: AppContext) -> VideoTab:
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
-        context_blend, ar_step, causal_block_size,
+        context_blend, ar_step, causal_block_size, latent_window_size,
     ]
     return VideoTab(context, settings_components)
 

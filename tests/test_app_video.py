@@ -96,3 +96,19 @@ def test_bad_context_window_settings_are_a_clear_error(client):
             prompt="a fox", model="demo-wan", frames=25, steps=2, context_frames=9, context_overlap=12, api_name="/generate_video",
         )
     assert "context_overlap: 12 is out of range" in str(error.value)
+
+
+def test_generate_video_makes_framepack_sections_and_plays_the_video_so_far_after_each(client, start_picture):
+    job = client.submit(
+        prompt="the picture, moving", model="demo-framepack", image=handle_file(str(start_picture)), frames=17,
+        latent_window_size=2, steps=2, seed=8, width=None, height=None, fps=None, api_name="/generate_video",
+    )
+    file, used, summary, player, _ = job.result()
+    video = read_video(file)
+    assert video.frames.shape == (17, 64, 80, 3) and video.fps == 30.0
+    assert used["parameters"]["latent_window_size"] == 2 and "in 2 sections of 8 frames" in summary
+    # Before the result: the player got the video so far after the first section (5 frames). Gradio may fold the
+    # second section's update (all 17 frames) into the result that follows it at once; the runner's tests see both.
+    players = [update[3] for update in job.outputs() if isinstance(update, (list, tuple)) and len(update) == 5]
+    partial_lengths = [len(read_video(path).frames) for path in players if isinstance(path, str) and path.endswith("-partial.mp4")]
+    assert partial_lengths[0] == 5 and set(partial_lengths) <= {5, 17}

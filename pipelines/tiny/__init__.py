@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, framepack, hidream, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 3
@@ -29,6 +29,8 @@ _BUILDERS = {
     Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
     Family.OMNIGEN: omnigen.build,
+    # The transformer alone, at the folder's root, as FramePack's repos publish it.
+    Family.FRAMEPACK: framepack.build_transformer,
 }
 # Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
 # on its text-to-video model) and FLUX.1 Fill.
@@ -61,6 +63,18 @@ _COMPANION_BUILDERS = {
 def build_tiny_companion(family: Family, folder: Path, seed: int = 0) -> None:
     """Write the tiny stand-in for the separately published component of `family` into `folder`."""
     _COMPANION_BUILDERS[family](Path(folder), seed)
+
+
+# Component repos (see `ComponentRepo`) by the id of their demo stand-in.
+_COMPONENT_REPO_BUILDERS = {
+    "demo-hunyuanvideo-base": framepack.build_hunyuanvideo_base,
+    "demo-flux-redux-siglip": framepack.build_redux_image_encoder,
+}
+
+
+def build_tiny_component_repo(repo_id: str, folder: Path, seed: int = 0) -> None:
+    """Write the tiny stand-in for the component repo `repo_id` into `folder`."""
+    _COMPONENT_REPO_BUILDERS[repo_id](Path(folder), seed)
 
 
 def build_tiny_lora(family: Family, path: Path, seed: int = 0) -> None:

@@ -131,7 +131,8 @@ def test_video_entry_is_complete_and_consistent(spec):
     for size in (defaults.width, defaults.height):
         assert family.min_size <= size <= family.max_size and size % family.size_multiple == 0
     assert set(spec.component_bytes) <= set(family.component_roles)
-    assert ("image_encoder" in spec.component_bytes) == (spec.family is Family.WAN and spec.task is Task.IMAGE_TO_VIDEO)
+    # Every image-to-video model encodes its picture (Wan I2V: CLIP; FramePack: SigLIP).
+    assert ("image_encoder" in spec.component_bytes) == (spec.task is Task.IMAGE_TO_VIDEO)
     if rules.image_to_video_pipeline_class:
         assert hasattr(diffusers, rules.image_to_video_pipeline_class)
     if not spec.demo:
@@ -143,6 +144,22 @@ def test_video_entry_is_complete_and_consistent(spec):
 )
 def test_frames_round_to_the_nearest_count_the_family_makes(family, asked, made):
     assert FAMILIES[family].video.nearest_frames(asked) == made
+
+
+@pytest.mark.parametrize("asked, window, made", [(150, 9, 145), (10, 9, 37), (5000, 9, 1801), (150, 5, 141), (17, 2, 17)])
+def test_framepack_lengths_are_whole_sections_of_the_window(asked, window, made):
+    # A section of `window` latent frames is 4·window video frames; at least one, at most 60 s at 30 fps.
+    assert FAMILIES[Family.FRAMEPACK].video.nearest_frames(asked, window=window) == made
+
+
+def test_framepack_entries_assemble_their_pipeline_from_three_repos():
+    for model_id, sampling in (("framepack-i2v-hy", "inverted_anti_drifting"), ("framepack-f1-i2v-hy", "vanilla")):
+        spec = model_spec(model_id)
+        assert [source.repo for source in spec.component_repos] == ["hunyuanvideo-community/HunyuanVideo", "lllyasviel/flux_redux_bfl"]
+        assert dict(spec.defaults.call_kwargs)["sampling_type"] == sampling and spec.defaults.fps == 30
+        named = {name for source in spec.component_repos for name in source.components}
+        assert set(spec.component_bytes) - named == {"transformer"}, "every component but the transformer comes from a component repo"
+    assert model_spec("demo-framepack").component_repos[0].components == model_spec("framepack-i2v-hy").component_repos[0].components
 
 
 def test_video_workloads_count_the_tokens_the_transformer_sees():

@@ -169,3 +169,28 @@ def test_a_refused_llama_download_names_the_repo_and_asks_for_the_licence_and_a_
     assert "HF_TOKEN" in message and "huggingface-cli login" in message and "HiDream-I1 Full" in message
     assert downloaded == ["HiDream-ai/HiDream-I1-Full"] and (models_dir / "hidream-i1-full" / "model_index.json").is_file()
     assert not (models_dir / "llama-3.1-8b-instruct").exists(), "nothing half-downloaded looks like the encoder"
+
+
+def test_framepack_is_assembled_from_three_repo_folders_shared_with_f1_and_a_missing_one_is_named(models_dir, presets):
+    # The demo FramePack laid out as a user's downloads: the transformer repo and HunyuanVideo's components.
+    shutil.copytree(models_dir / "demo" / "demo-framepack", models_dir / "framepack-i2v-hy")
+    shutil.copytree(models_dir / "demo" / "demo-hunyuanvideo-base", models_dir / "hunyuanvideo-base")
+    store = ModelStore(models_dir, offline=True)
+    assert not store.is_on_disk(model_spec("framepack-i2v-hy"))
+    with pytest.raises(ModelNotAvailable) as error:
+        store.ensure(model_spec("framepack-i2v-hy"))
+    message = str(error.value)
+    assert "hf download lllyasviel/flux_redux_bfl --include 'image_encoder/*' 'feature_extractor/*' --local-dir" in message
+    assert "FramePackI2V_HY" not in message and "hunyuanvideo-community" not in message, "those are on disk"
+
+    shutil.copytree(models_dir / "demo" / "demo-flux-redux-siglip", models_dir / "flux-redux-siglip")
+    files = store.ensure(model_spec("framepack-i2v-hy"))
+    assert files.component_folders == {"hunyuanvideo-base": models_dir / "hunyuanvideo-base", "flux-redux-siglip": models_dir / "flux-redux-siglip"}
+    with ModelManager(store, presets["cpu"]).use("framepack-i2v-hy") as pipe:
+        assert type(pipe).__name__ == "HunyuanVideoFramepackPipeline"
+        assert type(pipe.transformer).__name__ == "HunyuanVideoFramepackTransformer3DModel"
+        assert type(pipe.image_encoder).__name__ == "SiglipVisionModel" and pipe.feature_extractor is not None
+    # F1 needs only its own transformer repo: the component folders are shared.
+    with pytest.raises(ModelNotAvailable) as error:
+        store.ensure(model_spec("framepack-f1-i2v-hy"))
+    assert "hf download lllyasviel/FramePack_F1_I2V_HY_20250503 --local-dir" in str(error.value) and "flux_redux" not in str(error.value)

@@ -16,19 +16,29 @@ from pipelines.outputs import OutputStore, read_parameters
 from pipelines.step_cache import methods_for, step_cache
 from pipelines.video_runner import VideoRequest, generate_video
 
-# Model, pipeline, family, call; 8-10 steps so there are steps to skip.
+# Model, pipeline, family, call; 6-10 steps so there are steps to skip.
 CASES = {
     "demo-flux": (diffusers.FluxPipeline, Family.FLUX, dict(width=64, height=64, num_inference_steps=10)),
     "demo-wan": (diffusers.WanPipeline, Family.WAN, dict(width=64, height=64, num_frames=5, num_inference_steps=8)),
     "demo-ltx": (diffusers.LTXPipeline, Family.LTX, dict(width=64, height=64, num_frames=9, num_inference_steps=8)),
+    # One section of 2 latent frames.
+    "demo-framepack": (
+        diffusers.HunyuanVideoFramepackPipeline, Family.FRAMEPACK,
+        dict(image=Image.new("RGB", (64, 64), "red"), width=64, height=64, num_frames=5, latent_window_size=2, num_inference_steps=6),
+    ),
 }
 OFFERED = [(model, method) for model, (_, family, _) in CASES.items() for method in methods_for(family) if method != "none"]
 
 
 @pytest.fixture(scope="module")
-def pipes(demo_models_dir):
+def pipes(demo_models_dir, presets):
     loaded = {}
     for model, (pipeline_class, _, _) in CASES.items():
+        if model == "demo-framepack":
+            # No folder holds FramePack whole: the manager assembles it from its three repo folders.
+            with ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"]).use(model) as pipe:
+                loaded[model] = pipe
+            continue
         pipe = pipeline_class.from_pretrained(demo_models_dir / "demo" / model)
         pipe.set_progress_bar_config(disable=True)
         loaded[model] = pipe
@@ -36,7 +46,7 @@ def pipes(demo_models_dir):
 
 
 def render(pipe, call) -> np.ndarray:
-    output = pipe("a fox", output_type="np", generator=torch.Generator().manual_seed(0), **call)
+    output = pipe(prompt="a fox", output_type="np", generator=torch.Generator().manual_seed(0), **call)
     return np.asarray(output.images if hasattr(output, "images") else output.frames)
 
 
@@ -126,6 +136,21 @@ def test_speed_reaches_the_video_pipeline_and_its_record(manager, tmp_path, mode
     # The tiny LTX changes too much per step for its catalog thresholds (see above); a higher one shows the path.
     fast = make(speed="fast") if model == "demo-wan" else make(speed="fast", cache_threshold=0.3)
     assert fast["step_cache"]["method"] == "teacache" and fast["step_cache"]["calls_skipped"] > 0
+
+
+def test_speed_reaches_framepack_and_every_section_starts_with_a_computed_step(manager, tmp_path):
+    picture = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), "red").save(picture)
+    make = lambda steps, **speed: generate_video(
+        VideoRequest(prompt="a fox", model="demo-framepack", image=str(picture), frames=17, latent_window_size=2, steps=steps, seed=3, **speed),
+        manager, OutputStore(tmp_path / "outputs"), Job(),
+    ).video.parameters["step_cache"]
+    fast = make(4, speed="fast")
+    assert fast["method"] == "teacache" and fast["threshold"] == family_spec(Family.FRAMEPACK).speed["fast"].threshold
+    assert fast["denoiser_calls"] == 2 * 4 and fast["calls_skipped"] > 0
+    # However eager the threshold, the first step of each section runs: its noise is new, its history longer.
+    eager = make(2, cache_method="teacache", cache_threshold=10.0)
+    assert (eager["denoiser_calls"], eager["calls_skipped"]) == (4, 2)
 
 
 def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):

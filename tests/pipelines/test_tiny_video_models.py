@@ -59,3 +59,22 @@ def test_same_seed_builds_the_same_video_weights(tmp_path):
     build_tiny_model(Family.LTX, tmp_path / "b", seed=3)
     name = "transformer/diffusion_pytorch_model.safetensors"
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_tiny_framepack_is_saved_as_its_three_published_repos(tmp_path):
+    from pipelines.tiny import build_tiny_component_repo
+
+    build_tiny_model(Family.FRAMEPACK, tmp_path / "framepack", task=Task.IMAGE_TO_VIDEO)
+    build_tiny_component_repo("demo-hunyuanvideo-base", tmp_path / "hunyuanvideo")
+    build_tiny_component_repo("demo-flux-redux-siglip", tmp_path / "redux")
+    # The transformer alone at the root, as lllyasviel/FramePackI2V_HY publishes it.
+    config = json.loads((tmp_path / "framepack" / "config.json").read_text())
+    assert config["_class_name"] == "HunyuanVideoFramepackTransformer3DModel" and config["has_clean_x_embedder"]
+    assert (tmp_path / "framepack" / "diffusion_pytorch_model.safetensors").is_file()
+    for name in ("text_encoder", "text_encoder_2", "vae"):
+        assert next((tmp_path / "hunyuanvideo" / name).glob("*.safetensors")).is_file()
+    for name in ("tokenizer", "tokenizer_2", "scheduler"):
+        assert (tmp_path / "hunyuanvideo" / name).is_dir()
+    assert (tmp_path / "redux" / "image_encoder" / "model.safetensors").is_file()
+    assert (tmp_path / "redux" / "feature_extractor" / "preprocessor_config.json").is_file()
+    assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 4_000_000

@@ -123,6 +123,7 @@ def test_stop_during_denoising_saves_nothing(manager, outputs):
         (dict(frames=130), "frames: 130 is out of range; Wan2.1 T2V (tiny) makes 1 to 129 frames"),
         (dict(frames=0), "frames: 0 is out of range"),
         (dict(model="demo-wan-i2v"), "image: Wan2.1 I2V (tiny) makes a video from a picture; give an input image"),
+        (dict(model="demo-framepack"), "image: FramePack I2V (tiny) makes a video from a picture; give an input image"),
         (dict(image="start.png"), "image: Wan2.1 T2V (tiny) does not start from a picture"),
         (dict(flow_shift=0), "flow_shift: 0.0 is out of range"),
         (dict(model="demo-sd3"), "model: unknown model 'demo-sd3'; choose a video model"),
@@ -136,6 +137,45 @@ def test_bad_requests_are_refused_before_anything_loads(tmp_path, values, messag
     assert message in str(error.value)
 
 
+def test_framepack_makes_two_sections_and_shows_the_video_growing_after_each(manager, outputs, picture):
+    partials = []
+
+    def on_partial(path, text):
+        # Read while the job runs: a complete, playable file of the video so far.
+        partials.append((text, len(read_video(path).frames), path))
+
+    # Sections of 2 latent frames (8 video frames): 17 frames are two sections, made from the end backwards.
+    request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
+    result = generate_video(request, manager, outputs, Job(), on_partial=on_partial)
+    video = read_video(result.video.path)
+    # The picture's 2:1 aspect at the demo's 64×64 pixel count, at FramePack's 30 fps.
+    assert video.frames.shape == (17, 64, 96, 3) and video.fps == 30
+    assert [(text, frames) for text, frames, _ in partials] == [
+        ("Section 1/2 done: 5 frames so far", 5), ("Section 2/2 done: 17 frames so far", 17),
+    ]
+    assert not partials[0][2].exists(), "the partial video is removed when the job ends"
+    saved = read_parameters(result.video.path)
+    assert (saved["latent_window_size"], saved["transformer_passes"]) == (2, 4)
+    assert "17 frames = 0.57 s at 30 fps in 2 sections of 8 frames" in result.length_note
+
+
+def test_framepack_lengths_and_windows_are_checked_before_anything_loads(tmp_path, picture):
+    checked = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=150).check(tmp_path)
+    # The default window of 9 latent frames makes sections of 36 frames: 150 frames round to four sections.
+    assert (checked.frames, checked.latent_window_size, checked.sections()) == (145, 9, 4)
+    assert "so 145 were made" in checked.frames_note()
+    with pytest.raises(InvalidRequest, match="latent_window_size: 40 is out of range; FramePack I2V \\(tiny\\) makes sections of 1 to 33"):
+        VideoRequest(prompt="a fox", model="demo-framepack", image=picture, latent_window_size=40).check(tmp_path)
+
+
+def test_stop_between_framepack_sections_saves_nothing_and_leaves_no_partial_video(manager, outputs, picture):
+    job = Job()
+    request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
+    result = generate_video(request, manager, outputs, job, on_partial=lambda path, text: job.stop())
+    assert result.stopped and result.video is None
+    assert [path for path in outputs.root.rglob("*") if path.is_file()] == []
+
+
 def test_a_gpu_preset_streams_the_video_transformer_and_makes_the_same_video(demo_models_dir, presets, outputs):
     """The 8 GB preset's memory engine (blocks streamed from a host arena, components offloaded) runs on the CPU
     too, in float32 there: the video must be the one the plain CPU placement makes."""
@@ -146,3 +186,14 @@ def test_a_gpu_preset_streams_the_video_transformer_and_makes_the_same_video(dem
         if preset == "8gb-laptop":
             assert manager.status().block_plan is not None and manager.status().plan.components["text_encoder"].value == "offload"
     assert np.array_equal(made["cpu"], made["8gb-laptop"])
+
+
+def test_the_8gb_preset_streams_framepacks_transformer_and_offloads_its_encoders(demo_models_dir, presets, outputs, picture):
+    # Its latents match the CPU placement's to float rounding (≈6e-7), which the tiny random VAE amplifies: the
+    # frames are not compared bit for bit here.
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
+    request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=9, latent_window_size=2, steps=2, seed=2)
+    assert read_video(generate_video(request, manager, outputs, Job()).video.path).frames.shape == (9, 64, 96, 3)
+    plan = manager.status().plan
+    assert manager.status().block_plan is not None and "transformer" not in plan.components
+    assert {plan.components[name].value for name in ("text_encoder", "text_encoder_2", "image_encoder")} == {"offload"}
