@@ -28,14 +28,19 @@ _BUILDERS = {
     Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
 }
-# Families whose image-to-video model has its own weights (LTX runs image to video on its text-to-video model).
-_IMAGE_TO_VIDEO_BUILDERS = {Family.WAN: wan.build_image_to_video}
+# Models with weights of their own for a task beside the family's plain one (LTX runs image to video on its
+# text-to-video model; FLUX.1 Canny and Depth are control transformers).
+_TASK_BUILDERS = {
+    (Family.WAN, Task.IMAGE_TO_VIDEO): wan.build_image_to_video,
+    (Family.FLUX, Task.CANNY_TO_IMAGE): flux.build_control,
+    (Family.FLUX, Task.DEPTH_TO_IMAGE): flux.build_control,
+}
 
 
 def build_tiny_model(family: Family, folder: Path, seed: int = 0, task: Task | None = None) -> None:
     """Write a tiny random-weight pipeline of `family` (for `task`, where the family has a model of its own for it)
     into `folder` (which must not exist yet)."""
-    builder = _IMAGE_TO_VIDEO_BUILDERS[family] if task is Task.IMAGE_TO_VIDEO else _BUILDERS[family]
+    builder = _TASK_BUILDERS.get((family, task), _BUILDERS[family])
     builder(Path(folder), seed)
 
 
@@ -46,15 +51,16 @@ _LORA_BUILDERS = {
 }
 
 
-# Families whose pipeline takes a component from a repo of its own (see `CompanionRepo`).
+# Demo companions (see `CompanionRepo`) by id: the components a pipeline takes from a repo of its own.
 _COMPANION_BUILDERS = {
-    Family.HIDREAM: hidream.build_llama,
+    "demo-llama": hidream.build_llama,
+    "demo-flux-redux-prior": flux.build_redux_prior,
 }
 
 
-def build_tiny_companion(family: Family, folder: Path, seed: int = 0) -> None:
-    """Write the tiny stand-in for the separately published component of `family` into `folder`."""
-    _COMPANION_BUILDERS[family](Path(folder), seed)
+def build_tiny_companion(companion_id: str, folder: Path, seed: int = 0) -> None:
+    """Write the tiny stand-in for the demo companion `companion_id` into `folder`."""
+    _COMPANION_BUILDERS[companion_id](Path(folder), seed)
 
 
 def build_tiny_lora(family: Family, path: Path, seed: int = 0) -> None:
