@@ -163,18 +163,6 @@ def _redux_embeddings(pipe, picture: Image.Image, prompt: str) -> dict:
     return {"prompt_embeds": embeddings.prompt_embeds, "pooled_prompt_embeds": embeddings.pooled_prompt_embeds}
 
 
-def _make_image(manager, spec, workload, request, job, kwargs, seed, control, picture) -> Image.Image:
-    with manager.use(spec.id, workload, on_progress=job.report) as pipe:
-        job.check_stop()
-        if spec.task is Task.IMAGE_VARIATION:
-            conditioning = _redux_embeddings(pipe, picture, request.prompt)
-        else:
-            conditioning = {"prompt": request.prompt, "control_image": control}
-        torch.manual_seed(seed)
-        output = pipe(**conditioning, **kwargs, generator=torch.Generator("cpu").manual_seed(seed))
-    return output.images[0]
-
-
 def _input_record(path: str | None) -> dict | None:
     return {"file": Path(path).name, "sha256": file_sha256(path)} if path else None
 
@@ -196,8 +184,9 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
     # 3-5. Load (the manager plans memory for this size, or refuses), encode, denoise, decode. Noise comes from a
     # CPU generator so a seed gives the same picture whatever the device and placement.
     job.report(0.0, f"Loading {spec.name}")
-    text_tokens = REDUX_IMAGE_TOKENS if spec.task is Task.IMAGE_VARIATION else 0
-    workload = Workload(family.denoiser_tokens(request.width, request.height) + text_tokens, family.denoiser_batch(request.guidance))
+    # Redux's picture tokens join the text tokens the transformer attends over.
+    image_tokens = REDUX_IMAGE_TOKENS if spec.task is Task.IMAGE_VARIATION else 0
+    workload = Workload(family.denoiser_tokens(request.width, request.height) + image_tokens, family.denoiser_batch(request.guidance))
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
         job.check_stop()
@@ -208,8 +197,19 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         width=request.width, height=request.height, num_inference_steps=request.steps, guidance_scale=request.guidance,
         callback_on_step_end=on_step_end,
     )
+
+    def make_image() -> Image.Image:
+        with manager.use(spec.id, workload, on_progress=job.report) as pipe:
+            job.check_stop()
+            if spec.task is Task.IMAGE_VARIATION:
+                conditioning = _redux_embeddings(pipe, picture, request.prompt)
+            else:
+                conditioning = {"prompt": request.prompt, "control_image": control}
+            torch.manual_seed(seed)
+            return pipe(**conditioning, **kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+
     try:
-        image = with_one_retry(job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, control, picture))
+        image = with_one_retry(job, make_image)
     except JobStopped:
         log.info("stopped %s", spec.id)
         return ToolResult(None, control, stopped=True, seconds=time.monotonic() - started)

@@ -3,8 +3,10 @@
 import hashlib
 import json
 
+import diffusers
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pipelines import control_images
@@ -140,3 +142,22 @@ def test_stop_ends_the_job_between_steps_and_saves_nothing(manager, outputs, tmp
     result = run_flux_tool(canny(picture(tmp_path), steps=20), manager, outputs, job)
     assert result.stopped and result.output is None
     assert not list(outputs.root.rglob("*.png"))
+
+
+def test_an_out_of_memory_is_retried_once_with_a_leaner_plan(demo_models_dir, presets, outputs, tmp_path, monkeypatch):
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
+    original = diffusers.FluxControlPipeline.__call__
+    calls = []
+
+    def out_of_memory_once(self, *args, **kwargs):
+        calls.append(kwargs["control_image"])
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(diffusers.FluxControlPipeline, "__call__", out_of_memory_once)
+    said = []
+    result = run_flux_tool(canny(picture(tmp_path)), manager, outputs, Job(lambda fraction, text: said.append(text)))
+    assert len(calls) == 2 and result.output.path.is_file()
+    assert any("Out of memory: retrying" in text for text in said)
+    assert np.array_equal(np.asarray(calls[1]), np.asarray(result.control_image)), "the pipeline got the edge map"
