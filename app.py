@@ -84,7 +84,7 @@ def build_context(args: argparse.Namespace):
 def build_ui(context):
     import gradio as gr
 
-    from tabs import image, music, outputs, system, tts, video
+    from tabs import edit, image, music, outputs, system, tts, video
 
     with gr.Blocks(title="Atelier") as ui:
         gr.Markdown("# Atelier")
@@ -96,6 +96,8 @@ def build_ui(context):
         with gr.Tabs() as tabs:
             with gr.Tab("Image", id="image"):
                 image_tab = image.build(context)
+            with gr.Tab("Edit", id="edit"):
+                edit_tab = edit.build(context)
             with gr.Tab("Video", id="video"):
                 video_tab = video.build(context)
             with gr.Tab("TTS", id="tts"):
@@ -105,12 +107,13 @@ def build_ui(context):
             with gr.Tab("Outputs", id="outputs") as outputs_tab:
                 targets = {
                     "images": outputs.ReuseTarget("image", image_tab.settings_components, image_tab.values_from),
+                    "edit": outputs.ReuseTarget("edit", edit_tab.settings_components, edit_tab.values_from),
                     "speech": outputs.ReuseTarget("tts", tts_tab.settings_components, tts_tab.values_from),
                     "videos": outputs.ReuseTarget("video", video_tab.settings_components, video_tab.values_from),
                     "music": outputs.ReuseTarget("music", music_tab.settings_components, music_tab.values_from),
                 }
-                outputs.build(context, tabs, outputs_tab, targets)
-        for tab in (image_tab, tts_tab, video_tab, music_tab):
+                outputs.build(context, tabs, outputs_tab, targets, outputs.ImageDestination("edit", edit_tab.first_image))
+        for tab in (image_tab, edit_tab, tts_tab, video_tab, music_tab):
             ui.load(tab.last_values, outputs=tab.settings_components, api_visibility="private")
     # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
     ui.queue(api_open=False, default_concurrency_limit=1)

@@ -4,12 +4,14 @@ rem   1. find Python   2. create .venv beside the app   3. install torch (CUDA b
 rem   an NVIDIA GPU, CPU build otherwise)   4. install requirements.txt   5. start the app, which opens the browser.
 rem Steps 3 and 4 run again only when requirements.txt or the torch choice changed.
 rem A first argument --install-only stops after step 4.
-rem Environment: ATELIER_TORCH=cuda^|cpu^|skip   ATELIER_TORCH_VERSION (default 2.13.0)
+rem Environment: ATELIER_TORCH=cuda^|cpu^|skip   ATELIER_TORCH_VERSION (default 2.14.1)
+rem              ATELIER_TORCHVISION_VERSION (default 0.29.1, the release paired with that torch)
 rem              ATELIER_TORCH_INDEX (pip index for torch)   PYTHON (interpreter that creates the venv)
 setlocal EnableExtensions EnableDelayedExpansion
 cd /d "%~dp0"
 
-if "%ATELIER_TORCH_VERSION%"=="" (set "TORCH_VERSION=2.13.0") else (set "TORCH_VERSION=%ATELIER_TORCH_VERSION%")
+if "%ATELIER_TORCH_VERSION%"=="" (set "TORCH_VERSION=2.14.1") else (set "TORCH_VERSION=%ATELIER_TORCH_VERSION%")
+if "%ATELIER_TORCHVISION_VERSION%"=="" (set "TORCHVISION_VERSION=0.29.1") else (set "TORCHVISION_VERSION=%ATELIER_TORCHVISION_VERSION%")
 set "VENV=.venv"
 set "STAMP=%VENV%\.atelier-installed"
 
@@ -40,7 +42,7 @@ if "%TORCH_KIND%"=="" (
 )
 set "TORCH_INDEX=%ATELIER_TORCH_INDEX%"
 rem PyPI's Windows wheels are the CPU build; the CUDA build comes from PyTorch's own index.
-if "%TORCH_KIND%"=="cuda" if "%TORCH_INDEX%"=="" set "TORCH_INDEX=https://download.pytorch.org/whl/cu128"
+if "%TORCH_KIND%"=="cuda" if "%TORCH_INDEX%"=="" set "TORCH_INDEX=https://download.pytorch.org/whl/cu130"
 if not "%TORCH_KIND%"=="cuda" if not "%TORCH_KIND%"=="cpu" if not "%TORCH_KIND%"=="skip" (
   echo ATELIER_TORCH must be cuda, cpu or skip, not '%TORCH_KIND%'
   exit /b 1
@@ -49,18 +51,18 @@ if not "%TORCH_KIND%"=="cuda" if not "%TORCH_KIND%"=="cpu" if not "%TORCH_KIND%"
 rem 3-4. Install, unless this exact set-up is already there
 rem The venv path is relative and has no spaces, so it needs no quotes inside for /f.
 for /f "delims=" %%h in ('%VENV_PYTHON% -c "import hashlib;print(hashlib.sha256(open('requirements.txt','rb').read()).hexdigest())"') do set "REQ_HASH=%%h"
-set "WANTED=torch=%TORCH_KIND% %TORCH_VERSION% %TORCH_INDEX%; requirements=%REQ_HASH%"
+set "WANTED=torch=%TORCH_KIND% %TORCH_VERSION% torchvision=%TORCHVISION_VERSION% %TORCH_INDEX%; requirements=%REQ_HASH%"
 set "HAVE="
 if exist "%STAMP%" set /p HAVE=<"%STAMP%"
 if "!HAVE!"=="!WANTED!" (
   echo [atelier] environment up to date; skipping installation
 ) else (
   if not "%TORCH_KIND%"=="skip" (
-    echo [atelier] installing torch %TORCH_VERSION% ^(%TORCH_KIND% build^)
+    echo [atelier] installing torch %TORCH_VERSION% and torchvision %TORCHVISION_VERSION% ^(%TORCH_KIND% build^)
     if "%TORCH_INDEX%"=="" (
-      "%VENV_PYTHON%" -m pip install "torch==%TORCH_VERSION%" || goto :failed
+      "%VENV_PYTHON%" -m pip install "torch==%TORCH_VERSION%" "torchvision==%TORCHVISION_VERSION%" || goto :failed
     ) else (
-      "%VENV_PYTHON%" -m pip install --retries 2 "torch==%TORCH_VERSION%" --extra-index-url "%TORCH_INDEX%" || goto :failed
+      "%VENV_PYTHON%" -m pip install --retries 2 "torch==%TORCH_VERSION%" "torchvision==%TORCHVISION_VERSION%" --extra-index-url "%TORCH_INDEX%" || goto :failed
     )
   )
   echo [atelier] installing requirements.txt

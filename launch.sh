@@ -4,12 +4,15 @@
 #   an NVIDIA GPU, CPU build otherwise)   4. install requirements.txt   5. start the app, which opens the browser.
 # Steps 3 and 4 run again only when requirements.txt or the torch choice changed.
 # A first argument --install-only stops after step 4.
-# Environment: ATELIER_TORCH=cuda|cpu|skip   ATELIER_TORCH_VERSION (default 2.13.0)
+# Environment: ATELIER_TORCH=cuda|cpu|skip   ATELIER_TORCH_VERSION (default 2.14.1)
+#              ATELIER_TORCHVISION_VERSION (default 0.29.1, the release paired with that torch)
 #              ATELIER_TORCH_INDEX (pip index for torch)   PYTHON (interpreter that creates the venv)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
-TORCH_VERSION="${ATELIER_TORCH_VERSION:-2.13.0}"
+TORCH_VERSION="${ATELIER_TORCH_VERSION:-2.14.1}"
+# torchvision is built against one torch release; OmniGen's image processor needs it.
+TORCHVISION_VERSION="${ATELIER_TORCHVISION_VERSION:-0.29.1}"
 VENV=".venv"
 STAMP="$VENV/.atelier-installed"
 
@@ -45,17 +48,17 @@ case "$TORCH_KIND" in
 esac
 
 # 3-4. Install, unless this exact set-up is already there
-WANTED="torch=$TORCH_KIND $TORCH_VERSION $TORCH_INDEX; requirements=$("$VENV_PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("requirements.txt","rb").read()).hexdigest())')"
+WANTED="torch=$TORCH_KIND $TORCH_VERSION torchvision=$TORCHVISION_VERSION $TORCH_INDEX; requirements=$("$VENV_PYTHON" -c 'import hashlib,sys;print(hashlib.sha256(open("requirements.txt","rb").read()).hexdigest())')"
 if [ "$(cat "$STAMP" 2>/dev/null || true)" = "$WANTED" ]; then
   echo "[atelier] environment up to date; skipping installation"
 else
   if [ "$TORCH_KIND" != "skip" ]; then
-    echo "[atelier] installing torch $TORCH_VERSION ($TORCH_KIND build)"
+    echo "[atelier] installing torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION ($TORCH_KIND build)"
     if [ -n "$TORCH_INDEX" ]; then
       # The CPU index is an extra index: its "+cpu" build outranks PyPI's CUDA build of the same version.
-      "$VENV_PYTHON" -m pip install --retries 2 "torch==$TORCH_VERSION" --extra-index-url "$TORCH_INDEX"
+      "$VENV_PYTHON" -m pip install --retries 2 "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" --extra-index-url "$TORCH_INDEX"
     else
-      "$VENV_PYTHON" -m pip install "torch==$TORCH_VERSION"
+      "$VENV_PYTHON" -m pip install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
     fi
   fi
   echo "[atelier] installing requirements.txt"

@@ -27,6 +27,7 @@ class Family(str, Enum):
     WAN = "wan"
     SKYREELS_V2 = "skyreels_v2"
     LTX = "ltx"
+    OMNIGEN = "omnigen"
 
 
 class Task(str, Enum):
@@ -36,6 +37,10 @@ class Task(str, Enum):
     TEXT_TO_VIDEO = "text_to_video"
     # A video that starts from a given picture; the model cannot run without one.
     IMAGE_TO_VIDEO = "image_to_video"
+    # An image made from an instruction that refers to up to three input images (OmniGen).
+    INSTRUCTION_EDIT = "instruction_edit"
+    # Repainting the masked part of an image (FLUX.1 Fill); text-to-image families with an inpaint pipeline do it too.
+    INPAINT = "inpaint"
     # FLUX.1 tools: a new picture that follows the edges (Canny) or the depth of a given one, and variations of a
     # given picture (Redux). The model cannot run without the picture.
     CANNY_TO_IMAGE = "canny_to_image"
@@ -105,6 +110,9 @@ class VideoRules:
     image_to_video_pipeline_class: str = ""
     # How the family makes a video longer than it denoises at once (the Video tab's Long video settings), if at all.
     long_video: LongVideo | None = None
+    # The pipeline can denoise causal blocks of latent frames one after the other (`ar_step`, `causal_block_size`:
+    # SkyReels V2's asynchronous diffusion forcing; pipelines/diffusion_forcing.py).
+    asynchronous_forcing: bool = False
 
     @property
     def max_long_frames(self) -> int:
@@ -122,6 +130,24 @@ class VideoRules:
 
     def denoiser_tokens(self, width: int, height: int, frames: int) -> int:
         return self.latent_frames(frames) * (width // self.pixels_per_token) * (height // self.pixels_per_token)
+
+
+@dataclass(frozen=True)
+class InstructionRules:
+    """How a family edits by instruction: the input images it takes and how big they may be on each preset."""
+
+    max_input_images: int
+    # Longest side input images are scaled down to, by the preset's VRAM budget: (at least this many GB, side).
+    # Every input image adds (side / 16)² tokens to each forward, in all three guidance passes.
+    input_side_by_vram_gb: tuple[tuple[float, int], ...]
+    # The side on a CPU preset, where RAM, not VRAM, is the limit.
+    cpu_input_side: int
+
+    def max_input_side(self, device: str, vram_budget_gb: float) -> int:
+        if device == "cpu":
+            return self.cpu_input_side
+        fitting = [side for budget, side in self.input_side_by_vram_gb if vram_budget_gb >= budget]
+        return fitting[-1] if fitting else self.input_side_by_vram_gb[0][1]
 
 
 @dataclass(frozen=True)
@@ -148,8 +174,12 @@ class FamilySpec:
     # Pixels the pipeline always renders (0: the requested size). HiDream rescales any requested size to this
     # area, keeping the aspect ratio; sides are rounded down to `size_multiple`.
     fixed_pixel_area: int = 0
+    # The inpainting pipeline built on the loaded one (same components); empty when the family has none.
+    inpaint_pipeline_class: str = ""
     # Video families only.
     video: VideoRules | None = None
+    # Instruction-editing families only.
+    instruction: InstructionRules | None = None
     # The component that denoises: a transformer (SD3, FLUX) or a UNet (SD1.5, SDXL).
     denoiser: str = "transformer"
     # Components worth storing in fp8/int8/NF4 when the user or preset asks: the denoiser and the big text encoders.
@@ -197,6 +227,18 @@ class CallDefaults:
     width: int
     height: int
     scheduler: str = "Euler"
+
+
+@dataclass(frozen=True)
+class EditDefaults:
+    """Call settings of an edit model (instruction or fill); the size is used when no input image gives one."""
+
+    steps: int
+    guidance: float
+    width: int
+    height: int
+    # OmniGen's image guidance: how closely the result keeps to the input images (0 for models without it).
+    image_guidance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -291,7 +333,7 @@ class ModelSpec:
     family: Family
     task: Task
     pipeline_class: str
-    defaults: CallDefaults | SpeechDefaults | MusicDefaults | VideoDefaults
+    defaults: CallDefaults | SpeechDefaults | MusicDefaults | VideoDefaults | EditDefaults
     # Bytes of each component in the dtype it ships in; the sum is what a download costs.
     component_bytes: Mapping[str, int]
     licence: str
@@ -367,6 +409,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         text_tokens=77 + 256,
         guidance_doubles_batch=True,
         img2img_pipeline_class="StableDiffusion3Img2ImgPipeline",
+        # Works with the ordinary 16-channel transformer: the unmasked latents are blended back after every step.
+        inpaint_pipeline_class="StableDiffusion3InpaintPipeline",
         quantizable=("transformer", "text_encoder_3"),
         file_markers=("joint_blocks.", "pos_embed.pos_embed"),
         file_bases=_frozen({"sd3": "sd3-medium", "sd35_medium": "sd35-medium", "sd35_large": "sd35-large"}),
@@ -402,6 +446,25 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
         }),
+    ),
+    Family.OMNIGEN: FamilySpec(
+        family=Family.OMNIGEN,
+        # VAE 8× per side, patch 2×2; the processor crops input images to multiples of 16 (and scales up below 16).
+        size_multiple=16,
+        min_size=16,
+        max_size=2048,
+        # The instruction's tokens are embedded by the transformer itself (a Phi-3 decoder): no text encoder.
+        text_tokens=256,
+        guidance_doubles_batch=True,
+        schedulers=_FLOW_SCHEDULERS[:1],
+        component_roles=_frozen({"transformer": Role.DENOISER, "vae": Role.VAE}),
+        instruction=InstructionRules(
+            max_input_images=3,
+            # The model card's 1024 where a 16 GB card has room; less on small cards, where three 1024² inputs
+            # (12,288 tokens beside the output's 4,096) would leave few transformer blocks resident.
+            input_side_by_vram_gb=((0, 512), (8, 768), (16, 1024)),
+            cpu_input_side=1024,
+        ),
     ),
     Family.ACE_STEP: FamilySpec(
         family=Family.ACE_STEP,
@@ -466,7 +529,7 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         # Trained at 97 frames (540P); longer videos come in chunks that continue from the previous chunk's end.
         video=VideoRules(
             frame_multiple=4, min_frames=5, max_frames=97, default_fps=24, pixels_per_token=16, fps_argument="fps",
-            long_video=LongVideo.HISTORY_CHUNKS,
+            long_video=LongVideo.HISTORY_CHUNKS, asynchronous_forcing=True,
         ),
     ),
     Family.LTX: FamilySpec(
@@ -948,6 +1011,19 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_SKYREELS_LICENCE,
     ),
     ModelSpec(
+        id="skyreels-v2-df-14b-720p",
+        name="SkyReels V2 DF 14B (720P, long video)",
+        family=Family.SKYREELS_V2,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="SkyReelsV2DiffusionForcingPipeline",
+        repo="Skywork/SkyReels-V2-DF-14B-720P-Diffusers",
+        # Trained at 1280×720 (the model card makes 121 frames at once; the family's 97-frame limit applies here,
+        # longer videos come in chunks).
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=1280, height=720, frames=97, fps=24, flow_shift=8.0),
+        component_bytes=_frozen({"transformer": 28_600_000_000, **_WAN_ENCODERS}),
+        licence=_SKYREELS_LICENCE,
+    ),
+    ModelSpec(
         id="wan21-t2v-14b",
         name="Wan2.1 T2V 14B",
         family=Family.WAN,
@@ -1007,6 +1083,53 @@ MODELS: tuple[ModelSpec, ...] = (
         ),
         component_bytes=_frozen({"transformer": 26_000_000_000, **_LTX_ENCODERS}),
         licence=_LTX_LICENCE,
+    ),
+    ModelSpec(
+        id="omnigen-v1",
+        name="OmniGen v1 (instruction editing)",
+        family=Family.OMNIGEN,
+        task=Task.INSTRUCTION_EDIT,
+        pipeline_class="OmniGenPipeline",
+        repo="Shitao/OmniGen-v1-diffusers",
+        # The model card's settings: 50 steps, guidance 2.5 (2 to 3 when editing), image guidance 1.6, 1024².
+        defaults=EditDefaults(steps=50, guidance=2.5, width=1024, height=1024, image_guidance=1.6),
+        # 3.8B parameters (Phi-3 decoder) × 2 bytes, and the SDXL VAE.
+        component_bytes=_frozen({"transformer": 7_600_000_000, "vae": 168_000_000}),
+        licence="MIT.",
+    ),
+    ModelSpec(
+        id="flux1-fill-dev",
+        name="FLUX.1 Fill [dev] (inpaint / outpaint)",
+        family=Family.FLUX,
+        task=Task.INPAINT,
+        pipeline_class="FluxFillPipeline",
+        repo="black-forest-labs/FLUX.1-Fill-dev",
+        # The model card's settings: guidance 30, 50 steps (28 already gives clean fills).
+        defaults=EditDefaults(steps=50, guidance=30.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
+        licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first).",
+    ),
+    ModelSpec(
+        id="demo-omnigen",
+        name="OmniGen (tiny)",
+        family=Family.OMNIGEN,
+        task=Task.INSTRUCTION_EDIT,
+        pipeline_class="OmniGenPipeline",
+        demo=True,
+        defaults=EditDefaults(steps=4, guidance=2.5, width=64, height=64, image_guidance=1.6),
+        component_bytes=_frozen({"transformer": 300_000, "vae": 1_000_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux-fill",
+        name="FLUX.1 Fill (tiny)",
+        family=Family.FLUX,
+        task=Task.INPAINT,
+        pipeline_class="FluxFillPipeline",
+        demo=True,
+        defaults=EditDefaults(steps=4, guidance=30.0, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
     ),
     ModelSpec(
         id="demo-sd3",

@@ -6,8 +6,9 @@ factor × the frame rate, so the clip spans the same time from its first frame t
 Methods:
 - `blend`: built in, needs no weights. Each new frame is a linear cross-fade of its two neighbours (no optical
   flow, no motion estimation): cheap and never invents detail, but fast motion shows as ghosting.
-- `rife`: a learned interpolator (RIFE) read from a local weights file. The file is looked for, but running the
-  network is not implemented yet: choosing it says so rather than falling back silently.
+- `rife`: the learned interpolator RIFE (Practical-RIFE 4.5/4.6, `pipelines/rife.py`) read from a local weights file:
+  it estimates the motion between the two frames and moves their pixels along it, so moving things stay sharp. Offered
+  when its weights file is in the models folder.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Mapping
 import numpy as np
 
 from pipelines.errors import InvalidRequest
+from pipelines.media import file_digest
+from pipelines.rife import PairCallback, interpolate_frames, load_interpolator, weights_version
 
 # Where a learned interpolator's weights are looked for, under the models folder.
 LEARNED_WEIGHTS_FOLDER = Path("interpolation") / "rife"
-LEARNED_WEIGHTS_NAMES = ("flownet.pkl", "flownet.safetensors", "rife.safetensors")
+# Practical-RIFE's own file name, a safetensors copy of it, and ComfyUI-Frame-Interpolation's name for 4.6.
+LEARNED_WEIGHTS_NAMES = ("flownet.pkl", "flownet.safetensors", "rife.safetensors", "rife46.pth")
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,22 @@ def check_choice(name: str, models_dir: Path) -> InterpolationChoice:
                 f"the learned interpolator needs its weights in {Path(models_dir) / LEARNED_WEIGHTS_FOLDER} "
                 f"(one of {', '.join(LEARNED_WEIGHTS_NAMES)}); none was found. Use blend-2x or blend-4x.",
             )
-        raise InvalidRequest(
-            "interpolation", f"found {weights.name}, but this version cannot run the learned interpolator yet. Use blend-2x or blend-4x."
-        )
+        weights_version(weights)  # a file of another version or layout is refused before the video is made
     return choice
+
+
+def offered(models_dir: Path) -> dict[str, InterpolationChoice]:
+    """The choices that can run on this machine: the learned ones only when their weights file is there."""
+    has_weights = learned_weights(models_dir) is not None
+    return {name: choice for name, choice in CHOICES.items() if choice.method != "rife" or has_weights}
+
+
+def weights_record(choice: InterpolationChoice, models_dir: Path) -> dict | None:
+    """Which learned weights made the in-between frames (file, digest, RIFE version); None when none did."""
+    if choice.method != "rife":
+        return None
+    weights = learned_weights(models_dir)
+    return {"file": weights.name, "sha256": file_digest(weights), "version": weights_version(weights)}
 
 
 def blend(frames: np.ndarray, factor: int) -> np.ndarray:
@@ -77,5 +93,13 @@ def blend(frames: np.ndarray, factor: int) -> np.ndarray:
     return np.concatenate([np.rint(interleaved).astype(np.uint8), frames[-1:]])
 
 
-def interpolate(frames: np.ndarray, choice: InterpolationChoice) -> np.ndarray:
-    return blend(frames, choice.factor) if choice.method == "blend" else frames
+def interpolate(
+    frames: np.ndarray, choice: InterpolationChoice, models_dir: Path, device: str = "cpu", on_pair: PairCallback | None = None
+) -> np.ndarray:
+    """The frames with `choice`'s in-betweens; the learned interpolator runs on `device` and reports each pair of
+    neighbours done to `on_pair` (which may raise to stop)."""
+    if choice.method == "blend":
+        return blend(frames, choice.factor)
+    if choice.method == "rife":
+        return interpolate_frames(load_interpolator(learned_weights(models_dir), device), frames, choice.factor, on_pair)
+    return frames

@@ -96,6 +96,8 @@ class ModelManager:
             Task.TEXT_TO_SPEECH: self._load_speech,
             Task.TEXT_TO_VIDEO: self._load_diffusers,
             Task.IMAGE_TO_VIDEO: self._load_diffusers,
+            Task.INSTRUCTION_EDIT: self._load_diffusers,
+            Task.INPAINT: self._load_diffusers,
             Task.CANNY_TO_IMAGE: self._load_diffusers,
             Task.DEPTH_TO_IMAGE: self._load_diffusers,
             Task.IMAGE_VARIATION: self._load_diffusers,

@@ -23,9 +23,10 @@ from PIL import Image
 from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
 from pipelines.context_windows import ContextWindows, windowed_transformer
+from pipelines.diffusion_forcing import Chunk, check_forcing, chunks, rounds
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
-from pipelines.interpolation import check_choice, interpolate
+from pipelines.interpolation import check_choice, interpolate, weights_record
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
@@ -80,6 +81,10 @@ class VideoRequest:
     context_overlap: int | None = None
     context_stride: int | None = None
     context_blend: str = "linear"
+    # Asynchronous diffusion forcing (SkyReels V2): each causal block of `causal_block_size` latent frames starts
+    # `ar_step` steps after the one before. 0 = synchronous; no block size = the largest that fits, up to 5.
+    ar_step: int = 0
+    causal_block_size: int | None = None
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
 
@@ -151,6 +156,7 @@ class VideoRequest:
         seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        forcing = _checked_forcing(self, spec, rules, frames, context, steps)
         interpolation = check_choice(self.interpolation, models_dir)
         export = self.export.check(default_frame_rate=fps * interpolation.factor)
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
@@ -161,7 +167,7 @@ class VideoRequest:
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=self.interpolation or "none", export=export, **context,
+            interpolation=self.interpolation or "none", export=export, **context, **forcing,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
@@ -179,38 +185,55 @@ class VideoRequest:
 
     def history_chunks(self) -> int:
         """How many chunks the pipeline makes one after the other (history chunks only; 1 otherwise)."""
+        return len(self.chunk_layout())
+
+    def chunk_layout(self) -> list[Chunk]:
+        """The chunks the pipeline makes one after the other, in latent frames (history chunks only; the whole video
+        otherwise)."""
         rules = family_spec(model_spec(self.model).family).video
+        total = rules.latent_frames(self.frames)
         if self.context_frames is None or rules.long_video is not LongVideo.HISTORY_CHUNKS:
-            return 1
-        total, chunk = rules.latent_frames(self.frames), rules.latent_frames(self.context_frames)
-        # diffusers counts the overlap as ((overlap - 1) // 4 + 1) latent frames; every chunk after the first adds
-        # chunk - overlap new ones.
+            return [Chunk(total)]
+        # diffusers counts the overlap as ((overlap - 1) // 4 + 1) latent frames.
         shared = (self.context_overlap - 1) // rules.frame_multiple + 1
-        return 1 if total <= chunk else 1 + -(-(total - chunk) // (chunk - shared))
+        return chunks(total, rules.latent_frames(self.context_frames), shared)
+
+    def denoising_rounds(self) -> list[int]:
+        """Transformer calls per guidance pass for each chunk: the steps, more in asynchronous diffusion forcing."""
+        return [rounds(self.steps, chunk, self.ar_step, self.causal_block_size or 1) for chunk in self.chunk_layout()]
 
     def transformer_passes(self) -> tuple[int, int]:
-        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or
-        chunks × steps, twice that when guidance runs the transformer once with and once without the prompt."""
+        """(windows per step or chunks, transformer passes in all) for a checked request: windows × steps or the
+        chunks' rounds, twice that when guidance runs the transformer once with and once without the prompt."""
         windows = self.context_windows()
         per_step = len(windows.windows()) if windows else self.history_chunks()
+        calls = per_step * self.steps if windows else sum(self.denoising_rounds())
         family = family_spec(model_spec(self.model).family)
         separate_unconditional = self.guidance > 1.0 and not family.guidance_doubles_batch
-        return per_step, per_step * self.steps * (2 if separate_unconditional else 1)
+        return per_step, calls * (2 if separate_unconditional else 1)
 
     def length_note(self) -> str:
-        """For a checked request in context windows: the length made and the passes it takes; empty otherwise."""
-        if self.context_frames is None:
+        """For a checked request in context windows, chunks or asynchronous mode: the length made and the passes it
+        takes; empty otherwise."""
+        if self.context_frames is None and not self.ar_step:
             return ""
         per_step, passes = self.transformer_passes()
+        calls = sum(self.denoising_rounds()) if self.context_windows() is None else per_step * self.steps
+        both = " (with and without the prompt)" if passes > calls else ""
         if self.context_windows() is not None:
             layout = f"windows of {self.context_frames} frames (overlap {self.context_overlap}, stride {self.context_stride})"
             count = "1 window covers the whole video" if per_step == 1 else f"{per_step} windows per step"
-        else:
+        elif self.context_frames is not None:
             layout = f"chunks of {self.context_frames} frames, each continuing from the last {self.context_overlap}"
             count = "1 chunk covers the whole video" if per_step == 1 else f"{per_step} chunks"
+        else:
+            layout, count = "one chunk", "1 chunk"
+        head = f"{'Long video' if self.context_frames is not None else 'Video'}: {self.frames} frames = {self.frames / self.fps:.2f} s in {layout}"
+        if not self.ar_step:
+            return f"{head}; {count} × {self.steps} steps = {passes} transformer passes{both}."
         return (
-            f"Long video: {self.frames} frames = {self.frames / self.fps:.2f} s in {layout}; {count} × {self.steps} steps = "
-            f"{passes} transformer passes{' (with and without the prompt)' if passes > per_step * self.steps else ''}."
+            f"{head}; asynchronous: causal blocks of {self.causal_block_size} latent frames, each starting {self.ar_step} "
+            f"steps after the one before; {count}, {calls} rounds for {self.steps} steps = {passes} transformer passes{both}."
         )
 
     def frames_note(self) -> str:
@@ -275,6 +298,21 @@ def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], famil
     scale = (default[0] * default[1] / (width * height)) ** 0.5
     multiple = family.size_multiple
     return tuple(min(max(round(side * scale / multiple) * multiple, family.min_size), family.max_size) for side in (width, height))
+
+
+def _checked_forcing(request: VideoRequest, spec: ModelSpec, rules: VideoRules, frames: int, context: dict, steps: int) -> dict:
+    """ar_step and causal_block_size checked against the chunks the video is made in, as fields."""
+    ar_step = whole_number("ar_step", request.ar_step, 0)
+    block = None if request.causal_block_size in (None, "", 0) else whole_number("causal_block_size", request.causal_block_size, 1)
+    if not rules.asynchronous_forcing:
+        if ar_step or block is not None:
+            field = "ar_step" if ar_step else "causal_block_size"
+            offering = [s.id for s in video_models().values() if family_spec(s.family).video.asynchronous_forcing]
+            raise InvalidRequest(field, f"{spec.name} has no asynchronous mode; leave it at 0 or empty, or use {', '.join(offering)}")
+        return dict(ar_step=0, causal_block_size=None)
+    checked = replace(request, frames=frames, **context)
+    ar_step, block = check_forcing(ar_step, block, steps, checked.chunk_layout())
+    return dict(ar_step=ar_step, causal_block_size=block)
 
 
 def _check_size(name: str, value: int, spec: ModelSpec, family: FamilySpec) -> None:
@@ -366,11 +404,14 @@ def generate_video(
     start_image = _start_image(request) if request.image else None
     start_record = {"file": Path(request.image).name, "sha256": file_digest(request.image)} if start_image else None
 
+    # Calls per chunk: the steps, or the rounds of asynchronous diffusion forcing (the first chunk takes the most).
+    rounds_per_chunk = request.denoising_rounds()[0]
+
     def on_step_end(pipeline, step, timestep, callback_kwargs):
         job.check_stop()
-        text = f"Step {step + 1}/{request.steps}"
-        job.report((step + 1) / request.steps * 0.95, text)
-        if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == request.steps):
+        text = f"Step {step + 1}/{rounds_per_chunk}"
+        job.report((step + 1) / rounds_per_chunk * 0.95, text)
+        if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == rounds_per_chunk):
             on_preview(latent_preview(callback_kwargs["latents"], request, family), text)
         return callback_kwargs
 
@@ -395,20 +436,29 @@ def generate_video(
         kwargs[rules.fps_argument] = request.fps
     if rules.long_video is LongVideo.HISTORY_CHUNKS and request.context_frames is not None:
         kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
+    if rules.asynchronous_forcing:
+        # Always given, 1 included: the pipeline stores a block size in the transformer's config, where a later job
+        # without one would find it.
+        kwargs.update(ar_step=request.ar_step, causal_block_size=request.causal_block_size)
     if start_image is not None:
         kwargs["image"] = start_image
+    interpolation = INTERPOLATIONS[request.interpolation]
+
+    def on_pair(done: int, pairs: int) -> None:
+        job.check_stop()
+        job.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
+
     try:
         cache_record: dict = {}
         decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
+        frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+        # 6. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
+        job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
+        frames = interpolate(frames, interpolation, manager.store.models_dir, manager.execution_device(), on_pair)
     except JobStopped:
         log.info("video stopped before it was finished; nothing saved")
         return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=request.frames_note())
-    frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
-
-    # 6. Interpolate: more frames per second over the same span.
-    interpolation = INTERPOLATIONS[request.interpolation]
-    job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
-    frames = interpolate(frames, interpolation)
 
     # 7. Export and save with everything needed to reproduce it.
     parameters = {
@@ -422,6 +472,7 @@ def generate_video(
         "frames_note": request.frames_note(),
         "length_note": request.length_note(),
         "transformer_passes": request.transformer_passes()[1],
+        "interpolation_weights": weights_record(interpolation, manager.store.models_dir),
         "frames_after_interpolation": len(frames),
         "fps_after_interpolation": request.fps * interpolation.factor,
         "model_name": spec.name,

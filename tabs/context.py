@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import gradio as gr
 
-from pipelines.catalog import Task
+from pipelines.catalog import ModelSpec, Task
 from pipelines.jobs import JobQueue
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
@@ -41,8 +42,13 @@ def owner_of(request) -> str:
 def model_choices(context: AppContext, task: Task) -> tuple[list[tuple[str, str]], str]:
     """The dropdown entries for the models of `task` the app offers now, and the one to preselect: a real model on
     disk first, else a demo model."""
+    return choices_among(context, lambda spec: spec.task is task)
+
+
+def choices_among(context: AppContext, wanted: Callable[[ModelSpec], bool]) -> tuple[list[tuple[str, str]], str]:
+    """As `model_choices`, for the offered models that `wanted` accepts (the Edit tab's models of one mode)."""
     listings = [
-        listing for listing in list_models(context.store, context.demo_mode) if listing.offered and listing.spec.task is task
+        listing for listing in list_models(context.store, context.demo_mode) if listing.offered and wanted(listing.spec)
     ]
     missing = " — not on disk" if context.store.offline else " — downloads {gb:.1f} GB on first use"
     choices = [

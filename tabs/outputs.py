@@ -15,11 +15,12 @@ from tabs.errors import shown_to_user
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
-KIND_LABELS = {"images": "Image", "speech": "TTS", "videos": "Video", "music": "Music"}
+KIND_LABELS = {"images": "Image", "edit": "Edit", "speech": "TTS", "videos": "Video", "music": "Music"}
 # Files whose parameters do not say their kind.
 KIND_BY_SUFFIX = {".png": "images", ".wav": "speech", ".mp4": "videos", ".webm": "videos", ".gif": "videos"}
 SHOWN_AT_MOST = 200
 THUMBNAIL_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".webp")
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3")
 
 
@@ -30,6 +31,14 @@ class ReuseTarget:
     tab_id: str
     components: list
     values_from: Callable[[dict, str], tuple]
+
+
+@dataclass(frozen=True)
+class ImageDestination:
+    """A tab that takes a result image as its input (the Edit tab's first image slot)."""
+
+    tab_id: str
+    component: gr.Image
 
 
 def output_record(output: SavedOutput) -> dict:
@@ -58,7 +67,9 @@ def table_row(output: SavedOutput) -> list:
     return [str(parameters.get("created", ""))[:19], tab, parameters.get("model", ""), prompt[:60], parameters.get("seed", ""), output.path.name]
 
 
-def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[str, ReuseTarget]) -> None:
+def build(
+    context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[str, ReuseTarget], send_to: ImageDestination,
+) -> None:
     with gr.Row():
         kind = gr.Dropdown(
             choices=[("All tabs", "")] + [(label, folder) for folder, label in KIND_LABELS.items()], value="",
@@ -74,6 +85,7 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         with gr.Column(scale=1):
             preview = gr.Audio(label="Selected audio", type="filepath", interactive=False, elem_id="outputs-audio")
             reuse = gr.Button("Reuse settings in its tab", variant="primary", elem_id="outputs-reuse")
+            send = gr.Button("Send the image to Edit", elem_id="outputs-send-to-edit")
             dropped = gr.File(
                 label="…or drop a PNG, video, WAV, FLAC, MP3 or JSON made by Atelier",
                 file_types=[".png", ".json", ".mp4", ".webm", ".gif", ".webp", *AUDIO_SUFFIXES],
@@ -141,4 +153,11 @@ def build(context: AppContext, tabs: gr.Tabs, this_tab: gr.Tab, targets: dict[st
         return [gr.Tabs(selected=target.tab_id)] + [values.get(id(component), gr.skip()) for component in every_component]
 
     reuse.click(reuse_settings, inputs=[selected], outputs=[tabs, *every_component], api_visibility="private")
+
+    def send_image(path: str | None):
+        if not path or Path(path).suffix.lower() not in IMAGE_SUFFIXES:
+            raise gr.Error("Select an image result first (a PNG), then send it to Edit.")
+        return gr.Tabs(selected=send_to.tab_id), path
+
+    send.click(send_image, inputs=[selected], outputs=[tabs, send_to.component], api_visibility="private")
     dropped.upload(reuse_settings, inputs=[dropped], outputs=[tabs, *every_component], api_visibility="private")

@@ -14,6 +14,7 @@ from pipelines.catalog import Task, family_spec, model_spec, video_models
 from pipelines.context_windows import BLENDS
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.interpolation import offered as offered_interpolations
 from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
@@ -25,7 +26,7 @@ from tabs.speed import AUTO_METHOD, build_speed_controls
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
-    "context_frames", "context_overlap", "context_stride", "context_blend",
+    "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -66,13 +67,18 @@ def describe_length(
     return " ".join(lines)
 
 
-def describe_long_video(models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend):
-    """The length context windows make and the transformer passes they take, or what is wrong with the settings."""
-    if not context_frames or model_id not in video_models():
+def describe_long_video(
+    models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend, ar_step=0,
+    causal_block_size=None,
+):
+    """The length context windows, chunks or asynchronous blocks make and the transformer passes they take, or what is
+    wrong with the settings."""
+    if (not context_frames and not ar_step) or model_id not in video_models():
         return "Empty window length: the whole video at once."
     request = VideoRequest(
         prompt="length", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
         context_overlap=context_overlap, context_stride=context_stride, context_blend=blend or "linear",
+        ar_step=ar_step or 0, causal_block_size=causal_block_size,
     )
     try:
         return request.check(models_dir).length_note()
@@ -113,6 +119,7 @@ class VideoTab:
             used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
             export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
             used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
+            used.get("ar_step") or 0, used.get("causal_block_size"),
         )
 
 
@@ -145,8 +152,10 @@ def build(context: AppContext) -> VideoTab:
                 )
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="video-seed")
             interpolation = gr.Dropdown(
-                label="Frame interpolation", choices=[(c.label, name) for name, c in INTERPOLATIONS.items()], value="none",
-                elem_id="video-interpolation",
+                label="Frame interpolation", value="none",
+                choices=[(c.label, name) for name, c in offered_interpolations(context.store.models_dir).items()],
+                # A choice not offered here (RIFE without its weights) reaches the request, which says what is missing.
+                allow_custom_value=True, elem_id="video-interpolation",
             )
             speed, cache_method, cache_threshold = build_speed_controls("video")
             with gr.Accordion("Long video", open=False):
@@ -166,6 +175,16 @@ def build(context: AppContext) -> VideoTab:
                     )
                     context_stride = gr.Number(label="Stride (context_stride; Wan windows)", value=1, precision=0, elem_id="video-context-stride")
                     context_blend = gr.Dropdown(label="Blend (Wan windows)", choices=list(BLENDS), value="linear", elem_id="video-context-blend")
+                gr.Markdown(
+                    "SkyReels V2 asynchronous mode: the latent frames of each chunk in causal blocks, each block starting "
+                    "ar_step steps after the one before (the model card suggests 5 and 5): more consistent, slower."
+                )
+                with gr.Row():
+                    ar_step = gr.Number(label="ar_step (0 = synchronous; SkyReels V2)", value=0, precision=0, elem_id="video-ar-step")
+                    causal_block_size = gr.Number(
+                        label="Causal block size, latent frames (empty = the largest that fits, up to 5)", value=None, precision=0,
+                        elem_id="video-causal-block-size",
+                    )
                 long_note = gr.Markdown(elem_id="video-long-note")
             with gr.Accordion("Video Combine (export)", open=False):
                 with gr.Row():
@@ -200,7 +219,7 @@ def build(context: AppContext) -> VideoTab:
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
-        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
+        cache_threshold=None, ar_step=None, causal_block_size=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -213,11 +232,12 @@ def build(context: AppContext) -> VideoTab:
             context_overlap=context_overlap, context_stride=context_stride, context_blend=context_blend or "linear",
             speed=speed or "off",
             cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
+            ar_step=ar_step or 0, causal_block_size=causal_block_size,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
             loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
-            context_stride, context_blend,
+            context_stride, context_blend, ar_step, causal_block_size,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
@@ -255,7 +275,7 @@ def build(context: AppContext) -> VideoTab:
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend, speed, cache_method, cache_threshold,
+        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -269,7 +289,9 @@ def build(context: AppContext) -> VideoTab:
     def long_video_note(*values):
         return describe_long_video(context.store.models_dir, *values)
 
-    long_inputs = [model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend]
+    long_inputs = [
+        model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend, ar_step, causal_block_size,
+    ]
     for control in long_inputs:
         control.change(long_video_note, inputs=long_inputs, outputs=[long_note], api_visibility="private")
 
@@ -309,7 +331,7 @@ def build(context: AppContext) -> VideoTab:
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
-        context_blend,
+        context_blend, ar_step, causal_block_size,
     ]
     return VideoTab(context, settings_components)
 

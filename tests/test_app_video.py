@@ -63,6 +63,7 @@ def test_save_output_false_returns_a_file_and_leaves_nothing_under_outputs(app, 
         (dict(model="demo-wan-i2v"), "image: Wan2.1 I2V (tiny) makes a video from a picture; give an input image"),
         (dict(prompt=""), "prompt: must not be empty"),
         (dict(interpolation="rife-2x"), "interpolation: the learned interpolator needs its weights in"),
+        (dict(model="demo-skyreels-v2", frames=21, ar_step=1, causal_block_size=4), "causal_block_size: 4 does not split the chunks"),
     ],
 )
 def test_bad_input_to_generate_video_is_a_clear_error(client, change, message):

@@ -15,7 +15,7 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-TABS = ["Image", "Video", "TTS", "Music", "Outputs"]
+TABS = ["Image", "Edit", "Video", "TTS", "Music", "Outputs"]
 UI_TIMEOUT_MS = 60_000
 
 
@@ -129,6 +129,51 @@ def test_the_outputs_tab_shows_results_and_reuses_their_settings(page, artifacts
         "() => document.querySelector('#image-prompt textarea').value === 'a red barn in the outputs tab'"
     )
     assert page.locator("#image-steps input").input_value() == "3"
+
+
+def test_an_instruction_edit_and_a_painted_inpaint_in_the_edit_tab_show_their_images(page, artifacts, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (64, 48), (30, 120, 200)).save(picture)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-image-1 input[type=file]").set_input_files(str(picture))
+    page.locator("#edit-image-1 img").first.wait_for()
+    page.locator("#edit-instruction textarea").fill("make it night in")
+    page.locator("#edit-insert-1").click()
+    page.wait_for_function("() => document.querySelector('#edit-instruction textarea').value === 'make it night in <img><|image_1|></img>'")
+    set_number(page, "edit-steps", 2)
+    page.locator("#edit-generate").click()
+    page.locator("#edit-result img").first.wait_for()
+    page.get_by_text("64×48").first.wait_for()
+    assert "random weights" in page.locator("#edit-note").inner_text()
+    page.screenshot(path=str(artifacts / "edit-instruction.png"), animations="disabled", full_page=True)
+    # Inpaint: Image 1 is the painter's picture; a brush stroke on it is the mask.
+    page.locator("#edit-mode").get_by_text("Inpaint").click()
+    page.locator("#edit-painter").wait_for(state="visible")
+    assert page.locator("#edit-image-2").is_hidden() and page.locator("#edit-feather").is_visible()
+    page.locator("#edit-painter button[aria-label='Brush']").first.click()
+    canvas = page.locator("#edit-painter canvas").first.bounding_box()
+    x, y = canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2
+    page.mouse.move(x - 20, y)
+    page.mouse.down()
+    page.mouse.move(x + 20, y, steps=10)
+    page.mouse.up()
+    set_number(page, "edit-steps", 2)
+    page.locator("#edit-generate").click()
+    page.get_by_text("scaled back to 64×48").first.wait_for()
+    page.screenshot(path=str(artifacts / "edit-inpaint.png"), animations="disabled", full_page=True)
+
+
+def test_an_image_result_is_sent_from_outputs_to_the_edit_tab(page):
+    generate(page, "a picture to edit next")
+    page.locator("#image-gallery img").first.wait_for()
+    page.get_by_role("tab", name="Outputs").click()
+    page.locator("#outputs-gallery img").first.click()
+    page.get_by_text("a picture to edit next").first.wait_for()
+    page.locator("#outputs-send-to-edit").click()
+    page.locator("#edit-image-1 img").first.wait_for()
+    assert page.get_by_role("tab", name="Edit").get_attribute("aria-selected") == "true"
 
 
 def test_the_last_values_come_back_after_a_reload(page):

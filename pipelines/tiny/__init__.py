@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, sd3, sd15, sdxl, skyreels_v2, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, hidream, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 3
@@ -27,11 +27,13 @@ _BUILDERS = {
     Family.WAN: wan.build,
     Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
+    Family.OMNIGEN: omnigen.build,
 }
-# Models with weights of their own for a task beside the family's plain one (LTX runs image to video on its
-# text-to-video model; FLUX.1 Canny and Depth are control transformers).
+# Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
+# on its text-to-video model), FLUX.1 Fill, and FLUX.1 Canny and Depth (control transformers).
 _TASK_BUILDERS = {
     (Family.WAN, Task.IMAGE_TO_VIDEO): wan.build_image_to_video,
+    (Family.FLUX, Task.INPAINT): flux.build_fill,
     (Family.FLUX, Task.CANNY_TO_IMAGE): flux.build_control,
     (Family.FLUX, Task.DEPTH_TO_IMAGE): flux.build_control,
 }

@@ -1,16 +1,20 @@
 """The video runner on the tiny Wan and LTX models: files with the asked frames, size and rate, the rounding said,
 previews, Stop, and clear errors before anything loads."""
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from pipelines.errors import InvalidRequest
+from pipelines.interpolation import LEARNED_WEIGHTS_FOLDER
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
+from pipelines.tiny import rife as tiny_rife
 from pipelines.video_export import ExportSettings
 from pipelines.video_runner import VideoRequest, generate_video
 
@@ -60,6 +64,33 @@ def test_interpolation_doubles_the_rate_over_the_same_span(manager, outputs):
     doubled = read_video(make(manager, outputs, model="demo-ltx", frames=9, interpolation="blend-2x").video.path)
     assert (len(doubled.frames), doubled.fps) == (2 * 9 - 1, 2 * 24)
     assert (len(doubled.frames) - 1) / doubled.fps == (9 - 1) / 24
+
+
+@pytest.fixture(scope="module")
+def rife_manager(demo_models_dir, presets, tmp_path_factory):
+    """A manager over the demo models and a random RIFE flownet.pkl where the app looks for it."""
+    models = tmp_path_factory.mktemp("rife") / "models"
+    shutil.copytree(demo_models_dir, models)
+    tiny_rife.build(models / LEARNED_WEIGHTS_FOLDER / "flownet.pkl")
+    return ModelManager(ModelStore(models, offline=True), presets["cpu"])
+
+
+def test_rife_quadruples_the_rate_over_the_same_span_and_records_its_weights(rife_manager, outputs):
+    result = make(rife_manager, outputs, model="demo-wan", width=80, height=64, frames=5, fps=8, interpolation="rife-4x")
+    video = read_video(result.video.path)
+    assert video.frames.shape == (4 * 5 - 3, 64, 80, 3) and video.fps == 4 * 8
+    assert (len(video.frames) - 1) / video.fps == (5 - 1) / 8
+    saved = read_parameters(result.video.path)
+    assert (saved["interpolation"], saved["interpolation_weights"]["file"], saved["interpolation_weights"]["version"]) == (
+        "rife-4x", "flownet.pkl", "4.6"
+    )
+
+
+def test_stop_while_rife_interpolates_saves_nothing(rife_manager, outputs):
+    job = Job(on_progress=lambda fraction, text: job.stop() if text.startswith("Interpolating frames: 1/") else None)
+    request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=2, seed=1, interpolation="rife-2x")
+    result = generate_video(request, rife_manager, outputs, job)
+    assert result.stopped and result.video is None and not outputs.root.exists()
 
 
 def test_same_seed_gives_the_same_video_and_the_flow_shift_changes_it_for_one_job(manager, outputs):

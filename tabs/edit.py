@@ -1,0 +1,266 @@
+"""The Edit tab: change an image by instruction (OmniGen, up to three input images), repaint a masked area (inpaint)
+or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3. Endpoint: /edit_image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from pipelines.catalog import EditDefaults, family_spec
+from pipelines.edit_modes import EDIT_MODES, MaskSource, edit_models
+from pipelines.edit_runner import LIMITS, PLACEHOLDER, EditRequest, EditResult, edit_image
+from pipelines.errors import JobStopped
+from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
+from tabs.errors import shown_to_user
+from tabs.saved_settings import restored_values
+
+# The controls remembered between starts and restored by "reuse settings", in the order of EditTab.settings_components.
+SETTINGS_FIELDS = (
+    "mode", "model", "instruction", "steps", "guidance", "image_guidance", "seed", "width", "height",
+    "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked",
+)
+SIDES = ("left", "right", "top", "bottom")
+INPUT_SLOTS = 3
+DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
+
+
+def mode_choices(context: AppContext, mode_name: str) -> tuple[list[tuple[str, str]], str]:
+    allowed = edit_models(mode_name)
+    return choices_among(context, lambda spec: spec.id in allowed)
+
+
+def model_info(model_id: str, mode_name: str) -> str:
+    spec = edit_models(mode_name).get(model_id)
+    if spec is None:
+        return ""
+    if spec.demo:
+        return DEMO_NOTE
+    return f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
+
+
+def mode_controls(mode_name: str) -> list:
+    """What a mode shows: input slots 2 and 3 with their insert buttons, the size, the mask painter and upload,
+    the outpaint sides, and the mask options."""
+    mode = EDIT_MODES.get(mode_name, EDIT_MODES["instruction"])
+    slots = [gr.update(visible=index < mode.max_images) for index in range(1, INPUT_SLOTS)]
+    masked = mode.mask is not MaskSource.NONE
+    return [
+        *slots, *slots,
+        gr.update(visible=mode.takes_size), gr.update(visible=mode.takes_size),
+        gr.update(visible=mode.mask is MaskSource.GIVEN), gr.update(visible=mode.mask is MaskSource.GIVEN),
+        *[gr.update(visible=mode.mask is MaskSource.CANVAS)] * len(SIDES),
+        gr.update(visible=masked), gr.update(visible=masked),
+    ]
+
+
+@dataclass
+class EditTab:
+    """What other parts of the UI need from this tab: its settings controls (to fill them from saved parameters) and
+    its first input slot (where the Outputs tab sends an image)."""
+
+    context: AppContext
+    settings_components: list
+    first_image: gr.Image
+
+    def last_values(self) -> list:
+        offered = [model_id for name in EDIT_MODES for _, model_id in mode_choices(self.context, name)[0]]
+        return restored_values(self.context.settings, "edit", SETTINGS_FIELDS, offered)
+
+    def values_from(self, used: dict, source: str) -> tuple:
+        mode = used.get("mode")
+        if mode not in EDIT_MODES or used.get("model") not in edit_models(mode):
+            raise gr.Error(f"{source} was made with a mode or model this app does not know ({mode!r}, {used.get('model')!r}).")
+        values = {name: used.get(name) for name in SETTINGS_FIELDS}
+        # The size recorded is the one made; in fill modes it follows the image, so the fields go back to 0 (automatic).
+        if not EDIT_MODES[mode].takes_size:
+            values["width"] = values["height"] = 0
+        return tuple(values.values())
+
+
+def build(context: AppContext) -> EditTab:
+    first_mode = "instruction"
+    choices, default_model = mode_choices(context, first_mode)
+    defaults = edit_models(first_mode)[default_model].defaults
+
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                mode = gr.Radio(
+                    choices=[(m.label, m.name) for m in EDIT_MODES.values()], value=first_mode, label="Mode", elem_id="edit-mode",
+                )
+                model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="edit-model", allow_custom_value=True)
+            info = gr.Markdown(model_info(default_model, first_mode), elem_id="edit-model-info")
+            instruction = gr.Textbox(
+                label="Instruction", lines=3, elem_id="edit-instruction",
+                placeholder="Make the sky stormy in <img><|image_1|></img>   ·   Put the person from <img><|image_1|></img> "
+                "into <img><|image_2|></img>   ·   for Inpaint/Outpaint: what to paint (may stay empty)",
+            )
+            with gr.Row():
+                slots, inserts = [], []
+                for number in range(1, INPUT_SLOTS + 1):
+                    with gr.Column(min_width=160):
+                        slots.append(gr.Image(label=f"Image {number}", type="filepath", height=180, elem_id=f"edit-image-{number}"))
+                        inserts.append(gr.Button(f"Insert image {number} in the instruction", size="sm", elem_id=f"edit-insert-{number}"))
+            painter = gr.ImageEditor(
+                label="Paint the area to repaint (the picture is Image 1)", type="filepath", layers=False, visible=False,
+                sources=["upload"], brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), elem_id="edit-painter",
+            )
+            mask_file = gr.Image(
+                label="…or upload a mask (white = repaint, the image's size)", type="filepath", height=160, visible=False,
+                elem_id="edit-mask",
+            )
+            with gr.Row():
+                sides = {
+                    side: gr.Number(label=f"Extend {side} (px)", value=0, precision=0, visible=False, elem_id=f"edit-outpaint-{side}")
+                    for side in SIDES
+                }
+            with gr.Row():
+                feather = gr.Slider(*LIMITS["feather"], value=0, step=1, label="Feather the mask edge (px)", visible=False, elem_id="edit-feather")
+                keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", visible=False, elem_id="edit-keep")
+            with gr.Row():
+                width = gr.Number(label="Width (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-width")
+                height = gr.Number(label="Height (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-height")
+            with gr.Row():
+                steps = gr.Number(label="Steps", value=defaults.steps, precision=0, elem_id="edit-steps")
+                guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="edit-guidance")
+                image_guidance = gr.Number(label="Image guidance", value=defaults.image_guidance, step=0.1, elem_id="edit-image-guidance")
+                seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="edit-seed")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="edit-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
+        with gr.Column(scale=2):
+            result = gr.Image(label="Result", type="filepath", format="png", interactive=False, elem_id="edit-result")
+            note = gr.Markdown(elem_id="edit-note")
+            with gr.Accordion("Parameters used", open=False):
+                parameters = gr.JSON(label="Parameters", elem_id="edit-parameters")
+    # For scripts: the input images as a list of files and the mask as a file (the page uses the slots and painter).
+    api_images = gr.File(file_count="multiple", visible=False)
+    api_mask = gr.File(visible=False)
+    api_trigger = gr.Button(visible=False)
+
+    for number, insert in enumerate(inserts, start=1):
+        insert.click(
+            lambda text, _number=number: f"{(text or '').rstrip()} {PLACEHOLDER.format(_number)}".lstrip(),
+            inputs=[instruction], outputs=[instruction], api_visibility="private",
+        )
+    # The picture to paint on is Image 1.
+    slots[0].change(
+        lambda path: {"background": path, "layers": [], "composite": path} if path else None,
+        inputs=[slots[0]], outputs=[painter], api_visibility="private",
+    )
+
+    @shown_to_user
+    # Defaults of None make everything but the instruction optional for gradio_client; None means the model's default.
+    def edit_image_handler(
+        instruction, images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction",
+        image_guidance=None, width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0,
+        feather=0, keep_unmasked=True, request: gr.Request = None, progress=gr.Progress(),
+    ):
+        mode = mode or "instruction"
+        # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
+        width, height = width or None, height or None
+        if model is None and mode in EDIT_MODES:
+            model = mode_choices(context, mode)[1]
+        checked = EditRequest(
+            instruction=instruction, model=model, mode=mode, images=tuple(images or ()), mask=mask, steps=steps,
+            guidance=guidance, image_guidance=image_guidance, seed=seed, width=width, height=height,
+            outpaint_left=outpaint_left, outpaint_right=outpaint_right, outpaint_top=outpaint_top, outpaint_bottom=outpaint_bottom,
+            feather=feather, keep_unmasked=keep_unmasked,
+        ).check(context.manager.preset)
+        values = (mode, model, instruction, steps, guidance, image_guidance, seed, width, height, outpaint_left, outpaint_right,
+                  outpaint_top, outpaint_bottom, feather, keep_unmasked)
+        context.settings.update("edit", dict(zip(SETTINGS_FIELDS, values)))
+        spec = edit_models(checked.mode)[checked.model]
+        summary = f"{spec.name} · {EDIT_MODES[checked.mode].label} · {checked.instruction[:60]}"
+        try:
+            with context.queue.run(owner_of(request), "Edit", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
+                outcome = edit_image(checked, context.manager, context.outputs, job)
+        except JobStopped:
+            outcome = EditResult(None, stopped=True)
+        return _shown(outcome, spec.demo)
+
+    @shown_to_user
+    def edit_from_page(
+        mode, model, instruction, image_1, image_2, image_3, painted, uploaded_mask, steps, guidance, image_guidance, seed, width,
+        height, outpaint_left, outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, request: gr.Request = None,
+        progress=gr.Progress(),
+    ):
+        """The page's inputs as /edit_image takes them: the filled slots (Image 1 alone in the fill modes) and the mask
+        uploaded or else painted."""
+        chosen = EDIT_MODES.get(mode, EDIT_MODES["instruction"])
+        images = [path for path in (image_1, image_2, image_3)[: chosen.max_images] if path]
+        if chosen.mask is not MaskSource.NONE and not images and painted and painted.get("background"):
+            images = [painted["background"]]
+        mask = None
+        if chosen.mask is MaskSource.GIVEN:
+            layers = (painted or {}).get("layers") or []
+            mask = uploaded_mask or (layers[0] if layers else None)
+        if not chosen.takes_size:
+            width = height = None
+        return edit_image_handler(
+            instruction, images, mask, model, steps, guidance, seed, mode, image_guidance, width, height, outpaint_left,
+            outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, request=request, progress=progress,
+        )
+
+    numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep]
+    generate.click(
+        edit_from_page, inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers],
+        outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
+    )
+    api_trigger.click(
+        edit_image_handler,
+        inputs=[instruction, api_images, api_mask, model, steps, guidance, seed, mode, image_guidance, width, height,
+                *sides.values(), feather, keep],
+        outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE,
+    )
+    stop.click(stop_handler(context), outputs=[note], api_visibility="private")
+
+    def apply_model_defaults(model_id, mode_name):
+        """A model chosen by hand brings its own steps and guidance (FLUX Fill's 30, OmniGen's 2.5 and 1.6)."""
+        spec = edit_models(mode_name).get(model_id)
+        if spec is None:
+            return [gr.skip()] * 3
+        chosen = spec.defaults
+        return chosen.steps, chosen.guidance, chosen.image_guidance if isinstance(chosen, EditDefaults) else gr.skip()
+
+    model.input(apply_model_defaults, inputs=[model, mode], outputs=[steps, guidance, image_guidance], api_visibility="private")
+
+    def show_mode(mode_name, model_id):
+        """The mode's controls and its models. The chosen model stays when the mode offers it (a restored pair stays);
+        otherwise the mode's default model comes with its steps and guidance."""
+        mode_models, mode_default = mode_choices(context, mode_name)
+        if model_id in {value for _, value in mode_models}:
+            return [gr.update(choices=mode_models), gr.skip(), gr.skip(), gr.skip(), *mode_controls(mode_name)]
+        defaults = apply_model_defaults(mode_default, mode_name)
+        return [gr.update(choices=mode_models, value=mode_default), *defaults, *mode_controls(mode_name)]
+
+    mode.change(
+        show_mode, inputs=[mode, model],
+        outputs=[model, steps, guidance, image_guidance, *slots[1:], *inserts[1:], width, height, painter, mask_file,
+                 *sides.values(), feather, keep],
+        api_visibility="private",
+    )
+
+    def show_model(model_id, mode_name):
+        spec = edit_models(mode_name).get(model_id)
+        if spec is None:
+            return gr.skip(), gr.skip()
+        return model_info(model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None)
+
+    model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance], api_visibility="private")
+
+    settings = [mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep]
+    return EditTab(context, settings, slots[0])
+
+
+def _shown(outcome: EditResult, demo: bool):
+    if outcome.output is None:
+        return None, {"image": None, "stopped": True, "parameters": None}, "Stopped before the image was finished."
+    used = outcome.output.parameters
+    summary = f"{used['width']}×{used['height']} in {outcome.seconds:.1f} s · seed {used['seed']}"
+    for line in outcome.notes:
+        summary += "\n\n" + line
+    if demo:
+        summary += "\n\n" + DEMO_NOTE
+    return str(outcome.output.path), {"image": str(outcome.output.path), "stopped": False, "parameters": used}, summary

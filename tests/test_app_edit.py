@@ -1,0 +1,74 @@
+"""/edit_image end to end through gradio_client, as a script would call it."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "photo.png"
+    Image.fromarray(np.random.RandomState(0).randint(0, 256, (256, 256, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mask(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "mask.png"
+    picture = Image.new("L", (256, 256), 0)
+    picture.paste(255, (64, 64, 128, 192))
+    picture.save(path)
+    return path
+
+
+def test_edit_image_by_instruction_returns_the_file_parameters_and_note(app, client, photo):
+    image, used, note = client.predict(
+        instruction="make it night", images=[handle_file(str(photo))], model="demo-omnigen", steps=2, seed=4,
+        api_name="/edit_image",
+    )
+    parameters = used["parameters"]
+    saved = Path(used["image"])
+    assert saved.is_relative_to(app.outputs / "edit") and Image.open(image).size == (256, 256)
+    sidecar = json.loads(saved.with_suffix(".json").read_text())
+    assert sidecar["images"][0]["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
+    assert (parameters["mode"], parameters["seed"], parameters["instruction"]) == ("instruction", 4, "make it night <img><|image_1|></img>")
+    assert "added at the end of the instruction" in note and "random weights" in note
+
+
+def test_inpaint_through_the_api_keeps_the_unmasked_pixels(client, photo, mask):
+    image, used, _ = client.predict(
+        instruction="a window", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
+        model="demo-flux-fill", steps=2, seed=1, feather=0, keep_unmasked=True, api_name="/edit_image",
+    )
+    made, given = np.asarray(Image.open(image)), np.asarray(Image.open(photo))
+    outside = np.asarray(Image.open(mask)) == 0
+    assert made.shape == given.shape and np.array_equal(made[outside], given[outside])
+    assert used["parameters"]["mask"]["file"] == "mask.png"
+
+
+def test_outpaint_through_the_api_extends_the_canvas(client, photo):
+    image, _, note = client.predict(
+        instruction="", images=[handle_file(str(photo))], mode="outpaint", model="demo-flux-fill", steps=2, seed=1,
+        outpaint_right=40, api_name="/edit_image",
+    )
+    assert Image.open(image).size == (256 + 48, 256) and "right 48 px" in note
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(instruction="blend <img><|image_3|></img>"), "instruction: <img><|image_3|></img> refers to image 3"),
+    (dict(mode="inpaint", model="demo-flux-fill", mask="small"), "must have the image's size"),
+    (dict(model="demo-flux"), "model: 'demo-flux' is not a model for Instruction"),
+])
+def test_bad_edits_are_clear_errors(client, photo, tmp_path, change, message):
+    if change.get("mask") == "small":
+        small = tmp_path / "small.png"
+        Image.new("L", (64, 64), 255).save(small)
+        change["mask"] = handle_file(str(small))
+    with pytest.raises(Exception) as error:
+        client.predict(**{"instruction": "night", "images": [handle_file(str(photo))], "steps": 1, **change}, api_name="/edit_image")
+    assert type(error.value).__name__ == "AppError" and message in str(error.value)
