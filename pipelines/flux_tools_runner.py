@@ -150,6 +150,22 @@ def make_control_image(request: ToolRequest, spec: ModelSpec, models_dir: Path) 
     return None, None
 
 
+def preview_control(control: str, image: str | None, canny_low, canny_high, depth_map: str | None) -> Image.Image | None:
+    """The control picture to show beside the input before a run, at the input's size: Canny's edges with these
+    thresholds, or a supplied depth map as the model will read it. None when there is nothing to show yet (no
+    input, thresholds out of range, a depth map still to be estimated: that takes the depth model, at run time)."""
+    try:
+        if control == "canny" and image:
+            low = whole_number("canny_low", canny_low, control_images.DEFAULT_CANNY_LOW)
+            high = whole_number("canny_high", canny_high, control_images.DEFAULT_CANNY_HIGH)
+            return control_images.canny_edges(_open_rgb(image), low, high)
+        if control == "depth" and depth_map:
+            return control_images.depth_from_map(depth_map)
+    except (InvalidRequest, OSError):
+        return None
+    return None
+
+
 def _redux_embeddings(pipe, picture: Image.Image, prompt: str) -> dict:
     """Redux's prior on the loaded components: the picture's SigLIP patches, projected by the embedder, appended to
     the prompt's T5 embeddings (of "" when there is no prompt, as Black Forest Labs' own Redux sampling does)."""
@@ -219,6 +235,8 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
     parameters = {
         **{key: value for key, value in asdict(request).items() if key not in ("image", "depth_map", "seed")},
         "mode": MODES[spec.task],
+        # The Edit tab's name for the prompt, so "reuse settings" finds it.
+        "instruction": request.prompt,
         "seed": seed,
         "inputs": {name: record for name, record in (("image", _input_record(request.image)), ("depth_map", _input_record(request.depth_map))) if record},
         "control": control_record,
@@ -236,14 +254,14 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
     }
     saved = outputs.save_image(image, parameters, kind=OUTPUT_KIND)
     job.report(1.0, "Done")
-    return ToolResult(saved, control, seconds=time.monotonic() - started, note=_size_note(request, spec) if size_from_input else "")
+    return ToolResult(saved, control, seconds=time.monotonic() - started, note=size_note(request, spec) if size_from_input else "")
 
 
-def _size_note(request: ToolRequest, spec: ModelSpec) -> str:
-    """Says how the output size came from the input's when it is not the input's own."""
+def size_note(request: ToolRequest, spec: ModelSpec) -> str:
+    """Says how a checked request's output size came from the input's."""
     source = image_size(Path(request.image or request.depth_map))
     if source == (request.width, request.height):
-        return ""
+        return f"Made at the input's size, {source[0]}×{source[1]}."
     defaults, multiple = spec.defaults, family_spec(spec.family).size_multiple
     return (
         f"Made at {request.width}×{request.height} from the input's {source[0]}×{source[1]}: its aspect ratio, within "

@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipelines import control_images
 from pipelines.errors import InvalidRequest, ModelNotAvailable
-from pipelines.flux_tools_runner import ToolRequest, run_flux_tool
+from pipelines.flux_tools_runner import ToolRequest, preview_control, run_flux_tool
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
@@ -161,3 +161,14 @@ def test_an_out_of_memory_is_retried_once_with_a_leaner_plan(demo_models_dir, pr
     assert len(calls) == 2 and result.output.path.is_file()
     assert any("Out of memory: retrying" in text for text in said)
     assert np.array_equal(np.asarray(calls[1]), np.asarray(result.control_image)), "the pipeline got the edge map"
+
+
+def test_the_preview_shows_the_edges_with_the_chosen_thresholds_or_the_supplied_depth_map(tmp_path):
+    image = picture(tmp_path, size=(320, 256))
+    edges = preview_control("canny", image, 60, 180, None)
+    assert edges.size == (320, 256)
+    assert np.array_equal(np.asarray(edges), np.asarray(control_images.canny_edges(Image.open(image), 60, 180)))
+    assert preview_control("canny", image, 200, 100, None) is None, "no preview for thresholds the run would refuse"
+    depth = np.asarray(preview_control("depth", None, None, None, picture(tmp_path, "depth.png", colour=(90, 10, 200))))
+    assert (depth[..., 0] == depth[..., 1]).all() and depth.any()
+    assert preview_control("depth", image, None, None, None) is None, "an estimated depth waits for the run"
