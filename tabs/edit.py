@@ -108,6 +108,16 @@ def build(context: AppContext) -> EditTab:
                     with gr.Column(min_width=160):
                         slots.append(gr.Image(label=f"Image {number}", type="filepath", height=180, elem_id=f"edit-image-{number}"))
                         inserts.append(gr.Button(f"Insert image {number} in the instruction", size="sm", elem_id=f"edit-insert-{number}"))
+                # The FLUX.1 tools: the depth map to follow, and the picture the model follows, beside Image 1.
+                with gr.Column(min_width=160, visible=False) as depth_column:
+                    depth_map = gr.Image(
+                        label="Depth map (near = bright; empty: estimated from Image 1 by an installed depth model)",
+                        type="filepath", height=180, elem_id="edit-depth-map",
+                    )
+                with gr.Column(min_width=160, visible=False) as preview_column:
+                    control_preview = gr.Image(
+                        label="What the model follows", type="pil", height=180, interactive=False, elem_id="edit-control-preview",
+                    )
             painter = gr.ImageEditor(
                 label="Paint the area to repaint (the picture is Image 1)", type="filepath", layers=False, visible=False,
                 sources=["upload"], brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), elem_id="edit-painter",
@@ -132,15 +142,6 @@ def build(context: AppContext) -> EditTab:
                 canny_high = gr.Slider(
                     *control_images.CANNY_LIMITS, value=control_images.DEFAULT_CANNY_HIGH, step=1, visible=False,
                     label="Canny high threshold (starts an edge)", elem_id="edit-canny-high",
-                )
-            with gr.Row():
-                depth_map = gr.Image(
-                    label="Depth map (near = bright; empty: estimated from Image 1 by an installed depth model)",
-                    type="filepath", height=160, visible=False, elem_id="edit-depth-map",
-                )
-                control_preview = gr.Image(
-                    label="What the model follows", type="pil", height=160, interactive=False, visible=False,
-                    elem_id="edit-control-preview",
                 )
             with gr.Row():
                 width = gr.Number(label="Width (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-width")
@@ -264,7 +265,7 @@ def build(context: AppContext) -> EditTab:
     mode.change(
         show_mode, inputs=[mode, model],
         outputs=[model, steps, guidance, image_guidance, *slots[1:], *inserts[1:], width, height, painter, mask_file,
-                 *sides.values(), feather, keep, control_preview, canny_low, canny_high, depth_map],
+                 *sides.values(), feather, keep, preview_column, canny_low, canny_high, depth_column],
         api_visibility="private",
     )
 
