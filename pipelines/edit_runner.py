@@ -5,7 +5,8 @@ filling the new area (outpaint); one request in, one saved PNG out.
     4. denoise (Stop and progress between steps), decode   5. back to the canvas size, the original kept outside
     the mask   6. save
 
-Modes are data (`pipelines/edit_modes.py`).
+Modes are data (`pipelines/edit_modes.py`). The FLUX.1 tools' modes (Canny, Depth, Redux variation) are checked here
+like the others and run by `pipelines/flux_tools_runner.py`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The Edit tab: change an image by instruction (OmniGen, up to three input images), repaint a masked area (inpaint)
-or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3. Endpoint: /edit_image."""
+or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3, follow the edges or the depth of a picture
+(FLUX.1 Canny, Depth) or vary it (FLUX.1 Redux). Endpoint: /edit_image."""
 
 from __future__ import annotations
 
