@@ -25,6 +25,8 @@ class Family(str, Enum):
     FISH_SPEECH = "fish_speech"
     ACE_STEP = "ace_step"
     WAN = "wan"
+    # Wan2.1 VACE: Wan with a control branch that reads reference images, an input video and a mask.
+    WAN_VACE = "wan_vace"
     SKYREELS_V2 = "skyreels_v2"
     LTX = "ltx"
     OMNIGEN = "omnigen"
@@ -113,6 +115,8 @@ class VideoRules:
     # The pipeline can denoise causal blocks of latent frames one after the other (`ar_step`, `causal_block_size`:
     # SkyReels V2's asynchronous diffusion forcing; pipelines/diffusion_forcing.py).
     asynchronous_forcing: bool = False
+    # Whether the pipeline takes VACE's inputs: reference images, an input video and a mask (`WanVACEPipeline`).
+    vace_inputs: bool = False
 
     @property
     def max_long_frames(self) -> int:
@@ -180,6 +184,8 @@ class FamilySpec:
     video: VideoRules | None = None
     # Instruction-editing families only.
     instruction: InstructionRules | None = None
+    # Python packages the family's pipeline needs beyond the base requirements (checked before loading).
+    needs_packages: tuple[str, ...] = ()
     # The component that denoises: a transformer (SD3, FLUX) or a UNet (SD1.5, SDXL).
     denoiser: str = "transformer"
     # Components worth storing in fp8/int8/NF4 when the user or preset asks: the denoiser and the big text encoders.
@@ -458,6 +464,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         guidance_doubles_batch=True,
         schedulers=_FLOW_SCHEDULERS[:1],
         component_roles=_frozen({"transformer": Role.DENOISER, "vae": Role.VAE}),
+        # Its processor crops and normalises input images with torchvision (a build matching torch's).
+        needs_packages=("torchvision",),
         instruction=InstructionRules(
             max_input_images=3,
             # The model card's 1024 where a 16 GB card has room; less on small cards, where three 1024² inputs
@@ -514,6 +522,21 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
             "wan-t2v-1.3B": "wan21-t2v-1.3b", "wan-t2v-14B": "wan21-t2v-14b", "wan-i2v-14B": "wan21-i2v-14b-480p",
         }),
     ),
+    Family.WAN_VACE: FamilySpec(
+        family=Family.WAN_VACE,
+        # Wan's VAE and transformer with VACE's control blocks: 8× per side, patch 2×2, frames 4k+1. No step cache
+        # (TeaCache's Wan fit was made without the control branch) and no context windows (the control latents would
+        # have to be windowed with the video).
+        size_multiple=16,
+        min_size=64,
+        max_size=1280,
+        supports_negative_prompt=True,
+        schedulers=(SchedulerChoice("UniPC", "UniPCMultistepScheduler"),),
+        text_tokens=512,
+        guidance_doubles_batch=False,
+        component_roles=_frozen({"text_encoder": Role.TEXT_ENCODER, "transformer": Role.DENOISER, "vae": Role.VAE}),
+        video=VideoRules(frame_multiple=4, min_frames=5, max_frames=129, default_fps=16, pixels_per_token=16, vace_inputs=True),
+    ),
     Family.SKYREELS_V2: FamilySpec(
         family=Family.SKYREELS_V2,
         # Wan's VAE and a Wan-shaped transformer: 8× per side, patch 2×2, frames 4k+1.
@@ -566,6 +589,8 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         fixed_pixel_area=1024 * 1024,
         # The 17B transformer, T5-XXL and the Llama 3.1 8B encoder are what fp8/int8 shrink.
         quantizable=("transformer", "text_encoder_3", "text_encoder_4"),
+        # TeaCache4HiDream-I1's thresholds for ≈1.5× and ≈2× on HiDream-I1 Full (A100).
+        speed=_teacache_speeds(0.17, 0.3),
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
@@ -1058,6 +1083,31 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_WAN_LICENCE,
     ),
     ModelSpec(
+        id="wan21-vace-1.3b",
+        name="Wan2.1 VACE 1.3B (references, video editing)",
+        family=Family.WAN_VACE,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanVACEPipeline",
+        repo="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
+        # diffusers' WanVACEPipeline example: 480p, 81 frames, 30 steps, guidance 5, shift 3.0 (5.0 for 720p).
+        defaults=VideoDefaults(steps=30, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        # The 1.3B transformer (2.84 GB) plus 15 VACE blocks (1.47 GB), bf16.
+        component_bytes=_frozen({"transformer": 4_310_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
+        id="wan21-vace-14b",
+        name="Wan2.1 VACE 14B (references, video editing)",
+        family=Family.WAN_VACE,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanVACEPipeline",
+        repo="Wan-AI/Wan2.1-VACE-14B-diffusers",
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
+        # The 14B transformer (28.6 GB) plus 8 VACE blocks (6.1 GB), bf16.
+        component_bytes=_frozen({"transformer": 34_680_000_000, **_WAN_ENCODERS}),
+        licence=_WAN_LICENCE,
+    ),
+    ModelSpec(
         id="ltx-video-0.9.5",
         name="LTX-Video 0.9.5 (2B)",
         family=Family.LTX,
@@ -1331,6 +1381,17 @@ MODELS: tuple[ModelSpec, ...] = (
         demo=True,
         defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
         component_bytes=_frozen({**_TINY_VIDEO_BYTES, "image_encoder": 200_000}),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-wan-vace",
+        name="Wan2.1 VACE (tiny)",
+        family=Family.WAN_VACE,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="WanVACEPipeline",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=5.0, width=64, height=64, frames=9, fps=16, flow_shift=3.0),
+        component_bytes=_frozen(_TINY_VIDEO_BYTES),
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(

@@ -17,6 +17,8 @@ class Hardware:
     vram_total_bytes: int
     ram_total_bytes: int
     bf16_supported: bool
+    # CUDA compute capability (major, minor); None without a GPU. Decides bf16 (8.0+) and fp8 compute (8.9+).
+    compute_capability: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,37 @@ def detect_hardware() -> Hardware:
         gpu_name=torch.cuda.get_device_name(),
         vram_total_bytes=vram_total,
         ram_total_bytes=ram_total,
-        bf16_supported=torch.cuda.is_bf16_supported(),
+        # Without including emulation: Turing (7.5) "supports" bf16 only by emulating it, slowly.
+        bf16_supported=torch.cuda.is_bf16_supported(including_emulation=False),
+        compute_capability=torch.cuda.get_device_capability(),
     )
+
+
+# The first compute capabilities with bf16 tensor cores (Ampere) and with fp8 tensor cores (Ada, Hopper).
+BF16_CAPABILITY = (8, 0)
+FP8_CAPABILITY = (8, 9)
+
+
+def compute_dtype_for(preset_dtype: str, device: str, capability: tuple[int, int] | None) -> str:
+    """The dtype the denoiser computes in: float32 on the CPU; the preset's on a GPU, except bf16 on a GPU older than
+    Ampere, which computes in float16 instead (same bytes, native speed)."""
+    if device != "cuda":
+        return "float32"
+    if preset_dtype == "bfloat16" and (capability is None or capability < BF16_CAPABILITY):
+        return "float16"
+    return preset_dtype
+
+
+def fp8_compute_problem(device: str, capability: tuple[int, int] | None) -> str | None:
+    """Why fp8 compute cannot run here (None when it can): it needs fp8 tensor cores, compute capability 8.9+."""
+    if device != "cuda" or capability is None:
+        return "fp8 compute needs an NVIDIA GPU with fp8 tensor cores (RTX 40xx, L4, H100: compute capability 8.9+); this machine runs on the CPU"
+    if capability < FP8_CAPABILITY:
+        return (
+            f"fp8 compute needs fp8 tensor cores (compute capability 8.9+: RTX 40xx, L4, H100); this GPU has "
+            f"{capability[0]}.{capability[1]}"
+        )
+    return None
 
 
 def process_rss_bytes() -> int:

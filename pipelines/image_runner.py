@@ -19,7 +19,9 @@ import torch
 from PIL import Image
 
 from pipelines.catalog import ModelSpec, family_spec, image_models, model_spec
+from pipelines.attention import apply_attention, check_attention
 from pipelines.checkpoint_files import checkpoint_record
+from pipelines.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.jobs import Job, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
@@ -67,6 +69,10 @@ class ImageRequest:
     speed: str = "off"
     cache_method: str | None = None
     cache_threshold: float | None = None
+    # "on": the denoiser's repeated blocks run compiled (pipelines/compiled_blocks.py); the first job compiles them.
+    compile: str = "off"
+    # The denoiser's attention backend (pipelines/attention.py); None means the preset's.
+    attention: str | None = None
 
     def check(self) -> "ImageRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
@@ -128,10 +134,12 @@ class ImageRequest:
         if weights is not None and weights not in WEIGHT_FORMATS:
             raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
+        compile_choice = check_compile(self.compile, cache_method)
         return replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
+            compile=compile_choice, attention=check_attention(self.attention),
         )
 
 
@@ -143,6 +151,8 @@ class ImageResult:
     seeds: list[int] = field(default_factory=list)
     # Set when the model renders another size than the one asked for (HiDream's fixed pixel area).
     size_note: str = ""
+    # Set when this job compiled the transformer blocks: what the first run cost.
+    compile_note: str = ""
 
 
 def nearest_size(side: float, family) -> int:
@@ -203,18 +213,22 @@ def _first_image(output) -> Image.Image:
 
 
 def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
-    """One image, from the seed's noise, with the chosen sampler, LoRAs and step cache; and what the cache did."""
+    """One image, from the seed's noise, with the chosen sampler, LoRAs, step cache and compiled blocks; and what the
+    cache and the compiler did."""
     with (
         manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
         _sampler(pipe, request.scheduler, spec),
+        compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
         job.check_stop()
+        denoiser = getattr(pipe, family_spec(spec.family).denoiser)
+        attention = apply_attention(denoiser, request.attention, manager.preset.attention, manager.execution_device())
         runner = _for_task(pipe, spec, "image" in kwargs)
         # SDE samplers draw their step noise from the global generator, not the one passed in.
         torch.manual_seed(seed)
         image = _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
-    return image, cache.record()
+    return image, cache.record(), compiled, attention
 
 
 def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
@@ -227,7 +241,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     seeds = [(first_seed + index) % (MAX_SEED + 1) for index in range(request.batch)]
     started = time.monotonic()
     saved: list[SavedOutput] = []
-    size_note = ""
+    size_note = compile_note = ""
     job.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
@@ -266,8 +280,11 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             if start_image is not None and request.strength == 0.0:
                 image = start_image.copy()  # nothing to repaint: the input is the result
                 cache_record = {"method": "none", "threshold": 0.0, "denoiser_calls": 0, "calls_skipped": 0}
+                compiled, attention = CompileReport(enabled=False), None
             else:
-                image, cache_record = with_one_retry(job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras))
+                image, cache_record, compiled, attention = with_one_retry(
+                    job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras)
+                )
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
@@ -288,6 +305,10 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "weights": request.weights or manager.preset.weights,
             # The step cache that ran and how many denoiser calls it skipped.
             "step_cache": cache_record,
+            # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
+            "compiled_blocks": compiled.record(),
+            # The attention backend the denoiser ran with (PyTorch's where the model takes no other).
+            "attention": attention,
             # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
             "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
             "loras": [lora.record() for lora in loras],
@@ -301,11 +322,14 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         # The size made is the one recorded; what was asked stays beside it.
         parameters.update(width=image.width, height=image.height, requested_size=[request.width, request.height])
         saved.append(outputs.save_image(image, parameters))
+        if compiled.note():
+            compile_note = compiled.note()
+            job.report((index + 1) / len(seeds), compile_note)
         if image.size != (request.width, request.height):
             size_note = _size_note(spec, request, image.size)
             job.report((index + 1) / len(seeds), size_note)
     job.report(1.0, "Done")
-    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note)
+    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note)
 
 
 def _size_note(spec: ModelSpec, request: ImageRequest, made: tuple[int, int]) -> str:

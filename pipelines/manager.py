@@ -23,6 +23,7 @@ Policy:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
@@ -38,9 +39,9 @@ import torch
 import transformers
 
 from pipelines.catalog import FAMILIES, CompanionRepo, FamilySpec, ModelSpec, Task, family_spec, model_spec
-from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
+from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
-from pipelines.hardware import MemoryReading, read_memory, release_freed_memory
+from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.block_streamer import BlockStreamer
@@ -112,13 +113,11 @@ class ModelManager:
             return "cuda"
         return "cpu"
 
+    def compute_capability(self) -> tuple[int, int] | None:
+        return torch.cuda.get_device_capability() if self.execution_device() == "cuda" else None
+
     def compute_dtype(self) -> str:
-        device = self.execution_device()
-        if device == "cpu":
-            return "float32"
-        if self._preset.dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
-            return "float16"
-        return self._preset.dtype
+        return compute_dtype_for(self._preset.dtype, self.execution_device(), self.compute_capability())
 
     @contextmanager
     def use(
@@ -129,7 +128,7 @@ class ModelManager:
         `on_progress` hears about a download, if one is needed. `dtype` and `weights` ask for a precision or a weight
         format other than the preset's (the model is reloaded when it was loaded otherwise). `loras` are active,
         with their weights, for this job only."""
-        chosen = weight_format(weights or self._preset.weights, self.execution_device())
+        chosen = weight_format(weights or self._preset.weights, self.execution_device(), self.compute_capability())
         with self._lock:
             loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen)
             self._admit(loaded, workload)
@@ -220,6 +219,7 @@ class ModelManager:
         # No local name for the loaded model here: it would keep the model alive through the release below.
         if self._loaded is not None and (self._loaded.spec, self._loaded.placement.plan.dtype, self._loaded.weights) == (spec, dtype_name, weights):
             return self._loaded
+        _check_packages(spec)
         if weights is WeightFormat.NF4 and family_spec(spec.family).denoiser != "transformer":
             raise InvalidRequest("weights", f"NF4 is for the big transformers (FLUX, SD3); {spec.name} is small enough as shipped or in fp8")
         files = self.store.ensure(spec, on_progress)
@@ -292,7 +292,7 @@ class ModelManager:
             pipe.unload_lora_weights()
             if use_engine:
                 streamer = stream_loaded(pipe.transformer, device, dtype, self._host_arena())
-        quantize_loaded(pipe, to_quantize, weights)
+        quantize_loaded(pipe, to_quantize, weights, denoiser=family.denoiser)
         # Runners report steps themselves; the pipeline's own bar would show every step twice.
         pipe.set_progress_bar_config(disable=True)
         names = [name for name in family.component_roles if getattr(pipe, name, None) is not None]
@@ -435,6 +435,18 @@ def _attach_prior(pipe, companion: CompanionRepo | None, files: ModelFiles, dtyp
         if component is not None:
             setattr(pipe, PRIOR_PREFIX + name, component)
     return [PRIOR_PREFIX + name for name in prior.model_cpu_offload_seq.split("->")]
+
+
+def _check_packages(spec: ModelSpec) -> None:
+    """Refuse, naming the package, a model whose pipeline needs one that is not installed (diffusers would fail
+    later with a NameError from inside the pipeline)."""
+    family = FAMILIES.get(spec.family)
+    missing = [name for name in (family.needs_packages if family else ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelNotAvailable(
+            f"{spec.name} needs the Python package {', '.join(missing)}, which is not installed: pip install {' '.join(missing)} "
+            "(the build that matches your torch, from the same index)."
+        )
 
 
 def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:

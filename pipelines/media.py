@@ -229,6 +229,44 @@ def read_video(path: Path) -> VideoFile:
     return VideoFile(frames, fps, None)
 
 
+@dataclass(frozen=True)
+class VideoProbe:
+    """What a video file's header says: its frame size and rate."""
+
+    width: int
+    height: int
+    fps: float
+
+
+def probe_video(path: Path) -> VideoProbe:
+    """The size and frame rate of the first video stream of any file ffmpeg reads (a still picture reads as a video
+    of one frame at 25 fps); MediaError when it has none."""
+    path = Path(path)
+    # Without an output ffmpeg exits with an error, after describing the input on stderr.
+    done = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+    text = done.stderr.decode(errors="replace")
+    stream = re.search(r"Video: [^\n]*?, (\d+)x(\d+)[ ,\n]", text)
+    if stream is None:
+        raise MediaError(f"{path.name} is not a readable video: {text.strip()[-300:]}")
+    rate = re.search(r"Video: [^\n]*?([\d.]+) (?:fps|tbr)", text)
+    return VideoProbe(int(stream.group(1)), int(stream.group(2)), float(rate.group(1)) if rate else 25.0)
+
+
+def read_video_frames(path: Path, size: tuple[int, int], fps: float, max_frames: int) -> np.ndarray:
+    """Frames (n, height, width, 3 uint8) of any video ffmpeg reads, sampled at `fps` from its start, scaled to cover
+    `size` (width, height) and cropped to it in the middle, at most `max_frames`; MediaError when unreadable."""
+    width, height = size
+    scaled = f"fps={fps:g},scale={width}:{height}:force_original_aspect_ratio=increase,crop={width}:{height},setsar=1"
+    done = subprocess.run(
+        [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-vf", scaled, "-frames:v", str(max_frames),
+         "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, timeout=FFMPEG_TIMEOUT_S,
+    )
+    if done.returncode != 0:
+        raise MediaError(f"{Path(path).name} is not a readable video: {done.stderr.decode(errors='replace').strip()[-300:]}")
+    return np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
 def _gif_with_comment(data: bytes, comment: str) -> bytes:
     """A comment extension inserted after the GIF's screen descriptor and global palette, in 255-byte sub-blocks."""
     flags = data[10]

@@ -31,15 +31,22 @@ class TeaCacheRule:
     # Attributes of the transformer holding its blocks, run one after another on `hidden_states`.
     block_lists: tuple[str, ...]
     # "norm1": the first block's norm1(hidden_states, emb=temb)[0] (FLUX); "temb": the timestep projection the
-    # blocks receive (Wan's "ret_steps" mode, LTX).
+    # blocks receive (Wan's "ret_steps" mode, LTX); "t_embedder": the output of the transformer's `t_embedder`, the
+    # timestep embedding before the pooled text is added to it (HiDream).
     probe: str
     # Rescaling polynomial, highest power first. Fitted by TeaCache's authors (github.com/ali-vilab/TeaCache):
     # FLUX from TeaCache4FLUX/teacache_flux.py; Wan2.1 T2V 1.3B (ret_steps mode) from TeaCache4Wan2.1/teacache_generate.py;
-    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py.
+    # LTX-Video from TeaCache4LTX-Video/teacache_ltx.py; HiDream-I1 Full from TeaCache4HiDream-I1/teacache_hidream_i1.py.
     coefficients: tuple[float, ...]
     # Index of hidden_states in a block's tuple output (FLUX returns (encoder_hidden_states, hidden_states));
-    # None when a block returns hidden_states alone.
-    output_index: int | None = None
+    # None when a block returns hidden_states alone. A tuple gives one per entry of `block_lists` (HiDream's double
+    # blocks return (hidden_states, encoder_hidden_states), its single blocks hidden_states alone).
+    output_index: int | None | tuple[int | None, ...] = None
+    # The keyword the transformer takes the timestep under (HiDream's is "timesteps").
+    timestep_argument: str = "timestep"
+
+    def output_index_of(self, list_index: int) -> int | None:
+        return self.output_index[list_index] if isinstance(self.output_index, tuple) else self.output_index
 
 
 TEACACHE_RULES: dict[Family, TeaCacheRule] = {
@@ -52,6 +59,12 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
     ),
     Family.LTX: TeaCacheRule(
         ("transformer_blocks",), "temb", (2.14700694e01, -1.28016453e01, 2.31279151e00, 7.92487521e-01, 9.69274326e-03),
+    ),
+    # Fitted on HiDream-I1 Full; Dev and Fast (distilled, fewer steps) use it too, as no other was published.
+    Family.HIDREAM: TeaCacheRule(
+        ("double_stream_blocks", "single_stream_blocks"), "t_embedder",
+        (-3.13605009e04, -7.12425503e02, 4.91363285e01, 8.26515490e00, 1.08053901e-01),
+        output_index=(0, None), timestep_argument="timesteps",
     ),
 }
 
@@ -117,6 +130,13 @@ def _blocks(transformer, rule: TeaCacheRule) -> list[torch.nn.Module]:
     return [block for name in rule.block_lists for block in getattr(transformer, name)]
 
 
+def _blocks_with_output_index(transformer, rule: TeaCacheRule) -> list[tuple[torch.nn.Module, int | None]]:
+    return [
+        (block, rule.output_index_of(list_index))
+        for list_index, name in enumerate(rule.block_lists) for block in getattr(transformer, name)
+    ]
+
+
 def _last_attention(transformer, family: Family) -> torch.nn.Module:
     block = _blocks(transformer, TEACACHE_RULES[family])[-1]
     return next(module for module in block.modules() if type(module).__name__.endswith("Attention"))
@@ -141,6 +161,8 @@ class _TeaCache:
     call_in_step: int = 0
     skip: bool = False
     blocks_input: torch.Tensor | None = None
+    # The transformer's timestep embedding of this call, for the "t_embedder" probe.
+    timestep_embedding: torch.Tensor | None = None
 
     def on_denoiser_call(self, timestep: torch.Tensor) -> None:
         # Calls with the same timestep are the conditional/unconditional passes of one step.
@@ -150,7 +172,7 @@ class _TeaCache:
         self.slot = self.slots.setdefault(self.call_in_step, _Slot())
 
     def decide(self, block, hidden_states: torch.Tensor, temb: torch.Tensor) -> None:
-        probe = block.norm1(hidden_states, emb=temb)[0] if self.rule.probe == "norm1" else temb
+        probe = _PROBES[self.rule.probe](self, block, hidden_states, temb)
         slot = self.slot
         if slot.previous_probe is None or slot.residual is None:
             self.skip = False
@@ -166,6 +188,14 @@ class _TeaCache:
         self.blocks_input = hidden_states
 
 
+# What TeaCache compares between steps, by TeaCacheRule.probe: (state, first block, its hidden_states, its temb) -> tensor.
+_PROBES = {
+    "norm1": lambda state, block, hidden_states, temb: block.norm1(hidden_states, emb=temb)[0],
+    "temb": lambda state, block, hidden_states, temb: temb,
+    "t_embedder": lambda state, block, hidden_states, temb: state.timestep_embedding,
+}
+
+
 def _hidden(args, kwargs) -> torch.Tensor:
     return kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
 
@@ -174,21 +204,22 @@ def _temb(args, kwargs) -> torch.Tensor:
     return kwargs["temb"] if "temb" in kwargs else args[2]
 
 
-def _passthrough(rule: TeaCacheRule, args, kwargs, hidden_states):
-    if rule.output_index is None:
+def _passthrough(output_index: int | None, args, kwargs, hidden_states):
+    """What a bypassed block returns: its hidden_states, beside its encoder_hidden_states when it returns a pair."""
+    if output_index is None:
         return hidden_states
     encoder = kwargs["encoder_hidden_states"] if "encoder_hidden_states" in kwargs else args[1]
-    return (encoder, hidden_states)
+    return (encoder, hidden_states) if output_index == 1 else (hidden_states, encoder)
 
 
 def _install_teacache(transformer, family: Family, threshold: float) -> list:
     """Wraps every block's forward; returns what undoes it."""
     rule = TEACACHE_RULES[family]
     state = _TeaCache(rule, threshold)
-    blocks = _blocks(transformer, rule)
-    first, last = blocks[0], blocks[-1]
+    blocks = _blocks_with_output_index(transformer, rule)
+    first, last = blocks[0][0], blocks[-1][0]
 
-    def wrap(block):
+    def wrap(block, output_index):
         original = block.forward
 
         def forward(*args, **kwargs):
@@ -196,27 +227,39 @@ def _install_teacache(transformer, family: Family, threshold: float) -> list:
             if block is first:
                 state.decide(block, hidden_states, _temb(args, kwargs))
                 if state.skip:
-                    return _passthrough(rule, args, kwargs, hidden_states + state.slot.residual)
+                    return _passthrough(output_index, args, kwargs, hidden_states + state.slot.residual)
             elif state.skip:
-                return _passthrough(rule, args, kwargs, hidden_states)
+                return _passthrough(output_index, args, kwargs, hidden_states)
             output = original(*args, **kwargs)
             if block is last:
-                out_hidden = output if rule.output_index is None else output[rule.output_index]
-                state.slot.residual = (out_hidden - state.blocks_input).detach()
+                out_hidden = output if output_index is None else output[output_index]
+                # HiDream's last blocks carry text tokens after the image tokens the first block got: keep those.
+                image_tokens = state.blocks_input.shape[1]
+                state.slot.residual = (out_hidden[:, :image_tokens] - state.blocks_input).detach()
             return output
 
         block.forward = forward
 
-    for block in blocks:
-        wrap(block)
-    hook = transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: state.on_denoiser_call(kwargs["timestep"]), with_kwargs=True
-    )
+    # A forward set on the instance before ours (compiled blocks: pipelines/compiled_blocks.py) comes back afterwards.
+    own_forwards = {block: vars(block).get("forward") for block, _ in blocks}
+    for block, output_index in blocks:
+        wrap(block, output_index)
+    hooks = [transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: state.on_denoiser_call(kwargs[rule.timestep_argument]), with_kwargs=True
+    )]
+    if rule.probe == "t_embedder":
+        hooks.append(transformer.t_embedder.register_forward_hook(
+            lambda module, args, output: setattr(state, "timestep_embedding", output)
+        ))
 
     def undo():
-        hook.remove()
-        for block in blocks:
-            del block.forward  # the instance attribute goes; the class's forward is back
+        for hook in hooks:
+            hook.remove()
+        for block, _ in blocks:
+            if own_forwards[block] is None:
+                del block.forward  # the instance attribute goes; the class's forward is back
+            else:
+                block.forward = own_forwards[block]
 
     return [undo]
 

@@ -1,8 +1,9 @@
-"""Text or image to video (Wan2.1, LTX-Video): one request in, one saved video out.
+"""Text or image to video (Wan2.1, LTX-Video), and VACE's references, video editing with a mask and first frame
+(pipelines/vace.py): one request in, one saved video out.
 
     1. check the request (frames rounded to the model's rule, and the rounding said)   2. load (manager.use)
     3. set the flow shift   4. denoise (Stop, progress and a latent preview between steps)   5. decode
-    6. interpolate frames (optional)   7. export (Video Combine) and save
+    6. keep the input's unmasked pixels (VACE, optional)   7. interpolate frames (optional)   8. export and save
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from pipelines.attention import apply_attention, check_attention
+from pipelines import vace
 from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task, VideoRules, family_spec, model_spec, video_models
 from pipelines.checkpoint_files import checkpoint_record
+from pipelines.compiled_blocks import check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.diffusion_forcing import Chunk, check_forcing, chunks, rounds
 from pipelines.errors import InvalidRequest, JobStopped
@@ -72,6 +76,10 @@ class VideoRequest:
     speed: str = "off"
     cache_method: str | None = None
     cache_threshold: float | None = None
+    # "on": the transformer's repeated blocks run compiled (pipelines/compiled_blocks.py).
+    compile: str = "off"
+    # The transformer's attention backend (pipelines/attention.py); None means the preset's.
+    attention: str | None = None
     export: ExportSettings = field(default_factory=ExportSettings)
     # Long video, in video frames. Context windows (Wan): the window length and the overlap (a window of 4k+1 frames
     # is k+1 latent frames; 4 frames of overlap share one latent frame), every `context_stride`-th latent frame in a
@@ -85,8 +93,17 @@ class VideoRequest:
     # `ar_step` steps after the one before. 0 = synchronous; no block size = the largest that fits, up to 5.
     ar_step: int = 0
     causal_block_size: int | None = None
+    # VACE models (files): up to 3 reference images, an input video and a mask (a video, or one picture for every
+    # frame; white = regenerate, black = keep). With an input video or image, `keep_unmasked` pastes the input's own
+    # pixels back wherever the mask keeps them.
+    reference_images: tuple[str, ...] = ()
+    video: str | None = None
+    mask: str | None = None
+    keep_unmasked: bool = False
     # Filled by check(): what was asked for, when the model's frame rule changed it.
     frames_requested: int | None = None
+    # Filled by check(): how the input video and mask were sampled, cut and fitted (VACE).
+    input_note: str = ""
 
     def check(self, models_dir: Path) -> "VideoRequest":
         """A copy with defaults filled in and frames rounded to the model's rule; InvalidRequest names the first bad field."""
@@ -105,8 +122,11 @@ class VideoRequest:
         default_width, default_height = defaults.width, defaults.height
         if image is None and spec.task is Task.IMAGE_TO_VIDEO:
             raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")
+        sources = vace.check_sources(self, spec)
+        if sources is not None and sources.video is not None:
+            default_width, default_height = _fitted_size((sources.video.width, sources.video.height), (defaults.width, defaults.height), family)
         if image is not None:
-            if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class:
+            if spec.task is not Task.IMAGE_TO_VIDEO and not rules.image_to_video_pipeline_class and not rules.vace_inputs:
                 starters = [
                     s.id for s in models.values()
                     if s.task is Task.IMAGE_TO_VIDEO or family_spec(s.family).video.image_to_video_pipeline_class
@@ -143,6 +163,10 @@ class VideoRequest:
         fps = whole_number("fps", self.fps, defaults.fps)
         if not 1 <= fps <= MAX_FPS:
             raise InvalidRequest("fps", f"{fps} is out of range; use 1 to {MAX_FPS}")
+        # A clip shorter than the model's default length sets the length when none was asked for.
+        frames_given = self.frames not in (None, "")
+        frames, input_note = vace.fitted_length(self, sources, rules, (width, height), frames, frames_given, fps)
+        requested = requested if frames_given else frames
         steps = whole_number("steps", self.steps, defaults.steps)
         if not 1 <= steps <= MAX_STEPS:
             raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
@@ -164,11 +188,15 @@ class VideoRequest:
         # neighbouring windows of the same step, not steps.
         if context["context_frames"] is not None and rules.long_video is LongVideo.CONTEXT_WINDOWS and cache_method != "none":
             raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
+        compile_choice = check_compile(self.compile, cache_method)
         return replace(
             self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
             interpolation=self.interpolation or "none", export=export, **context, **forcing,
-            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
+            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_choice,
+            attention=check_attention(self.attention),
+            reference_images=tuple(str(path) for path in self.reference_images), video=str(self.video) if self.video else None,
+            mask=str(self.mask) if self.mask else None, keep_unmasked=bool(self.keep_unmasked), input_note=input_note,
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
@@ -290,6 +318,10 @@ class VideoResult:
     frames_note: str = ""
     # The length made and the transformer passes it took, for long videos in context windows.
     length_note: str = ""
+    # Set when this job compiled the transformer blocks: what the first run cost.
+    compile_note: str = ""
+    # How VACE's input video and mask were sampled, cut and fitted.
+    input_note: str = ""
 
 
 def _fitted_size(image_size_px: tuple[int, int], default: tuple[int, int], family: FamilySpec) -> tuple[int, int]:
@@ -357,7 +389,8 @@ def latent_preview(latents: torch.Tensor, request: VideoRequest, family: FamilyS
     if sample.dim() == 2:  # (frames·height·width tokens, channels)
         grid = (rules.latent_frames(request.frames), request.height // rules.pixels_per_token, request.width // rules.pixels_per_token)
         sample = sample.reshape(*grid, -1).permute(3, 0, 1, 2)
-    picture = sample[:3, 0]  # (3, height, width)
+    # VACE puts one latent frame per reference image before the video's first.
+    picture = sample[:3, len(request.reference_images)]  # (3, height, width)
     low = picture.amin(dim=(1, 2), keepdim=True)
     high = picture.amax(dim=(1, 2), keepdim=True)
     picture = ((picture - low) / (high - low).clamp(min=1e-6) * 255).round().byte().permute(1, 2, 0).numpy()
@@ -372,21 +405,23 @@ def _start_image(request: VideoRequest) -> Image.Image:
     return picture
 
 
-def _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record: dict) -> np.ndarray:
-    """The frames, from the seed's noise, with the request's flow shift and step cache for this job only;
-    `cache_record` receives what the cache did."""
+def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: dict) -> np.ndarray:
+    """The frames, from the seed's noise, with the request's flow shift, step cache and compiled blocks for this job
+    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks")."""
     family = family_spec(spec.family)
     with (
         manager.use(spec.id, workload, on_progress=job.report) as pipe,
         _flow_shift(pipe, request.flow_shift),
         windowed_transformer(pipe.transformer, request.context_windows()),
+        compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
         job.check_stop()
+        attention = apply_attention(pipe.transformer, request.attention, manager.preset.attention, manager.execution_device())
         runner = _for_task(pipe, family, "image" in kwargs, spec)
         torch.manual_seed(seed)
         frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
-        cache_record.update(cache.record())
+    records.update(step_cache=cache.record(), compiled_blocks=compiled.record(), compile_note=compiled.note(), attention=attention)
     return frames
 
 
@@ -417,8 +452,9 @@ def generate_video(
 
     # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
     # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
-    # In context windows the transformer sees one window at a time: memory is planned for a window.
-    denoised_frames = min(request.frames, request.context_frames or request.frames)
+    # In context windows the transformer sees one window at a time: memory is planned for a window. VACE puts each
+    # reference image before the video as one more latent frame (frame_multiple video frames).
+    denoised_frames = min(request.frames, request.context_frames or request.frames) + len(request.reference_images) * rules.frame_multiple
     tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
     workload = Workload(tokens, family.denoiser_batch(request.guidance))
     kwargs = dict(
@@ -440,7 +476,10 @@ def generate_video(
         # Always given, 1 included: the pipeline stores a block size in the transformer's config, where a later job
         # without one would find it.
         kwargs.update(ar_step=request.ar_step, causal_block_size=request.causal_block_size)
-    if start_image is not None:
+    vace_inputs = vace.load_inputs(request) if rules.vace_inputs else None
+    if vace_inputs is not None:
+        kwargs.update(vace.pipeline_arguments(vace_inputs))
+    elif start_image is not None:
         kwargs["image"] = start_image
     interpolation = INTERPOLATIONS[request.interpolation]
 
@@ -449,9 +488,12 @@ def generate_video(
         job.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
 
     try:
-        cache_record: dict = {}
-        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, cache_record))
+        records: dict = {}
+        decoded = with_one_retry(job, lambda: _make_frames(manager, spec, workload, request, job, kwargs, seed, records))
         frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
+        # Keep the input's own pixels outside the mask, exactly (the VAE's round trip would blur them).
+        if vace_inputs is not None and request.keep_unmasked:
+            frames = vace.paste_kept(frames, vace_inputs)
 
         # 6. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
         job.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
@@ -464,10 +506,14 @@ def generate_video(
     parameters = {
         **{
             key: value for key, value in asdict(request).items()
-            if key not in ("seed", "image", "export", "cache_method", "cache_threshold")
+            if key not in ("seed", "image", "export", "cache_method", "cache_threshold", "reference_images", "video", "mask")
         },
         "image": start_record,
-        "step_cache": cache_record,
+        **(vace.records(request) if rules.vace_inputs else {}),
+        "step_cache": records["step_cache"],
+        # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
+        "compiled_blocks": records["compiled_blocks"],
+        "attention": records["attention"],
         "seed": seed,
         "frames_note": request.frames_note(),
         "length_note": request.length_note(),
@@ -488,5 +534,7 @@ def generate_video(
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")
     return VideoResult(
-        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note()
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=request.frames_note(), length_note=request.length_note(),
+        compile_note=records["compile_note"],
+        input_note=request.input_note,
     )

@@ -18,7 +18,10 @@ PLACEMENTS = ("resident", "offload", "stream", "sequential")
 ROLES = ("denoiser", "text_encoder", "vae")
 DTYPES = ("float32", "bfloat16", "float16")
 # How the denoiser and big text encoders are stored (see pipelines/weight_formats.py); a user may choose per job.
-WEIGHT_FORMATS = ("as shipped", "fp8", "int8", "nf4")
+WEIGHT_FORMATS = ("as shipped", "fp8", "int8", "nf4", "fp8 compute")
+# Attention backends (see pipelines/attention.py): PyTorch's built-in ones, and the CUDA-only ones when installed.
+ATTENTION_BACKENDS = ("sdpa", "sdpa-math", "sage", "flash", "flash3")
+CUDA_ONLY_ATTENTION = ("sage", "flash", "flash3")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Preset:
     vae_tiling: bool
     stream_blocks_per_group: int
     weights: str
+    # The denoiser's attention backend where the model takes one; "sdpa" is PyTorch's own.
+    attention: str
 
     @property
     def usable_vram_bytes(self) -> int:
@@ -55,8 +60,15 @@ def _check(data: dict, source: Path) -> Preset:
         raise PresetError(f"{source.name}: device must be cpu or cuda, not {data['device']!r}")
     if data["dtype"] not in DTYPES:
         raise PresetError(f"{source.name}: dtype must be one of {DTYPES}, not {data['dtype']!r}")
-    if data["weights"] not in WEIGHT_FORMATS or (data["weights"] == "nf4" and data["device"] != "cuda"):
-        raise PresetError(f"{source.name}: weights must be one of {WEIGHT_FORMATS} (nf4 on cuda only), not {data['weights']!r}")
+    if data["weights"] not in WEIGHT_FORMATS or (data["weights"] in ("nf4", "fp8 compute") and data["device"] != "cuda"):
+        raise PresetError(
+            f"{source.name}: weights must be one of {WEIGHT_FORMATS} (nf4 and fp8 compute on cuda only), not {data['weights']!r}"
+        )
+    if data["attention"] not in ATTENTION_BACKENDS or (data["attention"] in CUDA_ONLY_ATTENTION and data["device"] != "cuda"):
+        raise PresetError(
+            f"{source.name}: attention must be one of {ATTENTION_BACKENDS} ({', '.join(CUDA_ONLY_ATTENTION)} on cuda only), "
+            f"not {data['attention']!r}"
+        )
     placement = data["placement"]
     if set(placement) != set(ROLES) or not set(placement.values()) <= set(PLACEMENTS):
         raise PresetError(f"{source.name}: placement needs {ROLES}, each one of {PLACEMENTS}; got {placement}")

@@ -17,7 +17,7 @@ from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_ha
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, build_speed_controls
+from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
@@ -109,7 +109,9 @@ def build(context: AppContext) -> ImageTab:
                 value=PRESET_WEIGHTS, elem_id="image-weights",
                 info="fp8/int8 halve the memory of the transformer and big text encoders; NF4 quarters it (NVIDIA GPUs only)",
             )
-            speed, cache_method, cache_threshold = build_speed_controls("image")
+            speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
+                "image", context.manager.execution_device()
+            )
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
                 strength = gr.Slider(
@@ -134,13 +136,14 @@ def build(context: AppContext) -> ImageTab:
     def generate_image_handler(
         prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
         strength=DEFAULT_STRENGTH, loras="", weights=PRESET_WEIGHTS, speed="off", cache_method=AUTO_METHOD, cache_threshold=None,
-        request: gr.Request = None, progress=gr.Progress(),
+        compile="off", attention=PRESET_ATTENTION, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = ImageRequest(
             prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=None if weights == PRESET_WEIGHTS else weights,
             speed=speed, cache_method=None if cache_method == AUTO_METHOD else cache_method, cache_threshold=cache_threshold,
+            compile=compile, attention=None if attention == PRESET_ATTENTION else attention,
         ).check()
         values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights)
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
@@ -156,8 +159,9 @@ def build(context: AppContext) -> ImageTab:
         summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
         if outcome.stopped:
             summary = f"Stopped. {summary}"
-        if outcome.size_note:
-            summary += f"\n\n{outcome.size_note}"
+        for note in (outcome.size_note, outcome.compile_note):
+            if note:
+                summary += f"\n\n{note}"
         if spec.demo:
             summary += "\n\n" + DEMO_NOTE
         used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
@@ -166,7 +170,7 @@ def build(context: AppContext) -> ImageTab:
     generate.click(
         generate_image_handler,
         inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
-                speed, cache_method, cache_threshold],
+                speed, cache_method, cache_threshold, compile_blocks, attention],
         outputs=[gallery, parameters, result],
         api_name="generate_image",
         **GPU_QUEUE,
@@ -174,7 +178,7 @@ def build(context: AppContext) -> ImageTab:
     prompt.submit(
         generate_image_handler,
         inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
-                speed, cache_method, cache_threshold],
+                speed, cache_method, cache_threshold, compile_blocks, attention],
         outputs=[gallery, parameters, result],
         api_visibility="private",
         **GPU_QUEUE,

@@ -1,5 +1,5 @@
-"""The Video tab: text and image to video with Wan2.1 and LTX-Video, Video Combine export and frame interpolation.
-Endpoint: /generate_video."""
+"""The Video tab: text and image to video with Wan2.1 and LTX-Video, VACE's references and video editing with a mask,
+Video Combine export and frame interpolation. Endpoint: /generate_video."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pipelines.video_runner import VideoRequest, VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, build_speed_controls
+from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -86,6 +86,11 @@ def describe_long_video(
         return f"⚠️ {error}"
 
 
+def takes_vace_inputs(model_id: str) -> bool:
+    spec = video_models().get(model_id)
+    return spec is not None and family_spec(spec.family).video.vace_inputs
+
+
 def model_info(model_id: str) -> str:
     spec = video_models().get(model_id)
     if spec is None:
@@ -94,6 +99,8 @@ def model_info(model_id: str) -> str:
     needs = " · needs an input image" if spec.task is Task.IMAGE_TO_VIDEO else (
         " · optional input image" if rules.image_to_video_pipeline_class else ""
     )
+    if rules.vace_inputs:
+        needs = " · optional reference images, input video and mask (VACE), or an input image as the first frame"
     head = DEMO_NOTE if spec.demo else f"**{spec.name}** · {spec.weight_bytes / 1e9:.1f} GB · {spec.licence}"
     return f"{head}\n\nSizes: multiples of {family_spec(spec.family).size_multiple}; frames: {rules.frame_multiple}k+1{needs}"
 
@@ -157,7 +164,29 @@ def build(context: AppContext) -> VideoTab:
                 # A choice not offered here (RIFE without its weights) reaches the request, which says what is missing.
                 allow_custom_value=True, elem_id="video-interpolation",
             )
-            speed, cache_method, cache_threshold = build_speed_controls("video")
+            speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
+                "video", context.manager.execution_device()
+            )
+            with gr.Accordion("VACE: reference images, video editing with a mask", open=True, visible=family.video.vace_inputs) as vace_panel:
+                gr.Markdown(
+                    "**Reference images** (up to 3): a character, an object or a style to put in the video. **Input video** "
+                    "(any file ffmpeg reads): sampled at the fps above, its first frames used, scaled and cropped to the size "
+                    "above. **Mask** (a video, or one picture for every frame): white is regenerated, black kept; without a "
+                    "mask the whole video is redrawn, following its layout and motion. An input image above becomes the first "
+                    "frame instead, the rest generated."
+                )
+                with gr.Row():
+                    reference_images = gr.File(
+                        label="Reference images (up to 3)", file_count="multiple", file_types=["image"], elem_id="video-references",
+                    )
+                    reference_gallery = gr.Gallery(label="References", height=140, columns=3, interactive=False, elem_id="video-reference-gallery")
+                with gr.Row():
+                    vace_video = gr.File(label="Input video", file_types=["video", ".gif", ".webp"], elem_id="video-vace-video")
+                    vace_mask = gr.File(label="Mask (video or picture)", file_types=["video", "image"], elem_id="video-vace-mask")
+                keep_unmasked = gr.Checkbox(
+                    label="Keep unmasked pixels exactly (paste the input back where the mask is black, frame by frame)",
+                    value=False, elem_id="video-keep-unmasked",
+                )
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
@@ -219,7 +248,8 @@ def build(context: AppContext) -> VideoTab:
         guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
-        cache_threshold=None, ar_step=None, causal_block_size=None, request: gr.Request = None, progress=gr.Progress(),
+        cache_threshold=None, ar_step=None, causal_block_size=None, compile=None, attention=None, reference_images=None,
+        video=None, mask=None, keep_unmasked=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -233,6 +263,8 @@ def build(context: AppContext) -> VideoTab:
             speed=speed or "off",
             cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
             ar_step=ar_step or 0, causal_block_size=causal_block_size,
+            compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
+            reference_images=tuple(reference_images or ()), video=video, mask=mask, keep_unmasked=bool(keep_unmasked),
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
@@ -275,7 +307,8 @@ def build(context: AppContext) -> VideoTab:
     inputs = [
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size,
+        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size, compile_blocks,
+        attention, reference_images, vace_video, vace_mask, keep_unmasked,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -306,6 +339,18 @@ def build(context: AppContext) -> VideoTab:
     duration.input(frames_from_duration, inputs=[model, duration, fps, context_frames], outputs=[frames], api_visibility="private")
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
 
+    def show_vace_inputs(model_id):
+        """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""
+        if takes_vace_inputs(model_id):
+            return gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.update(visible=False), None, None, None, False
+
+    model.change(
+        show_vace_inputs, inputs=[model], outputs=[vace_panel, reference_images, vace_video, vace_mask, keep_unmasked],
+        api_visibility="private",
+    )
+    reference_images.change(lambda paths: list(paths or []), inputs=[reference_images], outputs=[reference_gallery], api_visibility="private")
+
     def apply_model_defaults(model_id):
         chosen = video_models().get(model_id)
         if chosen is None:
@@ -328,6 +373,16 @@ def build(context: AppContext) -> VideoTab:
 
     image.upload(size_from_image, inputs=[image, model], outputs=[width, height], api_visibility="private")
 
+    @shown_to_user
+    def fit_to_video(path, model_id, fps_value):
+        """The clip's aspect at the model's default pixel count, and its length when shorter than the model's default."""
+        if not path or not takes_vace_inputs(model_id):
+            return gr.skip(), gr.skip(), gr.skip()
+        checked = VideoRequest(prompt="size", model=model_id, video=path, fps=fps_value).check(context.store.models_dir)
+        return checked.width, checked.height, checked.frames
+
+    vace_video.upload(fit_to_video, inputs=[vace_video, model, fps], outputs=[width, height, frames], api_visibility="private")
+
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
@@ -346,7 +401,7 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
         f"{video.frame_count} frames at {video.frame_rate:g} fps = {video.duration_s:.2f} s in {result.seconds:.1f} s · "
         f"seed {result.seed}" + ("" if video.saved else " · not saved (temporary file)")
     )
-    for note in (result.frames_note, result.length_note):
+    for note in (result.frames_note, result.length_note, result.compile_note, result.input_note):
         if note:
             summary += f"\n\n{note}"
     if demo:

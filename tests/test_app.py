@@ -214,3 +214,13 @@ def test_speed_through_the_api_is_recorded_with_the_steps_it_skipped(client):
         prompt="a fox", model="demo-flux", steps=10, seed=5, speed="fast", cache_threshold=0, api_name="/generate_image"
     )
     assert used["parameters"][0]["step_cache"] == {"method": "teacache", "threshold": 0.0, "denoiser_calls": 10, "calls_skipped": 0}
+
+
+def test_attention_and_compile_through_the_api(client):
+    _, used, _ = client.predict(prompt="a fox", model="demo-flux", steps=1, seed=5, attention="sdpa-math", api_name="/generate_image")
+    assert used["parameters"][0]["attention"] == "sdpa-math"
+    assert used["parameters"][0]["compiled_blocks"]["compile"] == "off"
+    with pytest.raises(Exception, match="compiled blocks and step caching do not combine"):
+        client.predict(prompt="a fox", model="demo-flux", steps=1, speed="fast", compile="on", api_name="/generate_image")
+    with pytest.raises(Exception, match="SageAttention .* needs an NVIDIA GPU"):
+        client.predict(prompt="a fox", model="demo-flux", steps=1, attention="sage", api_name="/generate_image")

@@ -28,6 +28,9 @@ class DenoiserShape:
     hidden_size: int
     widest_layer: int
     bytes_per_activation: int = 2
+    # Activations per token held through the whole forward beside one block's working set: VACE's control blocks run
+    # first and keep one hint (hidden-size wide) per control layer until the main block it is added to.
+    held_width: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,12 +73,14 @@ def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2) -> Denoi
     hidden = getattr(config, "hidden_size", None) or config.num_attention_heads * config.attention_head_dim
     widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
-    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes)
+    held = len(getattr(config, "vace_layers", None) or ()) * hidden
+    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held)
 
 
 def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
     widest = max(shape.hidden_size, shape.widest_layer)
-    return int(ACTIVATION_FACTOR * workload.tokens * widest * shape.bytes_per_activation * workload.batch) + WORKSPACE_BYTES
+    per_token = ACTIVATION_FACTOR * widest + shape.held_width
+    return int(per_token * workload.tokens * shape.bytes_per_activation * workload.batch) + WORKSPACE_BYTES
 
 
 def spread(count: int, total: int) -> list[int]:

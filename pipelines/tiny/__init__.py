@@ -25,6 +25,7 @@ _BUILDERS = {
     Family.FISH_SPEECH: fish_speech.build,
     Family.ACE_STEP: ace_step.build,
     Family.WAN: wan.build,
+    Family.WAN_VACE: wan.build_vace,
     Family.SKYREELS_V2: skyreels_v2.build,
     Family.LTX: ltx.build,
     Family.OMNIGEN: omnigen.build,

@@ -1,4 +1,4 @@
-"""Tiny Wan2.1, text to video and image to video: the real component classes and the real latent layout (16
+"""Tiny Wan2.1, text to video, image to video and VACE: the real component classes and the real latent layout (16
 channels, VAE 8× per side and 4× in time with the first frame kept alone, patch 1×2×2), so the same sizes and
 frame counts (4k+1) are valid as for the real checkpoints. The scheduler is Wan's own: flow-matching UniPC."""
 
@@ -7,7 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanPipeline, WanTransformer3DModel
+from diffusers import (
+    AutoencoderKLWan,
+    UniPCMultistepScheduler,
+    WanImageToVideoPipeline,
+    WanPipeline,
+    WanTransformer3DModel,
+    WanVACEPipeline,
+    WanVACETransformer3DModel,
+)
 from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
 from pipelines.tiny import tokenizers
@@ -18,6 +26,9 @@ TEXT_DIM = 32
 IMAGE_DIM = 16
 # The image-to-video transformer sees the noise, a 4-channel "which frames are given" mask and the encoded image.
 I2V_IN_CHANNELS = LATENT_CHANNELS + 4 + LATENT_CHANNELS
+# VACE's control branch reads the kept and the regenerated part of the input video (a latent each) and the mask
+# folded from the VAE's 8×8 pixels into channels: 16 + 16 + 64, the real model's 96.
+VACE_IN_CHANNELS = 2 * LATENT_CHANNELS + 8 * 8
 
 
 def tiny_vae(seed: int) -> AutoencoderKLWan:
@@ -56,6 +67,27 @@ def tiny_transformer(seed: int, image_to_video: bool) -> WanTransformer3DModel:
     )
 
 
+def tiny_vace_transformer(seed: int) -> WanVACETransformer3DModel:
+    torch.manual_seed(seed)
+    return WanVACETransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=HEADS,
+        attention_head_dim=HEAD_DIM,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        text_dim=TEXT_DIM,
+        freq_dim=32,
+        ffn_dim=32,
+        num_layers=2,
+        cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=32,
+        # A control block beside every transformer block (the real 1.3B has one beside every other).
+        vace_layers=[0, 1],
+        vace_in_channels=VACE_IN_CHANNELS,
+    )
+
+
 def tiny_image_encoder(seed: int) -> CLIPVisionModel:
     torch.manual_seed(seed)
     config = CLIPVisionConfig(
@@ -89,5 +121,16 @@ def build_image_to_video(folder: Path, seed: int) -> None:
         scheduler=scheduler(),
         image_encoder=tiny_image_encoder(seed + 3),
         image_processor=CLIPImageProcessor(crop_size=32, size={"shortest_edge": 32}),
+    )
+    pipe.save_pretrained(folder)
+
+
+def build_vace(folder: Path, seed: int) -> None:
+    pipe = WanVACEPipeline(
+        transformer=tiny_vace_transformer(seed + 1),
+        vae=tiny_vae(seed),
+        text_encoder=tiny_umt5(seed + 2),
+        tokenizer=tokenizers.t5_tokenizer(model_max_length=512),
+        scheduler=scheduler(),
     )
     pipe.save_pretrained(folder)

@@ -133,7 +133,7 @@ def test_required_video_models_are_in_the_catalog():
     repos = {spec.repo for spec in VIDEO_MODELS}
     assert {
         "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "Wan-AI/Wan2.1-T2V-14B-Diffusers", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-        "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
+        "Wan-AI/Wan2.1-I2V-14B-720P-Diffusers", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", "Wan-AI/Wan2.1-VACE-14B-diffusers",
     } <= repos
     assert any(spec.family is Family.LTX and "distilled" in spec.repo for spec in VIDEO_MODELS if spec.repo)
 

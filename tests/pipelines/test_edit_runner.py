@@ -150,6 +150,18 @@ def test_stop_ends_the_edit_between_steps_and_saves_nothing(manager, outputs, tm
     assert result.stopped and result.output is None and not outputs.list_outputs()
 
 
+def test_omnigen_without_torchvision_is_refused_by_name_before_loading(manager, outputs, monkeypatch):
+    import importlib.util
+
+    from pipelines.errors import ModelNotAvailable
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "torchvision" else real_find_spec(name, *rest))
+    with pytest.raises(ModelNotAvailable, match="needs the Python package torchvision"):
+        edit_image(EditRequest("a cat", "demo-omnigen", steps=1), manager, outputs, Job())
+    assert manager.status().model_id is None
+
+
 @pytest.mark.parametrize("mode", ["instruction", "inpaint", "outpaint"])
 def test_every_edit_model_names_a_real_pipeline_and_its_defaults_are_accepted(mode, tmp_path):
     image = picture(tmp_path / "photo.png", (256, 256))

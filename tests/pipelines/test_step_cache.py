@@ -159,3 +159,42 @@ def test_a_method_without_a_threshold_gets_one_that_skips():
     checked = ImageRequest(prompt="a fox", model="demo-flux", cache_method="teacache").check()
     assert (checked.cache_method, checked.cache_threshold) == ("teacache", family_spec(Family.FLUX).speed["balanced"].threshold)
     assert ImageRequest(prompt="a fox", model="demo-flux", cache_method="first_block").check().cache_threshold > 0
+
+
+@pytest.fixture(scope="module")
+def hidream(demo_models_dir):
+    import transformers
+
+    llama = demo_models_dir / "demo" / "demo-llama"
+    pipe = diffusers.HiDreamImagePipeline.from_pretrained(
+        demo_models_dir / "demo" / "demo-hidream",
+        text_encoder_4=transformers.LlamaForCausalLM.from_pretrained(llama),
+        tokenizer_4=transformers.AutoTokenizer.from_pretrained(llama),
+    )
+    pipe.set_progress_bar_config(disable=True)
+    # The pipeline renders the pixel area of this many latent pixels squared (128 as shipped: 4,096 tokens, slow on a
+    # CPU); 16 makes it 64 tokens. The transformer and what TeaCache compares are the same.
+    pipe.default_sample_size = 16
+    return pipe
+
+
+def test_hidream_teacache_is_exact_at_zero_and_skips_blocks_when_fast(hidream):
+    call = dict(width=128, height=128, num_inference_steps=2, output_type="latent")
+    render = lambda: hidream("a fox", generator=torch.Generator().manual_seed(0), **call).images.numpy()
+    calls, handles = counting_block_calls(hidream.transformer)
+    plain = render()
+    plain_calls = calls[0]
+    with step_cache(hidream, Family.HIDREAM, "teacache", 0.0) as exact:
+        uncached = render()
+    fast_threshold = family_spec(Family.HIDREAM).speed["fast"].threshold
+    with step_cache(hidream, Family.HIDREAM, "teacache", fast_threshold) as fast:
+        cached = render()
+    fast_calls = calls[0] - 2 * plain_calls
+    for handle in handles:
+        handle.remove()
+    np.testing.assert_array_equal(uncached, plain)
+    assert exact.skipped == 0
+    assert fast.calls == 2 and fast.skipped == 1 and fast_calls < plain_calls
+    assert cached.shape == plain.shape and np.isfinite(cached).all() and not np.array_equal(cached, plain)
+    # The blocks' own forward is back once the job is over.
+    assert all("forward" not in vars(block) for block in hidream.transformer.double_stream_blocks)

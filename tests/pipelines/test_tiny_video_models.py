@@ -14,6 +14,7 @@ MODELS = {
     "demo-wan": (Family.WAN, Task.TEXT_TO_VIDEO, "WanPipeline"),
     "demo-wan-i2v": (Family.WAN, Task.IMAGE_TO_VIDEO, "WanImageToVideoPipeline"),
     "demo-ltx": (Family.LTX, Task.TEXT_TO_VIDEO, "LTXPipeline"),
+    "demo-wan-vace": (Family.WAN_VACE, Task.TEXT_TO_VIDEO, "WanVACEPipeline"),
 }
 
 
