@@ -44,6 +44,11 @@ class Task(str, Enum):
     INSTRUCTION_EDIT = "instruction_edit"
     # Repainting the masked part of an image (FLUX.1 Fill); text-to-image families with an inpaint pipeline do it too.
     INPAINT = "inpaint"
+    # FLUX.1 tools: a new picture that follows the edges (Canny) or the depth of a given one, and variations of a
+    # given picture (Redux). The model cannot run without the picture.
+    CANNY_TO_IMAGE = "canny_to_image"
+    DEPTH_TO_IMAGE = "depth_to_image"
+    IMAGE_VARIATION = "image_variation"
 
 
 class Role(str, Enum):
@@ -321,19 +326,23 @@ class LoraSpec:
 
 @dataclass(frozen=True)
 class CompanionRepo:
-    """A text encoder that a pipeline's own repo leaves out and loads from a repo of its own (HiDream's
-    Llama 3.1): the encoder and its tokenizer at that repo's root, stored once in `<models_dir>/<id>/` and
-    shared by every model that names it."""
+    """Components a pipeline's own repo leaves out, published in a repo of their own and stored once in
+    `<models_dir>/<id>/`, shared by every model that names them. Either a text encoder and its tokenizer at that
+    repo's root (HiDream's Llama 3.1), filling two components of the pipeline; or a prior: a whole diffusers
+    pipeline that runs before the main one and hands it its conditioning (FLUX.1 Redux's SigLIP image encoder and
+    image embedder, which turn a picture into the prompt embeddings of FLUX.1 [dev])."""
 
     id: str
     name: str
     # None for a demo companion, which our own code builds.
     repo: str | None
-    # Pipeline component names it fills, and the transformers class of the encoder.
-    encoder: str
-    tokenizer: str
-    encoder_class: str
     licence: str
+    # An encoder companion: the pipeline component names it fills, and the transformers class of the encoder.
+    encoder: str = ""
+    tokenizer: str = ""
+    encoder_class: str = ""
+    # A prior companion: its diffusers pipeline class. Its components join the loaded pipeline as `prior_<name>`.
+    prior_pipeline_class: str = ""
     allow_patterns: tuple[str, ...] = ("*.json", "*.safetensors")
     folder_marker: str = "config.json"
 
@@ -491,6 +500,9 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         component_roles=_frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "text_encoder_2": Role.TEXT_ENCODER,
+            # FLUX.1 Redux's prior (see `FLUX_REDUX_PRIOR`) runs once per job before the transformer, like an encoder.
+            "prior_image_encoder": Role.TEXT_ENCODER,
+            "prior_image_embedder": Role.TEXT_ENCODER,
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
         }),
@@ -791,6 +803,22 @@ LLAMA_31_ENCODER = CompanionRepo(
     licence="Llama 3.1 Community License; gated on the Hub (accept the licence first).",
 )
 
+# FLUX.1 tools: Canny and Depth are FLUX.1 [dev] transformers that take the control image's latents beside the
+# noise (128 input channels instead of 64); Redux is a prior in a repo of its own beside an unchanged FLUX.1 [dev].
+_FLUX_DEV_LICENCE = "FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first)."
+# SigLIP so400m (patch 14 at 384 px) and the Redux embedder, in bf16.
+_FLUX_REDUX_BYTES = {"prior_image_encoder": 856_000_000, "prior_image_embedder": 129_000_000}
+FLUX_REDUX_PRIOR = CompanionRepo(
+    id="flux1-redux-dev",
+    name="FLUX.1 Redux [dev] (image encoder and embedder)",
+    repo="black-forest-labs/FLUX.1-Redux-dev",
+    licence=_FLUX_DEV_LICENCE,
+    prior_pipeline_class="FluxPriorReduxPipeline",
+    # The diffusers folders only; the repo also holds the embedder as one BFL-layout file.
+    allow_patterns=("model_index.json", "*/*.json", "*/*.safetensors"),
+    folder_marker="model_index.json",
+)
+
 _FISH_SPEECH_FILES = ("*.json", "*.pth", "*.tiktoken")
 
 # ACE-Step 1.5 XL: a 4.7B DiT (9.5 GB in bf16 with its condition encoder), the Qwen3-Embedding-0.6B text encoder
@@ -897,7 +925,7 @@ MODELS: tuple[ModelSpec, ...] = (
         repo="black-forest-labs/FLUX.1-dev",
         defaults=CallDefaults(steps=28, guidance=3.5, width=1024, height=1024),
         component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
-        licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first).",
+        licence=_FLUX_DEV_LICENCE,
     ),
     ModelSpec(
         id="flux1-dev-hyper8",
@@ -910,6 +938,44 @@ MODELS: tuple[ModelSpec, ...] = (
         defaults=CallDefaults(steps=8, guidance=3.5, width=1024, height=1024),
         component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS, "lora": 1_390_000_000}),
         licence="FLUX.1 [dev] Non-Commercial License; gated on the Hub (accept the licence first). Hyper-SD LoRA: see the ByteDance/Hyper-SD model card.",
+    ),
+    ModelSpec(
+        id="flux1-canny-dev",
+        name="FLUX.1 Canny [dev]",
+        family=Family.FLUX,
+        task=Task.CANNY_TO_IMAGE,
+        pipeline_class="FluxControlPipeline",
+        repo="black-forest-labs/FLUX.1-Canny-dev",
+        # The model card's settings: 50 steps at guidance 30.
+        defaults=CallDefaults(steps=50, guidance=30.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
+        licence=_FLUX_DEV_LICENCE,
+    ),
+    ModelSpec(
+        id="flux1-depth-dev",
+        name="FLUX.1 Depth [dev]",
+        family=Family.FLUX,
+        task=Task.DEPTH_TO_IMAGE,
+        pipeline_class="FluxControlPipeline",
+        repo="black-forest-labs/FLUX.1-Depth-dev",
+        # diffusers' documented settings for the Depth model: 30 steps at guidance 10.
+        defaults=CallDefaults(steps=30, guidance=10.0, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS}),
+        licence=_FLUX_DEV_LICENCE,
+    ),
+    ModelSpec(
+        id="flux1-redux-dev",
+        name="FLUX.1 Redux [dev] (variations)",
+        family=Family.FLUX,
+        task=Task.IMAGE_VARIATION,
+        pipeline_class="FluxPipeline",
+        # The denoiser is FLUX.1 [dev] itself, its files shared with that entry; the prior comes from Redux's repo.
+        base="flux1-dev",
+        companion=FLUX_REDUX_PRIOR,
+        # diffusers' Redux example: 50 steps at guidance 2.5.
+        defaults=CallDefaults(steps=50, guidance=2.5, width=1024, height=1024),
+        component_bytes=_frozen({"transformer": 23_800_000_000, **_FLUX_ENCODERS, **_FLUX_REDUX_BYTES}),
+        licence=_FLUX_DEV_LICENCE,
     ),
     ModelSpec(
         id="sd15",
@@ -1320,6 +1386,44 @@ MODELS: tuple[ModelSpec, ...] = (
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(
+        id="demo-flux-canny",
+        name="FLUX.1 Canny (tiny)",
+        family=Family.FLUX,
+        task=Task.CANNY_TO_IMAGE,
+        pipeline_class="FluxControlPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=30.0, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux-depth",
+        name="FLUX.1 Depth (tiny)",
+        family=Family.FLUX,
+        task=Task.DEPTH_TO_IMAGE,
+        pipeline_class="FluxControlPipeline",
+        demo=True,
+        defaults=CallDefaults(steps=4, guidance=10.0, width=256, height=256),
+        component_bytes=_frozen(_TINY_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-flux-redux",
+        name="FLUX.1 Redux (tiny)",
+        family=Family.FLUX,
+        task=Task.IMAGE_VARIATION,
+        pipeline_class="FluxPipeline",
+        demo=True,
+        base="demo-flux",
+        defaults=CallDefaults(steps=4, guidance=2.5, width=256, height=256),
+        component_bytes=_frozen({**_TINY_BYTES, "prior_image_encoder": 100_000, "prior_image_embedder": 10_000}),
+        licence=_DEMO_LICENCE,
+        companion=CompanionRepo(
+            id="demo-flux-redux-prior", name="FLUX.1 Redux prior (tiny)", repo=None, licence=_DEMO_LICENCE,
+            prior_pipeline_class="FluxPriorReduxPipeline", folder_marker="model_index.json",
+        ),
+    ),
+    ModelSpec(
         id="demo-hidream",
         name="HiDream-I1 (tiny)",
         family=Family.HIDREAM,
@@ -1498,6 +1602,11 @@ def all_models() -> tuple[ModelSpec, ...]:
 
 def image_models() -> dict[str, ModelSpec]:
     return {spec.id: spec for spec in all_models() if spec.task is Task.TEXT_TO_IMAGE}
+
+
+def models_for(task: Task) -> dict[str, ModelSpec]:
+    """The catalog's models for one task, by id."""
+    return {spec.id: spec for spec in all_models() if spec.task is task}
 
 
 def video_models() -> dict[str, ModelSpec]:

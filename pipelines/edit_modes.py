@@ -36,6 +36,8 @@ class EditMode:
     takes_size: bool = False
     # Whether an empty instruction is refused (a fill model may fill from the surroundings alone).
     needs_instruction: bool = False
+    # The control picture the mode makes from the input (FLUX.1 tools: "canny" edges or "depth"), shown beside it.
+    control: str = ""
 
 
 EDIT_MODES = {
@@ -43,6 +45,10 @@ EDIT_MODES = {
         EditMode("instruction", "Instruction (OmniGen)", Task.INSTRUCTION_EDIT, MaskSource.NONE, 0, 3, takes_size=True, needs_instruction=True),
         EditMode("inpaint", "Inpaint", Task.INPAINT, MaskSource.GIVEN, 1, 1, family_pipeline="inpaint_pipeline_class"),
         EditMode("outpaint", "Outpaint", Task.INPAINT, MaskSource.CANVAS, 1, 1, family_pipeline="inpaint_pipeline_class"),
+        # FLUX.1 tools (pipelines/flux_tools_runner.py). Depth may follow a depth map alone, without Image 1.
+        EditMode("canny", "Canny edges (FLUX.1)", Task.CANNY_TO_IMAGE, MaskSource.NONE, 1, 1, takes_size=True, needs_instruction=True, control="canny"),
+        EditMode("depth", "Depth (FLUX.1)", Task.DEPTH_TO_IMAGE, MaskSource.NONE, 0, 1, takes_size=True, needs_instruction=True, control="depth"),
+        EditMode("redux", "Variation (FLUX.1 Redux)", Task.IMAGE_VARIATION, MaskSource.NONE, 1, 1, takes_size=True),
     )
 }
 

@@ -5,7 +5,8 @@ filling the new area (outpaint); one request in, one saved PNG out.
     4. denoise (Stop and progress between steps), decode   5. back to the canvas size, the original kept outside
     the mask   6. save
 
-Modes are data (`pipelines/edit_modes.py`).
+Modes are data (`pipelines/edit_modes.py`). The FLUX.1 tools' modes (Canny, Depth, Redux variation) are checked here
+like the others and run by `pipelines/flux_tools_runner.py`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from PIL import Image
 from pipelines.catalog import EditDefaults, FamilySpec, ModelSpec, family_spec, model_spec
 from pipelines.edit_modes import EDIT_MODES, EditMode, MaskSource, edit_models
 from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.flux_tools_runner import MODES as TOOL_MODES
+from pipelines.flux_tools_runner import ToolRequest, run_flux_tool
+from pipelines.flux_tools_runner import size_note as tool_size_note
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
@@ -74,6 +78,18 @@ class EditRequest:
     notes: tuple[str, ...] = ()
     # Longest side input images are scaled to, from the preset (OmniGen's `max_input_image_size`); set by check().
     max_input_side: int = 0
+    # FLUX.1 tools: Canny's thresholds (None: 50 and 200), and a depth map for Depth (else estimated from Image 1).
+    canny_low: int | None = None
+    canny_high: int | None = None
+    depth_map: str | None = None
+
+    def tool_request(self) -> ToolRequest:
+        """The request as the FLUX.1 tools runner takes it (the instruction is its prompt, Image 1 its picture)."""
+        return ToolRequest(
+            model=self.model, image=self.images[0] if self.images else None, prompt=self.instruction, width=self.width,
+            height=self.height, steps=self.steps, guidance=self.guidance, seed=self.seed, canny_low=self.canny_low,
+            canny_high=self.canny_high, depth_map=self.depth_map or None,
+        )
 
     def check(self, preset: Preset | None = None) -> "EditRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field. `preset`
@@ -112,6 +128,16 @@ class EditRequest:
             extension = rounded
         elif extension.any:
             raise InvalidRequest("outpaint_left", f"only Outpaint extends the canvas; leave the sides at 0 in {mode.label}")
+        if mode.task in TOOL_MODES:
+            # The FLUX.1 tools check their own size, steps, guidance, thresholds and depth map.
+            tool = replace(self, instruction=instruction, images=tuple(images)).tool_request().check()
+            if self.width in (None, "") or self.height in (None, ""):
+                notes.append(tool_size_note(tool, spec))
+            return replace(
+                self, instruction=tool.prompt, mode=mode.name, images=tuple(images), width=tool.width, height=tool.height,
+                steps=tool.steps, guidance=tool.guidance, seed=tool.seed, canny_low=tool.canny_low, canny_high=tool.canny_high,
+                depth_map=tool.depth_map, image_guidance=None, feather=0.0, notes=tuple(notes),
+            )
         max_input_side = _max_input_side(family, preset)
         width, height = self._size(mode, spec, images, max_input_side, notes)
         defaults = spec.defaults
@@ -166,6 +192,8 @@ class EditResult:
     stopped: bool = False
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # FLUX.1 Canny and Depth: the edges or depth the model followed, to show beside the input.
+    control_image: Image.Image | None = None
 
 
 def _checked_images(given, mode: EditMode, spec: ModelSpec) -> list[str]:
@@ -305,6 +333,9 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
     spec = model_spec(request.model)
     family = family_spec(spec.family)
     mode = EDIT_MODES[request.mode]
+    if mode.task in TOOL_MODES:
+        made = run_flux_tool(request.tool_request(), manager, outputs, job)
+        return EditResult(made.output, stopped=made.stopped, seconds=made.seconds, notes=request.notes, control_image=made.control_image)
     seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
     started = time.monotonic()
     notes = list(request.notes)

@@ -99,11 +99,11 @@ class ImageRequest:
                 size = image_size(Path(init_image))
             except MediaError as error:
                 raise InvalidRequest("init_image", str(error)) from None
-            default_width, default_height = (_nearest_size(side, family) for side in size)
+            default_width, default_height = (nearest_size(side, family) for side in size)
         width = whole_number("width", self.width, default_width)
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
-            _check_size(name, value, spec)
+            check_size(name, value, spec)
         if family.max_pixels and width * height > family.max_pixels:
             square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
             raise InvalidRequest(
@@ -155,7 +155,8 @@ class ImageResult:
     compile_note: str = ""
 
 
-def _nearest_size(side: int, family) -> int:
+def nearest_size(side: float, family) -> int:
+    """The side nearest to `side` that `family` accepts (a multiple of its size step, within its bounds)."""
     multiple = family.size_multiple
     return min(max(round(side / multiple) * multiple, family.min_size), family.max_size)
 
@@ -168,7 +169,8 @@ def _start_image(request: ImageRequest) -> Image.Image:
     return picture
 
 
-def _check_size(name: str, value: int, spec: ModelSpec) -> None:
+def check_size(name: str, value: int, spec: ModelSpec) -> None:
+    """InvalidRequest naming `name` unless `value` is a side `spec`'s family accepts; it says the nearest one."""
     family = family_spec(spec.family)
     multiple, low, high = family.size_multiple, family.min_size, family.max_size
     if low <= value <= high and value % multiple == 0:

@@ -9,6 +9,8 @@ Policy:
   a pinned host arena that is reused across models, and before each job the planner decides how many of
   its blocks stay resident for that job's size. A job that cannot fit is refused before it starts, with
   the memory it needs and the memory the preset allows.
+- A model whose conditioning comes from a prior in a repo of its own (FLUX.1 Redux) loads the prior with it: the
+  prior's components hang on the pipeline as `prior_<name>` and are placed, measured and released with it.
 - A failed load releases whatever was loaded and raises `ModelLoadFailed`; nothing stays half-loaded.
 - LoRAs chosen for a job are loaded as adapters on the loaded pipeline and kept there for later jobs
   (`lora_library.AdapterCache`); a job without them runs with every adapter disabled.
@@ -36,7 +38,7 @@ import psutil
 import torch
 import transformers
 
-from pipelines.catalog import FAMILIES, FamilySpec, ModelSpec, Task, family_spec, model_spec
+from pipelines.catalog import FAMILIES, CompanionRepo, FamilySpec, ModelSpec, Task, family_spec, model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
@@ -97,6 +99,9 @@ class ModelManager:
             Task.IMAGE_TO_VIDEO: self._load_diffusers,
             Task.INSTRUCTION_EDIT: self._load_diffusers,
             Task.INPAINT: self._load_diffusers,
+            Task.CANNY_TO_IMAGE: self._load_diffusers,
+            Task.DEPTH_TO_IMAGE: self._load_diffusers,
+            Task.IMAGE_VARIATION: self._load_diffusers,
         }
 
     @property
@@ -279,6 +284,7 @@ class ModelManager:
             and weights is WeightFormat.SHIPPED
         )
         pipe, streamer, to_quantize = self._read_pipeline(spec, files, dtype, weights, use_engine)
+        prior_order = _attach_prior(pipe, self.store.companion(spec), files, dtype)
         if files.lora_file is not None:
             # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
             pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -293,7 +299,8 @@ class ModelManager:
         placed_apart = {"transformer"} if streamer is not None else set()
         sizes = {name: measure_component(getattr(pipe, name), dtype) for name in names if name not in placed_apart}
         plan = plan_placement(family, sizes, self._preset, device.type, dtype_name)
-        order = [name for name in pipe.model_cpu_offload_seq.split("->") if name in names]
+        # A prior runs first: its image encoder leaves the device when the text encoders come.
+        order = [name for name in [*prior_order, *pipe.model_cpu_offload_seq.split("->")] if name in names]
         applied = apply_placement(pipe, plan, order, denoiser=family.denoiser, streamer=streamer)
         shape = denoiser_shape(pipe.transformer, streamer.block_bytes, dtype.itemsize) if streamer else None
         adapters = AdapterCache(pipe, spec.name, device=device if streamer is not None else None)
@@ -328,7 +335,7 @@ class ModelManager:
             )
         if weights is WeightFormat.NF4 and to_quantize:
             load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
-        load_kwargs.update(_companion_components(self.store.weights_spec(spec), files, dtype))
+        load_kwargs.update(_companion_components(self.store.companion(spec), files, dtype))
         pipe = pipeline_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs)
         return pipe, streamer, to_quantize
 
@@ -437,17 +444,34 @@ def _component_class(folder, component: str) -> str:
     return json.loads((folder / "model_index.json").read_text())[component][1]
 
 
-def _companion_components(spec: ModelSpec, files: ModelFiles, dtype: torch.dtype) -> dict:
+def _companion_components(companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> dict:
     """The components a pipeline's repo leaves out (HiDream's Llama encoder and its tokenizer), loaded from their
     own folder, as keyword arguments for the pipeline's `from_pretrained`."""
-    companion = spec.companion
-    if companion is None:
+    if companion is None or not companion.encoder:
         return {}
     encoder_class = getattr(transformers, companion.encoder_class)
     return {
         companion.encoder: encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True),
         companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder),
     }
+
+
+PRIOR_PREFIX = "prior_"
+
+
+def _attach_prior(pipe, companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> list[str]:
+    """Load a prior companion (FLUX.1 Redux's) from its folder and hang its components on the loaded pipeline as
+    `prior_<name>`, so that placement, the memory checks and unloading treat them as the pipeline's own. Plain
+    attributes, not registered components: the pipeline's own component list (and `from_pipe`) stays as diffusers
+    knows it. Returns the prior's components in its call order, as named on the pipeline."""
+    if companion is None or not companion.prior_pipeline_class:
+        return []
+    prior_class = getattr(diffusers, companion.prior_pipeline_class)
+    prior = prior_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True)
+    for name, component in prior.components.items():
+        if component is not None:
+            setattr(pipe, PRIOR_PREFIX + name, component)
+    return [PRIOR_PREFIX + name for name in prior.model_cpu_offload_seq.split("->")]
 
 
 def _check_packages(spec: ModelSpec) -> None:

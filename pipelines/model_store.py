@@ -74,9 +74,14 @@ class ModelStore:
             return self.models_dir / "demo" / weights.id
         return self.models_dir / weights.id
 
+    def companion(self, spec: ModelSpec) -> CompanionRepo | None:
+        """The separately published components `spec` loads: its own (FLUX.1 Redux's prior beside its base's
+        weights), or those of the entry whose weights it loads (HiDream's Llama for a fast preset)."""
+        return spec.companion or self.weights_spec(spec).companion
+
     def companion_folder(self, spec: ModelSpec) -> Path | None:
         """Where the separately published component lives: one folder, shared by every model that names it."""
-        companion = self.weights_spec(spec).companion
+        companion = self.companion(spec)
         if companion is None:
             return None
         return self.models_dir / ("demo" if spec.demo else "") / companion.id
@@ -133,7 +138,7 @@ class ModelStore:
         return folder if (folder / source.folder_marker).is_file() else None
 
     def _find_companion(self, spec: ModelSpec) -> Path | None:
-        companion = self.weights_spec(spec).companion
+        companion = self.companion(spec)
         folder = self.companion_folder(spec)
         if (folder / companion.folder_marker).is_file() or spec.demo:
             return folder
@@ -157,7 +162,7 @@ class ModelStore:
         if lora is not None and not lora.is_file() and not spec.demo:
             return None
         companion = None
-        if weights.companion is not None:
+        if self.companion(spec) is not None:
             companion = self._find_companion(spec)
             if companion is None:
                 return None
@@ -192,10 +197,10 @@ class ModelStore:
         if lora is not None and not lora.is_file():
             self._download_file(spec, lora)
         companion = None
-        if weights.companion is not None:
+        if self.companion(spec) is not None:
             companion = self._find_companion(spec)
             if companion is None:
-                companion = self._download_folder(spec, weights.companion, self.companion_folder(spec), on_progress)
+                companion = self._download_folder(spec, self.companion(spec), self.companion_folder(spec), on_progress)
         components = self._find_component_repos(spec)
         for source in weights.component_repos:
             if source.id not in components:
@@ -236,7 +241,7 @@ class ModelStore:
         lora = self.lora_path(spec)
         if spec.lora is not None and lora is not None and not lora.is_file():
             commands.append(f"the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}")
-        companion = weights.companion
+        companion = self.companion(spec)
         if companion is not None and self._find_companion(spec) is None:
             commands.append(
                 f"its {companion.name}, from a repo of its own: hf download {companion.repo} "
@@ -250,7 +255,7 @@ class ModelStore:
                     f"--include {' '.join(repr(p) for p in source.allow_patterns)} --local-dir {self.component_repo_folder(spec, source)}"
                 )
         return (
-            f"{spec.name} is not on this machine ({why}). It needs {weights.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
+            f"{spec.name} is not on this machine ({why}). It needs {spec.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
             f"Get it with: {' ; and '.join(commands)}. Or start with --demo to try the app with demo models."
         )
 
@@ -306,7 +311,7 @@ class ModelStore:
             _build_atomically(lora.parent, lambda target: build_tiny_lora(spec.family, target / lora.name))
         companion = self.companion_folder(spec)
         if companion is not None and not _demo_is_current(companion):
-            _build_atomically(companion, lambda target: build_tiny_companion(weights.family, target))
+            _build_atomically(companion, lambda target: build_tiny_companion(self.companion(spec).id, target))
         components = {}
         for source in weights.component_repos:
             components[source.id] = self.component_repo_folder(spec, source)

@@ -1,5 +1,6 @@
 """The Edit tab: change an image by instruction (OmniGen, up to three input images), repaint a masked area (inpaint)
-or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3. Endpoint: /edit_image."""
+or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3, follow the edges or the depth of a picture
+(FLUX.1 Canny, Depth) or vary it (FLUX.1 Redux). Endpoint: /edit_image."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import gradio as gr
 from pipelines.catalog import EditDefaults, family_spec
 from pipelines.edit_modes import EDIT_MODES, MaskSource, edit_models
 from pipelines.edit_runner import LIMITS, PLACEHOLDER, EditRequest, EditResult, edit_image
+from pipelines import control_images
 from pipelines.errors import JobStopped
+from pipelines.flux_tools_runner import preview_control
 from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
@@ -18,7 +21,7 @@ from tabs.saved_settings import restored_values
 # The controls remembered between starts and restored by "reuse settings", in the order of EditTab.settings_components.
 SETTINGS_FIELDS = (
     "mode", "model", "instruction", "steps", "guidance", "image_guidance", "seed", "width", "height",
-    "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked",
+    "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked", "canny_low", "canny_high",
 )
 SIDES = ("left", "right", "top", "bottom")
 INPUT_SLOTS = 3
@@ -41,7 +44,7 @@ def model_info(model_id: str, mode_name: str) -> str:
 
 def mode_controls(mode_name: str) -> list:
     """What a mode shows: input slots 2 and 3 with their insert buttons, the size, the mask painter and upload,
-    the outpaint sides, and the mask options."""
+    the outpaint sides, the mask options, and the FLUX.1 tools' control picture, Canny thresholds and depth map."""
     mode = EDIT_MODES.get(mode_name, EDIT_MODES["instruction"])
     slots = [gr.update(visible=index < mode.max_images) for index in range(1, INPUT_SLOTS)]
     masked = mode.mask is not MaskSource.NONE
@@ -51,6 +54,9 @@ def mode_controls(mode_name: str) -> list:
         gr.update(visible=mode.mask is MaskSource.GIVEN), gr.update(visible=mode.mask is MaskSource.GIVEN),
         *[gr.update(visible=mode.mask is MaskSource.CANVAS)] * len(SIDES),
         gr.update(visible=masked), gr.update(visible=masked),
+        gr.update(visible=bool(mode.control)),
+        *[gr.update(visible=mode.control == "canny")] * 2,
+        gr.update(visible=mode.control == "depth"),
     ]
 
 
@@ -71,7 +77,8 @@ class EditTab:
         mode = used.get("mode")
         if mode not in EDIT_MODES or used.get("model") not in edit_models(mode):
             raise gr.Error(f"{source} was made with a mode or model this app does not know ({mode!r}, {used.get('model')!r}).")
-        values = {name: used.get(name) for name in SETTINGS_FIELDS}
+        # A field the result does not record (a FLUX.1 tool has no outpaint sides) keeps its control's value.
+        values = {name: used.get(name, gr.skip()) for name in SETTINGS_FIELDS}
         # The size recorded is the one made; in fill modes it follows the image, so the fields go back to 0 (automatic).
         if not EDIT_MODES[mode].takes_size:
             values["width"] = values["height"] = 0
@@ -102,6 +109,16 @@ def build(context: AppContext) -> EditTab:
                     with gr.Column(min_width=160):
                         slots.append(gr.Image(label=f"Image {number}", type="filepath", height=180, elem_id=f"edit-image-{number}"))
                         inserts.append(gr.Button(f"Insert image {number} in the instruction", size="sm", elem_id=f"edit-insert-{number}"))
+                # The FLUX.1 tools: the depth map to follow, and the picture the model follows, beside Image 1.
+                with gr.Column(min_width=160, visible=False) as depth_column:
+                    depth_map = gr.Image(
+                        label="Depth map (near = bright; empty: estimated from Image 1 by an installed depth model)",
+                        type="filepath", height=180, elem_id="edit-depth-map",
+                    )
+                with gr.Column(min_width=160, visible=False) as preview_column:
+                    control_preview = gr.Image(
+                        label="What the model follows", type="pil", height=180, interactive=False, elem_id="edit-control-preview",
+                    )
             painter = gr.ImageEditor(
                 label="Paint the area to repaint (the picture is Image 1)", type="filepath", layers=False, visible=False,
                 sources=["upload"], brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), elem_id="edit-painter",
@@ -118,6 +135,15 @@ def build(context: AppContext) -> EditTab:
             with gr.Row():
                 feather = gr.Slider(*LIMITS["feather"], value=0, step=1, label="Feather the mask edge (px)", visible=False, elem_id="edit-feather")
                 keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", visible=False, elem_id="edit-keep")
+            with gr.Row():
+                canny_low = gr.Slider(
+                    *control_images.CANNY_LIMITS, value=control_images.DEFAULT_CANNY_LOW, step=1, visible=False,
+                    label="Canny low threshold (continues an edge)", elem_id="edit-canny-low",
+                )
+                canny_high = gr.Slider(
+                    *control_images.CANNY_LIMITS, value=control_images.DEFAULT_CANNY_HIGH, step=1, visible=False,
+                    label="Canny high threshold (starts an edge)", elem_id="edit-canny-high",
+                )
             with gr.Row():
                 width = gr.Number(label="Width (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-width")
                 height = gr.Number(label="Height (0: Image 1's)", value=0, precision=0, step=16, elem_id="edit-height")
@@ -155,7 +181,8 @@ def build(context: AppContext) -> EditTab:
     def edit_image_handler(
         instruction, images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction",
         image_guidance=None, width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0,
-        feather=0, keep_unmasked=True, request: gr.Request = None, progress=gr.Progress(),
+        feather=0, keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, request: gr.Request = None,
+        progress=gr.Progress(),
     ):
         mode = mode or "instruction"
         # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
@@ -166,10 +193,10 @@ def build(context: AppContext) -> EditTab:
             instruction=instruction, model=model, mode=mode, images=tuple(images or ()), mask=mask, steps=steps,
             guidance=guidance, image_guidance=image_guidance, seed=seed, width=width, height=height,
             outpaint_left=outpaint_left, outpaint_right=outpaint_right, outpaint_top=outpaint_top, outpaint_bottom=outpaint_bottom,
-            feather=feather, keep_unmasked=keep_unmasked,
+            feather=feather, keep_unmasked=keep_unmasked, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map,
         ).check(context.manager.preset)
         values = (mode, model, instruction, steps, guidance, image_guidance, seed, width, height, outpaint_left, outpaint_right,
-                  outpaint_top, outpaint_bottom, feather, keep_unmasked)
+                  outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high)
         context.settings.update("edit", dict(zip(SETTINGS_FIELDS, values)))
         spec = edit_models(checked.mode)[checked.model]
         summary = f"{spec.name} · {EDIT_MODES[checked.mode].label} · {checked.instruction[:60]}"
@@ -183,8 +210,8 @@ def build(context: AppContext) -> EditTab:
     @shown_to_user
     def edit_from_page(
         mode, model, instruction, image_1, image_2, image_3, painted, uploaded_mask, steps, guidance, image_guidance, seed, width,
-        height, outpaint_left, outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, request: gr.Request = None,
-        progress=gr.Progress(),
+        height, outpaint_left, outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
+        depth_map, request: gr.Request = None, progress=gr.Progress(),
     ):
         """The page's inputs as /edit_image takes them: the filled slots (Image 1 alone in the fill modes) and the mask
         uploaded or else painted."""
@@ -200,18 +227,19 @@ def build(context: AppContext) -> EditTab:
             width = height = None
         return edit_image_handler(
             instruction, images, mask, model, steps, guidance, seed, mode, image_guidance, width, height, outpaint_left,
-            outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, request=request, progress=progress,
+            outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
+            depth_map if chosen.control == "depth" else None, request=request, progress=progress,
         )
 
-    numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep]
+    numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high]
     generate.click(
-        edit_from_page, inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers],
+        edit_from_page, inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
     api_trigger.click(
         edit_image_handler,
         inputs=[instruction, api_images, api_mask, model, steps, guidance, seed, mode, image_guidance, width, height,
-                *sides.values(), feather, keep],
+                *sides.values(), feather, keep, canny_low, canny_high, depth_map],
         outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE,
     )
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
@@ -238,9 +266,16 @@ def build(context: AppContext) -> EditTab:
     mode.change(
         show_mode, inputs=[mode, model],
         outputs=[model, steps, guidance, image_guidance, *slots[1:], *inserts[1:], width, height, painter, mask_file,
-                 *sides.values(), feather, keep],
+                 *sides.values(), feather, keep, preview_column, canny_low, canny_high, depth_column],
         api_visibility="private",
     )
+
+    def show_control(mode_name, image, low, high, depth):
+        """The edges (or the supplied depth map) beside the input, redrawn as the input or the thresholds change."""
+        return preview_control(EDIT_MODES.get(mode_name, EDIT_MODES["instruction"]).control, image, low, high, depth)
+
+    for trigger in (mode.change, slots[0].change, canny_low.release, canny_high.release, depth_map.change):
+        trigger(show_control, inputs=[mode, slots[0], canny_low, canny_high, depth_map], outputs=[control_preview], api_visibility="private")
 
     def show_model(model_id, mode_name):
         spec = edit_models(mode_name).get(model_id)
@@ -250,7 +285,9 @@ def build(context: AppContext) -> EditTab:
 
     model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance], api_visibility="private")
 
-    settings = [mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep]
+    settings = [
+        mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high,
+    ]
     return EditTab(context, settings, slots[0])
 
 

@@ -72,3 +72,45 @@ def test_bad_edits_are_clear_errors(client, photo, tmp_path, change, message):
     with pytest.raises(Exception) as error:
         client.predict(**{"instruction": "night", "images": [handle_file(str(photo))], "steps": 1, **change}, api_name="/edit_image")
     assert type(error.value).__name__ == "AppError" and message in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def square(tmp_path_factory):
+    path = tmp_path_factory.mktemp("inputs") / "square.png"
+    picture = Image.new("RGB", (256, 256))
+    picture.paste((255, 255, 255), (64, 64, 192, 192))
+    picture.save(path)
+    return path
+
+
+def test_canny_through_the_api_follows_the_inputs_edges_with_the_given_thresholds(app, client, square):
+    image, used, _ = client.predict(
+        instruction="a house", images=[handle_file(str(square))], mode="canny", model="demo-flux-canny", steps=2, seed=3,
+        canny_low=60, canny_high=180, api_name="/edit_image",
+    )
+    parameters = used["parameters"]
+    saved = Path(used["image"])
+    assert saved.is_relative_to(app.outputs / "edit") and Image.open(image).size == (256, 256)
+    assert (parameters["mode"], parameters["model"], parameters["instruction"]) == ("canny", "demo-flux-canny", "a house")
+    assert parameters["control"] == {"kind": "canny", "low": 60, "high": 180}
+    sidecar = json.loads(saved.with_suffix(".json").read_text())
+    assert sidecar["inputs"]["image"]["sha256"] == hashlib.sha256(square.read_bytes()).hexdigest()
+
+
+def test_depth_through_the_api_follows_a_supplied_depth_map(client, square):
+    _, used, _ = client.predict(
+        instruction="a street", mode="depth", model="demo-flux-depth", depth_map=handle_file(str(square)), steps=2, seed=1,
+        api_name="/edit_image",
+    )
+    assert used["parameters"]["control"] == {"kind": "depth", "source": "supplied map"}
+    assert used["parameters"]["inputs"]["depth_map"]["file"] == "square.png"
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(mode="depth", model="demo-flux-depth"), "hf download depth-anything/Depth-Anything-V2-Small-hf"),
+    (dict(mode="canny", model="demo-flux-canny", canny_low=200, canny_high=100), "canny_low: 200 is above canny_high"),
+])
+def test_bad_flux_tool_requests_are_clear_errors(client, square, change, message):
+    with pytest.raises(Exception) as error:
+        client.predict(**{"instruction": "a house", "images": [handle_file(str(square))], "steps": 1, **change}, api_name="/edit_image")
+    assert type(error.value).__name__ == "AppError" and message in str(error.value)

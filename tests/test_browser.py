@@ -165,6 +165,27 @@ def test_an_instruction_edit_and_a_painted_inpaint_in_the_edit_tab_show_their_im
     page.screenshot(path=str(artifacts / "edit-inpaint.png"), animations="disabled", full_page=True)
 
 
+def test_canny_mode_shows_the_edge_map_beside_the_input_and_makes_the_picture(page, artifacts, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "square.png"
+    square = Image.new("RGB", (256, 256))
+    square.paste((255, 255, 255), (64, 64, 192, 192))
+    square.save(picture)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-mode").get_by_text("Canny edges (FLUX.1)").click()
+    page.locator("#edit-canny-low").wait_for(state="visible")
+    assert page.locator("#edit-image-2").is_hidden() and not page.locator("#edit-depth-map").is_visible()
+    page.locator("#edit-image-1 input[type=file]").set_input_files(str(picture))
+    page.locator("#edit-control-preview img").first.wait_for()
+    page.locator("#edit-instruction textarea").fill("a white house")
+    set_number(page, "edit-steps", 2)
+    page.locator("#edit-generate").click()
+    page.locator("#edit-result img").first.wait_for()
+    page.get_by_text("256×256").first.wait_for()
+    page.screenshot(path=str(artifacts / "edit-canny.png"), animations="disabled", full_page=True)
+
+
 def test_an_image_result_is_sent_from_outputs_to_the_edit_tab(page):
     generate(page, "a picture to edit next")
     page.locator("#image-gallery img").first.wait_for()

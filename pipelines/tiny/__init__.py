@@ -33,10 +33,12 @@ _BUILDERS = {
     Family.FRAMEPACK: framepack.build_transformer,
 }
 # Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
-# on its text-to-video model) and FLUX.1 Fill.
+# on its text-to-video model), FLUX.1 Fill, and FLUX.1 Canny and Depth (control transformers).
 _TASK_BUILDERS = {
     (Family.WAN, Task.IMAGE_TO_VIDEO): wan.build_image_to_video,
     (Family.FLUX, Task.INPAINT): flux.build_fill,
+    (Family.FLUX, Task.CANNY_TO_IMAGE): flux.build_control,
+    (Family.FLUX, Task.DEPTH_TO_IMAGE): flux.build_control,
 }
 
 
@@ -54,15 +56,16 @@ _LORA_BUILDERS = {
 }
 
 
-# Families whose pipeline takes a component from a repo of its own (see `CompanionRepo`).
+# Demo companions (see `CompanionRepo`) by id: the components a pipeline takes from a repo of its own.
 _COMPANION_BUILDERS = {
-    Family.HIDREAM: hidream.build_llama,
+    "demo-llama": hidream.build_llama,
+    "demo-flux-redux-prior": flux.build_redux_prior,
 }
 
 
-def build_tiny_companion(family: Family, folder: Path, seed: int = 0) -> None:
-    """Write the tiny stand-in for the separately published component of `family` into `folder`."""
-    _COMPANION_BUILDERS[family](Path(folder), seed)
+def build_tiny_companion(companion_id: str, folder: Path, seed: int = 0) -> None:
+    """Write the tiny stand-in for the demo companion `companion_id` into `folder`."""
+    _COMPANION_BUILDERS[companion_id](Path(folder), seed)
 
 
 # Component repos (see `ComponentRepo`) by the id of their demo stand-in.

@@ -9,7 +9,8 @@ REQUIRED = [
     "sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell", "hidream-i1-full",
     "hidream-i1-dev", "hidream-i1-fast", "cogview4-6b", "openaudio-s1-mini",
 ]
-IMAGE_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_IMAGE]
+IMAGE_TASKS = (Task.TEXT_TO_IMAGE, Task.CANNY_TO_IMAGE, Task.DEPTH_TO_IMAGE, Task.IMAGE_VARIATION)
+IMAGE_MODELS = [spec for spec in MODELS if spec.task in IMAGE_TASKS]
 SPEECH_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_SPEECH]
 
 
@@ -40,7 +41,22 @@ def test_image_entry_is_complete_and_consistent(spec):
         assert spec.repo and "/" in spec.repo
     assert set(spec.component_bytes) - {"lora"} <= set(family.component_roles)
     if spec.companion is not None:
-        assert spec.companion.encoder in spec.component_bytes, "a companion's bytes count in the download"
+        # A companion's bytes count in the download: its encoder's, or its prior's components'.
+        counted = [spec.companion.encoder] if spec.companion.encoder else [n for n in family.component_roles if n.startswith("prior_")]
+        assert counted and all(name in spec.component_bytes for name in counted)
+        assert bool(spec.companion.encoder) != bool(spec.companion.prior_pipeline_class), "an encoder or a prior, not both"
+        assert not spec.companion.prior_pipeline_class or hasattr(diffusers, spec.companion.prior_pipeline_class)
+
+
+def test_flux_tools_are_the_published_repos_and_redux_shares_flux_dev_weights():
+    canny, depth, redux = (model_spec(i) for i in ("flux1-canny-dev", "flux1-depth-dev", "flux1-redux-dev"))
+    assert (canny.repo, canny.task, canny.pipeline_class) == ("black-forest-labs/FLUX.1-Canny-dev", Task.CANNY_TO_IMAGE, "FluxControlPipeline")
+    assert (canny.defaults.steps, canny.defaults.guidance) == (50, 30.0)
+    assert (depth.repo, depth.task, depth.pipeline_class) == ("black-forest-labs/FLUX.1-Depth-dev", Task.DEPTH_TO_IMAGE, "FluxControlPipeline")
+    assert redux.base == "flux1-dev" and redux.pipeline_class == "FluxPipeline"
+    assert (redux.companion.repo, redux.companion.prior_pipeline_class) == ("black-forest-labs/FLUX.1-Redux-dev", "FluxPriorReduxPipeline")
+    for task in (Task.CANNY_TO_IMAGE, Task.DEPTH_TO_IMAGE, Task.IMAGE_VARIATION):
+        assert any(spec.demo and spec.task is task for spec in MODELS), f"a demo model for {task.value}"
 
 
 @pytest.mark.parametrize("spec", SPEECH_MODELS, ids=lambda spec: spec.id)

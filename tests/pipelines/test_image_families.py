@@ -118,7 +118,7 @@ def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_
     """HiDream runs its caption projections (a block list defined last) before its blocks: streaming must follow."""
     spec = model_spec(model_id)
     files = ModelStore(demo_models_dir, offline=True).ensure(spec)
-    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **_companion_components(spec, files, torch.float32))
+    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **_companion_components(spec.companion, files, torch.float32))
     pipe.set_progress_bar_config(disable=True)
     run = lambda: pipe("a fox", num_inference_steps=1, width=512, height=512, guidance_scale=0.0, output_type="latent",
                        generator=torch.Generator().manual_seed(0)).images

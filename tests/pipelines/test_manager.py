@@ -96,6 +96,16 @@ def test_a_real_model_missing_offline_says_what_to_download(models_dir, presets)
     assert manager.status().model_id is None
 
 
+def test_flux_redux_missing_offline_says_how_to_get_flux_dev_and_the_redux_prior(models_dir, presets):
+    manager = make_manager(models_dir, presets["cpu"])
+    with pytest.raises(ModelNotAvailable) as error:
+        with manager.use("flux1-redux-dev"):
+            pass
+    message = str(error.value)
+    assert f"hf download black-forest-labs/FLUX.1-dev --local-dir {models_dir / 'flux1-dev'}" in message
+    assert "hf download black-forest-labs/FLUX.1-Redux-dev" in message and str(models_dir / "flux1-redux-dev") in message
+
+
 def test_out_of_memory_steps_down_once_then_unloads_and_the_next_job_works(models_dir, presets):
     manager = make_manager(models_dir, presets["8gb-laptop"])
     with pytest.raises(RetryAfterOutOfMemory):
@@ -162,6 +172,8 @@ def test_each_preset_places_components_as_it_says(models_dir, presets):
 @pytest.mark.parametrize("model_id, encoders", [
     ("demo-hidream", ["text_encoder", "text_encoder_2", "text_encoder_3", "text_encoder_4"]),
     ("demo-cogview4", ["text_encoder"]),
+    # FLUX.1 Redux: its prior's image encoder and embedder run first, then the text encoders.
+    ("demo-flux-redux", ["prior_image_encoder", "prior_image_embedder", "text_encoder", "text_encoder_2"]),
 ])
 def test_8gb_laptop_offloads_every_text_encoder_and_the_denoiser_sends_the_last_one_back(models_dir, presets, model_id, encoders):
     manager = make_manager(models_dir, presets["8gb-laptop"])

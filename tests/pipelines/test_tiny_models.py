@@ -6,7 +6,7 @@ import diffusers
 import pytest
 import torch
 
-from pipelines.catalog import FAMILIES, Family
+from pipelines.catalog import FAMILIES, Family, Task
 from pipelines.tiny import build_tiny_companion, build_tiny_model
 
 PIPELINES = {
@@ -49,10 +49,26 @@ def test_same_seed_builds_the_same_weights(tmp_path):
 
 def test_tiny_hidream_leaves_its_llama_encoder_to_a_folder_of_its_own_as_published(tmp_path):
     build_tiny_model(Family.HIDREAM, tmp_path / "hidream")
-    build_tiny_companion(Family.HIDREAM, tmp_path / "llama")
+    build_tiny_companion("demo-llama", tmp_path / "llama")
     index = json.loads((tmp_path / "hidream" / "model_index.json").read_text())
     assert index["text_encoder_4"] == [None, None] and index["tokenizer_4"] == [None, None]
     assert not (tmp_path / "hidream" / "text_encoder_4").exists()
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
         assert (tmp_path / "llama" / name).is_file()
     assert json.loads((tmp_path / "llama" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+
+
+def test_tiny_flux_control_model_takes_the_control_latents_beside_the_noise(tmp_path):
+    build_tiny_model(Family.FLUX, tmp_path / "canny", task=Task.CANNY_TO_IMAGE)
+    assert json.loads((tmp_path / "canny" / "model_index.json").read_text())["_class_name"] == "FluxControlPipeline"
+    config = json.loads((tmp_path / "canny" / "transformer" / "config.json").read_text())
+    assert config["in_channels"] == 2 * config["out_channels"], "as FLUX.1 Canny/Depth's 128 in, 64 out"
+
+
+def test_tiny_flux_redux_prior_is_saved_as_published_without_text_encoders(tmp_path):
+    build_tiny_companion("demo-flux-redux-prior", tmp_path / "redux")
+    index = json.loads((tmp_path / "redux" / "model_index.json").read_text())
+    assert index["_class_name"] == "FluxPriorReduxPipeline"
+    assert index["image_encoder"][1] == "SiglipVisionModel" and index["image_embedder"][1] == "ReduxImageEncoder"
+    assert (tmp_path / "redux" / "feature_extractor" / "preprocessor_config.json").is_file()
+    assert not (tmp_path / "redux" / "text_encoder").exists()
