@@ -44,6 +44,7 @@ from pipelines.fish_speech.model import FishSpeech
 from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import ActiveLora, AdapterCache
+from pipelines.memory.aligned_weights import align_cpu_weights
 from pipelines.memory.block_streamer import BlockStreamer
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed, stream_loaded
@@ -296,6 +297,11 @@ class ModelManager:
         # Runners report steps themselves; the pipeline's own bar would show every step twice.
         pipe.set_progress_bar_config(disable=True)
         names = [name for name in family.component_roles if getattr(pipe, name, None) is not None]
+        if device.type == "cpu":
+            # Weights left mapped from their file, at the offset its header gave them, would make a CPU result depend
+            # on the file's byte layout, and differ from the memory engine's aligned copies (memory/aligned_weights.py).
+            copied = sum(align_cpu_weights(getattr(pipe, name)) for name in names)
+            log.debug("%s: %.1f MB of weights copied to aligned memory", spec.id, copied / 1e6)
         placed_apart = {"transformer"} if streamer is not None else set()
         sizes = {name: measure_component(getattr(pipe, name), dtype) for name in names if name not in placed_apart}
         plan = plan_placement(family, sizes, self._preset, device.type, dtype_name)

@@ -6,12 +6,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
+from diffusers import FluxTransformer2DModel, HunyuanVideoFramepackTransformer3DModel, SD3Transformer2DModel
 
 from pipelines.errors import NotEnoughMemory
 from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
+from pipelines.memory.aligned_weights import align_cpu_weights
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
 from pipelines.memory.planner import GIB, WORKSPACE_BYTES, DenoiserShape, Workload, activation_bytes, plan_blocks, spread
@@ -128,6 +129,41 @@ def test_streamed_blocks_give_the_resident_output_exactly(demo_models_dir, trans
         for _ in range(2):  # the ring carries over from one forward to the next
             with torch.no_grad():
                 assert torch.equal(model(**inputs, return_dict=False)[0], expected)
+
+
+def framepack_section(window: int, generator: torch.Generator) -> dict:
+    """The transformer's inputs for one FramePack section of `window` latent frames at 64×64 px, laid out as the
+    pipeline lays them (picture, padding, section, then 1×, 2× and 4× history)."""
+    history = (1, 2, 16)
+    _, _, latents, clean, history_2x, history_4x = torch.arange(1 + window + sum(history)).split([1, 0, window, *history])
+    noise = lambda frames: torch.randn(1, 16, frames, 8, 8, generator=generator)  # noqa: E731
+    return dict(
+        hidden_states=noise(window), timestep=torch.tensor([700.0]), guidance=torch.tensor([10_000.0]),
+        encoder_hidden_states=torch.randn(1, 7, 16, generator=generator), encoder_attention_mask=torch.ones(1, 7, dtype=torch.int64),
+        pooled_projections=torch.randn(1, 32, generator=generator), image_embeds=torch.randn(1, 16, 16, generator=generator),
+        indices_latents=latents, latents_clean=noise(2), indices_latents_clean=torch.cat([torch.tensor([0]), clean]),
+        latents_history_2x=noise(2), indices_latents_history_2x=history_2x, latents_history_4x=noise(16),
+        indices_latents_history_4x=history_4x,
+    )
+
+
+def test_streamed_framepack_blocks_give_the_resident_output_exactly_section_after_section(demo_models_dir):
+    folder = demo_models_dir / "demo" / "demo-framepack"
+    reference = HunyuanVideoFramepackTransformer3DModel.from_pretrained(folder)
+    # As the manager does on the CPU: this file puts every tensor 8 bytes past a 64-byte boundary, where MKL rounds
+    # differently from the aligned copies the engine makes.
+    align_cpu_weights(reference)
+    generator = torch.Generator().manual_seed(0)
+    sections = [framepack_section(window, generator) for window in (2, 3)]  # the ring carries over a change of size
+    with torch.no_grad():
+        expected = [reference(**inputs, return_dict=False)[0] for inputs in sections]
+    arena = HostArena(pinned=False)
+    for resident in (set(), {0}, {1}, {0, 1}):
+        model, streamer = load_streamed(HunyuanVideoFramepackTransformer3DModel, folder, torch.device("cpu"), torch.float32, arena)
+        streamer.place(resident)
+        with torch.no_grad():
+            for inputs, output in zip(sections, expected):
+                assert torch.equal(model(**inputs, return_dict=False)[0], output)
 
 
 def tight_preset(presets, usable_mb: float):
