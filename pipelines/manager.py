@@ -11,6 +11,8 @@ Policy:
   the memory it needs and the memory the preset allows.
 - A model whose conditioning comes from a prior in a repo of its own (FLUX.1 Redux) loads the prior with it: the
   prior's components hang on the pipeline as `prior_<name>` and are placed, measured and released with it.
+- On the CPU, weights a memory-mapped file left misaligned are copied to aligned memory at load, so a result depends
+  on the weights, not on the file's byte layout, and equals the memory engine's (`memory/aligned_weights.py`).
 - A failed load releases whatever was loaded and raises `ModelLoadFailed`; nothing stays half-loaded.
 - LoRAs chosen for a job are loaded as adapters on the loaded pipeline and kept there for later jobs
   (`lora_library.AdapterCache`); a job without them runs with every adapter disabled.

@@ -5,4 +5,6 @@
 - `block_streamer`: keeps some transformer blocks resident on the device and streams the others
   through a ring of device slots, copying block i+1 on a side stream while block i computes.
 - `planner`: decides, per request and preset, how many blocks stay resident, and whether a job fits.
+- `aligned_weights`: on the CPU, copies weights left misaligned by a mapped file into aligned memory, so a
+  result does not depend on the file's byte layout (and equals the engine's).
 """

@@ -133,10 +133,13 @@ def test_streamed_blocks_give_the_resident_output_exactly(demo_models_dir, trans
 
 def framepack_section(window: int, generator: torch.Generator) -> dict:
     """The transformer's inputs for one FramePack section of `window` latent frames at 64×64 px, laid out as the
-    pipeline lays them (picture, padding, section, then 1×, 2× and 4× history)."""
+    pipeline lays them for its last section (picture, section, then 1×, 2× and 4× history)."""
     history = (1, 2, 16)
-    _, _, latents, clean, history_2x, history_4x = torch.arange(1 + window + sum(history)).split([1, 0, window, *history])
-    noise = lambda frames: torch.randn(1, 16, frames, 8, 8, generator=generator)  # noqa: E731
+    _, latents, clean, history_2x, history_4x = torch.arange(1 + window + sum(history)).split([1, window, *history])
+
+    def noise(frames: int) -> torch.Tensor:
+        return torch.randn(1, 16, frames, 8, 8, generator=generator)
+
     return dict(
         hidden_states=noise(window), timestep=torch.tensor([700.0]), guidance=torch.tensor([10_000.0]),
         encoder_hidden_states=torch.randn(1, 7, 16, generator=generator), encoder_attention_mask=torch.ones(1, 7, dtype=torch.int64),
