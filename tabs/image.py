@@ -17,13 +17,13 @@ from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_ha
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
+from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_values
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
-    "weights",
+    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention",
 )
 # The Weights choice that leaves the format to the hardware preset.
 PRESET_WEIGHTS = "preset"
@@ -69,6 +69,8 @@ class ImageTab:
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
             recorded_lora_text(used),
             used.get("weights") or PRESET_WEIGHTS,
+            *speed_values(used, image_models()[model_id].family),
+            *compile_and_attention_values(used, self.context.manager.preset.attention),
         )
 
 
@@ -145,7 +147,10 @@ def build(context: AppContext) -> ImageTab:
             speed=speed, cache_method=None if cache_method == AUTO_METHOD else cache_method, cache_threshold=cache_threshold,
             compile=compile, attention=None if attention == PRESET_ATTENTION else attention,
         ).check()
-        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights)
+        values = (
+            model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
+            checked.speed, cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION,
+        )
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
         spec = image_models()[model]
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
@@ -240,6 +245,7 @@ def build(context: AppContext) -> ImageTab:
 
     settings_components = [
         model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
+        speed, cache_method, cache_threshold, compile_blocks, attention,
     ]
 
     def size_from_start_image(path, model_id):
