@@ -31,7 +31,7 @@ class TeaCacheRule:
     # Attributes of the transformer holding its blocks, run one after another on `hidden_states`.
     block_lists: tuple[str, ...]
     # "norm1": the first block's norm1(hidden_states, emb=temb)[0] (FLUX); "temb": the timestep projection the
-    # blocks receive (Wan's "ret_steps" mode, LTX); "t_embedder": the output of the transformer's `t_embedder`, the
+    # blocks receive (Wan's "ret_steps" mode, LTX, ACE-Step); "t_embedder": the output of the transformer's `t_embedder`, the
     # timestep embedding before the pooled text is added to it (HiDream).
     probe: str
     # Rescaling polynomial, highest power first. Fitted by TeaCache's authors (github.com/ali-vilab/TeaCache):

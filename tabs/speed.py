@@ -24,12 +24,8 @@ def speed_info(family: Family) -> str:
     return SPEED_INFO if len(methods_for(family)) > 1 else NOT_AVAILABLE
 
 
-def _speed_radio(prefix: str, family: Family | None):
-    speed = gr.Radio(
-        list(SPEED_LEVELS), value="off", label="Speed", elem_id=f"{prefix}-speed",
-        info=speed_info(family) if family is not None else SPEED_INFO,
-    )
-    return speed
+def _speed_radio(prefix: str, family: Family):
+    return gr.Radio(list(SPEED_LEVELS), value="off", label="Speed", elem_id=f"{prefix}-speed", info=speed_info(family))
 
 
 def _method_and_threshold(prefix: str):
@@ -43,10 +39,11 @@ def _method_and_threshold(prefix: str):
     return cache_method, cache_threshold
 
 
-def build_speed_controls(prefix: str, device: str):
+def build_speed_controls(prefix: str, device: str, family: Family):
     """Speed radio plus an accordion with method, threshold, compile and attention; returns the five components.
-    `device` ("cuda" or "cpu") decides which attention backends are offered: those this machine can run."""
-    speed = _speed_radio(prefix, None)
+    `device` ("cuda" or "cpu") decides which attention backends are offered: those this machine can run. The radio's
+    line says when `family` (the tab's first model's) has no step cache."""
+    speed = _speed_radio(prefix, family)
     with gr.Accordion("Speed: method, threshold, compile, attention", open=False):
         with gr.Row():
             cache_method, cache_threshold = _method_and_threshold(prefix)

@@ -20,7 +20,9 @@ from pipelines.video_runner import VideoRequest, VideoResult, checked_window, ge
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_values
+from tabs.speed import (
+    AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
+)
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
@@ -193,7 +195,7 @@ def build(context: AppContext) -> VideoTab:
                 allow_custom_value=True, elem_id="video-interpolation",
             )
             speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
-                "video", context.manager.execution_device()
+                "video", context.manager.execution_device(), spec.family
             )
             with gr.Accordion("VACE: reference images, video editing with a mask", open=True, visible=family.video.vace_inputs) as vace_panel:
                 gr.Markdown(
@@ -383,6 +385,12 @@ def build(context: AppContext) -> VideoTab:
         api_visibility="private",
     )
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
+
+    def show_speed(model_id):
+        chosen = video_models().get(model_id)
+        return gr.update(info=speed_info(chosen.family)) if chosen else gr.skip()
+
+    model.change(show_speed, inputs=[model], outputs=[speed], api_visibility="private")
 
     def show_vace_inputs(model_id):
         """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""

@@ -134,7 +134,7 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, "", "as shipped"
     )
     # Speed off, method and threshold the level's, not compiled, PyTorch's attention (the CPU preset's own choice).
-    assert speed == ["off", "auto", None, "off", "preset"]
+    assert list(speed) == ["off", "auto", None, "off", "preset"]
 
 
 def test_reuse_settings_refuses_a_file_without_atelier_parameters(client, tmp_path):
@@ -220,7 +220,7 @@ def test_speed_through_the_api_is_recorded_with_the_steps_it_skipped(client):
     assert used["parameters"][0]["step_cache"] == {"method": "teacache", "threshold": 0.0, "denoiser_calls": 10, "calls_skipped": 0}
     # Reuse brings back the level and, as it differed from the level's, the threshold that ran.
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    assert restored[13:16] == ["fast", "teacache", 0.0]
+    assert list(restored[13:16]) == ["fast", "teacache", 0.0]
 
 
 def test_attention_and_compile_through_the_api(client):
