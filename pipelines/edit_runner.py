@@ -35,6 +35,7 @@ from pipelines.media import MediaError, file_sha256, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, whole_number
+from pipelines.step_cache import check_speed, step_cache
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,19 @@ class EditRequest:
     canny_low: int | None = None
     canny_high: int | None = None
     depth_map: str | None = None
+    # Speed: "off", "balanced" or "fast" (the family's step cache from the catalog); `cache_method` and
+    # `cache_threshold` override the level's choice.
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
 
     def tool_request(self) -> ToolRequest:
         """The request as the FLUX.1 tools runner takes it (the instruction is its prompt, Image 1 its picture)."""
         return ToolRequest(
             model=self.model, image=self.images[0] if self.images else None, prompt=self.instruction, width=self.width,
             height=self.height, steps=self.steps, guidance=self.guidance, seed=self.seed, canny_low=self.canny_low,
-            canny_high=self.canny_high, depth_map=self.depth_map or None,
+            canny_high=self.canny_high, depth_map=self.depth_map or None, speed=self.speed, cache_method=self.cache_method,
+            cache_threshold=self.cache_threshold,
         )
 
     def check(self, preset: Preset | None = None) -> "EditRequest":
@@ -136,7 +143,8 @@ class EditRequest:
             return replace(
                 self, instruction=tool.prompt, mode=mode.name, images=tuple(images), width=tool.width, height=tool.height,
                 steps=tool.steps, guidance=tool.guidance, seed=tool.seed, canny_low=tool.canny_low, canny_high=tool.canny_high,
-                depth_map=tool.depth_map, image_guidance=None, feather=0.0, notes=tuple(notes),
+                depth_map=tool.depth_map, image_guidance=None, feather=0.0, notes=tuple(notes), speed=tool.speed,
+                cache_method=tool.cache_method, cache_threshold=tool.cache_threshold,
             )
         max_input_side = _max_input_side(family, preset)
         width, height = self._size(mode, spec, images, max_input_side, notes)
@@ -145,6 +153,12 @@ class EditRequest:
         seed = whole_number("seed", self.seed, -1)
         if not -1 <= seed <= MAX_SEED:
             raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        speed = self.speed or "off"
+        cache_method, cache_threshold = check_speed(spec.family, speed, self.cache_method, self.cache_threshold)
+        # A level asked of a family without a step cache (SD3, OmniGen) runs uncached, and says so.
+        no_cache_note = f"Speed {speed}: {spec.name} has no step cache; it ran uncached."
+        if speed != "off" and cache_method == "none" and no_cache_note not in notes:
+            notes.append(no_cache_note)
         return replace(
             self, instruction=instruction, mode=mode.name, images=tuple(images), mask=mask, seed=seed, width=width, height=height,
             steps=in_range("steps", self.steps, defaults.steps, LIMITS["steps"]),
@@ -152,7 +166,8 @@ class EditRequest:
             image_guidance=in_range("image_guidance", self.image_guidance, float(image_guidance_default), LIMITS["image_guidance"]),
             outpaint_left=extension.left, outpaint_right=extension.right, outpaint_top=extension.top, outpaint_bottom=extension.bottom,
             feather=in_range("feather", self.feather, 0.0, LIMITS["feather"]), keep_unmasked=bool(self.keep_unmasked),
-            notes=tuple(notes), max_input_side=max_input_side,
+            notes=tuple(notes), max_input_side=max_input_side, speed=speed, cache_method=cache_method,
+            cache_threshold=cache_threshold,
         )
 
     def _size(self, mode: EditMode, spec: ModelSpec, images: list[str], max_input_side: int, notes: list[str]) -> tuple[int, int]:
@@ -370,14 +385,17 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
         **_call_arguments(spec, request, pictures, canvas, mask, run_size),
     )
 
-    def attempt() -> Image.Image:
-        with manager.use(spec.id, workload, on_progress=job.report) as pipe:
+    def attempt() -> tuple[Image.Image, dict]:
+        with (
+            manager.use(spec.id, workload, on_progress=job.report) as pipe,
+            step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+        ):
             job.check_stop()
             runner = _pipeline_for(pipe, spec, mode)
-            return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+            return runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0], cache.record()
 
     try:
-        image = with_one_retry(job, attempt)
+        image, cache_record = with_one_retry(job, attempt)
     except JobStopped:
         log.info("edit stopped")
         return EditResult(None, stopped=True, seconds=time.monotonic() - started, notes=tuple(notes))
@@ -391,11 +409,16 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
 
     # 6. Save with everything needed to reproduce it, and which inputs it was made from.
     parameters = {
-        **{key: value for key, value in asdict(request).items() if key not in ("images", "mask", "notes", "max_input_side")},
+        **{
+            key: value for key, value in asdict(request).items()
+            if key not in ("images", "mask", "notes", "max_input_side", "cache_method", "cache_threshold")
+        },
         "prompt": request.instruction,
         "images": [_file_record(path) for path in request.images],
         "mask": _file_record(request.mask) if request.mask else None,
         "max_input_image_size": request.max_input_side or None,
+        # The step cache that ran and how many denoiser calls it skipped.
+        "step_cache": cache_record,
         "seed": seed,
         "width": image.width,
         "height": image.height,

@@ -29,6 +29,7 @@ from pipelines.media import MediaError, file_sha256, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, whole_number
+from pipelines.step_cache import check_speed, step_cache
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class ToolRequest:
     canny_high: int | None = None
     # Depth: a depth map to follow (any image; near is bright) instead of one estimated from `image`.
     depth_map: str | None = None
+    # Speed: "off", "balanced" or "fast" (FLUX's step cache from the catalog); `cache_method` and `cache_threshold`
+    # override the level's choice.
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
 
     def check(self) -> "ToolRequest":
         """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
@@ -93,9 +99,11 @@ class ToolRequest:
         canny_low = whole_number("canny_low", self.canny_low, control_images.DEFAULT_CANNY_LOW)
         canny_high = whole_number("canny_high", self.canny_high, control_images.DEFAULT_CANNY_HIGH)
         control_images.check_canny_thresholds(canny_low, canny_high)
+        cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         return replace(
             self, image=image, prompt=prompt, width=width, height=height, steps=steps, guidance=guidance,
-            seed=seed, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map,
+            seed=seed, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map, speed=self.speed or "off",
+            cache_method=cache_method, cache_threshold=cache_threshold,
         )
 
 
@@ -214,7 +222,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         callback_on_step_end=on_step_end,
     )
 
-    def make_image() -> Image.Image:
+    def make_image() -> tuple[Image.Image, dict]:
         with manager.use(spec.id, workload, on_progress=job.report) as pipe:
             job.check_stop()
             if spec.task is Task.IMAGE_VARIATION:
@@ -222,10 +230,13 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
             else:
                 conditioning = {"prompt": request.prompt, "control_image": control}
             torch.manual_seed(seed)
-            return pipe(**conditioning, **kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+            # The step cache wraps the denoising alone: Redux's prior above runs no transformer steps.
+            with step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache:
+                image = pipe(**conditioning, **kwargs, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+            return image, cache.record()
 
     try:
-        image = with_one_retry(job, make_image)
+        image, cache_record = with_one_retry(job, make_image)
     except JobStopped:
         log.info("stopped %s", spec.id)
         return ToolResult(None, control, stopped=True, seconds=time.monotonic() - started)
@@ -233,13 +244,18 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
     # 6. Save with everything needed to reproduce it, and which input files it was made from.
     companion = manager.store.companion(spec)
     parameters = {
-        **{key: value for key, value in asdict(request).items() if key not in ("image", "depth_map", "seed")},
+        **{
+            key: value for key, value in asdict(request).items()
+            if key not in ("image", "depth_map", "seed", "cache_method", "cache_threshold")
+        },
         "mode": MODES[spec.task],
         # The Edit tab's name for the prompt, so "reuse settings" finds it.
         "instruction": request.prompt,
         "seed": seed,
         "inputs": {name: record for name, record in (("image", _input_record(request.image)), ("depth_map", _input_record(request.depth_map))) if record},
         "control": control_record,
+        # The step cache that ran and how many denoiser calls it skipped.
+        "step_cache": cache_record,
         "model_name": spec.name,
         "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
         "prior_repo": companion.repo if companion else None,

@@ -32,6 +32,7 @@ from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, number, whole_number
+from pipelines.step_cache import check_speed, step_cache
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,11 @@ class MusicRequest:
     audio_format: str = "wav"
     # LoRAs from the library with their weights: "name:weight" entries (a string or a list), or LoraChoices.
     loras: str | tuple = ()
+    # Speed: "off", "balanced" or "fast" (the step cache from the catalog); `cache_method` and `cache_threshold`
+    # override the level's choice.
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
 
     def check(self) -> "MusicRequest":
         """A copy with defaults filled in; InvalidRequest names the first bad field. The range is checked
@@ -148,11 +154,13 @@ class MusicRequest:
         audio_format = (self.audio_format or "wav").strip().lower().lstrip(".")
         if audio_format not in AUDIO_FORMATS:
             raise InvalidRequest("audio_format", f"{self.audio_format!r} is not offered; choose one of {', '.join(AUDIO_FORMATS)}")
+        cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         return replace(
             self, tags=tags, lyrics=lyrics, task=task_name, duration=duration, steps=steps, guidance=guidance, shift=shift,
             cover_strength=cover_strength, seed=seed, start=start, end=end, audio=str(self.audio) if task.needs_audio else None,
             bpm=_bpm(self.bpm), key=_key(self.key), time_signature=_time_signature(self.time_signature),
             language=_language(self.language), audio_format=audio_format, loras=parse_lora_list(self.loras),
+            speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
         )
 
 
@@ -352,13 +360,16 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
 
     workload = music_workload(math.ceil(length / SAMPLES_PER_FRAME), request.guidance)
 
-    def use_and_call() -> np.ndarray:
-        with manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe:
+    def use_and_call() -> tuple[np.ndarray, dict]:
+        with (
+            manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe,
+            step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+        ):
             job.check_stop()
-            return call(pipe)
+            return call(pipe), cache.record()
 
     try:
-        generated = with_one_retry(job, use_and_call)
+        generated, cache_record = with_one_retry(job, use_and_call)
     except JobStopped:
         return MusicResult(None, stopped=True, seconds=time.monotonic() - started)
 
@@ -396,6 +407,9 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         "time_signature": request.time_signature,
         "language": request.language,
         "loras": [lora.record() for lora in loras],
+        "speed": request.speed,
+        # The step cache that ran and how many denoiser calls it skipped.
+        "step_cache": cache_record,
         "audio_format": request.audio_format,
         "sample_rate": SAMPLE_RATE,
         "channels": CHANNELS,

@@ -17,11 +17,13 @@ from pipelines.flux_tools_runner import preview_control
 from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
+from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_info, speed_values
 
 # The controls remembered between starts and restored by "reuse settings", in the order of EditTab.settings_components.
 SETTINGS_FIELDS = (
     "mode", "model", "instruction", "steps", "guidance", "image_guidance", "seed", "width", "height",
     "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked", "canny_low", "canny_high",
+    "speed", "cache_method", "cache_threshold",
 )
 SIDES = ("left", "right", "top", "bottom")
 INPUT_SLOTS = 3
@@ -82,6 +84,8 @@ class EditTab:
         # The size recorded is the one made; in fill modes it follows the image, so the fields go back to 0 (automatic).
         if not EDIT_MODES[mode].takes_size:
             values["width"] = values["height"] = 0
+        family = edit_models(mode)[used["model"]].family
+        values["speed"], values["cache_method"], values["cache_threshold"] = speed_values(used, family)
         return tuple(values.values())
 
 
@@ -152,6 +156,7 @@ def build(context: AppContext) -> EditTab:
                 guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="edit-guidance")
                 image_guidance = gr.Number(label="Image guidance", value=defaults.image_guidance, step=0.1, elem_id="edit-image-guidance")
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="edit-seed")
+            speed, cache_method, cache_threshold = build_cache_controls("edit", edit_models(first_mode)[default_model].family)
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="edit-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
@@ -181,8 +186,8 @@ def build(context: AppContext) -> EditTab:
     def edit_image_handler(
         instruction, images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction",
         image_guidance=None, width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0,
-        feather=0, keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, request: gr.Request = None,
-        progress=gr.Progress(),
+        feather=0, keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, speed=None, cache_method=None,
+        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         mode = mode or "instruction"
         # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
@@ -194,9 +199,12 @@ def build(context: AppContext) -> EditTab:
             guidance=guidance, image_guidance=image_guidance, seed=seed, width=width, height=height,
             outpaint_left=outpaint_left, outpaint_right=outpaint_right, outpaint_top=outpaint_top, outpaint_bottom=outpaint_bottom,
             feather=feather, keep_unmasked=keep_unmasked, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map,
+            speed=speed or "off", cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method,
+            cache_threshold=cache_threshold,
         ).check(context.manager.preset)
         values = (mode, model, instruction, steps, guidance, image_guidance, seed, width, height, outpaint_left, outpaint_right,
-                  outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high)
+                  outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high, checked.speed,
+                  cache_method or AUTO_METHOD, cache_threshold)
         context.settings.update("edit", dict(zip(SETTINGS_FIELDS, values)))
         spec = edit_models(checked.mode)[checked.model]
         summary = f"{spec.name} · {EDIT_MODES[checked.mode].label} · {checked.instruction[:60]}"
@@ -211,7 +219,7 @@ def build(context: AppContext) -> EditTab:
     def edit_from_page(
         mode, model, instruction, image_1, image_2, image_3, painted, uploaded_mask, steps, guidance, image_guidance, seed, width,
         height, outpaint_left, outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
-        depth_map, request: gr.Request = None, progress=gr.Progress(),
+        depth_map, speed, cache_method, cache_threshold, request: gr.Request = None, progress=gr.Progress(),
     ):
         """The page's inputs as /edit_image takes them: the filled slots (Image 1 alone in the fill modes) and the mask
         uploaded or else painted."""
@@ -228,18 +236,20 @@ def build(context: AppContext) -> EditTab:
         return edit_image_handler(
             instruction, images, mask, model, steps, guidance, seed, mode, image_guidance, width, height, outpaint_left,
             outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
-            depth_map if chosen.control == "depth" else None, request=request, progress=progress,
+            depth_map if chosen.control == "depth" else None, speed, cache_method, cache_threshold, request=request,
+            progress=progress,
         )
 
     numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high]
     generate.click(
-        edit_from_page, inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map],
+        edit_from_page,
+        inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
     api_trigger.click(
         edit_image_handler,
         inputs=[instruction, api_images, api_mask, model, steps, guidance, seed, mode, image_guidance, width, height,
-                *sides.values(), feather, keep, canny_low, canny_high, depth_map],
+                *sides.values(), feather, keep, canny_low, canny_high, depth_map, speed, cache_method, cache_threshold],
         outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE,
     )
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
@@ -280,13 +290,17 @@ def build(context: AppContext) -> EditTab:
     def show_model(model_id, mode_name):
         spec = edit_models(mode_name).get(model_id)
         if spec is None:
-            return gr.skip(), gr.skip()
-        return model_info(model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None)
+            return gr.skip(), gr.skip(), gr.skip()
+        return (
+            model_info(model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None),
+            gr.update(info=speed_info(spec.family)),
+        )
 
-    model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance], api_visibility="private")
+    model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance, speed], api_visibility="private")
 
     settings = [
         mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high,
+        speed, cache_method, cache_threshold,
     ]
     return EditTab(context, settings, slots[0])
 
@@ -296,8 +310,9 @@ def _shown(outcome: EditResult, demo: bool):
         return None, {"image": None, "stopped": True, "parameters": None}, "Stopped before the image was finished."
     used = outcome.output.parameters
     summary = f"{used['width']}×{used['height']} in {outcome.seconds:.1f} s · seed {used['seed']}"
-    for line in outcome.notes:
-        summary += "\n\n" + line
+    for line in (*outcome.notes, cache_note(used)):
+        if line:
+            summary += "\n\n" + line
     if demo:
         summary += "\n\n" + DEMO_NOTE
     return str(outcome.output.path), {"image": str(outcome.output.path), "stopped": False, "parameters": used}, summary

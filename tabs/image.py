@@ -17,13 +17,15 @@ from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_ha
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
+from tabs.speed import (
+    AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
+)
 from tabs.uploads import parameters_from_file
 
 # The controls remembered between starts, in the order of ImageTab.settings_components.
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
-    "weights",
+    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention",
 )
 # The Weights choice that leaves the format to the hardware preset.
 PRESET_WEIGHTS = "preset"
@@ -69,6 +71,8 @@ class ImageTab:
             used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
             recorded_lora_text(used),
             used.get("weights") or PRESET_WEIGHTS,
+            *speed_values(used, image_models()[model_id].family),
+            *compile_and_attention_values(used, self.context.manager.preset.attention),
         )
 
 
@@ -110,7 +114,7 @@ def build(context: AppContext) -> ImageTab:
                 info="fp8/int8 halve the memory of the transformer and big text encoders; NF4 quarters it (NVIDIA GPUs only)",
             )
             speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
-                "image", context.manager.execution_device()
+                "image", context.manager.execution_device(), spec.family
             )
             with gr.Accordion("Start from an image (image to image)", open=False):
                 init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
@@ -145,7 +149,10 @@ def build(context: AppContext) -> ImageTab:
             speed=speed, cache_method=None if cache_method == AUTO_METHOD else cache_method, cache_threshold=cache_threshold,
             compile=compile, attention=None if attention == PRESET_ATTENTION else attention,
         ).check()
-        values = (model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights)
+        values = (
+            model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
+            checked.speed, cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION,
+        )
         context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
         spec = image_models()[model]
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
@@ -189,7 +196,7 @@ def build(context: AppContext) -> ImageTab:
     def show_model_controls(model_id):
         chosen = image_models().get(model_id)
         if chosen is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * 7
         chosen_family = family_spec(chosen.family)
         negative_update = gr.update(interactive=chosen_family.supports_negative_prompt)
         if not chosen_family.supports_negative_prompt:
@@ -197,11 +204,12 @@ def build(context: AppContext) -> ImageTab:
         scheduler_update = gr.update(choices=[c.name for c in chosen_family.schedulers])
         size_step = gr.update(step=chosen_family.size_multiple)
         lora_update = gr.update(choices=lora_names(context, model_id))
-        return model_info(model_id), negative_update, scheduler_update, size_step, size_step, lora_update
+        speed_update = gr.update(info=speed_info(chosen.family))
+        return model_info(model_id), negative_update, scheduler_update, size_step, size_step, lora_update, speed_update
 
     # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
     model.change(
-        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, width, height, lora_files],
+        show_model_controls, inputs=[model], outputs=[info, negative_prompt, scheduler, width, height, lora_files, speed],
         api_visibility="private",
     )
 
@@ -240,6 +248,7 @@ def build(context: AppContext) -> ImageTab:
 
     settings_components = [
         model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
+        speed, cache_method, cache_threshold, compile_blocks, attention,
     ]
 
     def size_from_start_image(path, model_id):

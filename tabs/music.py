@@ -17,11 +17,12 @@ from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_ha
 from tabs.errors import shown_to_user
 from tabs.lora_picker import build_lora_picker, recorded_lora_text
 from tabs.saved_settings import restored_values
+from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_values
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
 SETTINGS_FIELDS = (
     "model", "task", "tags", "lyrics", "duration", "steps", "guidance", "shift", "seed", "bpm", "key", "time_signature",
-    "language", "start", "end", "cover_strength", "audio_format", "loras",
+    "language", "start", "end", "cover_strength", "audio_format", "loras", "speed", "cache_method", "cache_threshold",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not music."
 LYRICS_PLACEHOLDER = "[verse]\nCity lights are fading slow\n[chorus]\nCarry me where the rivers go\n[bridge]\n…\n\nLeave empty for an instrumental."
@@ -66,7 +67,10 @@ class MusicTab:
         values["start"] = values["start"] or 0
         values["cover_strength"] = values["cover_strength"] if values["cover_strength"] is not None else 1.0
         values["loras"] = recorded_lora_text(used)
-        return tuple(gr.skip() if value is None else value for value in values.values())
+        restored = {name: gr.skip() if value is None else value for name, value in values.items()}
+        # An empty threshold is a value here (the level's own), not a field the result lacks.
+        restored["speed"], restored["cache_method"], restored["cache_threshold"] = speed_values(used, MUSIC_MODELS[used["model"]].family)
+        return tuple(restored.values())
 
 
 def build(context: AppContext) -> MusicTab:
@@ -115,6 +119,7 @@ def build(context: AppContext) -> MusicTab:
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="music-seed")
                 audio_format = gr.Dropdown(choices=list(AUDIO_FORMATS), value="wav", label="File format", elem_id="music-format", allow_custom_value=True)
             loras = build_lora_picker(context, model, default_model, "music").text
+            speed, cache_method, cache_threshold = build_cache_controls("music", MUSIC_MODELS[default_model].family)
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="music-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="music-stop")
@@ -139,15 +144,16 @@ def build(context: AppContext) -> MusicTab:
     def music_handler(
         tags, lyrics=None, duration=None, steps=None, guidance=None, seed=-1, task="text2music", audio=None, start=None, end=None,
         model=None, bpm=None, key=None, time_signature=None, language="en", shift=None, cover_strength=None, audio_format="wav",
-        loras=None, request: gr.Request = None, progress=gr.Progress(),
+        loras=None, speed=None, cache_method=None, cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         checked = MusicRequest(
             tags=tags, lyrics=lyrics, model=model or default_model, task=task, duration=duration, steps=steps, guidance=guidance,
             shift=shift, seed=seed, audio=audio, start=start, end=end, cover_strength=cover_strength, bpm=bpm, key=key,
-            time_signature=time_signature, language=language, audio_format=audio_format, loras=loras,
+            time_signature=time_signature, language=language, audio_format=audio_format, loras=loras, speed=speed or "off",
+            cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
         ).check()
         values = (model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                  cover_strength, audio_format, loras)
+                  cover_strength, audio_format, loras, checked.speed, cache_method or AUTO_METHOD, cache_threshold)
         context.settings.update("music", dict(zip(SETTINGS_FIELDS, values)))
         spec = MUSIC_MODELS[checked.model]
         job_summary = f"{spec.name} · {TASKS[checked.task].label}"
@@ -160,13 +166,13 @@ def build(context: AppContext) -> MusicTab:
 
     inputs = [
         tags, lyrics, duration, steps, guidance, seed, task, input_audio, start, end, model, bpm, key, time_signature, language,
-        shift, cover_strength, audio_format, loras,
+        shift, cover_strength, audio_format, loras, speed, cache_method, cache_threshold,
     ]
     generate.click(music_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="generate_music", **GPU_QUEUE)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
     settings = [model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                cover_strength, audio_format, loras]
+                cover_strength, audio_format, loras, speed, cache_method, cache_threshold]
     return MusicTab(context, settings)
 
 
@@ -180,8 +186,9 @@ def _shown(result: MusicResult, demo: bool):
     )
     if used.get("loras"):
         summary += " · LoRAs: " + ", ".join(f"{lora['file']}:{lora['weight']:g}" for lora in used["loras"])
-    for note in result.notes:
-        summary += "\n\n" + note
+    for note in (*result.notes, cache_note(used)):
+        if note:
+            summary += "\n\n" + note
     if demo:
         summary += "\n\n" + DEMO_NOTE
     return str(result.output.path), {"audio": str(result.output.path), "stopped": result.stopped, "parameters": used}, summary

@@ -20,14 +20,16 @@ from pipelines.video_runner import VideoRequest, VideoResult, checked_window, ge
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
 from tabs.saved_settings import restored_values
-from tabs.speed import AUTO_METHOD, PRESET_ATTENTION, build_speed_controls
+from tabs.speed import (
+    AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
+)
 
 # The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
 SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
     "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
-    "latent_window_size",
+    "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -153,6 +155,8 @@ class VideoTab:
             export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
             used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
             used.get("ar_step") or 0, used.get("causal_block_size"), used.get("latent_window_size"),
+            *speed_values(used, video_models()[used["model"]].family),
+            *compile_and_attention_values(used, self.context.manager.preset.attention),
         )
 
 
@@ -191,7 +195,7 @@ def build(context: AppContext) -> VideoTab:
                 allow_custom_value=True, elem_id="video-interpolation",
             )
             speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
-                "video", context.manager.execution_device()
+                "video", context.manager.execution_device(), spec.family
             )
             with gr.Accordion("VACE: reference images, video editing with a mask", open=True, visible=family.video.vace_inputs) as vace_panel:
                 gr.Markdown(
@@ -302,7 +306,8 @@ def build(context: AppContext) -> VideoTab:
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
             loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
-            context_stride, context_blend, ar_step, causal_block_size, latent_window_size,
+            context_stride, context_blend, ar_step, causal_block_size, latent_window_size, checked.speed,
+            cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
@@ -381,6 +386,12 @@ def build(context: AppContext) -> VideoTab:
     )
     model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
 
+    def show_speed(model_id):
+        chosen = video_models().get(model_id)
+        return gr.update(info=speed_info(chosen.family)) if chosen else gr.skip()
+
+    model.change(show_speed, inputs=[model], outputs=[speed], api_visibility="private")
+
     def show_vace_inputs(model_id):
         """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""
         if takes_vace_inputs(model_id):
@@ -428,7 +439,8 @@ def build(context: AppContext) -> VideoTab:
     settings_components = [
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
-        context_blend, ar_step, causal_block_size, latent_window_size,
+        context_blend, ar_step, causal_block_size, latent_window_size, speed, cache_method, cache_threshold, compile_blocks,
+        attention,
     ]
     return VideoTab(context, settings_components)
 

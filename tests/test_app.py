@@ -129,10 +129,12 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         seed=99, scheduler="Heun", api_name="/generate_image",
     )
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, loras, weights = restored
+    model, prompt, negative, width, height, steps, guidance, seed, batch, sampler, strength, loras, weights, *speed = restored
     assert (model, prompt, negative, width, height, steps, guidance, seed, sampler, strength, loras, weights) == (
         "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, "", "as shipped"
     )
+    # Speed off, method and threshold the level's, not compiled, PyTorch's attention (the CPU preset's own choice).
+    assert list(speed) == ["off", "auto", None, "off", "preset"]
 
 
 def test_reuse_settings_refuses_a_file_without_atelier_parameters(client, tmp_path):
@@ -201,12 +203,14 @@ def test_loras_from_the_library_through_the_api_are_recorded_restored_and_leave_
     assert [(r["file"], r["weight"]) for r in records] == [("detail.safetensors", 0.8), ("style.safetensors", -0.5)]
     assert all(len(r["sha256"]) == 16 for r in records) and "LoRAs: detail.safetensors:0.8" in summary
     restored = client.predict(handle_file(styled["images"][0]), api_name="/reuse_settings")
-    assert restored[-2] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
+    assert restored[11] == "detail.safetensors:0.8\nstyle.safetensors:-0.5"
     with pytest.raises(Exception, match="flux/glow.safetensors is made for FLUX"):
         run("flux/glow.safetensors:1")
 
 
 def test_speed_through_the_api_is_recorded_with_the_steps_it_skipped(client):
+    from gradio_client import handle_file
+
     _, used, _ = client.predict(prompt="a fox", model="demo-flux", steps=10, seed=5, speed="fast", api_name="/generate_image")
     cache = used["parameters"][0]["step_cache"]
     assert used["parameters"][0]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
@@ -214,6 +218,9 @@ def test_speed_through_the_api_is_recorded_with_the_steps_it_skipped(client):
         prompt="a fox", model="demo-flux", steps=10, seed=5, speed="fast", cache_threshold=0, api_name="/generate_image"
     )
     assert used["parameters"][0]["step_cache"] == {"method": "teacache", "threshold": 0.0, "denoiser_calls": 10, "calls_skipped": 0}
+    # Reuse brings back the level and, as it differed from the level's, the threshold that ran.
+    restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
+    assert list(restored[13:16]) == ["fast", "teacache", 0.0]
 
 
 def test_attention_and_compile_through_the_api(client):

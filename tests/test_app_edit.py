@@ -114,3 +114,30 @@ def test_bad_flux_tool_requests_are_clear_errors(client, square, change, message
     with pytest.raises(Exception) as error:
         client.predict(**{"instruction": "a house", "images": [handle_file(str(square))], "steps": 1, **change}, api_name="/edit_image")
     assert type(error.value).__name__ == "AppError" and message in str(error.value)
+
+
+def test_speed_through_edit_image_reaches_flux_canny_and_reuse_restores_it(client, square):
+    from tabs.edit import SETTINGS_FIELDS, EditTab
+
+    run = lambda **speed: client.predict(
+        instruction="a house", images=[handle_file(str(square))], mode="canny", model="demo-flux-canny", steps=8, seed=3,
+        api_name="/edit_image", **speed,
+    )
+    _, used, note = run(speed="fast")
+    cache = used["parameters"]["step_cache"]
+    assert used["parameters"]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
+    assert f"skipped {cache['calls_skipped']} of 8 denoiser calls" in note
+    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("fast", "auto", None)
+    _, used, _ = run(speed="balanced", cache_method="first_block", cache_threshold=0.2)
+    assert used["parameters"]["step_cache"]["method"] == "first_block"
+    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("balanced", "first_block", 0.2)
+
+
+def test_a_speed_on_sd3_inpaint_runs_uncached_with_a_note(client, photo, mask):
+    _, used, note = client.predict(
+        instruction="a window", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
+        model="demo-sd3", steps=1, seed=1, speed="fast", api_name="/edit_image",
+    )
+    assert used["parameters"]["step_cache"]["method"] == "none" and "has no step cache; it ran uncached" in note

@@ -83,3 +83,14 @@ def test_generate_music_takes_a_lora_from_the_library(client):
     )
     assert [(lora["file"], lora["weight"]) for lora in used["parameters"]["loras"]] == [("music/lofi.safetensors", 0.7)]
     assert "LoRAs: music/lofi.safetensors:0.7" in summary
+
+
+def test_speed_through_generate_music_is_recorded_and_reuse_restores_it(client):
+    from tabs.music import SETTINGS_FIELDS, MusicTab
+
+    _, used, summary = client.predict(tags="lo-fi piano", duration=1.0, steps=8, seed=2, speed="fast", api_name="/generate_music")
+    cache = used["parameters"]["step_cache"]
+    assert used["parameters"]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
+    assert f"skipped {cache['calls_skipped']} of 8 denoiser calls" in summary
+    restored = dict(zip(SETTINGS_FIELDS, MusicTab(None, []).values_from(used["parameters"], "x.wav")))
+    assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("fast", "auto", None)

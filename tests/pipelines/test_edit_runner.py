@@ -210,3 +210,31 @@ def test_bad_requests_name_the_field_and_load_nothing(manager, outputs, files, f
         edit_image(EditRequest(**values), manager, outputs, Job())
     assert raised.value.field == field and hint in str(raised.value)
     assert manager.status().model_id is None and not outputs.list_outputs()
+
+
+def test_speed_reaches_flux_fill_which_opens_no_cache_context_itself(manager, outputs, tmp_path):
+    image = picture(tmp_path / "photo.png", (256, 256))
+    mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 192, 192))
+    make = lambda **speed: edit_image(EditRequest(
+        instruction="a window", model="demo-flux-fill", mode="inpaint", images=(image,), mask=mask, steps=8, seed=2,
+        keep_unmasked=False, **speed,
+    ), manager, outputs, Job()).output.path
+    off, exact = make(), make(cache_method="first_block", cache_threshold=0)
+    fast, first_block = make(speed="fast"), make(cache_method="first_block", cache_threshold=0.3)
+    assert read_parameters(off)["speed"] == "off" and read_parameters(off)["step_cache"]["method"] == "none"
+    assert read_parameters(exact)["step_cache"]["calls_skipped"] == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(exact)), np.asarray(Image.open(off)))
+    assert read_parameters(fast)["step_cache"]["method"] == "teacache" and read_parameters(fast)["step_cache"]["calls_skipped"] > 0
+    assert read_parameters(first_block)["step_cache"]["calls_skipped"] > 0
+    assert Image.open(fast).size == Image.open(first_block).size == (256, 256)
+
+
+def test_a_family_without_a_step_cache_runs_uncached_and_says_so(manager, outputs, tmp_path):
+    image = picture(tmp_path / "photo.png", (256, 256))
+    mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 192, 192))
+    request = EditRequest(instruction="a window", model="demo-sd3", mode="inpaint", images=(image,), mask=mask, steps=2, speed="fast")
+    result = edit_image(request, manager, outputs, Job())
+    assert read_parameters(result.output.path)["step_cache"]["method"] == "none"
+    assert any("has no step cache; it ran uncached" in note for note in result.notes)
+    with pytest.raises(InvalidRequest, match="cache_method: 'teacache' is not available"):
+        EditRequest(instruction="night", model="demo-omnigen", images=(image,), cache_method="teacache").check()

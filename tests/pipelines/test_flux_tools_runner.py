@@ -172,3 +172,17 @@ def test_the_preview_shows_the_edges_with_the_chosen_thresholds_or_the_supplied_
     depth = np.asarray(preview_control("depth", None, None, None, picture(tmp_path, "depth.png", colour=(90, 10, 200))))
     assert (depth[..., 0] == depth[..., 1]).all() and depth.any()
     assert preview_control("depth", image, None, None, None) is None, "an estimated depth waits for the run"
+
+
+@pytest.mark.parametrize("model", ["demo-flux-canny", "demo-flux-redux"])
+def test_speed_reaches_the_flux_tools_and_threshold_zero_changes_nothing(manager, outputs, tmp_path, model):
+    image = picture(tmp_path)
+    make = lambda **speed: run_flux_tool(
+        ToolRequest(model=model, image=image, prompt="a house", steps=8, seed=4, **speed), manager, outputs, Job()
+    ).output.path
+    off, exact, fast = make(), make(cache_method="teacache", cache_threshold=0), make(speed="fast")
+    np.testing.assert_array_equal(pixels(exact), pixels(off))
+    assert read_parameters(exact)["step_cache"] == {"method": "teacache", "threshold": 0.0, "denoiser_calls": 8, "calls_skipped": 0}
+    record = read_parameters(fast)
+    assert record["speed"] == "fast" and record["step_cache"]["method"] == "teacache" and record["step_cache"]["calls_skipped"] > 0
+    assert pixels(fast).shape == pixels(off).shape

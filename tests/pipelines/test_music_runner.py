@@ -284,3 +284,21 @@ def test_an_ace_step_lora_with_a_weight_changes_the_music_and_leaving_it_out_res
 def test_an_image_lora_is_refused_for_music_by_name(lora_manager, outputs):
     with pytest.raises(InvalidRequest, match="detail.safetensors is made for SD3"):
         make(lora_manager, outputs, duration=2.0, loras="detail.safetensors:1")
+
+
+def test_speed_reaches_ace_step_and_its_record_and_threshold_zero_changes_nothing(manager, outputs):
+    off = make(manager, outputs, duration=1.0, steps=8)
+    exact = make(manager, outputs, duration=1.0, steps=8, cache_method="teacache", cache_threshold=0)
+    fast = make(manager, outputs, duration=1.0, steps=8, speed="fast")
+    assert np.array_equal(samples_of(exact.output.path)[0], samples_of(off.output.path)[0])
+    assert read_parameters(exact.output.path)["step_cache"]["calls_skipped"] == 0
+    record = read_parameters(fast.output.path)
+    assert record["speed"] == "fast" and record["step_cache"]["method"] == "teacache"
+    assert record["step_cache"]["denoiser_calls"] == 8 and record["step_cache"]["calls_skipped"] > 0
+    data, rate = samples_of(fast.output.path)
+    assert (rate, data.shape) == (RATE, (RATE, 2))
+
+
+def test_a_cache_ace_step_lacks_is_refused_by_name(manager, outputs):
+    with pytest.raises(InvalidRequest, match="cache_method: 'first_block' is not available"):
+        make(manager, outputs, cache_method="first_block")

@@ -223,3 +223,30 @@ def test_hidream_teacache_is_exact_at_zero_and_skips_blocks_when_fast(hidream):
     assert cached.shape == plain.shape and np.isfinite(cached).all() and not np.array_equal(cached, plain)
     # The blocks' own forward is back once the job is over.
     assert all("forward" not in vars(block) for block in hidream.transformer.double_stream_blocks)
+
+
+def render_music(pipe, steps: int) -> np.ndarray:
+    torch.manual_seed(0)
+    audio = pipe(prompt="lo-fi piano", lyrics="", audio_duration=1.0, num_inference_steps=steps, generator=torch.Generator().manual_seed(0))
+    return audio.audios[0].float().numpy()
+
+
+def test_ace_step_teacache_is_exact_at_zero_and_skips_blocks_when_fast(manager):
+    # Our TeaCache with the identity for a polynomial: ACE-Step has neither a published one nor FirstBlockCache's metadata.
+    assert methods_for(Family.ACE_STEP) == ("none", "teacache")
+    with manager.use("demo-ace-step") as pipe:
+        calls, handles = counting_block_calls(pipe.transformer)
+        plain = render_music(pipe, 8)
+        plain_calls = calls[0]
+        with step_cache(pipe, Family.ACE_STEP, "teacache", 0.0) as exact:
+            uncached = render_music(pipe, 8)
+        with step_cache(pipe, Family.ACE_STEP, "teacache", family_spec(Family.ACE_STEP).speed["fast"].threshold) as fast:
+            cached = render_music(pipe, 8)
+        fast_calls = calls[0] - 2 * plain_calls
+        for handle in handles:
+            handle.remove()
+    np.testing.assert_array_equal(uncached, plain)
+    assert exact.calls == 8 and exact.skipped == 0
+    assert fast.skipped > 0 and fast_calls < plain_calls
+    assert cached.shape == plain.shape and np.isfinite(cached).all()
+    assert all("forward" not in vars(block) for block in pipe.transformer.layers)
