@@ -95,3 +95,19 @@ def client(app):
     from gradio_client import Client
 
     return Client(app.url, verbose=False)
+
+
+@pytest.fixture
+def manager(demo_models_dir, presets):
+    """A manager over the demo models on the CPU preset."""
+    from pipelines.manager import ModelManager
+
+    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
+
+
+@pytest.fixture
+def outputs(tmp_path):
+    """An empty outputs folder for one test."""
+    from pipelines.outputs import OutputStore
+
+    return OutputStore(tmp_path / "outputs")

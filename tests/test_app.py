@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 
-
 def test_generate_image_returns_pngs_with_their_parameters(app, client):
     gallery, used, summary = client.predict(
         prompt="a lighthouse at dusk", negative_prompt="blurry", model="demo-sd3", width=256, height=320,

@@ -9,7 +9,6 @@ import soundfile
 from gradio_client import handle_file
 
 
-
 @pytest.fixture(scope="module")
 def voice_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("voice") / "my voice.wav"

@@ -7,15 +7,8 @@ from pipelines.attention import ATTENTION_BACKENDS, apply_attention, usable_atte
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore
 from presets import ATTENTION_BACKENDS as PRESET_ATTENTION_BACKENDS
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
 
 
 def backends_in_use(transformer) -> set:

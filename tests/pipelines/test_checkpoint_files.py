@@ -19,7 +19,7 @@ from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +27,6 @@ def forget_scanned_files():
     """Scanned files are process-wide catalog entries; a test's files must not outlive it."""
     yield
     set_file_models([])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def sd3_original_layout(diffusers_state: dict) -> dict:

@@ -8,14 +8,7 @@ from pipelines.compiled_blocks import inductor_cache_dir
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
 
 
 def pixels(saved) -> np.ndarray:

@@ -13,18 +13,13 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.video_runner import VideoRequest, generate_video
 
 
 @pytest.fixture(scope="module")
 def manager(demo_models_dir, presets):
     return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def make(manager, outputs, **values):
@@ -97,7 +92,6 @@ def test_overlapping_frames_are_blended_with_weights_that_ramp_at_shared_edges()
     strided = ContextWindows(latent_frames=7, length=3, overlap=1, stride=2)
     # Even frames in two windows sharing frame 2 and 4 (one latent frame of overlap at stride 2), odd frames in one.
     assert strided.windows() == [[0, 2, 4], [2, 4, 6], [1, 3, 5]]
-
 
 
 class FrameByFrame(torch.nn.Module):

@@ -14,19 +14,7 @@ from pipelines.edit_modes import edit_models
 from pipelines.edit_runner import EditRequest, edit_image
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
+from pipelines.outputs import read_parameters
 
 
 def picture(path, size, seed=0):

@@ -15,18 +15,8 @@ from pipelines.flux_tools_runner import ToolRequest, preview_control, run_flux_t
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.tiny import depth_anything
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def picture(tmp_path, name="square.png", colour=(255, 255, 255), size=(256, 256)):

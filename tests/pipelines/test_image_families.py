@@ -12,11 +12,11 @@ from pipelines.catalog import FAMILIES, Family, model_spec
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, _sampler, generate_image
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager, _companion_components
+from pipelines.manager import _companion_components
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 
 NEW_DEMOS = ("demo-hidream", "demo-cogview4")
 # Each sampler each new family offers. One non-square request for all: CogView4 renders it as asked, HiDream
@@ -25,16 +25,6 @@ SAMPLER_RUNS = [
     (model, choice.name) for model in NEW_DEMOS for choice in FAMILIES[model_spec(model).family].schedulers
 ]
 REQUESTED = (512, 768)
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 @pytest.mark.parametrize("model, sampler", SAMPLER_RUNS)

@@ -14,7 +14,7 @@ from pipelines.jobs import Job
 from pipelines.lora_library import LoraChoice, LoraLibrary, family_of_keys, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.tiny import build_tiny_lora
 
 
@@ -29,11 +29,6 @@ def loras_dir(demo_loras_dir, tmp_path):
 @pytest.fixture
 def manager(demo_models_dir, loras_dir, presets):
     return ModelManager(ModelStore(demo_models_dir, offline=True, loras_dir=loras_dir), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def make(manager, outputs, model="demo-sd3", loras="", seed=4):

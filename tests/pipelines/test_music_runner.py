@@ -16,7 +16,7 @@ from pipelines.media import read_comment
 from pipelines.memory.planner import DenoiserShape, plan_blocks
 from pipelines.model_store import ModelStore
 from pipelines.music_runner import MusicRequest, generate_music, music_workload
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.placement import ComponentSize, Placement, plan_placement
 
 MODEL = "demo-ace-step"
@@ -26,11 +26,6 @@ RATE = 48_000
 @pytest.fixture(scope="module")
 def manager(demo_models_dir, presets):
     return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def write_clip(path, seconds: float, rate: int = RATE, channels: int = 2):

@@ -8,22 +8,10 @@ import soundfile
 
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import Job
-from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.speech_runner import Reference, SpeechRequest, speak, split_text
 
 MODEL = "demo-fish-speech"
-
-
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 @pytest.fixture

@@ -98,11 +98,6 @@ def test_a_method_the_family_lacks_is_refused(pipes):
             pass
 
 
-@pytest.fixture
-def manager(demo_models_dir, presets):
-    return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
 def test_speed_reaches_the_image_pipeline_and_its_record(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda **speed: generate_image(

@@ -20,7 +20,7 @@ from pipelines.memory.loader import load_streamed
 from pipelines.memory.planner import Workload, activation_bytes, denoiser_shape
 from pipelines.media import encode_video, read_video, read_video_frames
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.video_runner import VideoRequest, generate_video
 
 SIZE = 64
@@ -29,11 +29,6 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def manager(demo_models_dir, presets):
     return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +181,6 @@ def test_streamed_vace_blocks_give_the_resident_output_exactly(demo_models_dir):
         for _ in range(2):  # the ring carries over from one forward to the next
             with torch.no_grad():
                 assert torch.equal(model(**inputs, return_dict=False)[0], expected)
-
 
 
 def test_memory_is_planned_for_the_control_hints_vace_holds_through_a_forward(demo_models_dir):

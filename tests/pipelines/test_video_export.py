@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.errors import InvalidRequest
 from pipelines.media import read_video
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.video_export import FORMATS, ExportSettings, export_video
 
 # Five frames of clearly different grey levels: order survives any of the lossy codecs.
@@ -18,11 +18,6 @@ PARAMETERS = {"model": "demo-wan", "seed": 3, "prompt": "grey ramp"}
 @pytest.fixture
 def clip():
     return np.stack([np.full((32, 48, 3), level, np.uint8) for level in LEVELS])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 def levels(video) -> list[int]:

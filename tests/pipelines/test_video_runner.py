@@ -13,7 +13,7 @@ from pipelines.jobs import Job
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
-from pipelines.outputs import OutputStore, read_parameters
+from pipelines.outputs import read_parameters
 from pipelines.tiny import rife as tiny_rife
 from pipelines.video_export import ExportSettings
 from pipelines.video_runner import VideoRequest, generate_video
@@ -22,11 +22,6 @@ from pipelines.video_runner import VideoRequest, generate_video
 @pytest.fixture(scope="module")
 def manager(demo_models_dir, presets):
     return ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
-
-
-@pytest.fixture
-def outputs(tmp_path):
-    return OutputStore(tmp_path / "outputs")
 
 
 @pytest.fixture(scope="module")
