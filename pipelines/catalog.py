@@ -31,6 +31,7 @@ class Family(str, Enum):
     LTX = "ltx"
     OMNIGEN = "omnigen"
     FRAMEPACK = "framepack"
+    HUNYUANVIDEO = "hunyuanvideo"
 
 
 class Task(str, Enum):
@@ -662,6 +663,33 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         ),
         quantizable=("transformer", "text_encoder"),
     ),
+    Family.HUNYUANVIDEO: FamilySpec(
+        family=Family.HUNYUANVIDEO,
+        # TeaCache's authors' HunyuanVideo thresholds (0.1 ≈ 1.6×, 0.15 ≈ 2.1×), as for FramePack.
+        speed=_teacache_speeds(0.1, 0.15),
+        # VAE 8× per side, patch 2×2.
+        size_multiple=16,
+        min_size=64,
+        max_size=1280,
+        # Guidance is distilled into the weights (a `guidance` embedding): one pass per step, no negative prompt.
+        supports_negative_prompt=False,
+        # FlowMatch Euler with the model's shift (offered in the Video tab).
+        schedulers=(),
+        # Llama tokens.
+        text_tokens=256,
+        guidance_doubles_batch=False,
+        component_roles=_frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "text_encoder_2": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            "vae": Role.VAE,
+        }),
+        # Trained at 129 frames (4k+1) and 24 fps.
+        video=VideoRules(
+            frame_multiple=4, min_frames=5, max_frames=129, default_fps=24, pixels_per_token=16, guidance_distilled=True,
+        ),
+        quantizable=("transformer", "text_encoder"),
+    ),
     Family.HIDREAM: FamilySpec(
         family=Family.HIDREAM,
         # VAE scale 8 × patch 2; the pipeline floors its rescaled sides to this multiple.
@@ -870,6 +898,11 @@ _FRAMEPACK_BYTES = {
 _DEMO_FRAMEPACK_REPOS = (
     replace(HUNYUANVIDEO_BASE, id="demo-hunyuanvideo-base", name="HunyuanVideo text encoders and VAE (tiny)", repo=None, licence=""),
     replace(REDUX_IMAGE_ENCODER, id="demo-flux-redux-siglip", name="SigLIP image encoder (tiny)", repo=None, licence=""),
+)
+# HunyuanVideo text to video: its 13B transformer (bf16) with the same encoders and VAE as FramePack.
+_HUNYUANVIDEO_BYTES = {key: value for key, value in _FRAMEPACK_BYTES.items() if key != "image_encoder"}
+_HUNYUANVIDEO_LICENCE = (
+    "Tencent Hunyuan Community License (not licensed in the EU, UK and South Korea; see the model card)."
 )
 _SKYREELS_LICENCE = "SkyReels V2 Community License (Skywork; see the model card)"
 _DEMO_LICENCE = "Demo model built by Atelier from a config with random weights: its outputs are noise, not a real model's."
@@ -1342,6 +1375,31 @@ MODELS: tuple[ModelSpec, ...] = (
         component_repos=(HUNYUANVIDEO_BASE, REDUX_IMAGE_ENCODER),
     ),
     ModelSpec(
+        id="hunyuanvideo-t2v",
+        name="HunyuanVideo T2V 13B",
+        family=Family.HUNYUANVIDEO,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="HunyuanVideoPipeline",
+        repo="hunyuanvideo-community/HunyuanVideo",
+        # HunyuanVideoPipeline's defaults in diffusers 0.42.1: 50 steps, embedded guidance 6.0, 129 frames; shift 7 is
+        # the repo's scheduler config. Size: the smaller of Tencent's two trained resolutions (720×1280, 544×960).
+        defaults=VideoDefaults(steps=50, guidance=6.0, width=960, height=544, frames=129, fps=24, flow_shift=7.0),
+        component_bytes=_frozen(_HUNYUANVIDEO_BYTES),
+        licence=_HUNYUANVIDEO_LICENCE,
+    ),
+    ModelSpec(
+        id="fast-hunyuanvideo",
+        name="Fast HunyuanVideo T2V 13B (step-distilled, 6 steps)",
+        family=Family.HUNYUANVIDEO,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="HunyuanVideoPipeline",
+        repo="FastVideo/FastHunyuan-diffusers",
+        # FastVideo's model card: 6 steps, flow shift 17, embedded guidance 6 (frames and size as HunyuanVideo's).
+        defaults=VideoDefaults(steps=6, guidance=6.0, width=960, height=544, frames=129, fps=24, flow_shift=17.0),
+        component_bytes=_frozen(_HUNYUANVIDEO_BYTES),
+        licence=_HUNYUANVIDEO_LICENCE,
+    ),
+    ModelSpec(
         id="demo-sd3",
         name="SD3 (tiny)",
         family=Family.SD3,
@@ -1565,6 +1623,17 @@ MODELS: tuple[ModelSpec, ...] = (
             steps=4, guidance=3.0, width=64, height=64, frames=9, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
         ),
         component_bytes=_frozen(_TINY_VIDEO_BYTES),
+        licence=_DEMO_LICENCE,
+    ),
+    ModelSpec(
+        id="demo-hunyuanvideo",
+        name="HunyuanVideo T2V (tiny)",
+        family=Family.HUNYUANVIDEO,
+        task=Task.TEXT_TO_VIDEO,
+        pipeline_class="HunyuanVideoPipeline",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=6.0, width=64, height=64, frames=9, fps=24, flow_shift=7.0),
+        component_bytes=_frozen({**_TINY_VIDEO_BYTES, "text_encoder_2": 200_000}),
         licence=_DEMO_LICENCE,
     ),
     ModelSpec(

@@ -73,6 +73,11 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
         ("transformer_blocks", "single_transformer_blocks"), "norm1",
         (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
     ),
+    # HunyuanVideo's own text-to-video transformer: the same blocks, probe and polynomial (TeaCache4HunyuanVideo).
+    Family.HUNYUANVIDEO: TeaCacheRule(
+        ("transformer_blocks", "single_transformer_blocks"), "norm1",
+        (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
+    ),
     # No polynomial was published for ACE-Step: the identity, i.e. the plain relative change of the timestep projection
     # the blocks get. The first block's input would follow the content, but on the tiny random model it barely moves
     # (0.05 skipped 18 of 30 steps), so no threshold could be picked from it; the projection's change follows the
@@ -81,7 +86,7 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
 }
 
 # diffusers' FirstBlockCache works on these (NOTES: it fails on SD3; HiDream's blocks take other arguments).
-FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX, Family.FRAMEPACK})
+FIRST_BLOCK_FAMILIES = frozenset({Family.FLUX, Family.WAN, Family.LTX, Family.FRAMEPACK, Family.HUNYUANVIDEO})
 
 
 def methods_for(family: Family) -> tuple[str, ...]:

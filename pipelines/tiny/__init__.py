@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, framepack, hidream, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
+from pipelines.tiny import ace_step, cogview4, fish_speech, flux, framepack, hidream, hunyuanvideo, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 3
@@ -31,6 +31,7 @@ _BUILDERS = {
     Family.OMNIGEN: omnigen.build,
     # The transformer alone, at the folder's root, as FramePack's repos publish it.
     Family.FRAMEPACK: framepack.build_transformer,
+    Family.HUNYUANVIDEO: hunyuanvideo.build,
 }
 # Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
 # on its text-to-video model), FLUX.1 Fill, and FLUX.1 Canny and Depth (control transformers).

@@ -79,18 +79,28 @@ def build_transformer(folder: Path, seed: int) -> None:
     tiny_transformer(seed + 1).save_pretrained(folder)
 
 
+def hunyuanvideo_base_components(seed: int) -> dict:
+    """HunyuanVideo's text encoders, tokenizers, VAE and scheduler, by their pipeline keyword (FramePack and
+    HunyuanVideo's own text-to-video pipeline share them)."""
+    llama = tiny_llama(seed + 2)
+    torch.manual_seed(seed + 3)
+    clip = CLIPTextModel(clip_config(hidden_size=CLIP_DIM))
+    return {
+        "text_encoder": llama,
+        "tokenizer": tokenizers.byte_level_tokenizer(
+            LLAMA_SPECIAL_TOKENS, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|eot_id|>"
+        ),
+        "text_encoder_2": clip,
+        "tokenizer_2": tokenizers.clip_tokenizer(),
+        "vae": tiny_vae(seed),
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=7.0),
+    }
+
+
 def build_hunyuanvideo_base(folder: Path, seed: int) -> None:
     """HunyuanVideo's components FramePack uses, each in the subfolder it has in the community diffusers repo."""
-    folder = Path(folder)
-    tiny_llama(seed + 2).save_pretrained(folder / "text_encoder")
-    tokenizers.byte_level_tokenizer(
-        LLAMA_SPECIAL_TOKENS, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>", pad_token="<|eot_id|>"
-    ).save_pretrained(folder / "tokenizer")
-    torch.manual_seed(seed + 3)
-    CLIPTextModel(clip_config(hidden_size=CLIP_DIM)).save_pretrained(folder / "text_encoder_2")
-    tokenizers.clip_tokenizer().save_pretrained(folder / "tokenizer_2")
-    tiny_vae(seed).save_pretrained(folder / "vae")
-    FlowMatchEulerDiscreteScheduler(shift=7.0).save_pretrained(folder / "scheduler")
+    for name, component in hunyuanvideo_base_components(seed).items():
+        component.save_pretrained(Path(folder) / name)
 
 
 def build_redux_image_encoder(folder: Path, seed: int) -> None:

@@ -21,6 +21,9 @@ CASES = {
     "demo-flux": (diffusers.FluxPipeline, Family.FLUX, dict(width=64, height=64, num_inference_steps=10)),
     "demo-wan": (diffusers.WanPipeline, Family.WAN, dict(width=64, height=64, num_frames=5, num_inference_steps=8)),
     "demo-ltx": (diffusers.LTXPipeline, Family.LTX, dict(width=64, height=64, num_frames=9, num_inference_steps=8)),
+    "demo-hunyuanvideo": (
+        diffusers.HunyuanVideoPipeline, Family.HUNYUANVIDEO, dict(width=64, height=64, num_frames=5, num_inference_steps=8),
+    ),
     # One section of 2 latent frames.
     "demo-framepack": (
         diffusers.HunyuanVideoFramepackPipeline, Family.FRAMEPACK,

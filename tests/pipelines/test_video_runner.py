@@ -36,7 +36,9 @@ def make(manager, outputs, **values):
     return generate_video(request, manager, outputs, Job())
 
 
-@pytest.mark.parametrize("model, asked, made, rule, fps", [("demo-wan", 6, 5, "4k+1", 16), ("demo-ltx", 14, 17, "8k+1", 24)])
+@pytest.mark.parametrize("model, asked, made, rule, fps", [
+    ("demo-wan", 6, 5, "4k+1", 16), ("demo-ltx", 14, 17, "8k+1", 24), ("demo-hunyuanvideo", 10, 9, "4k+1", 24),
+])
 def test_each_text_to_video_demo_writes_its_frames_size_and_rate_and_says_how_it_rounded(manager, outputs, model, asked, made, rule, fps):
     result = make(manager, outputs, model=model, width=96, height=64, frames=asked)
     video = read_video(result.video.path)
