@@ -15,6 +15,7 @@ MODELS = {
     "demo-wan-i2v": (Family.WAN, Task.IMAGE_TO_VIDEO, "WanImageToVideoPipeline"),
     "demo-ltx": (Family.LTX, Task.TEXT_TO_VIDEO, "LTXPipeline"),
     "demo-wan-vace": (Family.WAN_VACE, Task.TEXT_TO_VIDEO, "WanVACEPipeline"),
+    "demo-hunyuanvideo": (Family.HUNYUANVIDEO, Task.TEXT_TO_VIDEO, "HunyuanVideoPipeline"),
 }
 
 
