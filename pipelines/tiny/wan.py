@@ -47,41 +47,36 @@ def tiny_umt5(seed: int) -> UMT5EncoderModel:
     return UMT5EncoderModel(config)
 
 
+# What the text-to-video, image-to-video and VACE transformers share.
+_TRANSFORMER_CONFIG = dict(
+    patch_size=(1, 2, 2),
+    num_attention_heads=HEADS,
+    attention_head_dim=HEAD_DIM,
+    out_channels=LATENT_CHANNELS,
+    text_dim=TEXT_DIM,
+    freq_dim=32,
+    ffn_dim=32,
+    num_layers=2,
+    cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads",
+    rope_max_seq_len=32,
+)
+
+
 def tiny_transformer(seed: int, image_to_video: bool) -> WanTransformer3DModel:
     torch.manual_seed(seed)
-    extra = dict(image_dim=IMAGE_DIM, added_kv_proj_dim=HEADS * HEAD_DIM) if image_to_video else {}
-    return WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=HEADS,
-        attention_head_dim=HEAD_DIM,
-        in_channels=I2V_IN_CHANNELS if image_to_video else LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        text_dim=TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-        **extra,
-    )
+    if image_to_video:
+        return WanTransformer3DModel(
+            **_TRANSFORMER_CONFIG, in_channels=I2V_IN_CHANNELS, image_dim=IMAGE_DIM, added_kv_proj_dim=HEADS * HEAD_DIM,
+        )
+    return WanTransformer3DModel(**_TRANSFORMER_CONFIG, in_channels=LATENT_CHANNELS)
 
 
 def tiny_vace_transformer(seed: int) -> WanVACETransformer3DModel:
     torch.manual_seed(seed)
     return WanVACETransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=HEADS,
-        attention_head_dim=HEAD_DIM,
+        **_TRANSFORMER_CONFIG,
         in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
-        text_dim=TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
         # A control block beside every transformer block (the real 1.3B has one beside every other).
         vace_layers=[0, 1],
         vace_in_channels=VACE_IN_CHANNELS,
