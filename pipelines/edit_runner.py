@@ -31,7 +31,7 @@ from pipelines.flux_tools_runner import size_note as tool_size_note
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
-from pipelines.media import MediaError, file_sha256, image_size
+from pipelines.media import MediaError, image_size, input_file_record
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, whole_number
@@ -438,4 +438,4 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
 
 
 def _file_record(path: str) -> dict:
-    return {"file": Path(path).name, "sha256": file_sha256(Path(path)), "size": list(image_size(Path(path)))}
+    return {**input_file_record(path), "size": list(image_size(Path(path)))}

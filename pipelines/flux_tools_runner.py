@@ -25,7 +25,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, check_size, nearest_size
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, file_sha256, image_size
+from pipelines.media import MediaError, image_size, input_file_record
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, whole_number
@@ -187,10 +187,6 @@ def _redux_embeddings(pipe, picture: Image.Image, prompt: str) -> dict:
     return {"prompt_embeds": embeddings.prompt_embeds, "pooled_prompt_embeds": embeddings.pooled_prompt_embeds}
 
 
-def _input_record(path: str | None) -> dict | None:
-    return {"file": Path(path).name, "sha256": file_sha256(path)} if path else None
-
-
 def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ToolResult:
     # 1. Check before anything loads.
     size_from_input = request.width in (None, "") or request.height in (None, "")
@@ -252,7 +248,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         # The Edit tab's name for the prompt, so "reuse settings" finds it.
         "instruction": request.prompt,
         "seed": seed,
-        "inputs": {name: record for name, record in (("image", _input_record(request.image)), ("depth_map", _input_record(request.depth_map))) if record},
+        "inputs": {name: record for name, record in (("image", input_file_record(request.image)), ("depth_map", input_file_record(request.depth_map))) if record},
         "control": control_record,
         # The step cache that ran and how many denoiser calls it skipped.
         "step_cache": cache_record,

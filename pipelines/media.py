@@ -65,6 +65,11 @@ def file_digest(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
+def input_file_record(path: str | Path | None) -> dict | None:
+    """An input file as a result's parameters name it: file name and full SHA-256 (None for no file)."""
+    return {"file": Path(path).name, "sha256": file_sha256(path)} if path else None
+
+
 def file_sha256(path: Path) -> str:
     """A file's SHA-256 in hex (what model sites list for a checkpoint). Remembered per path, size and
     modification time: a LoRA or checkpoint of gigabytes is read once per change, not once per job."""
