@@ -29,8 +29,16 @@ def run_launcher(folder: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "launch.sh", *args], cwd=folder, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_launch_sh_installs_once_then_starts_the_app(tmp_path):
+@pytest.fixture
+def app_copy(tmp_path):
     folder = clean_copy(tmp_path / "atelier")
+    yield folder
+    # Its environment (torch with CUDA libraries, ~6 GB) would otherwise fill the disk over a few runs.
+    shutil.rmtree(folder / ".venv", ignore_errors=True)
+
+
+def test_launch_sh_installs_once_then_starts_the_app(app_copy, tmp_path):
+    folder = app_copy
     first = run_launcher(folder, "--install-only")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "installing torch" in first.stdout and (folder / ".venv" / ".atelier-installed").is_file()
