@@ -33,7 +33,7 @@ from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
 from pipelines.media import MediaError, image_size, input_file_record
 from pipelines.memory.planner import Workload
-from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, whole_number
 from pipelines.step_cache import check_speed, step_cache
 from presets import Preset
@@ -425,12 +425,8 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
         "model_name": spec.name,
         "repo": spec.repo,
         "demo": spec.demo,
-        "preset": manager.preset.id,
-        "device": manager.execution_device(),
-        "dtype": manager.compute_dtype(),
         "notes": notes,
-        "seconds": round(time.monotonic() - started, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(manager, started),
     }
     saved = outputs.save_image(image, parameters, kind=OUTPUT_KIND)
     job.report(1.0, "Done")

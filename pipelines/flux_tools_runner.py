@@ -27,7 +27,7 @@ from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size, input_file_record
 from pipelines.memory.planner import Workload
-from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, whole_number
 from pipelines.step_cache import check_speed, step_cache
 
@@ -256,11 +256,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
         "prior_repo": companion.repo if companion else None,
         "demo": spec.demo,
-        "preset": manager.preset.id,
-        "device": manager.execution_device(),
-        "dtype": manager.compute_dtype(),
-        "seconds": round(time.monotonic() - started, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(manager, started),
         "width": image.width,
         "height": image.height,
     }

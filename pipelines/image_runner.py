@@ -28,7 +28,7 @@ from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
-from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import number, whole_number
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.weight_formats import WEIGHT_FORMATS
@@ -313,11 +313,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
             "loras": [lora.record() for lora in loras],
             "demo": spec.demo,
-            "preset": manager.preset.id,
-            "device": manager.execution_device(),
-            "dtype": manager.compute_dtype(),
-            "seconds": round(time.monotonic() - image_started, 3),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **run_record(manager, image_started),
         }
         # The size made is the one recorded; what was asked stays beside it.
         parameters.update(width=image.width, height=image.height, requested_size=[request.width, request.height])

@@ -30,7 +30,7 @@ from pipelines.lora_library import parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
 from pipelines.memory.planner import Workload
-from pipelines.outputs import OutputStore, SavedOutput
+from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, number, whole_number
 from pipelines.step_cache import check_speed, step_cache
 
@@ -414,11 +414,7 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         "sample_rate": SAMPLE_RATE,
         "channels": CHANNELS,
         "audio_seconds": round(audio_seconds, 3),
-        "preset": manager.preset.id,
-        "device": manager.execution_device(),
-        "dtype": manager.compute_dtype(),
-        "seconds": round(seconds, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(manager, started),
     }
     output = outputs.save_audio(samples, SAMPLE_RATE, parameters, kind="music", audio_format=request.audio_format)
     job.report(1.0, "Done")

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,18 @@ def safe_file_name(name) -> str:
     """A sidecar's `file` entry as a bare name in its own folder: a hand-edited `../x` cannot point elsewhere."""
     name = Path(str(name or "")).name
     return name if name not in ("", ".", "..") else "missing"
+
+
+def run_record(manager, started: float) -> dict:
+    """Where and how a job ran, as every result records it: the manager's preset, device and compute dtype,
+    the wall time since `started` (a `time.monotonic()` reading) and when it finished."""
+    return {
+        "preset": manager.preset.id,
+        "device": manager.execution_device(),
+        "dtype": manager.compute_dtype(),
+        "seconds": round(time.monotonic() - started, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 class OutputStore:

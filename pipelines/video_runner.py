@@ -38,7 +38,7 @@ from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
-from pipelines.outputs import OutputStore
+from pipelines.outputs import OutputStore, run_record
 from pipelines.request_values import number, whole_number
 from pipelines.sections import PartialVideo
 from pipelines.step_cache import check_speed, step_cache
@@ -606,11 +606,7 @@ def generate_video(
         "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
         "checkpoint": checkpoint_record(spec.checkpoint),
         "demo": spec.demo,
-        "preset": manager.preset.id,
-        "device": manager.execution_device(),
-        "dtype": manager.compute_dtype(),
-        "seconds": round(time.monotonic() - started, 3),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **run_record(manager, started),
     }
     video = export_video(frames, request.export, parameters, outputs)
     job.report(1.0, "Done")

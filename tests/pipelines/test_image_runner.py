@@ -1,3 +1,4 @@
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -21,7 +22,10 @@ def test_each_demo_model_makes_a_batch_with_consecutive_seeds(manager, outputs, 
     assert [o.parameters["seed"] for o in result.outputs] == [11, 12] == result.seeds
     for saved in result.outputs:
         assert Image.open(saved.path).size == (256, 320)
-        assert read_parameters(saved.path)["model"] == model and saved.parameters["demo"] is True
+        recorded = read_parameters(saved.path)
+        assert recorded["model"] == model and saved.parameters["demo"] is True
+        assert (recorded["preset"], recorded["device"], recorded["dtype"]) == ("cpu", "cpu", "float32")
+        assert recorded["seconds"] > 0 and recorded["created"].startswith(time.strftime("%Y-"))
 
 
 def test_same_seed_gives_the_same_image_and_another_seed_does_not(manager, outputs):

@@ -76,6 +76,7 @@ def test_parameters_are_in_the_file_and_the_sidecar(manager, outputs):
         assert used["tags"] == "warm lo-fi piano, vinyl crackle" and used["lyrics"] == "[chorus]\nCarry me home"
         assert (used["bpm"], used["key"], used["time_signature"]) == (96, "A minor", "3")
         assert (used["seed"], used["duration"], used["sample_rate"]) == (5, 2.0, RATE)
+        assert (used["preset"], used["device"]) == ("cpu", "cpu") and 0 < used["seconds"] and used["created"]
     assert result.output.path.parent.parent.name == "music"
 
 
