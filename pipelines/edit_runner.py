@@ -34,7 +34,7 @@ from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked
 from pipelines.media import MediaError, image_size, input_file_record
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import in_range, whole_number
+from pipelines.request_values import in_range, steps_from_picture, whole_number
 from pipelines.step_cache import check_speed, step_cache
 from presets import Preset
 
@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 
 MAX_SEED = 2**32 - 1
 MAX_INSTRUCTION_CHARS = 10_000
-LIMITS = {"steps": (1, 200), "guidance": (0.0, 50.0), "image_guidance": (0.0, 10.0), "feather": (0.0, 256.0), "outpaint": (0, 2048)}
+LIMITS = {
+    "steps": (1, 200), "guidance": (0.0, 50.0), "image_guidance": (0.0, 10.0), "feather": (0.0, 256.0), "outpaint": (0, 2048),
+    "strength": (0.0, 1.0),
+}
 OUTPUT_KIND = "edit"
 # OmniGen's placeholder for input image N; the bare `<|image_N|>` is read as the same.
 PLACEHOLDER = "<img><|image_{}|></img>"
@@ -75,6 +78,9 @@ class EditRequest:
     feather: float = 0.0
     # Paste the original back wherever the (feathered) mask is black.
     keep_unmasked: bool = True
+    # Inpaint/Outpaint: how much of the masked area is repainted, as the share of the schedule run from the picture
+    # noised (1, the default: painted anew; lower keeps more of what is there). None means 1.
+    strength: float | None = None
     # What check() decided for the user (placeholders appended, sizes rounded), said with the result.
     notes: tuple[str, ...] = ()
     # Longest side input images are scaled to, from the preset (OmniGen's `max_input_image_size`); set by check().
@@ -143,7 +149,7 @@ class EditRequest:
             return replace(
                 self, instruction=tool.prompt, mode=mode.name, images=tuple(images), width=tool.width, height=tool.height,
                 steps=tool.steps, guidance=tool.guidance, seed=tool.seed, canny_low=tool.canny_low, canny_high=tool.canny_high,
-                depth_map=tool.depth_map, image_guidance=None, feather=0.0, notes=tuple(notes), speed=tool.speed,
+                depth_map=tool.depth_map, image_guidance=None, feather=0.0, strength=None, notes=tuple(notes), speed=tool.speed,
                 cache_method=tool.cache_method, cache_threshold=tool.cache_threshold,
             )
         max_input_side = _max_input_side(family, preset)
@@ -159,9 +165,10 @@ class EditRequest:
         no_cache_note = f"Speed {speed}: {spec.name} has no step cache; it ran uncached."
         if speed != "off" and cache_method == "none" and no_cache_note not in notes:
             notes.append(no_cache_note)
+        steps = in_range("steps", self.steps, defaults.steps, LIMITS["steps"])
         return replace(
             self, instruction=instruction, mode=mode.name, images=tuple(images), mask=mask, seed=seed, width=width, height=height,
-            steps=in_range("steps", self.steps, defaults.steps, LIMITS["steps"]),
+            steps=steps, strength=_checked_strength(self.strength, mode, steps),
             guidance=in_range("guidance", self.guidance, float(defaults.guidance), LIMITS["guidance"]),
             image_guidance=in_range("image_guidance", self.image_guidance, float(image_guidance_default), LIMITS["image_guidance"]),
             outpaint_left=extension.left, outpaint_right=extension.right, outpaint_top=extension.top, outpaint_bottom=extension.bottom,
@@ -247,6 +254,16 @@ def _with_placeholders(instruction: str, image_count: int) -> tuple[str, list[in
     return instruction, missing
 
 
+def _checked_strength(strength, mode: EditMode, steps: int) -> float | None:
+    """The fill modes' strength (1 when not given); None in the other modes, which have none. At least one step must run."""
+    if mode.mask is MaskSource.NONE:
+        return None
+    strength = in_range("strength", strength, 1.0, LIMITS["strength"])
+    if steps_from_picture(steps, strength) < 1:
+        raise InvalidRequest("strength", "0 repaints nothing; use more than 0 (1 paints the area anew)")
+    return strength
+
+
 def _checked_mask(mask, mode: EditMode, images: list[str]) -> str | None:
     mask = str(mask) if mask else None
     if mode.mask is not MaskSource.GIVEN:
@@ -330,7 +347,7 @@ def _call_arguments(spec: ModelSpec, request: EditRequest, pictures: list[Image.
             # We pass the size ourselves (the first input's by default), so the pipeline's switch stays off.
             use_input_image_size_as_output=False,
         )
-    return dict(image=canvas.resize(run_size, Image.Resampling.LANCZOS), mask_image=mask.resize(run_size), strength=1.0)
+    return dict(image=canvas.resize(run_size, Image.Resampling.LANCZOS), mask_image=mask.resize(run_size), strength=request.strength)
 
 
 def _pipeline_for(pipe, spec: ModelSpec, mode: EditMode):
@@ -371,9 +388,12 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
     else:
         run_size = (request.width, request.height)
 
+    # A fill below strength 1 runs only the last `steps × strength` of the schedule.
+    steps_run = steps_from_picture(request.steps, request.strength) if request.strength is not None else request.steps
+
     def on_step_end(pipeline, step, timestep, callback_kwargs):
         job.check_stop()
-        job.report((step + 1) / request.steps, f"Step {step + 1}/{request.steps}")
+        job.report((step + 1) / steps_run, f"Step {step + 1}/{steps_run}")
         return callback_kwargs
 
     # 3-4. Load (or reuse) the model and denoise. Noise comes from a CPU generator so a seed gives the same image

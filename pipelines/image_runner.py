@@ -29,7 +29,7 @@ from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import number, whole_number
+from pipelines.request_values import number, steps_from_picture, whole_number
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.weight_formats import WEIGHT_FORMATS
 
@@ -248,7 +248,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     start_record = {"file": Path(request.init_image).name, "sha256": file_digest(request.init_image)} if start_image else None
     checkpoint = checkpoint_record(spec.checkpoint)
     # Image to image denoises only the last `strength` of the schedule.
-    steps_run = request.steps if start_image is None else max(1, int(request.steps * request.strength))
+    steps_run = request.steps if start_image is None else max(1, steps_from_picture(request.steps, request.strength))
 
     # 2. Load (or reuse) the model; the manager plans memory for this size, or refuses before anything runs.
     workload = Workload(family.denoiser_tokens(request.width, request.height), family.denoiser_batch(request.guidance))

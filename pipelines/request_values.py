@@ -31,3 +31,9 @@ def in_range(name: str, value, default, limits: tuple) -> int | float:
     if not low <= value <= high:
         raise InvalidRequest(name, f"{value} is out of range; use {low:g} to {high:g}")
     return value
+
+
+def steps_from_picture(steps: int, strength: float) -> int:
+    """How many of `steps` diffusers' image-to-image and inpaint pipelines run at `strength`: the schedule's last
+    `steps × strength`, with the start rounded down (their `get_timesteps`), so 0.6 of 4 steps runs 3."""
+    return steps - int(max(steps - steps * strength, 0))

@@ -23,7 +23,7 @@ from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_info
 SETTINGS_FIELDS = (
     "mode", "model", "instruction", "steps", "guidance", "image_guidance", "seed", "width", "height",
     "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked", "canny_low", "canny_high",
-    "speed", "cache_method", "cache_threshold",
+    "speed", "cache_method", "cache_threshold", "strength",
 )
 SIDES = ("left", "right", "top", "bottom")
 INPUT_SLOTS = 3
@@ -46,7 +46,7 @@ def model_info(model_id: str, mode_name: str) -> str:
 
 def mode_controls(mode_name: str) -> list:
     """What a mode shows: input slots 2 and 3 with their insert buttons, the size, the mask painter and upload,
-    the outpaint sides, the mask options, and the FLUX.1 tools' control picture, Canny thresholds and depth map."""
+    the outpaint sides, the mask options (feather, keep, strength), and the FLUX.1 tools' control picture, Canny thresholds and depth map."""
     mode = EDIT_MODES.get(mode_name, EDIT_MODES["instruction"])
     slots = [gr.update(visible=index < mode.max_images) for index in range(1, INPUT_SLOTS)]
     masked = mode.mask is not MaskSource.NONE
@@ -55,7 +55,7 @@ def mode_controls(mode_name: str) -> list:
         gr.update(visible=mode.takes_size), gr.update(visible=mode.takes_size),
         gr.update(visible=mode.mask is MaskSource.GIVEN), gr.update(visible=mode.mask is MaskSource.GIVEN),
         *[gr.update(visible=mode.mask is MaskSource.CANVAS)] * len(SIDES),
-        gr.update(visible=masked), gr.update(visible=masked),
+        gr.update(visible=masked), gr.update(visible=masked), gr.update(visible=masked),
         gr.update(visible=bool(mode.control)),
         *[gr.update(visible=mode.control == "canny")] * 2,
         gr.update(visible=mode.control == "depth"),
@@ -86,6 +86,8 @@ class EditTab:
             values["width"] = values["height"] = 0
         family = edit_models(mode)[used["model"]].family
         values["speed"], values["cache_method"], values["cache_threshold"] = speed_values(used, family)
+        if used.get("strength") is None:
+            values["strength"] = gr.skip()
         return tuple(values.values())
 
 
@@ -139,6 +141,10 @@ def build(context: AppContext) -> EditTab:
             with gr.Row():
                 feather = gr.Slider(*LIMITS["feather"], value=0, step=1, label="Feather the mask edge (px)", visible=False, elem_id="edit-feather")
                 keep = gr.Checkbox(value=True, label="Keep unmasked pixels exactly", visible=False, elem_id="edit-keep")
+                strength = gr.Slider(
+                    *LIMITS["strength"], value=1.0, step=0.05, visible=False, elem_id="edit-strength",
+                    label="Strength (1: paint the area anew; lower keeps more of what is there)",
+                )
             with gr.Row():
                 canny_low = gr.Slider(
                     *control_images.CANNY_LIMITS, value=control_images.DEFAULT_CANNY_LOW, step=1, visible=False,
@@ -187,7 +193,7 @@ def build(context: AppContext) -> EditTab:
         instruction, images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction",
         image_guidance=None, width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0,
         feather=0, keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, speed=None, cache_method=None,
-        cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
+        cache_threshold=None, strength=None, request: gr.Request = None, progress=gr.Progress(),
     ):
         mode = mode or "instruction"
         # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
@@ -200,11 +206,11 @@ def build(context: AppContext) -> EditTab:
             outpaint_left=outpaint_left, outpaint_right=outpaint_right, outpaint_top=outpaint_top, outpaint_bottom=outpaint_bottom,
             feather=feather, keep_unmasked=keep_unmasked, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map,
             speed=speed or "off", cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method,
-            cache_threshold=cache_threshold,
+            cache_threshold=cache_threshold, strength=strength,
         ).check(context.manager.preset)
         values = (mode, model, instruction, steps, guidance, image_guidance, seed, width, height, outpaint_left, outpaint_right,
                   outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high, checked.speed,
-                  cache_method or AUTO_METHOD, cache_threshold)
+                  cache_method or AUTO_METHOD, cache_threshold, strength)
         context.settings.update("edit", dict(zip(SETTINGS_FIELDS, values)))
         spec = edit_models(checked.mode)[checked.model]
         summary = f"{spec.name} · {EDIT_MODES[checked.mode].label} · {checked.instruction[:60]}"
@@ -219,7 +225,7 @@ def build(context: AppContext) -> EditTab:
     def edit_from_page(
         mode, model, instruction, image_1, image_2, image_3, painted, uploaded_mask, steps, guidance, image_guidance, seed, width,
         height, outpaint_left, outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
-        depth_map, speed, cache_method, cache_threshold, request: gr.Request = None, progress=gr.Progress(),
+        depth_map, speed, cache_method, cache_threshold, strength, request: gr.Request = None, progress=gr.Progress(),
     ):
         """The page's inputs as /edit_image takes them: the filled slots (Image 1 alone in the fill modes) and the mask
         uploaded or else painted."""
@@ -236,20 +242,20 @@ def build(context: AppContext) -> EditTab:
         return edit_image_handler(
             instruction, images, mask, model, steps, guidance, seed, mode, image_guidance, width, height, outpaint_left,
             outpaint_right, outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high,
-            depth_map if chosen.control == "depth" else None, speed, cache_method, cache_threshold, request=request,
-            progress=progress,
+            depth_map if chosen.control == "depth" else None, speed, cache_method, cache_threshold,
+            strength, request=request, progress=progress,
         )
 
     numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high]
     generate.click(
         edit_from_page,
-        inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold],
+        inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
     api_trigger.click(
         edit_image_handler,
         inputs=[instruction, api_images, api_mask, model, steps, guidance, seed, mode, image_guidance, width, height,
-                *sides.values(), feather, keep, canny_low, canny_high, depth_map, speed, cache_method, cache_threshold],
+                *sides.values(), feather, keep, canny_low, canny_high, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE,
     )
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
@@ -276,7 +282,7 @@ def build(context: AppContext) -> EditTab:
     mode.change(
         show_mode, inputs=[mode, model],
         outputs=[model, steps, guidance, image_guidance, *slots[1:], *inserts[1:], width, height, painter, mask_file,
-                 *sides.values(), feather, keep, preview_column, canny_low, canny_high, depth_column],
+                 *sides.values(), feather, keep, strength, preview_column, canny_low, canny_high, depth_column],
         api_visibility="private",
     )
 
@@ -300,7 +306,7 @@ def build(context: AppContext) -> EditTab:
 
     settings = [
         mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high,
-        speed, cache_method, cache_threshold,
+        speed, cache_method, cache_threshold, strength,
     ]
     return EditTab(context, settings, slots[0])
 

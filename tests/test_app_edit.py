@@ -141,3 +141,23 @@ def test_a_speed_on_sd3_inpaint_runs_uncached_with_a_note(client, photo, mask):
         model="demo-sd3", steps=1, seed=1, speed="fast", api_name="/edit_image",
     )
     assert used["parameters"]["step_cache"]["method"] == "none" and "has no step cache; it ran uncached" in note
+
+
+def test_inpaint_strength_through_the_api_is_recorded_and_restored_and_zero_is_refused(client, photo, mask):
+    from tabs.edit import SETTINGS_FIELDS, EditTab
+
+    image, used, _ = client.predict(
+        instruction="a window", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
+        model="demo-sd3", steps=4, seed=1, strength=0.5, api_name="/edit_image",
+    )
+    made, given = np.asarray(Image.open(image)), np.asarray(Image.open(photo))
+    outside = np.asarray(Image.open(mask)) == 0
+    assert used["parameters"]["strength"] == 0.5 and np.array_equal(made[outside], given[outside])
+    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    assert restored["strength"] == 0.5
+    with pytest.raises(Exception) as error:
+        client.predict(
+            instruction="", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
+            model="demo-sd3", steps=4, strength=0, api_name="/edit_image",
+        )
+    assert type(error.value).__name__ == "AppError" and "strength" in str(error.value) and "repaints nothing" in str(error.value)

@@ -85,6 +85,26 @@ def test_inpaint_keeps_every_pixel_outside_the_mask_and_repaints_inside(manager,
         assert saved.parameters["mask"]["sha256"] == sha256(mask)
 
 
+@pytest.mark.parametrize("model", ["demo-flux-fill", "demo-sd3"])
+def test_a_lower_strength_runs_the_end_of_the_schedule_and_keeps_more_of_the_masked_area(manager, outputs, tmp_path, model):
+    image = picture(tmp_path / "photo.png", (256, 256))
+    mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 192, 192))
+    inside = np.asarray(Image.open(mask)) > 0
+    given = np.asarray(Image.open(image)).astype(int)
+    changes, steps_shown = {}, {}
+    for strength in (1.0, 0.3):
+        shown = []
+        request = EditRequest("", model, mode="inpaint", images=[image], mask=mask, steps=10, seed=1, strength=strength)
+        saved = edit_image(request, manager, outputs, Job(lambda fraction, text: shown.append(text))).output
+        made = np.asarray(Image.open(saved.path)).astype(int)
+        assert np.array_equal(made[~inside], given[~inside]) and saved.parameters["strength"] == strength
+        changes[strength] = np.abs(made[inside] - given[inside]).mean()
+        steps_shown[strength] = [text for text in shown if text.startswith("Step ")][-1]
+    # 0.3 of 10 steps runs the last 3, starting from the picture noised a little: closer to it than a full repaint.
+    assert steps_shown == {1.0: "Step 10/10", 0.3: "Step 3/3"}
+    assert changes[0.3] < changes[1.0]
+
+
 def test_an_image_of_any_size_is_inpainted_at_its_own_size(manager, outputs, tmp_path):
     image = picture(tmp_path / "odd.png", (200, 120))
     mask = square_mask(tmp_path / "mask.png", (200, 120), (50, 30, 100, 90))
@@ -188,6 +208,8 @@ def files(tmp_path):
     (dict(images=["image"], width=100), "width", "multiple of 16"),
     (dict(mode="inpaint", model="demo-flux-fill", images=["image"], mask="mask", width=256), "width", "keeps the image's size"),
     (dict(instruction="  "), "instruction", "must not be empty"),
+    (dict(mode="inpaint", model="demo-flux-fill", images=["image"], mask="mask", strength=0), "strength", "repaints nothing"),
+    (dict(mode="outpaint", model="demo-sd3", images=["image"], outpaint_left=16, strength=1.5), "strength", "0 to 1"),
 ])
 def test_bad_requests_name_the_field_and_load_nothing(manager, outputs, files, fields, field, hint):
     values = {"instruction": "make it night", "model": "demo-omnigen", **fields}
