@@ -31,7 +31,7 @@ from pipelines.flux_tools_runner import size_note as tool_size_note
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
-from pipelines.media import MediaError, image_size, input_file_record
+from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, steps_from_picture, whole_number
@@ -434,8 +434,8 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
             if key not in ("images", "mask", "notes", "max_input_side", "cache_method", "cache_threshold")
         },
         "prompt": request.instruction,
-        "images": [_file_record(path) for path in request.images],
-        "mask": _file_record(request.mask) if request.mask else None,
+        "images": [_file_record(path, outputs) for path in request.images],
+        "mask": _file_record(request.mask, outputs) if request.mask else None,
         "max_input_image_size": request.max_input_side or None,
         # The step cache that ran and how many denoiser calls it skipped.
         "step_cache": cache_record,
@@ -453,5 +453,5 @@ def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore
     return EditResult(saved, seconds=time.monotonic() - started, notes=tuple(notes))
 
 
-def _file_record(path: str) -> dict:
-    return {**input_file_record(path), "size": list(image_size(Path(path)))}
+def _file_record(path: str, outputs: OutputStore) -> dict:
+    return {**outputs.keep_input(path), "size": list(image_size(Path(path)))}

@@ -25,7 +25,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, check_size, nearest_size
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, image_size, input_file_record
+from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, whole_number
@@ -248,7 +248,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         # The Edit tab's name for the prompt, so "reuse settings" finds it.
         "instruction": request.prompt,
         "seed": seed,
-        "inputs": {name: record for name, record in (("image", input_file_record(request.image)), ("depth_map", input_file_record(request.depth_map))) if record},
+        "inputs": {name: record for name, record in (("image", outputs.keep_input(request.image)), ("depth_map", outputs.keep_input(request.depth_map))) if record},
         "control": control_record,
         # The step cache that ran and how many denoiser calls it skipped.
         "step_cache": cache_record,

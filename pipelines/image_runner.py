@@ -245,7 +245,6 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
     job.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
-    start_record = {"file": Path(request.init_image).name, "sha256": file_digest(request.init_image)} if start_image else None
     checkpoint = checkpoint_record(spec.checkpoint)
     # Image to image denoises only the last `strength` of the schedule.
     steps_run = request.steps if start_image is None else max(1, steps_from_picture(request.steps, request.strength))
@@ -295,7 +294,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
                 key: value for key, value in asdict(request).items()
                 if key not in ("seed", "batch", "init_image", "strength", "loras", "weights", "cache_method", "cache_threshold")
             },
-            "init_image": start_record,
+            "init_image": outputs.keep_input(request.init_image) if start_image else None,
             "strength": request.strength if start_image else None,
             "seed": seed,
             "batch_index": index,

@@ -28,7 +28,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.jobs import Job, with_one_retry
 from pipelines.lora_library import parse_lora_list
 from pipelines.manager import ModelManager
-from pipelines.media import AUDIO_FORMATS, MediaError, file_digest, read_audio
+from pipelines.media import AUDIO_FORMATS, MediaError, read_audio
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import in_range, number, whole_number
@@ -214,8 +214,6 @@ def _language(value) -> str:
 @dataclass(frozen=True)
 class InputClip:
     samples: np.ndarray  # (samples, channels) float32 at SAMPLE_RATE
-    file: str
-    sha256: str
 
     @property
     def seconds(self) -> float:
@@ -233,7 +231,7 @@ def read_clip(path: str) -> InputClip:
         raise InvalidRequest("audio", f"{name} is longer than {MAX_SECONDS:g} s; trim it first")
     if seconds < MIN_SECONDS:
         raise InvalidRequest("audio", f"{name} is {seconds:.2f} s long; give at least {MIN_SECONDS:g} s of audio")
-    return InputClip(samples, name, file_digest(path))
+    return InputClip(samples)
 
 
 def check_range(start: float, end: float, clip: InputClip) -> tuple[float, float]:
@@ -394,7 +392,7 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         "tags": request.tags,
         "lyrics": request.lyrics,
         "duration": request.duration,
-        "input_audio": {"file": clip.file, "sha256": clip.sha256, "seconds": round(clip.seconds, 3)} if clip else None,
+        "input_audio": {**outputs.keep_input(request.audio), "seconds": round(clip.seconds, 3)} if clip else None,
         "start": start,
         "end": end,
         "cover_strength": request.cover_strength if task.name == "cover" else None,

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,11 +22,15 @@ from PIL import Image, PngImagePlugin
 
 from pipelines import __version__
 from pipelines.errors import OutputNotWritable
-from pipelines.media import encode_audio, encode_video, read_comment, read_embedded_text
+from pipelines.media import encode_audio, encode_video, input_file_record, read_comment, read_embedded_text
 
 PARAMETERS_KEY = "atelier"
 # Where the video so far of a running job lives (never listed: no sidecars); see `write_partial_video`.
 PARTIAL_FOLDER = "partial"
+# Copies of the files results were made from, one per content (never listed: no sidecars); see `keep_input`.
+INPUTS_FOLDER = "inputs"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,38 @@ class OutputStore:
         except OSError as error:
             raise OutputNotWritable(f"Cannot write to the outputs folder {folder}: {error.strerror or error}") from error
         return path
+
+    def keep_input(self, path: str | Path | None) -> dict | None:
+        """An input file as a result records it: its name, full SHA-256 and `kept`, the copy of it under the outputs
+        folder (`inputs/<2 hex digits>/<sha256><suffix>`, one per content), so the result can be made again, and its
+        settings reused, after the upload it came from is gone. None for no file."""
+        if not path:
+            return None
+        record = input_file_record(path)
+        kept = self._kept_path(record["sha256"], Path(path).suffix)
+        if not kept.is_file():
+            temporary = kept.with_name(f".{uuid.uuid4().hex}.tmp")
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, temporary)
+                os.replace(temporary, kept)
+            except OSError as error:
+                raise OutputNotWritable(f"Cannot write to the outputs folder {kept.parent}: {error.strerror or error}") from error
+            finally:
+                temporary.unlink(missing_ok=True)
+        return {**record, "kept": kept.relative_to(self.root).as_posix()}
+
+    def kept_input(self, record) -> Path | None:
+        """The copy `keep_input` made of the input `record` names (found by its SHA-256, whatever else the record
+        says), or None where there is none: a result made elsewhere, or before inputs were kept."""
+        if not isinstance(record, dict) or not _SHA256.fullmatch(str(record.get("sha256", ""))):
+            return None
+        path = self._kept_path(record["sha256"], Path(str(record.get("kept") or record.get("file") or "")).suffix)
+        return path if path.is_file() else None
+
+    def _kept_path(self, sha256: str, suffix: str) -> Path:
+        suffix = suffix if _SUFFIX.fullmatch(suffix) else ""
+        return self.root / INPUTS_FOLDER / sha256[:2] / f"{sha256}{suffix.lower()}"
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
         """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""

@@ -22,7 +22,7 @@ from pipelines.fish_speech.generation import SamplingSettings, build_prompt, cod
 from pipelines.fish_speech.model import FishSpeech
 from pipelines.jobs import Job
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, file_digest, read_audio
+from pipelines.media import MediaError, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
 from pipelines.request_values import in_range, whole_number
 
@@ -230,7 +230,7 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         "text": request.text,
         "spoken_text": " ".join(chunks[: len(chunk_codes)]),
         "references": [
-            {"file": Path(r.audio).name, "sha256": file_digest(r.audio), "transcript": r.transcript} for r in request.references
+            {**outputs.keep_input(r.audio), "transcript": r.transcript} for r in request.references
         ],
         **{name: getattr(request, name) for name in LIMITS},
         "seed": seed,

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 
 from pipelines.catalog import ModelSpec, VideoRules, family_spec, video_models
 from pipelines.errors import InvalidRequest
-from pipelines.media import MediaError, VideoProbe, image_size, input_file_record, probe_video, read_video_frames
+from pipelines.media import MediaError, VideoProbe, image_size, probe_video, read_video_frames
 
 MAX_REFERENCE_IMAGES = 3
 # Mask pixels at least this bright (of 255) are regenerated; the pipeline splits its mask at the same half-way point.
@@ -188,12 +188,12 @@ def paste_kept(frames: np.ndarray, inputs: VaceInputs) -> np.ndarray:
     return np.where(inputs.keep[..., None], inputs.frames, frames)
 
 
-def records(request) -> dict:
-    """The input files as the result's parameters name them: file name and SHA-256."""
+def records(request, outputs) -> dict:
+    """The input files as the result's parameters name them (name, SHA-256, the copy kept under `outputs`)."""
     return {
-        "reference_images": [input_file_record(path) for path in request.reference_images],
-        "video": input_file_record(request.video),
-        "mask": input_file_record(request.mask),
+        "reference_images": [outputs.keep_input(path) for path in request.reference_images],
+        "video": outputs.keep_input(request.video),
+        "mask": outputs.keep_input(request.mask),
     }
 
 

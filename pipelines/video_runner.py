@@ -36,7 +36,7 @@ from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate, weights_record
 from pipelines.jobs import Job, with_one_retry
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, file_digest, image_size
+from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, run_record
 from pipelines.request_values import number, whole_number
@@ -494,7 +494,6 @@ def generate_video(
     started = time.monotonic()
     job.report(0.0, f"Loading {spec.name}")
     start_image = _start_image(request) if request.image else None
-    start_record = {"file": Path(request.image).name, "sha256": file_digest(request.image)} if start_image else None
 
     # Calls per chunk: the steps, or the rounds of asynchronous diffusion forcing (the first chunk takes the most).
     rounds_per_chunk = request.denoising_rounds()[0]
@@ -589,8 +588,8 @@ def generate_video(
             key: value for key, value in asdict(request).items()
             if key not in ("seed", "image", "export", "cache_method", "cache_threshold", "reference_images", "video", "mask")
         },
-        "image": start_record,
-        **(vace.records(request) if rules.vace_inputs else {}),
+        "image": outputs.keep_input(request.image) if start_image else None,
+        **(vace.records(request, outputs) if rules.vace_inputs else {}),
         "step_cache": records["step_cache"],
         # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
         "compiled_blocks": records["compiled_blocks"],

@@ -45,7 +45,9 @@ def test_omnigen_edits_one_image_at_its_size_and_records_its_hash(manager, outpu
     assert saved.parameters["instruction"] == "make the sky stormy <img><|image_1|></img>"
     assert any("image 1" in note and "added" in note for note in result.notes)
     sidecar = json.loads(saved.sidecar.read_text())
-    assert sidecar["images"] == [{"file": "first.png", "sha256": sha256(first), "size": [80, 48]}]
+    digest = sha256(first)
+    assert sidecar["images"] == [{"file": "first.png", "sha256": digest, "kept": f"inputs/{digest[:2]}/{digest}.png", "size": [80, 48]}]
+    assert outputs.kept_input(sidecar["images"][0]).read_bytes() == open(first, "rb").read(), "a copy of the input is kept"
     assert read_parameters(saved.path)["images"][0]["sha256"] == sha256(first)
     assert sidecar["max_input_image_size"] == 1024 and sidecar["seed"] == 3 and sidecar["mode"] == "instruction"
 

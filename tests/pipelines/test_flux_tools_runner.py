@@ -34,6 +34,11 @@ def sha256(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
+def kept_name(path) -> str:
+    """Where the outputs folder keeps a copy of an input."""
+    return f"inputs/{sha256(path)[:2]}/{sha256(path)}.png"
+
+
 def canny(image, steps=2, **extra):
     return ToolRequest(model="demo-flux-canny", image=image, prompt="a house", steps=steps, seed=4, **extra)
 
@@ -46,7 +51,7 @@ def test_canny_follows_the_edges_of_the_input_and_records_them(manager, outputs,
     assert Image.open(result.output.path).size == (256, 256)
     saved = read_parameters(result.output.path)
     assert saved["mode"] == "canny" and saved["control"] == {"kind": "canny", "low": 60, "high": 180}
-    assert saved["inputs"] == {"image": {"file": "square.png", "sha256": sha256(image)}}
+    assert saved["inputs"] == {"image": {"file": "square.png", "sha256": sha256(image), "kept": kept_name(image)}}
     embedded = json.loads(Image.open(result.output.path).text["atelier"])
     assert embedded["inputs"] == saved["inputs"], "the hashes are in the PNG too"
     blank = run_flux_tool(canny(picture(tmp_path, "blank.png", colour=(0, 0, 0))), manager, outputs, Job())
@@ -63,7 +68,7 @@ def test_depth_follows_a_supplied_map_without_an_input_picture(manager, outputs,
     assert Image.open(result.output.path).size == (320, 256)
     saved = read_parameters(result.output.path)
     assert saved["control"] == {"kind": "depth", "source": "supplied map"}
-    assert saved["inputs"] == {"depth_map": {"file": "depth.png", "sha256": sha256(depth_map)}}
+    assert saved["inputs"] == {"depth_map": {"file": "depth.png", "sha256": sha256(depth_map), "kept": kept_name(depth_map)}}
 
 
 def test_depth_without_a_map_or_a_depth_model_says_what_to_install_and_loads_nothing(manager, outputs, tmp_path):

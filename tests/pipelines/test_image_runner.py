@@ -192,7 +192,8 @@ def test_image_to_image_records_its_start_image_and_strength_and_takes_its_size(
     saved = result.outputs[0]
     assert Image.open(saved.path).size == (304, 256), "the start image's 300×260, to the nearest multiple of 16"
     assert saved.parameters["strength"] == 0.5 and saved.parameters["init_image"]["file"] == "start.png"
-    assert len(saved.parameters["init_image"]["sha256"]) == 16
+    kept = outputs.kept_input(saved.parameters["init_image"])
+    assert kept.read_bytes() == start_picture.read_bytes() and kept.name == saved.parameters["init_image"]["sha256"] + ".png"
     plain = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=4, seed=2), manager, outputs, Job()).outputs[0]
     assert plain.parameters["init_image"] is None and plain.parameters["strength"] is None
 

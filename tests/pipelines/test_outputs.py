@@ -138,3 +138,30 @@ def test_a_wav_carries_its_parameters_however_long_the_text(tmp_path):
     assert (info.samplerate, info.channels, info.frames, info.subtype) == (44100, 1, 44100, "PCM_16")
     saved.sidecar.unlink()  # read from the WAV itself
     assert read_parameters(saved.path)["text"] == parameters["text"]
+
+
+def test_inputs_are_kept_once_per_content_never_listed_and_found_again_by_their_hash(tmp_path):
+    store = OutputStore(tmp_path / "outputs")
+    first, renamed, other = tmp_path / "photo.png", tmp_path / "same picture.PNG", tmp_path / "other.png"
+    image().save(first)
+    renamed.write_bytes(first.read_bytes())
+    Image.new("RGB", (8, 8)).save(other)
+    records = [store.keep_input(path) for path in (first, renamed, other)]
+    assert records[0]["kept"] == records[1]["kept"] != records[2]["kept"] and records[1]["file"] == "same picture.PNG"
+    assert len([path for path in (tmp_path / "outputs").rglob("*") if path.is_file()]) == 2
+    assert store.kept_input(records[1]).read_bytes() == first.read_bytes()
+    store.save_image(image(), PARAMETERS)
+    assert [saved.path.suffix for saved in store.list_outputs()] == [".png"], "kept inputs are not results"
+    assert store.keep_input(None) is None
+
+
+@pytest.mark.parametrize("record", [None, "photo.png", {"file": "photo.png"}, {"sha256": "../../etc/passwd"}, {"sha256": "0" * 64}])
+def test_a_record_without_a_kept_copy_finds_nothing(tmp_path, record):
+    assert OutputStore(tmp_path).kept_input(record) is None
+
+
+def test_an_odd_suffix_is_not_carried_into_the_kept_name(tmp_path):
+    strange = tmp_path / "voice.w@v"
+    strange.write_bytes(b"RIFF")
+    record = OutputStore(tmp_path / "outputs").keep_input(strange)
+    assert record["kept"] == f"inputs/{record['sha256'][:2]}/{record['sha256']}"
