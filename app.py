@@ -105,12 +105,13 @@ def build_ui(context):
             with gr.Tab("Music", id="music"):
                 music_tab = music.build(context)
             with gr.Tab("Outputs", id="outputs") as outputs_tab:
+                # Each kind of result (its folder under outputs/) and the tab that takes its settings and inputs back.
                 targets = {
-                    "images": outputs.ReuseTarget("image", image_tab.settings_components, image_tab.values_from),
-                    "edit": outputs.ReuseTarget("edit", edit_tab.settings_components, edit_tab.values_from),
-                    "speech": outputs.ReuseTarget("tts", tts_tab.settings_components, tts_tab.values_from),
-                    "videos": outputs.ReuseTarget("video", video_tab.settings_components, video_tab.values_from),
-                    "music": outputs.ReuseTarget("music", music_tab.settings_components, music_tab.values_from),
+                    kind: outputs.ReuseTarget(tab_id, tab.settings_components, tab.values_from, tab.input_components, tab.inputs_from)
+                    for kind, tab_id, tab in (
+                        ("images", "image", image_tab), ("edit", "edit", edit_tab), ("speech", "tts", tts_tab),
+                        ("videos", "video", video_tab), ("music", "music", music_tab),
+                    )
                 }
                 outputs.build(context, tabs, outputs_tab, targets, outputs.ImageDestination("edit", edit_tab.first_image))
         for tab in (image_tab, edit_tab, tts_tab, video_tab, music_tab):

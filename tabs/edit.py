@@ -4,7 +4,7 @@ or grow the canvas and fill the new area (outpaint) with FLUX.1 Fill or SD3, fol
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -16,6 +16,7 @@ from pipelines.errors import JobStopped
 from pipelines.flux_tools_runner import preview_control
 from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_info, speed_values
 
@@ -70,6 +71,14 @@ class EditTab:
     context: AppContext
     settings_components: list
     first_image: gr.Image
+    # Images 1–3, the uploaded mask and the depth map, which "Reuse settings" fills from the kept copies.
+    input_components: list = field(default_factory=list)
+
+    def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
+        tool_inputs = used.get("inputs") or {}
+        images = list(used.get("images") or [tool_inputs.get("image")])[:INPUT_SLOTS]
+        images += [None] * (INPUT_SLOTS - len(images))
+        return (*map(kept.path, images), kept.path(used.get("mask")), kept.path(tool_inputs.get("depth_map")))
 
     def last_values(self) -> list:
         offered = [model_id for name in EDIT_MODES for _, model_id in mode_choices(self.context, name)[0]]
@@ -308,7 +317,7 @@ def build(context: AppContext) -> EditTab:
         mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high,
         speed, cache_method, cache_threshold, strength,
     ]
-    return EditTab(context, settings, slots[0])
+    return EditTab(context, settings, slots[0], [*slots, mask_file, depth_map])
 
 
 def _shown(outcome: EditResult, demo: bool):

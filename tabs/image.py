@@ -4,7 +4,7 @@ models folder. Endpoint: /generate_image."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -15,6 +15,7 @@ from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, 
 from pipelines.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
 from tabs.saved_settings import restored_values
 from tabs.speed import (
@@ -55,6 +56,11 @@ class ImageTab:
 
     context: AppContext
     settings_components: list
+    # The start image, which "Reuse settings" fills from the copy kept with a result.
+    input_components: list = field(default_factory=list)
+
+    def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
+        return (kept.path(used.get("init_image")),)
 
     def last_values(self) -> list:
         """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
@@ -263,7 +269,7 @@ def build(context: AppContext) -> ImageTab:
         return checked.width, checked.height
 
     init_image.upload(size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private")
-    tab = ImageTab(context, settings_components)
+    tab = ImageTab(context, settings_components, [init_image])
 
     @shown_to_user
     def reuse_settings(path):

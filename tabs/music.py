@@ -3,7 +3,7 @@ Endpoint: /generate_music."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -15,6 +15,7 @@ from pipelines.music_runner import (
 )
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.lora_picker import build_lora_picker, recorded_lora_text
 from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_values
@@ -51,6 +52,11 @@ class MusicTab:
 
     context: AppContext
     settings_components: list
+    # The input clip (repaint, extend, cover), which "Reuse settings" fills from the kept copy.
+    input_components: list = field(default_factory=list)
+
+    def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
+        return (kept.path(used.get("input_audio")),)
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_MUSIC)[0]]
@@ -173,7 +179,7 @@ def build(context: AppContext) -> MusicTab:
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
     settings = [model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
                 cover_strength, audio_format, loras, speed, cache_method, cache_threshold]
-    return MusicTab(context, settings)
+    return MusicTab(context, settings, [input_audio])
 
 
 def _shown(result: MusicResult, demo: bool):

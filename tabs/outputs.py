@@ -3,7 +3,7 @@ result's settings back to the tab that made it, also for a PNG / MP4 / WAV / FLA
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +12,7 @@ import gradio as gr
 from pipelines.outputs import SavedOutput
 from tabs.context import AppContext
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
@@ -31,6 +32,9 @@ class ReuseTarget:
     tab_id: str
     components: list
     values_from: Callable[[dict, str], tuple]
+    # Its input file controls, filled from the copies kept with the result.
+    input_components: list = field(default_factory=list)
+    inputs_from: Callable[[dict, KeptInputs], tuple] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,9 @@ def build(
 
     table.select(on_row_select, inputs=[listed], outputs=[selected, details, preview], api_visibility="private")
 
-    every_component = [component for target in targets.values() for component in target.components]
+    every_component = [
+        component for target in targets.values() for component in (*target.components, *target.input_components)
+    ]
 
     @shown_to_user
     def reuse_settings(path: str | None):
@@ -150,6 +156,10 @@ def build(
         if target is None:
             raise gr.Error(f"{path.name} was made by a tab this app does not have ({result_kind or 'unknown'}).")
         values = dict(zip(map(id, target.components), target.values_from(used, path.name)))
+        if target.inputs_from is not None:
+            kept = KeptInputs(context.outputs)
+            values.update(zip(map(id, target.input_components), target.inputs_from(used, kept)))
+            kept.warn_missing()
         return [gr.Tabs(selected=target.tab_id)] + [values.get(id(component), gr.skip()) for component in every_component]
 
     reuse.click(reuse_settings, inputs=[selected], outputs=[tabs, *every_component], api_visibility="private")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -11,6 +11,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.speech_runner import LIMITS, PRECISIONS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.saved_settings import restored_values
 
 # The controls remembered between starts and restored by "reuse settings", in this order.
@@ -39,6 +40,13 @@ class TtsTab:
 
     context: AppContext
     settings_components: list
+    # The voice clips and the further clips' transcripts, which "Reuse settings" fills from the kept copies.
+    input_components: list = field(default_factory=list)
+
+    def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
+        references = used.get("references") or []
+        first, more = (references[0] if references else None), references[1:]
+        return kept.path(first), kept.paths(more), "\n".join(str(reference.get("transcript", "")) for reference in more)
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_SPEECH)[0]]
@@ -128,7 +136,10 @@ def build(context: AppContext) -> TtsTab:
     generate.click(speak_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="speak", **GPU_QUEUE)
 
     stop.click(stop_handler(context, "the current frame"), outputs=[summary], api_visibility="private")
-    return TtsTab(context, [model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length])
+    return TtsTab(
+        context, [model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length],
+        [reference_audio, extra_audio, extra_text],
+    )
 
 
 def _shown(result: SpeechResult, demo: bool):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gradio as gr
 
@@ -19,6 +19,7 @@ from pipelines.video_export import FORMATS, ExportSettings
 from pipelines.video_runner import VideoRequest, VideoResult, checked_window, generate_video, sections_note
 from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
 from tabs.errors import shown_to_user
+from tabs.kept_inputs import KeptInputs
 from tabs.saved_settings import restored_values
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
@@ -139,6 +140,14 @@ class VideoTab:
 
     context: AppContext
     settings_components: list
+    # The input image and VACE's references, video and mask, which "Reuse settings" fills from the kept copies.
+    input_components: list = field(default_factory=list)
+
+    def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
+        return (
+            kept.path(used.get("image")), kept.paths(used.get("reference_images")), kept.path(used.get("video")),
+            kept.path(used.get("mask")),
+        )
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in _offered_video_models(self.context)[0]]
@@ -442,7 +451,7 @@ def build(context: AppContext) -> VideoTab:
         context_blend, ar_step, causal_block_size, latent_window_size, speed, cache_method, cache_threshold, compile_blocks,
         attention,
     ]
-    return VideoTab(context, settings_components)
+    return VideoTab(context, settings_components, [image, reference_images, vace_video, vace_mask])
 
 
 def _shown(result: VideoResult, demo: bool) -> tuple:

@@ -332,3 +332,36 @@ def test_a_music_result_goes_back_to_the_music_tab_from_outputs(page, app):
     page.locator("#outputs-reuse").click()
     page.wait_for_function("() => document.querySelector('#music-tags textarea')?.value === 'music listed in the outputs'")
     assert page.locator("#music-seed input").input_value() == "654"
+
+
+def test_reuse_puts_an_inpaint_results_picture_and_mask_back_and_names_inputs_no_longer_kept(page, app, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    photo, mask = tmp_path / "reused-photo.png", tmp_path / "reused-mask.png"
+    Image.new("RGB", (256, 256), (40, 90, 160)).save(photo)
+    painted = Image.new("L", (256, 256), 0)
+    painted.paste(255, (64, 64, 128, 128))
+    painted.save(mask)
+    Client(app.url, verbose=False).predict(
+        instruction="an inpaint to reuse", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
+        model="demo-flux-fill", steps=1, seed=97531, api_name="/edit_image",
+    )
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text("an inpaint to reuse").locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("97531").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    page.wait_for_function("() => document.querySelector('#edit-instruction textarea')?.value === 'an inpaint to reuse'")
+    page.locator("#edit-image-1 img").first.wait_for()
+    page.locator("#edit-mask img").first.wait_for()
+
+    shutil.rmtree(app.outputs / "inputs")
+    page.get_by_role("tab", name="Outputs").click()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text("97531").first.wait_for()
+    page.locator("#outputs-reuse").click()
+    toast = page.locator("[data-testid=toast-body]").filter(has_text="Not kept with this result").first
+    toast.wait_for()
+    assert "reused-photo.png" in toast.inner_text() and "reused-mask.png" in toast.inner_text()
