@@ -112,6 +112,17 @@ def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page, artifac
     page.locator("#image-gallery img").first.wait_for()
 
 
+def reuse_from_outputs(page, listed_text: str, shown_value: str) -> None:
+    """In the Outputs tab, select the result whose row shows `listed_text`, wait for its parameters (`shown_value`
+    among them), and press Reuse settings."""
+    page.get_by_role("tab", name="Outputs").click()
+    cell = page.locator("#outputs-table").get_by_text(listed_text).locator("visible=true").first
+    cell.wait_for()
+    cell.click()
+    page.locator("#outputs-parameters").get_by_text(shown_value).first.wait_for()
+    page.locator("#outputs-reuse").click()
+
+
 def test_the_outputs_tab_shows_results_and_reuses_their_settings(page, artifacts):
     generate(page, "a red barn in the outputs tab", steps=3)
     page.locator("#image-gallery img").first.wait_for()
@@ -259,12 +270,7 @@ def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tt
     from gradio_client import Client
 
     Client(app.url, verbose=False).predict(text="Speech listed in the outputs.", seed=321, max_new_tokens=16, api_name="/speak")
-    page.get_by_role("tab", name="Outputs").click()
-    cell = page.locator("#outputs-table").get_by_text("Speech listed in the outputs.").locator("visible=true").first
-    cell.wait_for()
-    cell.click()
-    page.locator("#outputs-parameters").get_by_text("321").first.wait_for()
-    page.locator("#outputs-reuse").click()
+    reuse_from_outputs(page, "Speech listed in the outputs.", "321")
     page.wait_for_function("() => document.querySelector('#tts-text textarea')?.value === 'Speech listed in the outputs.'")
     assert page.locator("#tts-seed input").input_value() == "321"
 
@@ -290,12 +296,7 @@ def test_a_video_result_is_listed_in_outputs_and_its_settings_go_back_to_the_vid
     Client(app.url, verbose=False).predict(
         prompt="a video listed in the outputs", model="demo-ltx", frames=9, steps=2, seed=654, format="gif", api_name="/generate_video",
     )
-    page.get_by_role("tab", name="Outputs").click()
-    cell = page.locator("#outputs-table").get_by_text("a video listed in the outputs").locator("visible=true").first
-    cell.wait_for()
-    cell.click()
-    page.locator("#outputs-parameters").get_by_text("654").first.wait_for()
-    page.locator("#outputs-reuse").click()
+    reuse_from_outputs(page, "a video listed in the outputs", "654")
     page.wait_for_function("() => document.querySelector('#video-prompt textarea')?.value === 'a video listed in the outputs'")
     assert page.locator("#video-seed input").input_value() == "654"
 
@@ -324,12 +325,7 @@ def test_a_music_result_goes_back_to_the_music_tab_from_outputs(page, app):
     from gradio_client import Client
 
     Client(app.url, verbose=False).predict(tags="music listed in the outputs", duration=2.0, steps=2, seed=654, api_name="/generate_music")
-    page.get_by_role("tab", name="Outputs").click()
-    cell = page.locator("#outputs-table").get_by_text("music listed in the outputs").locator("visible=true").first
-    cell.wait_for()
-    cell.click()
-    page.locator("#outputs-parameters").get_by_text("654").first.wait_for()
-    page.locator("#outputs-reuse").click()
+    reuse_from_outputs(page, "music listed in the outputs", "654")
     page.wait_for_function("() => document.querySelector('#music-tags textarea')?.value === 'music listed in the outputs'")
     assert page.locator("#music-seed input").input_value() == "654"
 
@@ -347,21 +343,13 @@ def test_reuse_puts_an_inpaint_results_picture_and_mask_back_and_names_inputs_no
         instruction="an inpaint to reuse", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
         model="demo-flux-fill", steps=1, seed=97531, api_name="/edit_image",
     )
-    page.get_by_role("tab", name="Outputs").click()
-    cell = page.locator("#outputs-table").get_by_text("an inpaint to reuse").locator("visible=true").first
-    cell.wait_for()
-    cell.click()
-    page.locator("#outputs-parameters").get_by_text("97531").first.wait_for()
-    page.locator("#outputs-reuse").click()
+    reuse_from_outputs(page, "an inpaint to reuse", "97531")
     page.wait_for_function("() => document.querySelector('#edit-instruction textarea')?.value === 'an inpaint to reuse'")
     page.locator("#edit-image-1 img").first.wait_for()
     page.locator("#edit-mask img").first.wait_for()
 
     shutil.rmtree(app.outputs / "inputs")
-    page.get_by_role("tab", name="Outputs").click()
-    cell.click()
-    page.locator("#outputs-parameters").get_by_text("97531").first.wait_for()
-    page.locator("#outputs-reuse").click()
+    reuse_from_outputs(page, "an inpaint to reuse", "97531")
     toast = page.locator("[data-testid=toast-body]").filter(has_text="Not kept with this result").first
     toast.wait_for()
     assert "reused-photo.png" in toast.inner_text() and "reused-mask.png" in toast.inner_text()
