@@ -18,6 +18,7 @@ from PIL import Image, ImageOps
 
 from pipelines.catalog import ModelSpec, VideoRules, family_spec, video_models
 from pipelines.errors import InvalidRequest
+from pipelines.request_values import in_range, number
 from pipelines.media import MediaError, VideoProbe, image_size, probe_video, read_video_frames
 
 MAX_REFERENCE_IMAGES = 3
@@ -29,6 +30,9 @@ GENERATED_GREY = 128
 ASPECT_TOLERANCE = 0.01
 # Frames read only to count them: the size does not matter.
 COUNTING_SIZE = (16, 16)
+# The pipeline's `conditioning_scale`: 1 as trained, 0 ignores the inputs; beyond 2 the hints swamp the video.
+STRENGTH_LIMITS = (0.0, 2.0)
+DEFAULT_STRENGTH = 1.0
 
 
 @dataclass(frozen=True)
@@ -171,9 +175,19 @@ def load_inputs(request) -> VaceInputs:
     return VaceInputs(None, None, references)
 
 
-def pipeline_arguments(inputs: VaceInputs) -> dict:
-    """WanVACEPipeline's `video`, `mask` and `reference_images` for these inputs (as pictures, at the video's size)."""
-    arguments: dict = {"reference_images": list(inputs.references) or None}
+def checked_strength(strength, spec: ModelSpec) -> float | None:
+    """A VACE model's strength (1 when not given); None for other models, which refuse any other value."""
+    if not family_spec(spec.family).video.vace_inputs:
+        if strength not in (None, "") and number("vace_strength", strength, DEFAULT_STRENGTH) != DEFAULT_STRENGTH:
+            raise InvalidRequest("vace_strength", f"{spec.name} has no VACE inputs to weigh; leave the strength at 1 or choose a VACE model")
+        return None
+    return in_range("vace_strength", strength, DEFAULT_STRENGTH, STRENGTH_LIMITS)
+
+
+def pipeline_arguments(inputs: VaceInputs, strength: float) -> dict:
+    """WanVACEPipeline's `video`, `mask` and `reference_images` for these inputs (as pictures, at the video's size),
+    and their weight, `conditioning_scale`."""
+    arguments: dict = {"reference_images": list(inputs.references) or None, "conditioning_scale": strength}
     if inputs.frames is not None:
         arguments["video"] = [Image.fromarray(frame) for frame in inputs.frames]
         if inputs.keep is not None:

@@ -106,6 +106,8 @@ class VideoRequest:
     video: str | None = None
     mask: str | None = None
     keep_unmasked: bool = False
+    # How strongly the VACE inputs steer the video (the pipeline's `conditioning_scale`, 0 to 2); None means 1.
+    vace_strength: float | None = None
     # Sections (FramePack): latent frames per section (the pipeline's `latent_window_size`; 4 video frames each).
     # None: the family's default; ignored by families that do not make sections.
     latent_window_size: int | None = None
@@ -207,6 +209,7 @@ class VideoRequest:
             attention=check_attention(self.attention),
             reference_images=tuple(str(path) for path in self.reference_images), video=str(self.video) if self.video else None,
             mask=str(self.mask) if self.mask else None, keep_unmasked=bool(self.keep_unmasked), input_note=input_note,
+            vace_strength=vace.checked_strength(self.vace_strength, spec),
             # Checking a checked request changes nothing: the first request's count is the one asked for.
             frames_requested=requested if self.frames_requested is None else self.frames_requested,
         )
@@ -544,7 +547,7 @@ def generate_video(
         kwargs.update(ar_step=request.ar_step, causal_block_size=request.causal_block_size)
     vace_inputs = vace.load_inputs(request) if rules.vace_inputs else None
     if vace_inputs is not None:
-        kwargs.update(vace.pipeline_arguments(vace_inputs))
+        kwargs.update(vace.pipeline_arguments(vace_inputs, request.vace_strength))
     elif start_image is not None:
         kwargs["image"] = start_image
     interpolation = INTERPOLATIONS[request.interpolation]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from pipelines import vace
 from pipelines.catalog import Task, family_spec, model_spec, video_models
 from pipelines.context_windows import BLENDS
 from pipelines.errors import InvalidRequest, JobStopped
@@ -30,7 +31,7 @@ SETTINGS_FIELDS = (
     "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
     "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
     "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
-    "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention",
+    "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention", "keep_unmasked", "vace_strength",
 )
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
@@ -166,6 +167,7 @@ class VideoTab:
             used.get("ar_step") or 0, used.get("causal_block_size"), used.get("latent_window_size"),
             *speed_values(used, video_models()[used["model"]].family),
             *compile_and_attention_values(used, self.context.manager.preset.attention),
+            bool(used.get("keep_unmasked")), vace.DEFAULT_STRENGTH if used.get("vace_strength") is None else used["vace_strength"],
         )
 
 
@@ -222,10 +224,15 @@ def build(context: AppContext) -> VideoTab:
                 with gr.Row():
                     vace_video = gr.File(label="Input video", file_types=["video", ".gif", ".webp"], elem_id="video-vace-video")
                     vace_mask = gr.File(label="Mask (video or picture)", file_types=["video", "image"], elem_id="video-vace-mask")
-                keep_unmasked = gr.Checkbox(
-                    label="Keep unmasked pixels exactly (paste the input back where the mask is black, frame by frame)",
-                    value=False, elem_id="video-keep-unmasked",
-                )
+                with gr.Row():
+                    keep_unmasked = gr.Checkbox(
+                        label="Keep unmasked pixels exactly (paste the input back where the mask is black, frame by frame)",
+                        value=False, elem_id="video-keep-unmasked",
+                    )
+                    vace_strength = gr.Slider(
+                        *vace.STRENGTH_LIMITS, value=vace.DEFAULT_STRENGTH, step=0.05, elem_id="video-vace-strength",
+                        label="Strength of the references, video and mask (1 as trained; 0 ignores them)",
+                    )
             with gr.Accordion("Long video", open=False):
                 gr.Markdown(
                     "Up to 4× the model's length. Wan: overlapping windows denoised at every step and blended where they "
@@ -294,7 +301,8 @@ def build(context: AppContext) -> VideoTab:
         filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
         context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
         cache_threshold=None, ar_step=None, causal_block_size=None, compile=None, attention=None, reference_images=None,
-        video=None, mask=None, keep_unmasked=None, latent_window_size=None, request: gr.Request = None, progress=gr.Progress(),
+        video=None, mask=None, keep_unmasked=None, latent_window_size=None, vace_strength=None, request: gr.Request = None,
+        progress=gr.Progress(),
     ):
         export = ExportSettings(
             frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
@@ -310,13 +318,14 @@ def build(context: AppContext) -> VideoTab:
             ar_step=ar_step or 0, causal_block_size=causal_block_size,
             compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
             reference_images=tuple(reference_images or ()), video=video, mask=mask, keep_unmasked=bool(keep_unmasked),
-            latent_window_size=latent_window_size,
+            latent_window_size=latent_window_size, vace_strength=vace_strength,
         ).check(context.store.models_dir)
         values = (
             checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
             loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
             context_stride, context_blend, ar_step, causal_block_size, latent_window_size, checked.speed,
-            cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION,
+            cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION, bool(keep_unmasked),
+            vace_strength,
         )
         context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
         chosen = model_spec(checked.model)
@@ -359,7 +368,7 @@ def build(context: AppContext) -> VideoTab:
         prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
         context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size, compile_blocks,
-        attention, reference_images, vace_video, vace_mask, keep_unmasked, latent_window_size,
+        attention, reference_images, vace_video, vace_mask, keep_unmasked, latent_window_size, vace_strength,
     ]
     outputs = [result_file, parameters, summary, player, preview]
     generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
@@ -404,11 +413,11 @@ def build(context: AppContext) -> VideoTab:
     def show_vace_inputs(model_id):
         """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""
         if takes_vace_inputs(model_id):
-            return gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return gr.update(visible=False), None, None, None, False
+            return gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.update(visible=False), None, None, None, False, vace.DEFAULT_STRENGTH
 
     model.change(
-        show_vace_inputs, inputs=[model], outputs=[vace_panel, reference_images, vace_video, vace_mask, keep_unmasked],
+        show_vace_inputs, inputs=[model], outputs=[vace_panel, reference_images, vace_video, vace_mask, keep_unmasked, vace_strength],
         api_visibility="private",
     )
     reference_images.change(lambda paths: list(paths or []), inputs=[reference_images], outputs=[reference_gallery], api_visibility="private")
@@ -449,7 +458,7 @@ def build(context: AppContext) -> VideoTab:
         model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
         loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
         context_blend, ar_step, causal_block_size, latent_window_size, speed, cache_method, cache_threshold, compile_blocks,
-        attention,
+        attention, keep_unmasked, vace_strength,
     ]
     return VideoTab(context, settings_components, [image, reference_images, vace_video, vace_mask])
 

@@ -1,6 +1,7 @@
 """/generate_video with VACE's inputs (reference images, an input video, a mask) end to end through gradio_client."""
 
 import hashlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from gradio_client import handle_file
 from PIL import Image
 
 from pipelines.media import encode_video, read_video
+from tabs.video import SETTINGS_FIELDS, VideoTab
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,16 @@ def test_generate_video_edits_a_clip_with_a_mask_and_references(app, client, inp
     file, used, summary, _, _ = client.predict(
         prompt="an orange cat walks in", model="demo-wan-vace", steps=2, seed=9, fps=16, frames=5, width=None, height=None,
         reference_images=[handle_file(str(inputs / "character.png"))], video=handle_file(str(inputs / "clip.mp4")),
-        mask=handle_file(str(inputs / "mask.png")), keep_unmasked=True, api_name="/generate_video",
+        mask=handle_file(str(inputs / "mask.png")), keep_unmasked=True, vace_strength=0.75, api_name="/generate_video",
     )
     video = read_video(file)
     # No size given: the 3:2 clip at the tiny model's 64×64 pixel count (64 is the least height).
     assert video.frames.shape == (5, 64, 80, 3) and video.fps == 16
     parameters = used["parameters"]
-    assert parameters["keep_unmasked"] is True and parameters["video"]["file"] == "clip.mp4"
+    assert parameters["keep_unmasked"] is True and parameters["video"]["file"] == "clip.mp4" and parameters["vace_strength"] == 0.75
+    context = SimpleNamespace(manager=SimpleNamespace(preset=SimpleNamespace(attention="sdpa")))
+    restored = dict(zip(SETTINGS_FIELDS, VideoTab(context, []).values_from(parameters, "x.mp4")))
+    assert (restored["keep_unmasked"], restored["vace_strength"]) == (True, 0.75)
     assert parameters["mask"]["sha256"] == hashlib.sha256((inputs / "mask.png").read_bytes()).hexdigest()
     assert [record["file"] for record in parameters["reference_images"]] == ["character.png"]
     assert "Input video 96×64 at 16 fps: sampled at 16 fps, its first 5 of 8 frames used" in summary

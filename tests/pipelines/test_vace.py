@@ -125,6 +125,19 @@ def test_reference_images_alone_make_a_video_and_change_it(manager, outputs, fil
     assert saved["video"] is None and saved["mask"] is None
 
 
+def test_the_vace_strength_weighs_the_references_and_is_recorded(manager, outputs, files):
+    references = tuple(str(files / f"ref{index}.png") for index in range(2))
+    made = {
+        strength: make(manager, outputs, reference_images=references, frames=5, vace_strength=strength)
+        for strength in (None, 1.0, 0.0)
+    }
+    frames = {strength: read_video(result.video.path).frames for strength, result in made.items()}
+    assert np.array_equal(frames[None], frames[1.0]) and not np.array_equal(frames[1.0], frames[0.0])
+    assert [result.video.parameters["vace_strength"] for result in made.values()] == [1.0, 1.0, 0.0]
+    # A model without VACE inputs records none, and a strength of 1 (the page's slider) is no error there.
+    assert make(manager, outputs, model="demo-wan", frames=5, vace_strength=1.0).video.parameters["vace_strength"] is None
+
+
 def test_a_clip_shorter_than_the_default_length_sets_the_length(files, tmp_path):
     # 4 frames at 16 fps are fewer than the tiny model's default 9 and its minimum 5.
     with pytest.raises(InvalidRequest, match="video: gives 4 frame"):
@@ -151,6 +164,8 @@ def test_a_clip_shorter_than_the_default_length_sets_the_length(files, tmp_path)
         (dict(reference_images=("clip.mp4",)), "reference_images: clip.mp4 is not a readable image"),
         (dict(model="demo-wan", video="clip.mp4"), "video: Wan2.1 T2V (tiny) takes no reference images, input video or mask (nor keeps unmasked pixels); choose a VACE model: wan21-vace-1.3b, wan21-vace-14b, demo-wan-vace"),
         (dict(model="demo-wan", keep_unmasked=True), "keep_unmasked: Wan2.1 T2V (tiny) takes no reference images"),
+        (dict(vace_strength=2.5), "vace_strength: 2.5 is out of range; use 0 to 2"),
+        (dict(model="demo-wan", vace_strength=0.5), "vace_strength: Wan2.1 T2V (tiny) has no VACE inputs to weigh"),
     ],
 )
 def test_bad_vace_inputs_are_refused_before_anything_loads(files, tmp_path, values, message):
