@@ -575,10 +575,12 @@ FAMILIES: Mapping[Family, FamilySpec] = _frozen({
         ),
         # Community Wan files (GGUF quantizations above all) hold the transformer alone: Alibaba's original layout
         # has `head.modulation`, diffusers' layout `condition_embedder.time_embedder.`. I2V 480p and 720p have the
-        # same shapes, so the 480p model is the default base for both.
+        # same shapes, so the 480p model is the default base for both. A VACE file is a Wan transformer with control
+        # blocks (`vace_blocks.`): its VACE base makes it a VACE model.
         file_markers=("head.modulation", "condition_embedder.time_embedder."),
         file_bases=_frozen({
             "wan-t2v-1.3B": "wan21-t2v-1.3b", "wan-t2v-14B": "wan21-t2v-14b", "wan-i2v-14B": "wan21-i2v-14b-480p",
+            "wan-vace-1.3B": "wan21-vace-1.3b", "wan-vace-14B": "wan21-vace-14b",
         }),
     ),
     Family.WAN_VACE: FamilySpec(

@@ -122,8 +122,11 @@ def _family(shapes: dict[str, tuple[int, ...]]) -> FamilySpec | None:
 def _base(path: Path, family: FamilySpec, shapes: dict[str, tuple[int, ...]], chosen_base: str | None) -> ModelSpec:
     if chosen_base is not None:
         base = MODELS_BY_ID.get(chosen_base)
-        if base is None or base.family is not family.family or base.base:
-            bases = [spec.id for spec in MODELS_BY_ID.values() if spec.family is family.family and not spec.base]
+        # The families files of this layout can be: the family's own, and those of the bases it maps files to
+        # (a Wan file with control blocks is a Wan VACE model).
+        families = {family.family, *(MODELS_BY_ID[base_id].family for base_id in family.file_bases.values())}
+        if base is None or base.family not in families or base.base:
+            bases = [spec.id for spec in MODELS_BY_ID.values() if spec.family in families and not spec.base]
             raise UnknownCheckpoint(
                 f"{path.name}: its sidecar names the base {chosen_base!r}, which is not a {family.family.value} model; "
                 f"choose one of {', '.join(bases)}."

@@ -4,6 +4,7 @@ configs through `from_single_file`, GGUF-quantized transformers, and the file's 
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,6 +160,16 @@ def wan_original_layout(diffusers_state: dict) -> dict:
             name = name.replace(new, old)
         original[name] = tensor
     return original
+
+
+def wan_vace_original_layout(diffusers_state: dict) -> dict:
+    """A Wan VACE transformer in the original layout: Wan's keys, and each control block's in/out projections named
+    `before_proj`/`after_proj`."""
+    renamed = {
+        name.replace(".proj_in.", ".before_proj.").replace(".proj_out.", ".after_proj.") if name.startswith("vace_blocks.") else name: tensor
+        for name, tensor in diffusers_state.items()
+    }
+    return wan_original_layout(renamed)
 
 
 def sd15_original_layout(folder) -> dict:
@@ -519,3 +530,40 @@ def test_a_wan_gguf_in_the_original_layout_is_a_video_model_that_loads_runs_and_
     assert (recorded["file"], recorded["format"], recorded["variant"]) == (path.name, "gguf", "Q8_0")
     assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert read_parameters(plain.path)["checkpoint"] is None
+
+
+def test_a_wan_vace_file_in_the_original_layout_is_a_vace_model_that_makes_the_folder_models_video(models_dir, presets, outputs, tmp_path):
+    from diffusers import WanVACETransformer3DModel
+
+    from pipelines.media import read_video
+    from pipelines.video_runner import VideoRequest, generate_video
+
+    path = with_base(models_dir / "tiny-wan-vace.safetensors", "demo-wan-vace")
+    original = wan_vace_original_layout(demo_transformer_state(models_dir, "demo-wan-vace", WanVACETransformer3DModel))
+    assert {"head.modulation", "vace_patch_embedding.weight", "vace_blocks.0.before_proj.weight", "vace_blocks.0.after_proj.weight"} <= set(original)
+    save_file(original, path)
+    manager = ModelManager(ModelStore(models_dir, offline=True), presets["cpu"])
+    manager.store.scan_files()
+    spec = model_spec(path.name)
+    assert (spec.family, spec.pipeline_class, spec.base) == (Family.WAN_VACE, "WanVACEPipeline", "demo-wan-vace")
+    reference = tmp_path / "reference.png"
+    Image.new("RGB", (40, 24), "orange").save(reference)
+
+    def video(model):
+        request = VideoRequest(prompt="a fox", model=model, steps=2, seed=4, frames=5, reference_images=(str(reference),))
+        return generate_video(request, manager, outputs, Job()).video
+
+    from_file, from_folder = video(path.name), video("demo-wan-vace")
+    assert np.array_equal(read_video(from_file.path).frames, read_video(from_folder.path).frames)
+    assert read_parameters(from_file.path)["checkpoint"]["file"] == path.name
+
+
+def test_wan_vace_headers_of_either_size_get_their_vace_base():
+    from pipelines.catalog import family_spec
+    from pipelines.checkpoint_files import _base
+
+    for width, base in ((1536, "wan21-vace-1.3b"), (5120, "wan21-vace-14b")):
+        header = {"head.modulation": (1, 2, width), "patch_embedding.weight": (width, 16, 1, 2, 2), "vace_blocks.0.after_proj.bias": (width,)}
+        assert _base(Path("vace.gguf"), family_spec(Family.WAN), header, None).id == base
+    plain = {"head.modulation": (1, 2, 5120), "patch_embedding.weight": (5120, 16, 1, 2, 2)}
+    assert _base(Path("t2v.gguf"), family_spec(Family.WAN), plain, None).id == "wan21-t2v-14b"
