@@ -277,7 +277,18 @@ def build(context: AppContext) -> ImageTab:
             raise gr.Error("Select an image in the results first, or drop an Atelier PNG or JSON.")
         return tab.values_from(parameters_from_file(Path(path)), source=Path(path).name)
 
-    reuse.click(reuse_settings, inputs=[selected], outputs=settings_components, api_name="reuse_selected", api_visibility="private")
+    @shown_to_user
+    def reuse_selected(path):
+        """A result of this tab's gallery: its settings, and its start image from the copy kept with it."""
+        values = reuse_settings(path)
+        kept = KeptInputs(context.outputs)
+        inputs = tab.inputs_from(parameters_from_file(Path(path)), kept)
+        kept.warn_missing()
+        return (*values, *inputs)
+
+    reuse.click(
+        reuse_selected, inputs=[selected], outputs=[*settings_components, init_image], api_name="reuse_selected", api_visibility="private",
+    )
     settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_components, api_name="reuse_settings")
 
     return tab

@@ -353,3 +353,21 @@ def test_reuse_puts_an_inpaint_results_picture_and_mask_back_and_names_inputs_no
     toast = page.locator("[data-testid=toast-body]").filter(has_text="Not kept with this result").first
     toast.wait_for()
     assert "reused-photo.png" in toast.inner_text() and "reused-mask.png" in toast.inner_text()
+
+
+def test_reusing_an_image_to_image_result_in_the_image_tab_brings_its_start_image_back(page, tmp_path):
+    from PIL import Image
+
+    start = tmp_path / "start-to-reuse.png"
+    Image.new("RGB", (256, 256), (200, 120, 40)).save(start)
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_text("Start from an image (image to image)").click()
+    page.locator("#image-init input[type=file]").set_input_files(str(start))
+    page.locator("#image-init img").first.wait_for(state="attached")
+    generate(page, "an image from a start image", steps=2)
+    page.locator("#image-gallery img").first.wait_for()
+    page.locator("#image-init").get_by_role("button", name="Remove Image").click()
+    page.locator("#image-init img").first.wait_for(state="detached")
+    page.locator("#image-gallery img").first.click()
+    page.locator("#image-reuse").click()
+    page.locator("#image-init img").first.wait_for(state="attached")
