@@ -8,8 +8,10 @@ import string
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, OmniGenPipeline, OmniGenTransformer2DModel
+from diffusers import FlowMatchEulerDiscreteScheduler, OmniGenPipeline, OmniGenTransformer2DModel
 from transformers import LlamaTokenizer
+
+from pipelines.tiny.sd15 import tiny_vae
 
 # Llama's first tokens: unknown, start, end. The pipeline's processor drops a leading id 1 (start) from each
 # chunk of text between image placeholders.
@@ -43,27 +45,12 @@ def tiny_transformer(seed: int) -> OmniGenTransformer2DModel:
     )
 
 
-def tiny_vae() -> AutoencoderKL:
-    return AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=1024,
-        scaling_factor=0.13025,
-    )
-
-
 def build(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     pipe = OmniGenPipeline(
         transformer=tiny_transformer(seed + 1),
         scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=tiny_vae(),
+        vae=tiny_vae(scaling_factor=0.13025, sample_size=1024),
         tokenizer=tiny_tokenizer(),
     )
     pipe.save_pretrained(folder)

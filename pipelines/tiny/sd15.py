@@ -17,7 +17,8 @@ LATENT_CHANNELS = 4
 NOISE_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000, steps_offset=1)
 
 
-def tiny_vae(scaling_factor: float) -> AutoencoderKL:
+def tiny_vae(scaling_factor: float, sample_size: int = 512) -> AutoencoderKL:
+    """SD's 4-channel VAE of scale 8, also SDXL's and OmniGen's (`sample_size` only sets the tiling tile)."""
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -27,7 +28,7 @@ def tiny_vae(scaling_factor: float) -> AutoencoderKL:
         layers_per_block=1,
         latent_channels=LATENT_CHANNELS,
         norm_num_groups=4,
-        sample_size=512,
+        sample_size=sample_size,
         scaling_factor=scaling_factor,
     )
 

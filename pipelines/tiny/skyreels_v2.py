@@ -14,20 +14,7 @@ from pipelines.tiny import tokenizers, wan
 
 def tiny_transformer(seed: int) -> SkyReelsV2Transformer3DModel:
     torch.manual_seed(seed)
-    return SkyReelsV2Transformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=wan.HEADS,
-        attention_head_dim=wan.HEAD_DIM,
-        in_channels=wan.LATENT_CHANNELS,
-        out_channels=wan.LATENT_CHANNELS,
-        text_dim=wan.TEXT_DIM,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    return SkyReelsV2Transformer3DModel(**wan.TRANSFORMER_CONFIG, in_channels=wan.LATENT_CHANNELS)
 
 
 def build(folder: Path, seed: int) -> None:

@@ -47,8 +47,8 @@ def tiny_umt5(seed: int) -> UMT5EncoderModel:
     return UMT5EncoderModel(config)
 
 
-# What the text-to-video, image-to-video and VACE transformers share.
-_TRANSFORMER_CONFIG = dict(
+# What the text-to-video, image-to-video and VACE transformers share (and SkyReels V2's, of the same shape).
+TRANSFORMER_CONFIG = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=HEADS,
     attention_head_dim=HEAD_DIM,
@@ -67,15 +67,15 @@ def tiny_transformer(seed: int, image_to_video: bool) -> WanTransformer3DModel:
     torch.manual_seed(seed)
     if image_to_video:
         return WanTransformer3DModel(
-            **_TRANSFORMER_CONFIG, in_channels=I2V_IN_CHANNELS, image_dim=IMAGE_DIM, added_kv_proj_dim=HEADS * HEAD_DIM,
+            **TRANSFORMER_CONFIG, in_channels=I2V_IN_CHANNELS, image_dim=IMAGE_DIM, added_kv_proj_dim=HEADS * HEAD_DIM,
         )
-    return WanTransformer3DModel(**_TRANSFORMER_CONFIG, in_channels=LATENT_CHANNELS)
+    return WanTransformer3DModel(**TRANSFORMER_CONFIG, in_channels=LATENT_CHANNELS)
 
 
 def tiny_vace_transformer(seed: int) -> WanVACETransformer3DModel:
     torch.manual_seed(seed)
     return WanVACETransformer3DModel(
-        **_TRANSFORMER_CONFIG,
+        **TRANSFORMER_CONFIG,
         in_channels=LATENT_CHANNELS,
         # A control block beside every transformer block (the real 1.3B has one beside every other).
         vace_layers=[0, 1],
