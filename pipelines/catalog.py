@@ -235,6 +235,27 @@ class FamilySpec:
     # GPUs, unchecked here). A family without entries runs uncached at every level.
     speed: Mapping[str, SpeedSetting] = field(default_factory=lambda: {level: _SPEED_OFF for level in SPEED_LEVELS})
 
+    def nearest_size(self, side: float) -> int:
+        """The side nearest to `side` that this family accepts (a multiple of its size step, within its bounds)."""
+        multiple = self.size_multiple
+        return min(max(round(side / multiple) * multiple, self.min_size), self.max_size)
+
+    def size_problem(self, side: int) -> str:
+        """Why this family cannot make `side` pixels ("" when it can), with the nearest side it can make."""
+        multiple, low, high = self.size_multiple, self.min_size, self.max_size
+        if low <= side <= high and side % multiple == 0:
+            return ""
+        return f"use a multiple of {multiple} from {low} to {high} (nearest: {self.nearest_size(side)})"
+
+    def fitted_size(self, size: tuple[int, int], pixel_area: int = 0, enlarge: bool = True) -> tuple[int, int]:
+        """The sides this family accepts nearest to a picture's `size`: as they are, or scaled to about `pixel_area`
+        pixels keeping the aspect ratio (never scaled up unless `enlarge`)."""
+        width, height = size
+        scale = math.sqrt(pixel_area / (width * height)) if pixel_area else 1.0
+        if not enlarge:
+            scale = min(scale, 1.0)
+        return self.nearest_size(width * scale), self.nearest_size(height * scale)
+
     def output_size(self, width: int, height: int) -> tuple[int, int]:
         """The size the pipeline renders for a requested size (the same formula as HiDreamImagePipeline's)."""
         if not self.fixed_pixel_area:
@@ -1658,6 +1679,44 @@ MODELS: tuple[ModelSpec, ...] = (
 )
 
 MODELS_BY_ID: Mapping[str, ModelSpec] = _frozen({spec.id: spec for spec in MODELS})
+
+
+class Catalog:
+    """The models the app knows: the fixed entries above, then the checkpoint files the last scan of the models
+    folder found. The model store owns the one catalog and replaces its files at each scan (one assignment of a
+    frozen mapping, so a reader never sees half a scan); tabs and runners read it through the store."""
+
+    def __init__(self, files: tuple[ModelSpec, ...] = ()):
+        self._files: Mapping[str, ModelSpec] = _frozen({spec.id: spec for spec in files})
+
+    def replace_files(self, specs) -> None:
+        self._files = _frozen({spec.id: spec for spec in specs})
+
+    def all(self) -> tuple[ModelSpec, ...]:
+        """The fixed catalog, then the checkpoint files found by the last scan."""
+        return MODELS + tuple(self._files.values())
+
+    def get(self, model_id: str) -> ModelSpec | None:
+        return MODELS_BY_ID.get(model_id) or self._files.get(model_id)
+
+    def spec(self, model_id: str) -> ModelSpec:
+        """The entry for `model_id` (a fixed entry or a scanned file); KeyError when there is none."""
+        found = self.get(model_id)
+        if found is None:
+            raise KeyError(model_id)
+        return found
+
+    def for_task(self, *tasks: Task) -> dict[str, ModelSpec]:
+        """The models of these tasks, by id, checkpoint files included."""
+        return {spec.id: spec for spec in self.all() if spec.task in tasks}
+
+    def image_models(self) -> dict[str, ModelSpec]:
+        return self.for_task(Task.TEXT_TO_IMAGE)
+
+    def video_models(self) -> dict[str, ModelSpec]:
+        """Text-to-video and image-to-video models, checkpoint files included."""
+        return self.for_task(Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)
+
 
 # Entries for the checkpoint files found in the models folder, keyed by file name. The scan
 # (`ModelStore.scan_files`) replaces them whole; they are the only catalog entries not fixed at import,

@@ -28,7 +28,7 @@ from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.flux_tools_runner import MODES as TOOL_MODES
 from pipelines.flux_tools_runner import ToolRequest, run_flux_tool
 from pipelines.flux_tools_runner import size_note as tool_size_note
-from pipelines.jobs import Job, with_one_retry
+from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
 from pipelines.media import MediaError, image_size
@@ -359,7 +359,7 @@ def _pipeline_for(pipe, spec: ModelSpec, mode: EditMode):
     return sibling
 
 
-def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> EditResult:
+def edit_image(request: EditRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> EditResult:
     # 1. Check before anything loads.
     request = request.check(manager.preset)
     spec = model_spec(request.model)

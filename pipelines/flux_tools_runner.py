@@ -23,7 +23,7 @@ from pipelines import control_images
 from pipelines.catalog import ModelSpec, Task, family_spec, model_spec, models_for
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.image_runner import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, check_size, nearest_size
-from pipelines.jobs import Job, with_one_retry
+from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
@@ -187,7 +187,7 @@ def _redux_embeddings(pipe, picture: Image.Image, prompt: str) -> dict:
     return {"prompt_embeds": embeddings.prompt_embeds, "pooled_prompt_embeds": embeddings.pooled_prompt_embeds}
 
 
-def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ToolResult:
+def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> ToolResult:
     # 1. Check before anything loads.
     size_from_input = request.width in (None, "") or request.height in (None, "")
     request = request.check()

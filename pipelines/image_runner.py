@@ -23,7 +23,7 @@ from pipelines.attention import apply_attention, check_attention
 from pipelines.checkpoint_files import checkpoint_record
 from pipelines.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.jobs import Job, with_one_retry
+from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
@@ -231,7 +231,7 @@ def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list
     return image, cache.record(), compiled, attention
 
 
-def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> ImageResult:
+def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> ImageResult:
     # 1. Check before anything loads.
     request = request.check()
     spec = model_spec(request.model)

@@ -25,8 +25,9 @@ HISTORY_LENGTH = 100
 _job_numbers = itertools.count(1)
 
 
-class Job:
-    """Progress and Stop for one job. `check_stop` is called between denoising steps."""
+class QueuedJob:
+    """A checked job's place in the queue: its progress and Stop. `check_stop` is called between denoising steps.
+    (What the job does is the runner's frozen job — ImageJob, VideoJob, … —; this is only its ticket.)"""
 
     def __init__(self, on_progress: ProgressCallback | None = None, owner: str = "local", tab: str = "", summary: str = ""):
         self.id = next(_job_numbers)
@@ -84,14 +85,14 @@ class JobQueue:
 
     def __init__(self, history_length: int = HISTORY_LENGTH):
         self._changed = threading.Condition()
-        self._waiting: list[Job] = []
-        self._running: Job | None = None
+        self._waiting: list[QueuedJob] = []
+        self._running: QueuedJob | None = None
         self._history: deque[JobView] = deque(maxlen=history_length)
 
     @contextmanager
-    def run(self, owner: str, tab: str, summary: str, on_progress: ProgressCallback | None = None) -> Iterator[Job]:
+    def run(self, owner: str, tab: str, summary: str, on_progress: ProgressCallback | None = None) -> Iterator[QueuedJob]:
         """Wait for this job's turn, then hold the GPU until the block ends. JobStopped if stopped while waiting."""
-        job = Job(on_progress, owner=owner, tab=tab, summary=summary)
+        job = QueuedJob(on_progress, owner=owner, tab=tab, summary=summary)
         with self._changed:
             self._waiting.append(job)
             self._wait_for_turn(job)
@@ -115,7 +116,7 @@ class JobQueue:
                 self._running = None
                 self._changed.notify_all()
 
-    def _wait_for_turn(self, job: Job) -> None:
+    def _wait_for_turn(self, job: QueuedJob) -> None:
         reported_ahead = None
         while self._running is not None or self._waiting[0] is not job:
             if job.stopped:
@@ -151,7 +152,7 @@ class JobQueue:
             return list(self._history)
 
     @staticmethod
-    def _view(job: Job, position: int) -> JobView:
+    def _view(job: QueuedJob, position: int) -> JobView:
         return JobView(
             id=job.id, tab=job.tab, summary=job.summary, state=job.state, position=position,
             progress=round(job.fraction, 3), text=job.text, submitted_at=job.submitted_at,
@@ -159,7 +160,7 @@ class JobQueue:
         )
 
 
-def with_one_retry(job: "Job", attempt: Callable[[], Result]) -> Result:
+def with_one_retry(job: "QueuedJob", attempt: Callable[[], Result]) -> Result:
     """`attempt()`, and once more after an out-of-memory: by then the manager has stepped its plan down (fewer
     resident blocks, tiled VAE). A second out-of-memory goes to the caller."""
     try:

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipelines.catalog import CompanionRepo, ComponentRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
+from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
@@ -53,12 +53,16 @@ class ModelStore:
         self.models_dir = Path(models_dir)
         self.offline = offline
         self.loras = LoraLibrary(loras_dir)
+        # The models the app knows, with the checkpoint files of the last scan.
+        self.catalog = Catalog()
         # Why each file in the models folder that is not a usable checkpoint was skipped, from the last scan.
         self.file_problems: list[str] = []
 
     def scan_files(self) -> list[ModelSpec]:
         """List the checkpoint files in the models folder as catalog entries (headers are read once per file version)."""
         specs, self.file_problems = scan_checkpoint_files(self.models_dir) if self.models_dir.is_dir() else ([], [])
+        self.catalog.replace_files(specs)
+        # Until every reader takes the store's catalog: the module-level view of the same scan.
         set_file_models(specs)
         return specs
 

@@ -25,7 +25,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines.catalog import MODELS, MusicDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.jobs import Job, with_one_retry
+from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, read_audio
@@ -293,7 +293,7 @@ def splice(original: np.ndarray, generated: np.ndarray, start: int, end: int) ->
 
 
 
-def generate_music(request: MusicRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> MusicResult:
+def generate_music(request: MusicRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> MusicResult:
     # 1-2. Check everything, the input clip and its range included, before anything loads.
     request = request.check()
     spec = MUSIC_MODELS[request.model]

@@ -1,11 +1,20 @@
-"""Reading a request's numbers as people and scripts send them: None or "" means the default; anything that is
-not a finite number (or not whole, where a whole number is wanted) is an InvalidRequest naming the field."""
+"""The values every request shares, read once: limits, the prompt, steps, guidance and the seed.
+
+None or "" means the default; anything that is not a finite number (or not whole, where a whole number is wanted)
+is an InvalidRequest naming the field. A runner's `check()` uses these and returns a frozen job; nothing downstream
+checks the same values again."""
 
 from __future__ import annotations
 
 import math
+import random
 
 from pipelines.errors import InvalidRequest
+
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 200
+MAX_GUIDANCE = 30.0
+MAX_PROMPT_CHARS = 10_000
 
 
 def whole_number(name: str, value, default: int) -> int:
@@ -31,6 +40,48 @@ def in_range(name: str, value, default, limits: tuple) -> int | float:
     if not low <= value <= high:
         raise InvalidRequest(name, f"{value} is out of range; use {low:g} to {high:g}")
     return value
+
+
+def checked_prompt(value, name: str = "prompt", empty_hint: str = "describe the image you want", most: int = MAX_PROMPT_CHARS) -> str:
+    """The prompt without surrounding spaces; empty or longer than `most` characters is refused by `name`."""
+    prompt = (value or "").strip()
+    if not prompt:
+        raise InvalidRequest(name, f"must not be empty; {empty_hint}")
+    if len(prompt) > most:
+        raise InvalidRequest(name, f"has {len(prompt)} characters; at most {most} are accepted")
+    return prompt
+
+
+def checked_steps(value, default: int, most: int = MAX_STEPS) -> int:
+    steps = whole_number("steps", value, default)
+    if not 1 <= steps <= most:
+        raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {most}")
+    return steps
+
+
+def checked_guidance(value, default: float, most: float = MAX_GUIDANCE) -> float:
+    guidance = number("guidance", value, default)
+    if not 0.0 <= guidance <= most:
+        raise InvalidRequest("guidance", f"{guidance} is out of range; use 0 to {most:g}")
+    return guidance
+
+
+def checked_seed(value) -> int:
+    """-1 (random) or a seed from 0 to MAX_SEED."""
+    seed = whole_number("seed", value, -1)
+    if not -1 <= seed <= MAX_SEED:
+        raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+    return seed
+
+
+def resolved_seed(seed: int) -> int:
+    """The seed a job runs with: a checked seed as given, or a random one for -1 (drawn once, when the job is made)."""
+    return seed if seed >= 0 else random.randint(0, MAX_SEED)
+
+
+def batch_seeds(first: int, count: int) -> tuple[int, ...]:
+    """The seeds of a batch: one after another from `first`, wrapping past MAX_SEED."""
+    return tuple((first + index) % (MAX_SEED + 1) for index in range(count))
 
 
 def steps_from_picture(steps: int, strength: float) -> int:

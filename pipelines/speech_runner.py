@@ -20,7 +20,7 @@ from pipelines.catalog import MODELS, ModelSpec, SpeechDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate
 from pipelines.fish_speech.model import FishSpeech
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
@@ -170,7 +170,7 @@ def _read_reference(reference: Reference, sample_rate: int) -> torch.Tensor:
     return torch.from_numpy(samples)
 
 
-def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, job: Job) -> SpeechResult:
+def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> SpeechResult:
     # 1. Check before anything loads.
     request = request.check()
     spec: ModelSpec = SPEECH_MODELS[request.model]

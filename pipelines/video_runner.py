@@ -34,7 +34,7 @@ from pipelines.diffusion_forcing import Chunk, check_forcing, chunks, rounds
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import check_choice, interpolate, weights_record
-from pipelines.jobs import Job, with_one_retry
+from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
@@ -485,7 +485,7 @@ def _make_frames(manager, spec, workload, request, job, kwargs, seed, records: d
 
 
 def generate_video(
-    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: Job, on_preview: PreviewCallback | None = None,
+    request: VideoRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob, on_preview: PreviewCallback | None = None,
     on_partial: PartialCallback | None = None,
 ) -> VideoResult:
     # 1. Check before anything loads.

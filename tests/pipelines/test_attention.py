@@ -6,7 +6,7 @@ from diffusers.models.attention_dispatch import AttentionBackendName
 from pipelines.attention import ATTENTION_BACKENDS, apply_attention, usable_attention
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.outputs import OutputStore
 from presets import ATTENTION_BACKENDS as PRESET_ATTENTION_BACKENDS
 
@@ -22,7 +22,7 @@ def test_the_chosen_backend_reaches_the_transformer_and_the_record(manager, tmp_
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda attention: generate_image(
         ImageRequest(prompt="a fox", model="demo-flux", steps=2, seed=1, width=256, height=256, attention=attention),
-        manager, outputs, Job(),
+        manager, outputs, QueuedJob(),
     ).outputs[0]
     math = make("sdpa-math")
     with manager.use("demo-flux") as pipe:
@@ -37,10 +37,10 @@ def test_the_chosen_backend_reaches_the_transformer_and_the_record(manager, tmp_
 
 def test_a_model_without_backends_runs_pytorch_attention_and_refuses_others(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
-    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1), manager, outputs, Job()).outputs[0]
+    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1), manager, outputs, QueuedJob()).outputs[0]
     assert saved.parameters["attention"] == "sdpa"
     with pytest.raises(InvalidRequest, match="attention: SD3Transformer2DModel computes attention with PyTorch's own kernel only"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, attention="sdpa-math"), manager, outputs, Job())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, attention="sdpa-math"), manager, outputs, QueuedJob())
 
 
 def test_gpu_backends_are_refused_on_the_cpu_and_when_not_installed(manager):

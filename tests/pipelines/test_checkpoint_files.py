@@ -17,7 +17,7 @@ from pipelines.catalog import Family, Task, image_models, model_spec, set_file_m
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import InvalidRequest, ModelNotAvailable
 from pipelines.image_runner import ImageRequest, generate_image
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
 from pipelines.outputs import read_parameters
@@ -298,7 +298,7 @@ def write_gguf_q8(path, state: dict) -> None:
 
 def run(manager, outputs, model, **change):
     request = ImageRequest(**{"prompt": "a fox", "model": model, "steps": 2, "seed": 4, "width": 256, "height": 256, **change})
-    return generate_image(request, manager, outputs, Job()).outputs[0]
+    return generate_image(request, manager, outputs, QueuedJob()).outputs[0]
 
 
 def pixels(saved) -> np.ndarray:
@@ -519,7 +519,7 @@ def test_a_wan_gguf_in_the_original_layout_is_a_video_model_that_loads_runs_and_
 
     def video(model):
         request = VideoRequest(prompt="a fox in the snow", model=model, steps=2, seed=4, frames=5)
-        return generate_video(request, manager, outputs, Job()).video
+        return generate_video(request, manager, outputs, QueuedJob()).video
 
     quantized, plain = video(path.name), video("demo-wan")
     difference = np.abs(read_video(quantized.path).frames.astype(int) - read_video(plain.path).frames.astype(int))
@@ -551,7 +551,7 @@ def test_a_wan_vace_file_in_the_original_layout_is_a_vace_model_that_makes_the_f
 
     def video(model):
         request = VideoRequest(prompt="a fox", model=model, steps=2, seed=4, frames=5, reference_images=(str(reference),))
-        return generate_video(request, manager, outputs, Job()).video
+        return generate_video(request, manager, outputs, QueuedJob()).video
 
     from_file, from_folder = video(path.name), video("demo-wan-vace")
     assert np.array_equal(read_video(from_file.path).frames, read_video(from_folder.path).frames)

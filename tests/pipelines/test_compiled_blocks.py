@@ -7,7 +7,7 @@ from PIL import Image
 from pipelines.compiled_blocks import inductor_cache_dir
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.outputs import OutputStore
 
 
@@ -19,7 +19,7 @@ def pixels(saved) -> np.ndarray:
 def test_compiled_blocks_give_the_eager_image_and_compile_only_once(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda compile: generate_image(
-        ImageRequest(prompt="a fox", model="demo-wan-image", steps=2, seed=4, compile=compile), manager, outputs, Job()
+        ImageRequest(prompt="a fox", model="demo-wan-image", steps=2, seed=4, compile=compile), manager, outputs, QueuedJob()
     )
     eager = make("off")
     first = make("on")
@@ -54,4 +54,4 @@ def test_bad_compile_settings_name_the_field(fields, message):
 
 def test_a_model_without_repeated_blocks_refuses_compiling(manager, tmp_path):
     with pytest.raises(InvalidRequest, match="SD3Transformer2DModel declares no repeated blocks"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, compile="on"), manager, OutputStore(tmp_path), Job())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, compile="on"), manager, OutputStore(tmp_path), QueuedJob())

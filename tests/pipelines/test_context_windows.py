@@ -9,7 +9,7 @@ import torch
 
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
@@ -25,7 +25,7 @@ def manager(demo_models_dir, presets):
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox in the snow", "model": "demo-wan", "width": 64, "height": 64,
                               "steps": 2, "seed": 3, "guidance": 1.0, **values})
-    return generate_video(request, manager, outputs, Job())
+    return generate_video(request, manager, outputs, QueuedJob())
 
 
 def test_windows_covering_the_whole_video_give_exactly_the_plain_video(manager, outputs):

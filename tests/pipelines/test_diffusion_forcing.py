@@ -10,7 +10,7 @@ from diffusers import SkyReelsV2DiffusionForcingPipeline
 
 from pipelines.diffusion_forcing import Chunk, chunks, rounds
 from pipelines.errors import InvalidRequest
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
@@ -42,7 +42,7 @@ def test_the_model_cards_long_video_is_three_chunks_of_25_latent_frames():
 
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-skyreels-v2", "frames": 13, "steps": 2, "seed": 3, "guidance": 1.0, **values})
-    return generate_video(request, manager, outputs, Job())
+    return generate_video(request, manager, outputs, QueuedJob())
 
 
 def test_asynchronous_mode_runs_in_the_rounds_it_states_and_the_next_synchronous_job_is_unchanged(manager, tmp_path):

@@ -13,7 +13,7 @@ from PIL import Image
 from pipelines.edit_modes import edit_models
 from pipelines.edit_runner import EditRequest, edit_image
 from pipelines.errors import InvalidRequest
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.outputs import read_parameters
 
 
@@ -36,7 +36,7 @@ def sha256(path) -> str:
 
 def test_omnigen_edits_one_image_at_its_size_and_records_its_hash(manager, outputs, tmp_path):
     first = picture(tmp_path / "first.png", (80, 48))
-    result = edit_image(EditRequest("make the sky stormy", "demo-omnigen", images=[first], steps=2, seed=3), manager, outputs, Job())
+    result = edit_image(EditRequest("make the sky stormy", "demo-omnigen", images=[first], steps=2, seed=3), manager, outputs, QueuedJob())
     saved = result.output
     assert saved.path.parent.parent.name == "edit"
     assert Image.open(saved.path).size == (80, 48)
@@ -59,7 +59,7 @@ def test_omnigen_takes_two_images_in_the_order_the_placeholders_name_them(manage
         "put the person from <img><|image_1|></img> into <|image_2|>", "demo-omnigen", images=[person, scene], steps=2, seed=1,
         width=96, height=64,
     )
-    saved = edit_image(request, manager, outputs, Job()).output
+    saved = edit_image(request, manager, outputs, QueuedJob()).output
     assert Image.open(saved.path).size == (96, 64)
     assert saved.parameters["instruction"] == "put the person from <img><|image_1|></img> into <img><|image_2|></img>"
     assert [record["sha256"] for record in saved.parameters["images"]] == [sha256(person), sha256(scene)]
@@ -78,7 +78,7 @@ def test_inpaint_keeps_every_pixel_outside_the_mask_and_repaints_inside(manager,
     mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 160, 128))
     for model in ("demo-flux-fill", "demo-sd3"):
         request = EditRequest("a red door", model, mode="inpaint", images=[image], mask=mask, steps=2, seed=1)
-        saved = edit_image(request, manager, outputs, Job()).output
+        saved = edit_image(request, manager, outputs, QueuedJob()).output
         made, given = np.asarray(Image.open(saved.path)), np.asarray(Image.open(image))
         outside = np.asarray(Image.open(mask)) == 0
         assert made.shape == given.shape
@@ -97,7 +97,7 @@ def test_a_lower_strength_runs_the_end_of_the_schedule_and_keeps_more_of_the_mas
     for strength in (1.0, 0.3):
         shown = []
         request = EditRequest("", model, mode="inpaint", images=[image], mask=mask, steps=10, seed=1, strength=strength)
-        saved = edit_image(request, manager, outputs, Job(lambda fraction, text: shown.append(text))).output
+        saved = edit_image(request, manager, outputs, QueuedJob(lambda fraction, text: shown.append(text))).output
         made = np.asarray(Image.open(saved.path)).astype(int)
         assert np.array_equal(made[~inside], given[~inside]) and saved.parameters["strength"] == strength
         changes[strength] = np.abs(made[inside] - given[inside]).mean()
@@ -110,7 +110,7 @@ def test_a_lower_strength_runs_the_end_of_the_schedule_and_keeps_more_of_the_mas
 def test_an_image_of_any_size_is_inpainted_at_its_own_size(manager, outputs, tmp_path):
     image = picture(tmp_path / "odd.png", (200, 120))
     mask = square_mask(tmp_path / "mask.png", (200, 120), (50, 30, 100, 90))
-    result = edit_image(EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1), manager, outputs, Job())
+    result = edit_image(EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1), manager, outputs, QueuedJob())
     made, given = np.asarray(Image.open(result.output.path)), np.asarray(Image.open(image))
     outside = np.asarray(Image.open(mask)) == 0
     assert made.shape == given.shape and np.array_equal(made[outside], given[outside])
@@ -122,7 +122,7 @@ def test_outpaint_grows_the_canvas_by_the_rounded_sides_and_keeps_the_original(m
     image = picture(tmp_path / "photo.png", (256, 256))
     result = edit_image(
         EditRequest("more sea", "demo-flux-fill", mode="outpaint", images=[image], outpaint_left=20, outpaint_bottom=16, steps=2),
-        manager, outputs, Job(),
+        manager, outputs, QueuedJob(),
     )
     made = np.asarray(Image.open(result.output.path))
     # 20 px rounds up to 32 (FLUX's multiple of 16); 16 stays.
@@ -136,7 +136,7 @@ def test_feathering_softens_the_mask_edge(manager, outputs, tmp_path):
     image = picture(tmp_path / "photo.png", (256, 256))
     mask = square_mask(tmp_path / "mask.png", (256, 256), (96, 96, 160, 160))
     request = EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1, feather=8)
-    made = np.asarray(Image.open(edit_image(request, manager, outputs, Job()).output.path)).astype(int)
+    made = np.asarray(Image.open(edit_image(request, manager, outputs, QueuedJob()).output.path)).astype(int)
     given = np.asarray(Image.open(image)).astype(int)
     # Just outside the painted square the blurred mask blends the result in; far from it the input stays exact.
     assert np.abs(made[90:96, 100:150] - given[90:96, 100:150]).sum() > 0
@@ -155,7 +155,7 @@ def test_stop_ends_the_edit_between_steps_and_saves_nothing(manager, outputs, tm
         if text.startswith("Step 1/"):
             job.stop()
 
-    job = Job(stop_after_the_first_step)
+    job = QueuedJob(stop_after_the_first_step)
     result = edit_image(EditRequest("night", "demo-omnigen", images=[image], steps=4), manager, outputs, job)
     assert result.stopped and result.output is None and not outputs.list_outputs()
 
@@ -168,7 +168,7 @@ def test_omnigen_without_torchvision_is_refused_by_name_before_loading(manager, 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "torchvision" else real_find_spec(name, *rest))
     with pytest.raises(ModelNotAvailable, match="needs the Python package torchvision"):
-        edit_image(EditRequest("a cat", "demo-omnigen", steps=1), manager, outputs, Job())
+        edit_image(EditRequest("a cat", "demo-omnigen", steps=1), manager, outputs, QueuedJob())
     assert manager.status().model_id is None
 
 
@@ -219,7 +219,7 @@ def test_bad_requests_name_the_field_and_load_nothing(manager, outputs, files, f
     if values.get("mask"):
         values["mask"] = files[values["mask"]]
     with pytest.raises(InvalidRequest) as raised:
-        edit_image(EditRequest(**values), manager, outputs, Job())
+        edit_image(EditRequest(**values), manager, outputs, QueuedJob())
     assert raised.value.field == field and hint in str(raised.value)
     assert manager.status().model_id is None and not outputs.list_outputs()
 
@@ -230,7 +230,7 @@ def test_speed_reaches_flux_fill_which_opens_no_cache_context_itself(manager, ou
     make = lambda **speed: edit_image(EditRequest(
         instruction="a window", model="demo-flux-fill", mode="inpaint", images=(image,), mask=mask, steps=8, seed=2,
         keep_unmasked=False, **speed,
-    ), manager, outputs, Job()).output.path
+    ), manager, outputs, QueuedJob()).output.path
     off, exact = make(), make(cache_method="first_block", cache_threshold=0)
     fast, first_block = make(speed="fast"), make(cache_method="first_block", cache_threshold=0.3)
     assert read_parameters(off)["speed"] == "off" and read_parameters(off)["step_cache"]["method"] == "none"
@@ -245,7 +245,7 @@ def test_a_family_without_a_step_cache_runs_uncached_and_says_so(manager, output
     image = picture(tmp_path / "photo.png", (256, 256))
     mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 192, 192))
     request = EditRequest(instruction="a window", model="demo-sd3", mode="inpaint", images=(image,), mask=mask, steps=2, speed="fast")
-    result = edit_image(request, manager, outputs, Job())
+    result = edit_image(request, manager, outputs, QueuedJob())
     assert read_parameters(result.output.path)["step_cache"]["method"] == "none"
     assert any("has no step cache; it ran uncached" in note for note in result.notes)
     with pytest.raises(InvalidRequest, match="cache_method: 'teacache' is not available"):

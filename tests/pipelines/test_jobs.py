@@ -4,7 +4,7 @@ import time
 import pytest
 
 from pipelines.errors import JobStopped, RetryAfterOutOfMemory
-from pipelines.jobs import Job, JobQueue, with_one_retry
+from pipelines.jobs import QueuedJob, JobQueue, with_one_retry
 
 
 def wait_until(condition, timeout_s: float = 10.0) -> None:
@@ -116,7 +116,7 @@ def test_a_job_runs_once_more_after_one_out_of_memory_and_says_so():
             raise RetryAfterOutOfMemory("out of memory once")
         return "made"
 
-    job = Job(on_progress=lambda fraction, text: said.append(text))
+    job = QueuedJob(on_progress=lambda fraction, text: said.append(text))
     assert with_one_retry(job, attempt) == "made" and len(attempts) == 2
     assert any("retrying with a leaner memory plan" in text for text in said)
 
@@ -126,4 +126,4 @@ def test_a_second_out_of_memory_reaches_the_caller():
         raise RetryAfterOutOfMemory("out of memory again")
 
     with pytest.raises(RetryAfterOutOfMemory):
-        with_one_retry(Job(), attempt)
+        with_one_retry(QueuedJob(), attempt)

@@ -10,7 +10,7 @@ from PIL import Image
 from pipelines.catalog import Family
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.lora_library import LoraChoice, LoraLibrary, family_of_keys, parse_lora_list
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
@@ -33,7 +33,7 @@ def manager(demo_models_dir, loras_dir, presets):
 
 def make(manager, outputs, model="demo-sd3", loras="", seed=4):
     request = ImageRequest(prompt="a fox", model=model, steps=2, seed=seed, width=256, height=256, loras=loras)
-    return generate_image(request, manager, outputs, Job()).outputs[0]
+    return generate_image(request, manager, outputs, QueuedJob()).outputs[0]
 
 
 def pixels(saved) -> np.ndarray:

@@ -10,7 +10,7 @@ import soundfile
 
 from pipelines.catalog import MODELS_BY_ID, family_spec
 from pipelines.errors import InvalidRequest
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import read_comment
 from pipelines.memory.planner import DenoiserShape, plan_blocks
@@ -46,7 +46,7 @@ def make(manager, outputs, **fields):
     fields.setdefault("tags", "warm lo-fi piano, vinyl crackle")
     fields.setdefault("model", MODEL)
     fields.setdefault("seed", 5)
-    return generate_music(MusicRequest(**fields), manager, outputs, Job())
+    return generate_music(MusicRequest(**fields), manager, outputs, QueuedJob())
 
 
 def samples_of(path):
@@ -154,7 +154,7 @@ def test_cover_restyles_the_whole_clip_at_its_length(manager, outputs, clip):
 
 
 def test_stop_before_the_first_step_saves_nothing(manager, outputs):
-    job = Job()
+    job = QueuedJob()
     job.stop()
     result = generate_music(MusicRequest(tags="drums", model=MODEL, duration=2.0), manager, outputs, job)
     assert result.stopped and result.output is None

@@ -42,12 +42,12 @@ def test_fp8_compute_is_refused_without_fp8_tensor_cores(device, capability, mes
 
 def test_an_image_job_asking_fp8_compute_on_the_cpu_is_refused(demo_models_dir, presets, tmp_path):
     from pipelines.image_runner import ImageRequest, generate_image
-    from pipelines.jobs import Job
+    from pipelines.jobs import QueuedJob
     from pipelines.manager import ModelManager
     from pipelines.model_store import ModelStore
     from pipelines.outputs import OutputStore
 
     manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
     with pytest.raises(InvalidRequest, match="fp8 compute needs an NVIDIA GPU"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-flux", weights="fp8 compute"), manager, OutputStore(tmp_path), Job())
+        generate_image(ImageRequest(prompt="a fox", model="demo-flux", weights="fp8 compute"), manager, OutputStore(tmp_path), QueuedJob())
     assert manager.status().model_id is None

@@ -9,7 +9,7 @@ from PIL import Image
 from pipelines.catalog import Family, family_spec
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore
 from pipelines.outputs import OutputStore, read_parameters
@@ -104,7 +104,7 @@ def test_a_method_the_family_lacks_is_refused(pipes):
 def test_speed_reaches_the_image_pipeline_and_its_record(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda **speed: generate_image(
-        ImageRequest(prompt="a fox", model="demo-flux", steps=10, seed=3, width=256, height=256, **speed), manager, outputs, Job()
+        ImageRequest(prompt="a fox", model="demo-flux", steps=10, seed=3, width=256, height=256, **speed), manager, outputs, QueuedJob()
     ).outputs[0]
     plain, off, fast = make(), make(speed="off"), make(speed="fast")
     off_record, fast_record = read_parameters(off.path), read_parameters(fast.path)
@@ -118,8 +118,8 @@ def test_speed_reaches_the_image_pipeline_and_its_record(manager, tmp_path):
 def test_a_family_without_a_cache_refuses_one_and_runs_uncached_when_fast(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     with pytest.raises(InvalidRequest, match="cache_method"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, cache_method="teacache"), manager, outputs, Job())
-    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, speed="fast"), manager, outputs, Job())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, cache_method="teacache"), manager, outputs, QueuedJob())
+    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, speed="fast"), manager, outputs, QueuedJob())
     assert read_parameters(saved.outputs[0].path)["step_cache"]["method"] == "none"
 
 
@@ -127,7 +127,7 @@ def test_a_family_without_a_cache_refuses_one_and_runs_uncached_when_fast(manage
 def test_speed_reaches_the_video_pipeline_and_its_record(manager, tmp_path, model):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda **speed: generate_video(
-        VideoRequest(prompt="a fox", model=model, steps=8, seed=3, width=64, height=64, frames=9, **speed), manager, outputs, Job()
+        VideoRequest(prompt="a fox", model=model, steps=8, seed=3, width=64, height=64, frames=9, **speed), manager, outputs, QueuedJob()
     ).video.parameters
     off = make(speed="off")
     assert off["speed"] == "off" and off["step_cache"]["calls_skipped"] == 0
@@ -141,7 +141,7 @@ def test_speed_reaches_framepack_and_every_section_starts_with_a_computed_step(m
     Image.new("RGB", (64, 64), "red").save(picture)
     make = lambda steps, **speed: generate_video(
         VideoRequest(prompt="a fox", model="demo-framepack", image=str(picture), frames=17, latent_window_size=2, steps=steps, seed=3, **speed),
-        manager, OutputStore(tmp_path / "outputs"), Job(),
+        manager, OutputStore(tmp_path / "outputs"), QueuedJob(),
     ).video.parameters["step_cache"]
     fast = make(4, speed="fast")
     assert fast["method"] == "teacache" and fast["threshold"] == family_spec(Family.FRAMEPACK).speed["fast"].threshold
@@ -159,7 +159,7 @@ def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):
         prompt="a fox", model="demo-flux", steps=10, seed=1, init_image=str(start), strength=0.9, cache_method="first_block",
         cache_threshold=0.3,
     )
-    saved = generate_image(request, manager, OutputStore(tmp_path / "outputs"), Job()).outputs[0]
+    saved = generate_image(request, manager, OutputStore(tmp_path / "outputs"), QueuedJob()).outputs[0]
     assert Image.open(saved.path).size == (256, 256)
     assert saved.parameters["step_cache"]["method"] == "first_block" and saved.parameters["step_cache"]["calls_skipped"] > 0
 

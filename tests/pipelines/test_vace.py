@@ -13,7 +13,7 @@ from PIL import Image
 
 import pipelines.video_runner as video_runner
 from pipelines.errors import InvalidRequest
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
@@ -55,7 +55,7 @@ def files(tmp_path_factory):
 
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-wan-vace", "steps": 2, "seed": 3, "width": SIZE, "height": SIZE, **values})
-    return generate_video(request, manager, outputs, Job())
+    return generate_video(request, manager, outputs, QueuedJob())
 
 
 def sha256(path) -> str:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from pipelines.errors import InvalidRequest
 from pipelines.interpolation import LEARNED_WEIGHTS_FOLDER
-from pipelines.jobs import Job
+from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import read_video
 from pipelines.model_store import ModelStore
@@ -34,7 +34,7 @@ def picture(tmp_path_factory):
 
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox in the snow", "steps": 2, "seed": 4, **values})
-    return generate_video(request, manager, outputs, Job())
+    return generate_video(request, manager, outputs, QueuedJob())
 
 
 @pytest.mark.parametrize("model, asked, made, rule, fps", [
@@ -86,7 +86,7 @@ def test_rife_quadruples_the_rate_over_the_same_span_and_records_its_weights(rif
 
 
 def test_stop_while_rife_interpolates_saves_nothing(rife_manager, outputs):
-    job = Job(on_progress=lambda fraction, text: job.stop() if text.startswith("Interpolating frames: 1/") else None)
+    job = QueuedJob(on_progress=lambda fraction, text: job.stop() if text.startswith("Interpolating frames: 1/") else None)
     request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=2, seed=1, interpolation="rife-2x")
     result = generate_video(request, rife_manager, outputs, job)
     assert result.stopped and result.video is None and not outputs.root.exists()
@@ -103,12 +103,12 @@ def test_same_seed_gives_the_same_video_and_the_flow_shift_changes_it_for_one_jo
 def test_previews_arrive_during_denoising_at_the_video_size(manager, outputs):
     previews = []
     request = VideoRequest(prompt="a fox", model="demo-ltx", width=96, height=64, frames=9, steps=4, seed=1)
-    generate_video(request, manager, outputs, Job(), on_preview=lambda picture, text: previews.append((picture.size, text)))
+    generate_video(request, manager, outputs, QueuedJob(), on_preview=lambda picture, text: previews.append((picture.size, text)))
     assert previews == [((96, 64), "Step 2/4"), ((96, 64), "Step 4/4")]
 
 
 def test_stop_during_denoising_saves_nothing(manager, outputs):
-    job = Job()
+    job = QueuedJob()
     request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=4, seed=1)
     result = generate_video(request, manager, outputs, job, on_preview=lambda picture, text: job.stop())
     assert result.stopped and result.video is None and not outputs.root.exists()
@@ -145,7 +145,7 @@ def test_framepack_makes_two_sections_and_shows_the_video_growing_after_each(man
 
     # Sections of 2 latent frames (8 video frames): 17 frames are two sections, made from the end backwards.
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
-    result = generate_video(request, manager, outputs, Job(), on_partial=on_partial)
+    result = generate_video(request, manager, outputs, QueuedJob(), on_partial=on_partial)
     video = read_video(result.video.path)
     # The picture's 2:1 aspect at the demo's 64×64 pixel count, at FramePack's 30 fps.
     assert video.frames.shape == (17, 64, 96, 3) and video.fps == 30
@@ -168,7 +168,7 @@ def test_framepack_lengths_and_windows_are_checked_before_anything_loads(tmp_pat
 
 
 def test_stop_between_framepack_sections_saves_nothing_and_leaves_no_partial_video(manager, outputs, picture):
-    job = Job()
+    job = QueuedJob()
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
     result = generate_video(request, manager, outputs, job, on_partial=lambda path, text: job.stop())
     assert result.stopped and result.video is None
@@ -191,9 +191,9 @@ def test_the_8gb_preset_streams_framepacks_transformer_and_offloads_its_encoders
     manager, demo_models_dir, presets, outputs, picture
 ):
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=9, latent_window_size=2, steps=2, seed=2)
-    resident = read_video(generate_video(request, manager, outputs, Job()).video.path).frames
+    resident = read_video(generate_video(request, manager, outputs, QueuedJob()).video.path).frames
     engine = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
-    streamed = read_video(generate_video(request, engine, outputs, Job()).video.path).frames
+    streamed = read_video(generate_video(request, engine, outputs, QueuedJob()).video.path).frames
     plan = engine.status().plan
     assert engine.status().block_plan is not None and "transformer" not in plan.components
     assert {plan.components[name].value for name in ("text_encoder", "text_encoder_2", "image_encoder")} == {"offload"}

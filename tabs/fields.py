@@ -1,0 +1,129 @@
+"""A tab's inputs as one table, and the one path every job of a tab takes (check → remember → queue → shown).
+
+Each tab lists its fields once — API name, control, default for scripts, whether it is remembered, how a result's
+record gives it back — and every list Gradio wants (the handler's parameters, the event's inputs, the remembered
+controls, Reuse settings' values) is derived from that table, so a new field is one line."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from pipelines.errors import JobStopped
+from tabs.context import AppContext, owner_of
+from tabs.saved_settings import restored_values
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+def _recorded(name: str) -> Callable[[dict], Any]:
+    return lambda used: used.get(name)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a tab.
+
+    `name` is the API parameter (and the key it is remembered under); `component` the control, or None for an API
+    parameter with no control of its own. `default` is what a script that leaves the parameter out gets (none: the
+    parameter is required). `remembered` puts the field among the values kept between starts and filled by Reuse
+    settings; `from_record` reads its value from a result's parameters (by default the record's entry of that name).
+    `api` False keeps a remembered control out of the handler's parameters."""
+
+    name: str
+    component: Any = None
+    default: Any = _NO_DEFAULT
+    remembered: bool = False
+    from_record: Callable[[dict], Any] | None = None
+    api: bool = True
+
+    def recorded(self, used: dict) -> Any:
+        return (self.from_record or _recorded(self.name))(used)
+
+
+class FieldTable:
+    """A tab's fields in the order of its API parameters; `remembered_order` gives the order of the remembered
+    controls where it differs (it is the order of /reuse_settings' outputs, which scripts rely on)."""
+
+    def __init__(self, fields: list[Field], remembered_order: tuple[str, ...] = ()):
+        self.fields = tuple(fields)
+        names = [field.name for field in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a field is listed twice: {names}")
+        by_name = {field.name: field for field in self.fields}
+        order = remembered_order or tuple(field.name for field in self.fields if field.remembered)
+        self.remembered = tuple(by_name[name] for name in order)
+        if any(not field.remembered for field in self.remembered) or len(self.remembered) != sum(f.remembered for f in self.fields):
+            raise ValueError(f"remembered_order must list exactly the remembered fields: {order}")
+        self.api_fields = tuple(field for field in self.fields if field.api)
+
+    @property
+    def inputs(self) -> list:
+        """The event's inputs: one control per API parameter, in order."""
+        return [field.component for field in self.api_fields]
+
+    @property
+    def remembered_components(self) -> list:
+        return [field.component for field in self.remembered]
+
+    @property
+    def remembered_names(self) -> tuple[str, ...]:
+        return tuple(field.name for field in self.remembered)
+
+    def handler(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        """`body(values, request, progress)` as a Gradio handler whose parameters are the API fields (so
+        gradio_client sees their names and defaults), then Gradio's request and progress."""
+
+        def handler(*args, **kwargs):
+            request = kwargs.pop("request", None)
+            progress = kwargs.pop("progress", None)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = {name: value for name, value in bound.arguments.items() if name not in ("request", "progress")}
+            request = values.pop("request", request)
+            progress = values.pop("progress", progress)
+            return body(values, request, progress)
+
+        parameters = [
+            inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=field.default)
+            for field in self.api_fields
+        ]
+        parameters += [
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=gr.Request),
+            inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()),
+        ]
+        signature = inspect.Signature(parameters)
+        functools.update_wrapper(handler, body, assigned=("__module__", "__name__", "__qualname__", "__doc__"))
+        handler.__signature__ = signature
+        # Gradio finds the request parameter by its type hint.
+        handler.__annotations__ = {"request": gr.Request}
+        return handler
+
+    def remembered_values(self, values: dict) -> dict:
+        """The remembered fields among a handler's values, to keep for the next start."""
+        return {field.name: values[field.name] for field in self.remembered if field.name in values}
+
+    def last_values(self, context: AppContext, section: str, offered_models) -> list:
+        """The remembered controls' values from the last start (unchanged controls where none were saved)."""
+        return restored_values(context.settings, section, self.remembered_names, offered_models)
+
+    def values_from_record(self, used: dict) -> tuple:
+        """The remembered controls' values as a result's record gives them (Reuse settings)."""
+        return tuple(field.recorded(used) for field in self.remembered)
+
+
+def run_job(
+    context: AppContext, request: gr.Request | None, progress, tab: str, summary: str, run: Callable, stopped: Callable
+):
+    """One checked job through the queue: `run(queued)` does the work with the queue's handle (progress, Stop);
+    a Stop gives `stopped()` in its place. Remembering the values and checking happen before, in the tab."""
+    report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
+    try:
+        with context.queue.run(owner_of(request), tab, summary, report) as queued:
+            return run(queued)
+    except JobStopped:
+        return stopped()
