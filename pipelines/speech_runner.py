@@ -1,6 +1,6 @@
 """Text to speech with Fish Speech: one request in, one saved WAV out.
 
-    1. check the request   2. read the reference clips   3. load (manager.use)
+    1. the checked job (`SpeechRequest.check` makes it once)   2. read the reference clips   3. load (manager.use)
     4. encode the references to codes   5. for each chunk of the text: generate its codes (Stop and progress
     per frame), the previous chunk kept in the prompt so the voice stays the same   6. decode   7. save
 """
@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pipelines.catalog import MODELS, ModelSpec, SpeechDefaults, Task
+from pipelines.catalog import Catalog, ModelSpec, SpeechDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate
 from pipelines.fish_speech.model import FishSpeech
@@ -24,18 +23,16 @@ from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import in_range, whole_number
+from pipelines.request_values import checked_prompt, checked_seed, in_range, resolved_seed
 
 log = logging.getLogger(__name__)
 
-SPEECH_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_SPEECH}
 MAX_TEXT_CHARS = 20_000
 MAX_TRANSCRIPT_CHARS = 2_000
 MAX_REFERENCES = 4
 # Fish Speech clones a voice from 10–30 s; longer clips only lengthen every prompt.
 MIN_REFERENCE_SECONDS = 0.5
 MAX_REFERENCE_SECONDS = 90.0
-MAX_SEED = 2**32 - 1
 PRECISIONS = ("auto", "bfloat16", "float16", "float32")
 LIMITS = {
     "temperature": (0.01, 2.0),
@@ -75,28 +72,34 @@ class SpeechRequest:
     # "auto" follows the hardware preset; otherwise the model runs (is reloaded) in this dtype.
     precision: str = "auto"
 
-    def check(self) -> "SpeechRequest":
-        """A copy with defaults filled in; InvalidRequest names the first bad field."""
-        spec = SPEECH_MODELS.get(self.model)
+    def check(self, catalog: Catalog) -> "SpeechJob":
+        """The job this request asks for, every value filled in and in range; InvalidRequest names the first bad field."""
+        models = catalog.for_task(Task.TEXT_TO_SPEECH)
+        spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a speech model: {', '.join(SPEECH_MODELS)}")
-        text = (self.text or "").strip()
-        if not text:
-            raise InvalidRequest("text", "must not be empty; type what should be said")
-        if len(text) > MAX_TEXT_CHARS:
-            raise InvalidRequest("text", f"has {len(text)} characters; at most {MAX_TEXT_CHARS} are accepted")
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a speech model: {', '.join(models)}")
+        text = checked_prompt(self.text, "text", "type what should be said", MAX_TEXT_CHARS)
         if len(self.references) > MAX_REFERENCES:
             raise InvalidRequest("reference_audio", f"{len(self.references)} clips given; at most {MAX_REFERENCES} are used")
         references = tuple(_checked_reference(reference) for reference in self.references)
         defaults: SpeechDefaults = spec.defaults
         values = {name: in_range(name, getattr(self, name), getattr(defaults, name), LIMITS[name]) for name in LIMITS}
-        seed = whole_number("seed", self.seed, -1)
-        if not -1 <= seed <= MAX_SEED:
-            raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        seed = checked_seed(self.seed)
         precision = self.precision or "auto"
         if precision not in PRECISIONS:
             raise InvalidRequest("precision", f"{precision!r} is not offered; choose one of {', '.join(PRECISIONS)}")
-        return replace(self, text=text, references=references, seed=seed, compile=bool(self.compile), precision=precision, **values)
+        request = replace(self, text=text, references=references, seed=seed, compile=bool(self.compile), precision=precision, **values)
+        return SpeechJob(request, spec, resolved_seed(seed), tuple(split_text(text, request.chunk_length)))
+
+
+@dataclass(frozen=True)
+class SpeechJob:
+    """A checked request: its values as they will run, the model's entry, the seed drawn for -1 and the text's chunks."""
+
+    request: SpeechRequest
+    spec: ModelSpec
+    seed: int
+    chunks: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -170,18 +173,15 @@ def _read_reference(reference: Reference, sample_rate: int) -> torch.Tensor:
     return torch.from_numpy(samples)
 
 
-def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> SpeechResult:
-    # 1. Check before anything loads.
-    request = request.check()
-    spec: ModelSpec = SPEECH_MODELS[request.model]
-    seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
+def speak(job: SpeechJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob) -> SpeechResult:
+    # 1. The job was checked when it was made.
+    request, spec, seed, chunks = job.request, job.spec, job.seed, list(job.chunks)
     settings = SamplingSettings(request.temperature, request.top_p, request.repetition_penalty)
-    chunks = split_text(request.text, request.chunk_length)
     started = time.monotonic()
-    job.report(0.0, f"Loading {spec.name}")
+    queued.report(0.0, f"Loading {spec.name}")
 
     dtype = None if request.precision == "auto" else request.precision
-    with manager.use(spec.id, on_progress=job.report, dtype=dtype) as model:
+    with manager.use(spec.id, on_progress=queued.report, dtype=dtype) as model:
         # 2-4. References: decoded at the codec's rate, encoded to the codes the prompt carries.
         clips = [(reference, _read_reference(reference, model.sample_rate)) for reference in request.references]
         references = _reference_codes(model, clips)
@@ -195,10 +195,10 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
             prompt = build_prompt(model.tokenizer, chunk, references + previous, model.dual_ar.config.num_codebooks)
 
             def on_token(frames: int, _index=index) -> None:
-                job.check_stop()
+                queued.check_stop()
                 if frames % 8 == 0:
                     fraction = (_index + min(frames / request.max_new_tokens, 1.0)) / len(chunks)
-                    job.report(fraction, f"Chunk {_index + 1}/{len(chunks)} · {frames / model.frames_per_second:.1f} s of speech")
+                    queued.report(fraction, f"Chunk {_index + 1}/{len(chunks)} · {frames / model.frames_per_second:.1f} s of speech")
 
             try:
                 sequence = generate(
@@ -213,7 +213,7 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         if not chunk_codes:
             return SpeechResult(None, stopped=stopped, seconds=time.monotonic() - started)
         # 6. Decode all chunks in one pass, so their joins are as smooth as within a chunk.
-        job.report(0.99, "Decoding audio")
+        queued.report(0.99, "Decoding audio")
         codes = torch.cat(chunk_codes, dim=1)
         waveform, lengths = model.codec.decode(codes[None].to(model.device), torch.tensor([codes.shape[1]], device=model.device))
         samples = waveform[0, 0, : int(lengths[0])].float().cpu().numpy()
@@ -247,6 +247,6 @@ def speak(request: SpeechRequest, manager: ModelManager, outputs: OutputStore, j
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     output = outputs.save_audio(samples, sample_rate, parameters)
-    job.report(1.0, "Done")
+    queued.report(1.0, "Done")
     return SpeechResult(output, stopped=stopped, seconds=seconds, audio_seconds=audio_seconds, chunks=chunks[: len(chunk_codes)])
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import gradio as gr
 
 from pipelines.errors import JobStopped
+from pipelines.jobs import QueuedJob
 from tabs.context import AppContext, owner_of
 from tabs.saved_settings import restored_values
 
 _NO_DEFAULT = inspect.Parameter.empty
+Result = TypeVar("Result")
 
 
 def _recorded(name: str) -> Callable[[dict], Any]:
@@ -116,14 +118,23 @@ class FieldTable:
         return tuple(field.recorded(used) for field in self.remembered)
 
 
-def run_job(
-    context: AppContext, request: gr.Request | None, progress, tab: str, summary: str, run: Callable, stopped: Callable
-):
-    """One checked job through the queue: `run(queued)` does the work with the queue's handle (progress, Stop);
-    a Stop gives `stopped()` in its place. Remembering the values and checking happen before, in the tab."""
-    report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
-    try:
-        with context.queue.run(owner_of(request), tab, summary, report) as queued:
-            return run(queued)
-    except JobStopped:
-        return stopped()
+@dataclass(frozen=True)
+class TabQueue:
+    """The path every job of one tab takes once its request is checked: its values are remembered for the next
+    start, it waits its turn in the queue, runs with progress and Stop, and a Stop gives the tab's stopped result."""
+
+    context: AppContext
+    # Where the tab's values are remembered ("image") and its name in the queue's list ("Image").
+    section: str
+    title: str
+    fields: FieldTable
+
+    def run(self, values: dict, summary: str, work: Callable[[QueuedJob], Result], stopped: Callable[[], Result], session, progress) -> Result:
+        """`work(queued)` runs the checked job with the queue's ticket; `session` is Gradio's request (whose job)."""
+        self.context.settings.update(self.section, self.fields.remembered_values(values))
+        report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
+        try:
+            with self.context.queue.run(owner_of(session), self.title, summary, report) as queued:
+                return work(queued)
+        except JobStopped:
+            return stopped()

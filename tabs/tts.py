@@ -6,16 +6,14 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, Task
-from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.speech_runner import LIMITS, PRECISIONS, SPEECH_MODELS, Reference, SpeechRequest, SpeechResult, speak
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
+from pipelines.catalog import Task
+from pipelines.errors import InvalidRequest
+from pipelines.speech_runner import LIMITS, PRECISIONS, Reference, SpeechRequest, SpeechResult, speak
+from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
-from tabs.saved_settings import restored_values
 
-# The controls remembered between starts and restored by "reuse settings", in this order.
-SETTINGS_FIELDS = ("model", "text", "reference_text", "temperature", "top_p", "repetition_penalty", "max_new_tokens", "seed", "chunk_length")
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not speech."
 
 
@@ -34,14 +32,23 @@ def references_from(reference_audio, reference_text, extra_audio, extra_text) ->
     return tuple(references)
 
 
+def _first_transcript(used: dict) -> str:
+    references = used.get("references") or []
+    return references[0].get("transcript", "") if references else ""
+
+
 @dataclass
 class TtsTab:
-    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+    """What other parts of the UI need from this tab: its remembered controls, to fill them from saved parameters."""
 
     context: AppContext
-    settings_components: list
+    fields: FieldTable
     # The voice clips and the further clips' transcripts, which "Reuse settings" fills from the kept copies.
     input_components: list = field(default_factory=list)
+
+    @property
+    def settings_components(self) -> list:
+        return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         references = used.get("references") or []
@@ -50,22 +57,17 @@ class TtsTab:
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_SPEECH)[0]]
-        return restored_values(self.context.settings, "tts", SETTINGS_FIELDS, offered)
+        return self.fields.last_values(self.context, "tts", offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
-        if used.get("model") not in SPEECH_MODELS:
+        if used.get("model") not in self.context.store.catalog.for_task(Task.TEXT_TO_SPEECH):
             raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
-        transcripts = [reference.get("transcript", "") for reference in used.get("references") or []]
-        return (
-            used["model"], used.get("text", ""), transcripts[0] if transcripts else "", used.get("temperature"),
-            used.get("top_p"), used.get("repetition_penalty"), used.get("max_new_tokens"), used.get("seed", -1),
-            used.get("chunk_length"),
-        )
+        return self.fields.values_from_record(used)
 
 
 def build(context: AppContext) -> TtsTab:
     choices, default_model = model_choices(context, Task.TEXT_TO_SPEECH)
-    defaults = MODELS_BY_ID[default_model].defaults
+    defaults = context.store.catalog.spec(default_model).defaults
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -106,40 +108,54 @@ def build(context: AppContext) -> TtsTab:
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="tts-parameters")
 
-    @shown_to_user
-    # Defaults of None make the clips optional for gradio_client; the other fields default to the controls' values.
-    def speak_handler(
-        text, reference_audio=None, reference_text=None, temperature=None, top_p=None, repetition_penalty=None,
-        max_new_tokens=None, seed=-1, model=None, chunk_length=None, extra_reference_audio=None, extra_reference_text=None,
-        compile=False, precision="auto", request: gr.Request = None, progress=gr.Progress(),
-    ):
-        checked = SpeechRequest(
-            text=text, model=model, references=references_from(reference_audio, reference_text, extra_reference_audio, extra_reference_text),
-            temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens,
-            seed=seed, chunk_length=chunk_length, compile=compile, precision=precision,
-        ).check()
-        values = (model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length)
-        context.settings.update("tts", dict(zip(SETTINGS_FIELDS, values)))
-        spec = SPEECH_MODELS[checked.model]
-        job_summary = f"{spec.name} · {len(checked.text)} characters · {len(checked.references)} reference clip(s)"
-        try:
-            with context.queue.run(owner_of(request), "TTS", job_summary, lambda fraction, desc: progress(fraction, desc=desc)) as job:
-                result = speak(checked, context.manager, context.outputs, job)
-        except JobStopped:
-            result = SpeechResult(None, stopped=True)
-        return _shown(result, spec.demo)
+    # The API's parameters in order; the clips are optional for gradio_client, the other fields default to the
+    # model's values. The remembered ones come back at the next start and through Reuse settings.
+    fields = FieldTable(
+        [
+            Field("text", text, remembered=True),
+            Field("reference_audio", reference_audio, default=None),
+            Field("reference_text", reference_text, default=None, remembered=True, from_record=_first_transcript),
+            Field("temperature", temperature, default=None, remembered=True),
+            Field("top_p", top_p, default=None, remembered=True),
+            Field("repetition_penalty", repetition_penalty, default=None, remembered=True),
+            Field("max_new_tokens", max_new_tokens, default=None, remembered=True),
+            Field("seed", seed, default=-1, remembered=True, from_record=lambda used: used.get("seed", -1)),
+            Field("model", model, default=None, remembered=True),
+            Field("chunk_length", chunk_length, default=None, remembered=True),
+            Field("extra_reference_audio", extra_audio, default=None),
+            Field("extra_reference_text", extra_text, default=None),
+            Field("compile", compile_step, default=False),
+            Field("precision", precision, default="auto"),
+        ],
+        remembered_order=(
+            "model", "text", "reference_text", "temperature", "top_p", "repetition_penalty", "max_new_tokens", "seed", "chunk_length",
+        ),
+    )
+    queue = TabQueue(context, "tts", "TTS", fields)
 
-    inputs = [
-        text, reference_audio, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, model,
-        chunk_length, extra_audio, extra_text, compile_step, precision,
-    ]
-    generate.click(speak_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="speak", **GPU_QUEUE)
+    def speak_handler(values: dict, session, progress):
+        references = references_from(
+            values["reference_audio"], values["reference_text"], values["extra_reference_audio"], values["extra_reference_text"]
+        )
+        job = SpeechRequest(
+            text=values["text"], model=values["model"], references=references, temperature=values["temperature"],
+            top_p=values["top_p"], repetition_penalty=values["repetition_penalty"], max_new_tokens=values["max_new_tokens"],
+            seed=values["seed"], chunk_length=values["chunk_length"], compile=values["compile"], precision=values["precision"],
+        ).check(context.store.catalog)
+        summary = f"{job.spec.name} · {len(job.request.text)} characters · {len(job.request.references)} reference clip(s)"
+        result = queue.run(
+            values, summary, lambda queued: speak(job, context.manager, context.outputs, queued),
+            lambda: SpeechResult(None, stopped=True), session, progress,
+        )
+        return _shown(result, job.spec.demo)
+
+    generate.click(
+        shown_to_user(fields.handler(speak_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary], api_name="speak",
+        **GPU_QUEUE,
+    )
 
     stop.click(stop_handler(context, "the current frame"), outputs=[summary], api_visibility="private")
-    return TtsTab(
-        context, [model, text, reference_text, temperature, top_p, repetition_penalty, max_new_tokens, seed, chunk_length],
-        [reference_audio, extra_audio, extra_text],
-    )
+    return TtsTab(context, fields, [reference_audio, extra_audio, extra_text])
 
 
 def _shown(result: SpeechResult, demo: bool):

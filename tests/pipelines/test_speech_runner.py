@@ -9,9 +9,15 @@ import soundfile
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import QueuedJob
 from pipelines.outputs import read_parameters
+from pipelines.catalog import Catalog
 from pipelines.speech_runner import Reference, SpeechRequest, speak, split_text
 
 MODEL = "demo-fish-speech"
+
+
+def run(request: SpeechRequest, manager, outputs, queued):
+    """The request checked once into its job, then spoken."""
+    return speak(request.check(manager.store.catalog), manager, outputs, queued)
 
 
 @pytest.fixture
@@ -43,7 +49,7 @@ def test_chinese_and_japanese_sentence_marks_split_too():
 
 
 def test_speech_is_a_44k_wav_with_its_parameters(manager, outputs):
-    result = speak(SpeechRequest(text="Hello there. How are you?", model=MODEL, seed=3, max_new_tokens=24), manager, outputs, QueuedJob())
+    result = run(SpeechRequest(text="Hello there. How are you?", model=MODEL, seed=3, max_new_tokens=24), manager, outputs, QueuedJob())
     path = result.output.path
     info = soundfile.info(path)
     assert (info.samplerate, info.channels) == (44_100, 1) and info.frames > 0
@@ -54,25 +60,25 @@ def test_speech_is_a_44k_wav_with_its_parameters(manager, outputs):
 
 
 def test_the_same_seed_gives_the_same_speech(manager, outputs):
-    make = lambda seed: soundfile.read(speak(SpeechRequest(text="Same words.", model=MODEL, seed=seed, max_new_tokens=16), manager, outputs, QueuedJob()).output.path)[0]
+    make = lambda seed: soundfile.read(run(SpeechRequest(text="Same words.", model=MODEL, seed=seed, max_new_tokens=16), manager, outputs, QueuedJob()).output.path)[0]
     assert np.array_equal(make(5), make(5))
     assert not np.array_equal(make(5), make(6))
 
 
 def test_voice_cloning_runs_end_to_end_and_records_the_reference(manager, outputs, voice_clip):
     request = SpeechRequest(text="Say this in my voice.", model=MODEL, references=(Reference(str(voice_clip), "a gliding tone"),), seed=1, max_new_tokens=16)
-    result = speak(request, manager, outputs, QueuedJob())
+    result = run(request, manager, outputs, QueuedJob())
     recorded = result.output.parameters["references"]
     assert recorded[0]["file"] == "voice.wav" and recorded[0]["transcript"] == "a gliding tone" 
     assert outputs.kept_input(recorded[0]).read_bytes() == voice_clip.read_bytes(), "a copy of the reference is kept"
-    plain = speak(SpeechRequest(text="Say this in my voice.", model=MODEL, seed=1, max_new_tokens=16), manager, outputs, QueuedJob())
+    plain = run(SpeechRequest(text="Say this in my voice.", model=MODEL, seed=1, max_new_tokens=16), manager, outputs, QueuedJob())
     assert not np.array_equal(soundfile.read(result.output.path)[0], soundfile.read(plain.output.path)[0]), "the reference changes the speech"
 
 
 def test_each_chunk_of_a_long_text_reports_its_progress(manager, outputs):
     reports = []
     text = "One short sentence. Another short sentence. A third short sentence."
-    result = speak(SpeechRequest(text=text, model=MODEL, chunk_length=25, max_new_tokens=16, seed=2), manager, outputs, QueuedJob(lambda f, t: reports.append(t)))
+    result = run(SpeechRequest(text=text, model=MODEL, chunk_length=25, max_new_tokens=16, seed=2), manager, outputs, QueuedJob(lambda f, t: reports.append(t)))
     assert result.chunks == ["One short sentence.", "Another short sentence.", "A third short sentence."]
     assert result.output.parameters["chunks"] == 3
     for number in (1, 2, 3):
@@ -86,10 +92,10 @@ def test_stop_keeps_the_chunks_already_finished(manager, outputs):
 
     job = QueuedJob(on_progress)
     text = "First part here. Second part here. Third part here."
-    result = speak(SpeechRequest(text=text, model=MODEL, chunk_length=20, max_new_tokens=16, seed=2), manager, outputs, job)
+    result = run(SpeechRequest(text=text, model=MODEL, chunk_length=20, max_new_tokens=16, seed=2), manager, outputs, job)
     assert result.stopped and result.chunks == ["First part here."]
     assert result.output.parameters["stopped"] is True and soundfile.info(result.output.path).frames > 0
-    after = speak(SpeechRequest(text="After the stop.", model=MODEL, max_new_tokens=16, seed=2), manager, outputs, QueuedJob())
+    after = run(SpeechRequest(text="After the stop.", model=MODEL, max_new_tokens=16, seed=2), manager, outputs, QueuedJob())
     assert not after.stopped
 
 
@@ -111,7 +117,7 @@ def test_stop_keeps_the_chunks_already_finished(manager, outputs):
 )
 def test_bad_values_name_the_field_and_what_is_accepted(change, field, hint):
     with pytest.raises(InvalidRequest) as error:
-        SpeechRequest(**{"text": "Hello.", "model": MODEL, **change}).check()
+        SpeechRequest(**{"text": "Hello.", "model": MODEL, **change}).check(Catalog())
     assert error.value.field == field and hint in str(error.value)
 
 
@@ -119,17 +125,17 @@ def test_unreadable_or_too_long_reference_audio_is_refused_by_name(manager, outp
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really audio")
     with pytest.raises(InvalidRequest, match="reference_audio: broken.wav is not readable audio"):
-        speak(SpeechRequest(text="Hi.", model=MODEL, references=(Reference(str(broken), "hi"),)), manager, outputs, QueuedJob())
+        run(SpeechRequest(text="Hi.", model=MODEL, references=(Reference(str(broken), "hi"),)), manager, outputs, QueuedJob())
     long_clip = tmp_path / "long.wav"
     soundfile.write(long_clip, np.zeros(8_000 * 91, dtype="float32"), 8_000)
     with pytest.raises(InvalidRequest, match="long.wav is longer than 90 s"):
-        speak(SpeechRequest(text="Hi.", model=MODEL, references=(Reference(str(long_clip), "hi"),)), manager, outputs, QueuedJob())
+        run(SpeechRequest(text="Hi.", model=MODEL, references=(Reference(str(long_clip), "hi"),)), manager, outputs, QueuedJob())
     assert not list(outputs.root.rglob("*.wav"))
 
 
 def test_a_chosen_precision_reloads_the_model_in_it_and_is_recorded(manager, outputs):
-    auto = speak(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16), manager, outputs, QueuedJob())
+    auto = run(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16), manager, outputs, QueuedJob())
     assert auto.output.parameters["dtype"] == "float32" and auto.output.parameters["precision"] == "auto"
-    half = speak(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16, precision="bfloat16"), manager, outputs, QueuedJob())
+    half = run(SpeechRequest(text="Precise words.", model=MODEL, seed=4, max_new_tokens=16, precision="bfloat16"), manager, outputs, QueuedJob())
     assert half.output.parameters["dtype"] == "bfloat16" and manager.status().plan.dtype == "bfloat16"
     assert soundfile.info(half.output.path).frames > 0
