@@ -122,11 +122,12 @@ def build_ui(context):
 
 
 def main(argv: list[str] | None = None) -> None:
+    # Flags first: `--help` and a mistyped flag answer before torch, diffusers and gradio are imported (seconds).
+    args = parse_args(argv)
     from tabs.context import GPU_WAITING_LIMIT
     from tabs.uploads import MAX_UPLOAD_BYTES
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
     context = build_context(args)
     ui = build_ui(context)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
