@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class Storage(str, Enum):
+    """How a model's weights are stored on disk, which decides how they are read."""
+
     FOLDER = "diffusers folder"
     PIPELINE_FILE = "whole-pipeline file"
     DENOISER_FILE = "denoiser file"
@@ -72,7 +74,6 @@ class ReadPipeline:
     """A pipeline as read, with what the reading knows about it."""
 
     pipe: object
-    storage: Storage
     # Components holding weights, as named on the pipeline (a prior's `prior_<name>` included)...
     components: tuple[str, ...]
     # ...and the order they run in, which an offload chain follows.
@@ -100,7 +101,7 @@ def reader_for(spec: ModelSpec, storage: Storage, readers: Mapping[Storage, Read
     """The reader for `storage`; ModelLoadFailed naming the model and the storage when there is none."""
     reader = (READERS if readers is None else readers).get(storage)
     if reader is None:
-        raise ModelLoadFailed(f"{spec.name} is stored as a {storage.value}, which Atelier cannot read for this model.")
+        raise ModelLoadFailed(f"{spec.name} cannot be loaded: Atelier has no reader for its storage ({storage.value}).")
     return reader
 
 
@@ -139,7 +140,7 @@ def _read_folder(settings: ReadSettings) -> ReadPipeline:
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
         files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
     )
-    return _finished(settings, Storage.FOLDER, pipe, to_quantize, streamer)
+    return _finished(settings, pipe, to_quantize, streamer)
 
 
 def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
@@ -152,7 +153,7 @@ def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
     # A GGUF denoiser is quantized already; the rest of the quantizable components follow the chosen format.
     gguf = files.checkpoint.suffix == ".gguf"
     to_quantize = [name for name in family.quantizable if not (gguf and name == family.denoiser)]
-    return _finished(settings, Storage.PIPELINE_FILE, pipe, to_quantize, None)
+    return _finished(settings, pipe, to_quantize, None)
 
 
 def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
@@ -168,7 +169,7 @@ def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
         files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
     )
-    return _finished(settings, Storage.DENOISER_FILE, pipe, to_quantize, None)
+    return _finished(settings, pipe, to_quantize, None)
 
 
 def _read_assembled(settings: ReadSettings) -> ReadPipeline:
@@ -188,7 +189,7 @@ def _read_assembled(settings: ReadSettings) -> ReadPipeline:
         for name, class_name in source.components.items():
             components[name] = _load_component(class_name, folder / name, dtype)
     pipe = getattr(diffusers, spec.pipeline_class)(transformer=transformer, **components)
-    return _finished(settings, Storage.ASSEMBLED, pipe, list(family_spec(spec.family).quantizable), streamer)
+    return _finished(settings, pipe, list(family_spec(spec.family).quantizable), streamer)
 
 
 def _read_native(settings: ReadSettings) -> ReadPipeline:
@@ -196,7 +197,7 @@ def _read_native(settings: ReadSettings) -> ReadPipeline:
     whatever format is asked."""
     model = NATIVE_CLASSES[settings.spec.pipeline_class].from_folder(settings.files.folder, device=settings.device, dtype=settings.dtype)
     names = tuple(model.components())
-    return ReadPipeline(model, Storage.NATIVE, names, names, on_device=True)
+    return ReadPipeline(model, names, names, on_device=True)
 
 
 READERS: Mapping[Storage, Reader] = {
@@ -208,7 +209,7 @@ READERS: Mapping[Storage, Reader] = {
 }
 
 
-def _finished(settings: ReadSettings, storage: Storage, pipe, to_quantize: list[str], streamer: BlockStreamer | None) -> ReadPipeline:
+def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: BlockStreamer | None) -> ReadPipeline:
     """What every diffusers reader does after reading: the prior, a fused LoRA, fp8/int8, aligned CPU weights."""
     spec, files = settings.spec, settings.files
     family = family_spec(spec.family)
@@ -231,7 +232,7 @@ def _finished(settings: ReadSettings, storage: Storage, pipe, to_quantize: list[
         log.debug("%s: %.1f MB of weights copied to aligned memory", spec.id, copied / 1e6)
     # A prior runs first: its image encoder leaves the device when the text encoders come.
     order = tuple(name for name in [*prior_order, *pipe.model_cpu_offload_seq.split("->")] if name in names)
-    return ReadPipeline(pipe, storage, names, order, streamer=streamer)
+    return ReadPipeline(pipe, names, order, streamer=streamer)
 
 
 # -- parts ------------------------------------------------------------------------------------------
