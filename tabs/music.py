@@ -157,12 +157,12 @@ def build(context: AppContext) -> MusicTab:
             shift=shift, seed=seed, audio=audio, start=start, end=end, cover_strength=cover_strength, bpm=bpm, key=key,
             time_signature=time_signature, language=language, audio_format=audio_format, loras=loras, speed=speed or "off",
             cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
-        ).check()
+        ).check(context.store.catalog)
         values = (model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                  cover_strength, audio_format, loras, checked.speed, cache_method or AUTO_METHOD, cache_threshold)
+                  cover_strength, audio_format, loras, checked.request.speed, cache_method or AUTO_METHOD, cache_threshold)
         context.settings.update("music", dict(zip(SETTINGS_FIELDS, values)))
-        spec = MUSIC_MODELS[checked.model]
-        job_summary = f"{spec.name} · {TASKS[checked.task].label}"
+        spec = checked.spec
+        job_summary = f"{spec.name} · {checked.task.label}"
         try:
             with context.queue.run(owner_of(request), "Music", job_summary, lambda fraction, desc: progress(fraction, desc=desc)) as job:
                 result = generate_music(checked, context.manager, context.outputs, job)
