@@ -1,9 +1,10 @@
-"""Music with ACE-Step: one request in, one saved audio file out.
+"""Music with ACE-Step: one checked job in, one saved audio file out.
 
-    1. check the request   2. read the input clip (repaint, extend, cover) and check the time range against it
-    3. load (manager.use)   4. denoise from our own starting noise, with Stop and progress per step
-    5. splice: outside a repainted range, and before an extension, the input clip itself comes back
-    6. save (WAV, FLAC or MP3) with the parameters
+    1. the checked job (`MusicRequest.check` makes it once: the input clip of repaint, extend and cover is read
+       and the time range checked against it there, before anything loads)   2. load (manager.use)
+    3. denoise from our own starting noise, with Stop and progress per step
+    4. splice: outside a repainted range, and before an extension, the input clip itself comes back
+    5. save (WAV, FLAC or MP3) with the parameters
 
 The pipeline is asked for whole latent frames (1920 samples at 48 kHz) and the result is trimmed to the
 length asked for: the input clip's length for repaint and cover, the clip plus the extension for extend.
@@ -11,9 +12,7 @@ length asked for: the input clip's length for repaint and cover, the clip plus t
 
 from __future__ import annotations
 
-import logging
 import math
-import random
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from pipelines.catalog import MODELS, MusicDefaults, Task
+from pipelines.catalog import Catalog, ModelSpec, MusicDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import parse_lora_list
@@ -31,18 +30,17 @@ from pipelines.manager import ModelManager
 from pipelines.media import AUDIO_FORMATS, MediaError, read_audio
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import in_range, number, whole_number
+from pipelines.request_values import (
+    MAX_GUIDANCE, MAX_STEPS, checked_guidance, checked_prompt, checked_seed, checked_steps, in_range, number, resolved_seed,
+    whole_number,
+)
 from pipelines.step_cache import check_speed, step_cache
 
-log = logging.getLogger(__name__)
-
-MUSIC_MODELS = {spec.id: spec for spec in MODELS if spec.task is Task.TEXT_TO_MUSIC}
-# Every ACE-Step 1.5 VAE works at 48 kHz stereo; an input clip is read at this rate before the model loads,
+# Every ACE-Step 1.5 VAE works at 48 kHz stereo; an input clip is read at this rate when the request is checked,
 # so a bad range is refused without loading anything.
 SAMPLE_RATE = 48_000
 CHANNELS = 2
 SAMPLES_PER_FRAME = 1920  # the VAE's hop: 25 latent frames per second
-MAX_SEED = 2**32 - 1
 MAX_TAGS_CHARS = 2_000
 # The pipeline reads at most 2048 lyric tokens; about 3 characters per token in English.
 MAX_LYRICS_CHARS = 6_000
@@ -54,8 +52,8 @@ MIN_RANGE_SECONDS = 0.5
 CROSSFADE_SECONDS = 0.05
 LIMITS = {
     "duration": (MIN_SECONDS, MAX_SECONDS),
-    "steps": (1, 200),
-    "guidance": (0.0, 30.0),
+    "steps": (1, MAX_STEPS),
+    "guidance": (0.0, MAX_GUIDANCE),
     "shift": (1.0, 5.0),
     "cover_strength": (0.0, 1.0),
 }
@@ -118,18 +116,29 @@ class MusicRequest:
     cache_method: str | None = None
     cache_threshold: float | None = None
 
-    def check(self) -> "MusicRequest":
-        """A copy with defaults filled in; InvalidRequest names the first bad field. The range is checked
-        against the clip once it is read (`check_range`)."""
-        spec = MUSIC_MODELS.get(self.model)
+    def check(self, catalog: Catalog) -> "MusicJob":
+        """The job this request asks for: every value filled in and in range, the input clip read (once, here) and
+        the repainted range checked against it; InvalidRequest names the first bad field."""
+        request, spec = self._normalised(catalog)
+        task = TASKS[request.task]
+        clip = read_clip(request.audio) if task.needs_audio else None
+        start = end = None
+        notes = []
+        if task.uses_range:
+            start, end = check_range(request.start, request.end, clip)
+            if request.end == -1:
+                notes.append(f"Repainted from {start:g} s to the end of the clip ({end:.2f} s).")
+        length = _length(task, request.duration, clip)
+        return MusicJob(request, spec, task, resolved_seed(request.seed), clip, start, end, length, tuple(notes))
+
+    def _normalised(self, catalog: Catalog) -> tuple["MusicRequest", ModelSpec]:
+        """A copy with defaults filled in, and the model's entry; the range waits for the clip (`check_range`)."""
+        models = catalog.for_task(Task.TEXT_TO_MUSIC)
+        spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a music model: {', '.join(MUSIC_MODELS)}")
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a music model: {', '.join(models)}")
         defaults: MusicDefaults = spec.defaults
-        tags = (self.tags or "").strip()
-        if not tags:
-            raise InvalidRequest("tags", "must not be empty; describe the music: genre, instruments, mood, voice")
-        if len(tags) > MAX_TAGS_CHARS:
-            raise InvalidRequest("tags", f"has {len(tags)} characters; at most {MAX_TAGS_CHARS} are accepted")
+        tags = checked_prompt(self.tags, "tags", "describe the music: genre, instruments, mood, voice", MAX_TAGS_CHARS)
         lyrics = (self.lyrics or "").strip()
         if len(lyrics) > MAX_LYRICS_CHARS:
             raise InvalidRequest("lyrics", f"has {len(lyrics)} characters; at most {MAX_LYRICS_CHARS} are read by the model")
@@ -140,13 +149,11 @@ class MusicRequest:
         if task.needs_audio and not self.audio:
             raise InvalidRequest("audio", f"the {task_name} task needs an input clip; upload the audio to {task_name}")
         duration = in_range("duration", self.duration, defaults.duration, LIMITS["duration"]) if task.duration_meaning else None
-        steps = in_range("steps", self.steps, defaults.steps, LIMITS["steps"])
-        guidance = in_range("guidance", self.guidance, defaults.guidance, LIMITS["guidance"])
+        steps = checked_steps(self.steps, defaults.steps)
+        guidance = checked_guidance(self.guidance, defaults.guidance)
         shift = in_range("shift", self.shift, defaults.shift, LIMITS["shift"])
         cover_strength = in_range("cover_strength", self.cover_strength, 1.0, LIMITS["cover_strength"])
-        seed = whole_number("seed", self.seed, -1)
-        if not -1 <= seed <= MAX_SEED:
-            raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        seed = checked_seed(self.seed)
         start = number("start", self.start, 0.0) if task.uses_range else None
         end = number("end", self.end, -1.0) if task.uses_range else None
         if start is not None and start < 0:
@@ -155,13 +162,42 @@ class MusicRequest:
         if audio_format not in AUDIO_FORMATS:
             raise InvalidRequest("audio_format", f"{self.audio_format!r} is not offered; choose one of {', '.join(AUDIO_FORMATS)}")
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
-        return replace(
+        request = replace(
             self, tags=tags, lyrics=lyrics, task=task_name, duration=duration, steps=steps, guidance=guidance, shift=shift,
             cover_strength=cover_strength, seed=seed, start=start, end=end, audio=str(self.audio) if task.needs_audio else None,
             bpm=_bpm(self.bpm), key=_key(self.key), time_signature=_time_signature(self.time_signature),
             language=_language(self.language), audio_format=audio_format, loras=parse_lora_list(self.loras),
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
         )
+        return request, spec
+
+
+@dataclass(frozen=True)
+class InputClip:
+    samples: np.ndarray  # (samples, channels) float32 at SAMPLE_RATE, read-only
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class MusicJob:
+    """A checked request: its values as they will run, the model's entry, the task, the seed drawn for -1, the input
+    clip as read (repaint, extend, cover), the repainted range with its end resolved against the clip, the length to
+    make and the notes for the summary."""
+
+    request: MusicRequest
+    spec: ModelSpec
+    task: MusicTask
+    seed: int
+    clip: InputClip | None
+    # The repainted range in seconds (repaint only).
+    start: float | None
+    end: float | None
+    # Samples at SAMPLE_RATE: the new music, the clip plus its extension, or the clip's length.
+    length: int
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -211,15 +247,6 @@ def _language(value) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class InputClip:
-    samples: np.ndarray  # (samples, channels) float32 at SAMPLE_RATE
-
-    @property
-    def seconds(self) -> float:
-        return len(self.samples) / SAMPLE_RATE
-
-
 def read_clip(path: str) -> InputClip:
     name = Path(path).name
     try:
@@ -231,6 +258,8 @@ def read_clip(path: str) -> InputClip:
         raise InvalidRequest("audio", f"{name} is longer than {MAX_SECONDS:g} s; trim it first")
     if seconds < MIN_SECONDS:
         raise InvalidRequest("audio", f"{name} is {seconds:.2f} s long; give at least {MIN_SECONDS:g} s of audio")
+    # The job that carries the clip is frozen; so are its samples.
+    samples.setflags(write=False)
     return InputClip(samples)
 
 
@@ -245,6 +274,18 @@ def check_range(start: float, end: float, clip: InputClip) -> tuple[float, float
     if end - start < MIN_RANGE_SECONDS:
         raise InvalidRequest("end", f"the range {start:g}–{end:g} s is too short; repaint at least {MIN_RANGE_SECONDS:g} s, with end after start")
     return start, min(end, length)
+
+
+def _length(task: MusicTask, duration: float | None, clip: InputClip | None) -> int:
+    """The samples to make: `duration` of new music, the clip and `duration` more (extend), or the clip's length."""
+    if clip is None:
+        return round(duration * SAMPLE_RATE)
+    if task.name != "extend":
+        return len(clip.samples)
+    length = len(clip.samples) + round(duration * SAMPLE_RATE)
+    if length > MAX_SECONDS * SAMPLE_RATE:
+        raise InvalidRequest("duration", f"the clip ({clip.seconds:.1f} s) plus {duration:g} s is longer than {MAX_SECONDS:g} s")
+    return length
 
 
 def music_workload(frames: int, guidance: float) -> Workload:
@@ -291,115 +332,103 @@ def splice(original: np.ndarray, generated: np.ndarray, start: int, end: int) ->
     return np.clip(result, -1.0, 1.0)
 
 
+def _render(pipe, job: MusicJob, queued: QueuedJob) -> np.ndarray:
+    """The pipeline's music for the job, (samples, channels) at SAMPLE_RATE, trimmed to the job's length."""
+    request, task, clip = job.request, job.task, job.clip
+    # Whole latent frames covering the length, and our own noise of that many frames: diffusers 0.42.1 sizes its
+    # noise as ceil(duration × 25), which float error bumps one frame too far for some lengths (2.2 s → 56), and
+    # the DiT then refuses. Half a frame short of `frames` rounds up to exactly `frames`.
+    if pipe.sample_rate != SAMPLE_RATE:
+        raise InvalidRequest("model", f"{job.spec.name} works at {pipe.sample_rate} Hz; Atelier's music tab expects {SAMPLE_RATE} Hz")
+    samples_per_frame = round(pipe.sample_rate / pipe.latents_per_second)
+    frames = math.ceil(job.length / samples_per_frame)
+    noise = randn_tensor(
+        (1, frames, pipe.transformer.config.audio_acoustic_hidden_dim),
+        generator=torch.Generator("cpu").manual_seed(job.seed), dtype=pipe.transformer.dtype,
+    )
 
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        queued.check_stop()
+        queued.report((step + 1) / request.steps, f"{task.label} · step {step + 1}/{request.steps}")
+        return callback_kwargs
 
-def generate_music(request: MusicRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> MusicResult:
-    # 1-2. Check everything, the input clip and its range included, before anything loads.
-    request = request.check()
-    spec = MUSIC_MODELS[request.model]
-    task = TASKS[request.task]
-    loras = manager.store.loras.resolve(request.loras, spec)
-    seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
-    notes: list[str] = []
-    clip = read_clip(request.audio) if task.needs_audio else None
-    start = end = None
-    if task.uses_range:
-        start, end = check_range(request.start, request.end, clip)
-        if request.end == -1:
-            notes.append(f"Repainted from {start:g} s to the end of the clip ({end:.2f} s).")
-
-    if clip is None:
-        length = round(request.duration * SAMPLE_RATE)
+    kwargs = dict(
+        prompt=request.tags, lyrics=request.lyrics, audio_duration=(frames - 0.5) / pipe.latents_per_second,
+        vocal_language=request.language, num_inference_steps=request.steps, guidance_scale=request.guidance,
+        shift=request.shift, latents=noise, bpm=request.bpm, keyscale=request.key, timesignature=request.time_signature,
+        callback_on_step_end=on_step_end,
+    )
+    if clip is not None:
+        kwargs["src_audio"] = _padded(clip.samples, frames * samples_per_frame)
+    if task.name == "repaint":
+        kwargs.update(task_type="repaint", repainting_start=job.start, repainting_end=job.end)
     elif task.name == "extend":
-        length = len(clip.samples) + round(request.duration * SAMPLE_RATE)
-        if length > MAX_SECONDS * SAMPLE_RATE:
-            raise InvalidRequest("duration", f"the clip ({clip.seconds:.1f} s) plus {request.duration:g} s is longer than {MAX_SECONDS:g} s")
-    else:
-        length = len(clip.samples)
+        kwargs.update(task_type="repaint", repainting_start=clip.seconds, repainting_end=-1)
+    elif task.name == "cover":
+        kwargs.update(task_type="cover", audio_cover_strength=request.cover_strength)
+    # The VAE samples the input clip's latents from the global generator.
+    torch.manual_seed(job.seed)
+    audio = pipe(**kwargs).audios[0]
+    return audio.float().cpu().numpy().T[: job.length]
+
+
+def _spliced(job: MusicJob, generated: np.ndarray) -> np.ndarray:
+    """The music to save: outside a repainted range, and before an extension, the input clip as it was."""
+    clip = job.clip
+    if job.task.name == "repaint":
+        return splice(clip.samples, generated, round(job.start * SAMPLE_RATE), round(job.end * SAMPLE_RATE))
+    if job.task.name == "extend":
+        extended = np.concatenate([clip.samples, np.zeros((job.length - len(clip.samples), CHANNELS), np.float32)])
+        return splice(extended, generated, len(clip.samples), job.length)
+    return generated
+
+
+def generate_music(job: MusicJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob) -> MusicResult:
+    # 1. The job was checked, and its input clip read, when it was made.
+    request, spec = job.request, job.spec
+    loras = manager.store.loras.resolve(request.loras, spec)
     started = time.monotonic()
-    job.report(0.0, f"Loading {spec.name}")
+    queued.report(0.0, f"Loading {spec.name}")
+    workload = music_workload(math.ceil(job.length / SAMPLES_PER_FRAME), request.guidance)
 
-    def call(pipe) -> np.ndarray:
-        # 3-4. Whole latent frames covering `length`, and our own noise of that many frames: diffusers 0.42.1
-        # sizes its noise as ceil(duration × 25), which float error bumps one frame too far for some lengths
-        # (2.2 s → 56), and the DiT then refuses. Half a frame short of `frames` rounds up to exactly `frames`.
-        if pipe.sample_rate != SAMPLE_RATE:
-            raise InvalidRequest("model", f"{spec.name} works at {pipe.sample_rate} Hz; Atelier's music tab expects {SAMPLE_RATE} Hz")
-        samples_per_frame = round(pipe.sample_rate / pipe.latents_per_second)
-        frames = math.ceil(length / samples_per_frame)
-        noise = randn_tensor(
-            (1, frames, pipe.transformer.config.audio_acoustic_hidden_dim),
-            generator=torch.Generator("cpu").manual_seed(seed), dtype=pipe.transformer.dtype,
-        )
-
-        def on_step_end(pipeline, step, timestep, callback_kwargs):
-            job.check_stop()
-            job.report((step + 1) / request.steps, f"{task.label} · step {step + 1}/{request.steps}")
-            return callback_kwargs
-
-        kwargs = dict(
-            prompt=request.tags, lyrics=request.lyrics, audio_duration=(frames - 0.5) / pipe.latents_per_second,
-            vocal_language=request.language, num_inference_steps=request.steps, guidance_scale=request.guidance,
-            shift=request.shift, latents=noise, bpm=request.bpm, keyscale=request.key, timesignature=request.time_signature,
-            callback_on_step_end=on_step_end,
-        )
-        if clip is not None:
-            kwargs["src_audio"] = _padded(clip.samples, frames * samples_per_frame)
-        if task.name == "repaint":
-            kwargs.update(task_type="repaint", repainting_start=start, repainting_end=end)
-        elif task.name == "extend":
-            kwargs.update(task_type="repaint", repainting_start=clip.seconds, repainting_end=-1)
-        elif task.name == "cover":
-            kwargs.update(task_type="cover", audio_cover_strength=request.cover_strength)
-        # The VAE samples the input clip's latents from the global generator.
-        torch.manual_seed(seed)
-        audio = pipe(**kwargs).audios[0]
-        return audio.float().cpu().numpy().T[:length]
-
-    workload = music_workload(math.ceil(length / SAMPLES_PER_FRAME), request.guidance)
-
-    def use_and_call() -> tuple[np.ndarray, dict]:
+    # 2-3. Load, then denoise from our own noise.
+    def use_and_render() -> tuple[np.ndarray, dict]:
         with (
-            manager.use(spec.id, workload, on_progress=job.report, loras=loras) as pipe,
+            manager.use(spec.id, workload, on_progress=queued.report, loras=loras) as pipe,
             step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
         ):
-            job.check_stop()
-            return call(pipe), cache.record()
+            queued.check_stop()
+            return _render(pipe, job, queued), cache.record()
 
     try:
-        generated, cache_record = with_one_retry(job, use_and_call)
+        generated, cache_record = with_one_retry(queued, use_and_render)
     except JobStopped:
         return MusicResult(None, stopped=True, seconds=time.monotonic() - started)
 
-    # 5. Untouched parts of the input come back as they were.
-    if task.name == "repaint":
-        samples = splice(clip.samples, generated, round(start * SAMPLE_RATE), round(end * SAMPLE_RATE))
-    elif task.name == "extend":
-        extended = np.concatenate([clip.samples, np.zeros((length - len(clip.samples), CHANNELS), np.float32)])
-        samples = splice(extended, generated, len(clip.samples), length)
-    else:
-        samples = generated
+    # 4. Untouched parts of the input come back as they were.
+    samples = _spliced(job, generated)
 
-    # 6. Save with everything needed to reproduce it.
+    # 5. Save with everything needed to reproduce it.
     audio_seconds = len(samples) / SAMPLE_RATE
     seconds = time.monotonic() - started
+    clip = job.clip
     parameters = {
         "model": spec.id,
         "model_name": spec.name,
         "repo": spec.repo,
         "demo": spec.demo,
-        "task": task.name,
+        "task": job.task.name,
         "tags": request.tags,
         "lyrics": request.lyrics,
         "duration": request.duration,
         "input_audio": {**outputs.keep_input(request.audio), "seconds": round(clip.seconds, 3)} if clip else None,
-        "start": start,
-        "end": end,
-        "cover_strength": request.cover_strength if task.name == "cover" else None,
+        "start": job.start,
+        "end": job.end,
+        "cover_strength": request.cover_strength if job.task.name == "cover" else None,
         "steps": request.steps,
         "guidance": request.guidance,
         "shift": request.shift,
-        "seed": seed,
+        "seed": job.seed,
         "bpm": request.bpm,
         "key": request.key,
         "time_signature": request.time_signature,
@@ -415,5 +444,5 @@ def generate_music(request: MusicRequest, manager: ModelManager, outputs: Output
         **run_record(manager, started),
     }
     output = outputs.save_audio(samples, SAMPLE_RATE, parameters, kind="music", audio_format=request.audio_format)
-    job.report(1.0, "Done")
-    return MusicResult(output, seconds=seconds, audio_seconds=audio_seconds, notes=notes)
+    queued.report(1.0, "Done")
+    return MusicResult(output, seconds=seconds, audio_seconds=audio_seconds, notes=list(job.notes))

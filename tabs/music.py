@@ -7,20 +7,18 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from pipelines.catalog import MODELS_BY_ID, Task
-from pipelines.errors import JobStopped
+from pipelines.catalog import Catalog, Task
 from pipelines.media import AUDIO_FORMATS
-from pipelines.music_runner import (
-    BPM_RANGE, LIMITS, MUSIC_MODELS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music,
-)
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
+from pipelines.music_runner import BPM_RANGE, LIMITS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music
+from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
 from tabs.lora_picker import build_lora_picker, recorded_lora_text
-from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_values
 
-# The controls remembered between starts and restored by "reuse settings", in this order.
+# The controls remembered between starts and restored by "reuse settings", in this order (the order of
+# /reuse_settings' outputs, which scripts rely on).
 SETTINGS_FIELDS = (
     "model", "task", "tags", "lyrics", "duration", "steps", "guidance", "shift", "seed", "bpm", "key", "time_signature",
     "language", "start", "end", "cover_strength", "audio_format", "loras", "speed", "cache_method", "cache_threshold",
@@ -30,6 +28,21 @@ LYRICS_PLACEHOLDER = "[verse]\nCity lights are fading slow\n[chorus]\nCarry me w
 LANGUAGES = [("English", "en"), ("Chinese", "zh"), ("Japanese", "ja"), ("Korean", "ko"), ("Spanish", "es"), ("French", "fr"),
              ("German", "de"), ("Italian", "it"), ("Portuguese", "pt"), ("Russian", "ru"), ("Other / unknown", "unknown")]
 KEYS = ["auto"] + [f"{note} {mode}" for mode in ("major", "minor") for note in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
+
+
+def _as_recorded(name: str):
+    """A result's value as it was recorded; one it lacks leaves its control as it is."""
+    return lambda used: gr.skip() if used.get(name) is None else used[name]
+
+
+def _time_signature(used: dict) -> str:
+    return f"{used['time_signature']}/4" if used.get("time_signature") else "auto"
+
+
+def _speed_value(catalog: Catalog, index: int):
+    """The Speed level (0), cache method (1) or threshold (2) to restore for the result's model: an empty threshold
+    is a value here (the level's own), not a field the result lacks."""
+    return lambda used: speed_values(used, catalog.spec(used["model"]).family)[index]
 
 
 def task_controls(task_name: str) -> tuple:
@@ -48,40 +61,34 @@ def task_controls(task_name: str) -> tuple:
 
 @dataclass
 class MusicTab:
-    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+    """What other parts of the UI need from this tab: its remembered controls, to fill them from saved parameters."""
 
     context: AppContext
-    settings_components: list
+    fields: FieldTable
     # The input clip (repaint, extend, cover), which "Reuse settings" fills from the kept copy.
     input_components: list = field(default_factory=list)
+
+    @property
+    def settings_components(self) -> list:
+        return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         return (kept.path(used.get("input_audio")),)
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_MUSIC)[0]]
-        return restored_values(self.context.settings, "music", SETTINGS_FIELDS, offered)
+        return self.fields.last_values(self.context, "music", offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
-        if used.get("model") not in MUSIC_MODELS:
+        if used.get("model") not in self.context.store.catalog.for_task(Task.TEXT_TO_MUSIC):
             raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
-        values = {name: used.get(name) for name in SETTINGS_FIELDS}
-        values["key"] = values["key"] or "auto"
-        values["time_signature"] = f"{values['time_signature']}/4" if values["time_signature"] else "auto"
-        values["duration"] = values["duration"] or gr.skip()
-        values["end"] = -1 if values["end"] is None else values["end"]
-        values["start"] = values["start"] or 0
-        values["cover_strength"] = values["cover_strength"] if values["cover_strength"] is not None else 1.0
-        values["loras"] = recorded_lora_text(used)
-        restored = {name: gr.skip() if value is None else value for name, value in values.items()}
-        # An empty threshold is a value here (the level's own), not a field the result lacks.
-        restored["speed"], restored["cache_method"], restored["cache_threshold"] = speed_values(used, MUSIC_MODELS[used["model"]].family)
-        return tuple(restored.values())
+        return self.fields.values_from_record(used)
 
 
 def build(context: AppContext) -> MusicTab:
+    catalog = context.store.catalog
     choices, default_model = model_choices(context, Task.TEXT_TO_MUSIC)
-    defaults = MODELS_BY_ID[default_model].defaults
+    defaults = catalog.spec(default_model).defaults
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -125,7 +132,7 @@ def build(context: AppContext) -> MusicTab:
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="music-seed")
                 audio_format = gr.Dropdown(choices=list(AUDIO_FORMATS), value="wav", label="File format", elem_id="music-format", allow_custom_value=True)
             loras = build_lora_picker(context, model, default_model, "music").text
-            speed, cache_method, cache_threshold = build_cache_controls("music", MUSIC_MODELS[default_model].family)
+            speed, cache_method, cache_threshold = build_cache_controls("music", catalog.spec(default_model).family)
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="music-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="music-stop")
@@ -137,49 +144,73 @@ def build(context: AppContext) -> MusicTab:
 
     def apply_model_defaults(model_id):
         """A model chosen by hand brings its own steps, guidance and shift (turbo 8 steps, base 32 with guidance)."""
-        if model_id not in MUSIC_MODELS:
+        chosen = catalog.for_task(Task.TEXT_TO_MUSIC).get(model_id)
+        if chosen is None:
             return [gr.skip()] * 3
-        chosen = MUSIC_MODELS[model_id].defaults
-        return chosen.steps, chosen.guidance, chosen.shift
+        return chosen.defaults.steps, chosen.defaults.guidance, chosen.defaults.shift
 
     model.input(apply_model_defaults, inputs=[model], outputs=[steps, guidance, shift], api_visibility="private")
     task.change(task_controls, inputs=[task], outputs=[input_audio, start, end, cover_strength, duration], api_visibility="private")
 
-    @shown_to_user
-    # Defaults of None make everything but the tags optional for gradio_client; None means the model's default.
-    def music_handler(
-        tags, lyrics=None, duration=None, steps=None, guidance=None, seed=-1, task="text2music", audio=None, start=None, end=None,
-        model=None, bpm=None, key=None, time_signature=None, language="en", shift=None, cover_strength=None, audio_format="wav",
-        loras=None, speed=None, cache_method=None, cache_threshold=None, request: gr.Request = None, progress=gr.Progress(),
-    ):
-        checked = MusicRequest(
-            tags=tags, lyrics=lyrics, model=model or default_model, task=task, duration=duration, steps=steps, guidance=guidance,
-            shift=shift, seed=seed, audio=audio, start=start, end=end, cover_strength=cover_strength, bpm=bpm, key=key,
-            time_signature=time_signature, language=language, audio_format=audio_format, loras=loras, speed=speed or "off",
-            cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
-        ).check()
-        values = (model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                  cover_strength, audio_format, loras, checked.speed, cache_method or AUTO_METHOD, cache_threshold)
-        context.settings.update("music", dict(zip(SETTINGS_FIELDS, values)))
-        spec = MUSIC_MODELS[checked.model]
-        job_summary = f"{spec.name} · {TASKS[checked.task].label}"
-        try:
-            with context.queue.run(owner_of(request), "Music", job_summary, lambda fraction, desc: progress(fraction, desc=desc)) as job:
-                result = generate_music(checked, context.manager, context.outputs, job)
-        except JobStopped:
-            result = MusicResult(None, stopped=True)
-        return _shown(result, spec.demo)
+    # The API's parameters in order; everything but the tags is optional for gradio_client, and None means the
+    # model's default. All but the input clip come back at the next start and through Reuse settings.
+    fields = FieldTable(
+        [
+            Field("tags", tags, remembered=True, from_record=_as_recorded("tags")),
+            Field("lyrics", lyrics, default=None, remembered=True, from_record=_as_recorded("lyrics")),
+            Field("duration", duration, default=None, remembered=True, from_record=lambda used: used.get("duration") or gr.skip()),
+            Field("steps", steps, default=None, remembered=True, from_record=_as_recorded("steps")),
+            Field("guidance", guidance, default=None, remembered=True, from_record=_as_recorded("guidance")),
+            Field("seed", seed, default=-1, remembered=True, from_record=_as_recorded("seed")),
+            Field("task", task, default="text2music", remembered=True, from_record=_as_recorded("task")),
+            Field("audio", input_audio, default=None),
+            Field("start", start, default=None, remembered=True, from_record=lambda used: used.get("start") or 0),
+            Field("end", end, default=None, remembered=True, from_record=lambda used: -1 if used.get("end") is None else used["end"]),
+            Field("model", model, default=None, remembered=True, from_record=_as_recorded("model")),
+            Field("bpm", bpm, default=None, remembered=True, from_record=_as_recorded("bpm")),
+            Field("key", key, default=None, remembered=True, from_record=lambda used: used.get("key") or "auto"),
+            Field("time_signature", time_signature, default=None, remembered=True, from_record=_time_signature),
+            Field("language", language, default="en", remembered=True, from_record=_as_recorded("language")),
+            Field("shift", shift, default=None, remembered=True, from_record=_as_recorded("shift")),
+            Field(
+                "cover_strength", cover_strength, default=None, remembered=True,
+                from_record=lambda used: 1.0 if used.get("cover_strength") is None else used["cover_strength"],
+            ),
+            Field("audio_format", audio_format, default="wav", remembered=True, from_record=_as_recorded("audio_format")),
+            Field("loras", loras, default=None, remembered=True, from_record=recorded_lora_text),
+            Field("speed", speed, default=None, remembered=True, from_record=_speed_value(catalog, 0)),
+            Field("cache_method", cache_method, default=None, remembered=True, from_record=_speed_value(catalog, 1)),
+            Field("cache_threshold", cache_threshold, default=None, remembered=True, from_record=_speed_value(catalog, 2)),
+        ],
+        remembered_order=SETTINGS_FIELDS,
+    )
+    queue = TabQueue(context, "music", "Music", fields)
 
-    inputs = [
-        tags, lyrics, duration, steps, guidance, seed, task, input_audio, start, end, model, bpm, key, time_signature, language,
-        shift, cover_strength, audio_format, loras, speed, cache_method, cache_threshold,
-    ]
-    generate.click(music_handler, inputs=inputs, outputs=[audio, parameters, summary], api_name="generate_music", **GPU_QUEUE)
+    def music_handler(values: dict, session, progress):
+        job = MusicRequest(
+            tags=values["tags"], lyrics=values["lyrics"], model=values["model"] or default_model, task=values["task"],
+            duration=values["duration"], steps=values["steps"], guidance=values["guidance"], shift=values["shift"],
+            seed=values["seed"], audio=values["audio"], start=values["start"], end=values["end"],
+            cover_strength=values["cover_strength"], bpm=values["bpm"], key=values["key"], time_signature=values["time_signature"],
+            language=values["language"], audio_format=values["audio_format"], loras=values["loras"], speed=values["speed"] or "off",
+            cache_method=None if values["cache_method"] in (None, AUTO_METHOD) else values["cache_method"],
+            cache_threshold=values["cache_threshold"],
+        ).check(catalog)
+        # The level and method are remembered as they ran: "off" and "auto" for what a script left out.
+        remembered = {**values, "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD}
+        result = queue.run(
+            remembered, f"{job.spec.name} · {job.task.label}", lambda queued: generate_music(job, context.manager, context.outputs, queued),
+            lambda: MusicResult(None, stopped=True), session, progress,
+        )
+        return _shown(result, job.spec.demo)
+
+    generate.click(
+        shown_to_user(fields.handler(music_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary],
+        api_name="generate_music", **GPU_QUEUE,
+    )
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
-    settings = [model, task, tags, lyrics, duration, steps, guidance, shift, seed, bpm, key, time_signature, language, start, end,
-                cover_strength, audio_format, loras, speed, cache_method, cache_threshold]
-    return MusicTab(context, settings, [input_audio])
+    return MusicTab(context, fields, [input_audio])
 
 
 def _shown(result: MusicResult, demo: bool):

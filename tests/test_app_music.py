@@ -85,12 +85,29 @@ def test_generate_music_takes_a_lora_from_the_library(client):
     assert "LoRAs: music/lofi.safetensors:0.7" in summary
 
 
-def test_speed_through_generate_music_is_recorded_and_reuse_restores_it(client):
-    from tabs.music import SETTINGS_FIELDS, MusicTab
+def built_music_tab(models_dir, presets, outputs_dir):
+    """The Music tab as the app builds it, over `models_dir`, for what Reuse settings gives back."""
+    import gradio as gr
+
+    from pipelines.manager import ModelManager
+    from pipelines.model_store import ModelStore
+    from pipelines.outputs import OutputStore
+    from tabs import music
+    from tabs.context import AppContext
+
+    store = ModelStore(models_dir, offline=True)
+    context = AppContext(ModelManager(store, presets["cpu"]), store, OutputStore(outputs_dir), presets, demo_mode=True)
+    with gr.Blocks():
+        return music.build(context)
+
+
+def test_speed_through_generate_music_is_recorded_and_reuse_restores_it(client, demo_models_dir, presets, tmp_path):
+    from tabs.music import SETTINGS_FIELDS
 
     _, used, summary = client.predict(tags="lo-fi piano", duration=1.0, steps=8, seed=2, speed="fast", api_name="/generate_music")
     cache = used["parameters"]["step_cache"]
     assert used["parameters"]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
     assert f"skipped {cache['calls_skipped']} of 8 denoiser calls" in summary
-    restored = dict(zip(SETTINGS_FIELDS, MusicTab(None, []).values_from(used["parameters"], "x.wav")))
+    tab = built_music_tab(demo_models_dir, presets, tmp_path)
+    restored = dict(zip(SETTINGS_FIELDS, tab.values_from(used["parameters"], "x.wav")))
     assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("fast", "auto", None)

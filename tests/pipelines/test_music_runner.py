@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from pipelines.catalog import MODELS_BY_ID, family_spec
+from pipelines.catalog import Catalog, family_spec
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
-from pipelines.media import read_comment
+from pipelines.media import read_audio, read_comment
 from pipelines.memory.planner import DenoiserShape, plan_blocks
 from pipelines.model_store import ModelStore
 from pipelines.music_runner import MusicRequest, generate_music, music_workload
@@ -46,7 +46,7 @@ def make(manager, outputs, **fields):
     fields.setdefault("tags", "warm lo-fi piano, vinyl crackle")
     fields.setdefault("model", MODEL)
     fields.setdefault("seed", 5)
-    return generate_music(MusicRequest(**fields), manager, outputs, QueuedJob())
+    return generate_music(MusicRequest(**fields).check(manager.store.catalog), manager, outputs, QueuedJob())
 
 
 def samples_of(path):
@@ -153,10 +153,29 @@ def test_cover_restyles_the_whole_clip_at_its_length(manager, outputs, clip):
     assert result.output.parameters["cover_strength"] == 0.5
 
 
+def test_the_input_clip_is_decoded_once_when_the_request_is_checked(manager, outputs, clip, monkeypatch):
+    import pipelines.music_runner as music_runner
+
+    reads = []
+    monkeypatch.setattr(music_runner, "read_audio", lambda *args, **kwargs: reads.append(args[0]) or read_audio(*args, **kwargs))
+    job = MusicRequest(tags="jazz piano", model=MODEL, task="repaint", audio=str(clip), start=1.0, end=-1).check(manager.store.catalog)
+    assert len(reads) == 1 and job.clip.seconds == pytest.approx(3.3) and (job.start, job.end) == (1.0, job.clip.seconds)
+    assert job.notes == (f"Repainted from 1 s to the end of the clip ({job.clip.seconds:.2f} s).",)
+    result = generate_music(job, manager, outputs, QueuedJob())
+    assert len(reads) == 1, "the runner trusts the job's clip"
+    assert result.notes == list(job.notes) and result.output.parameters["end"] == job.end
+
+
+def test_a_random_seed_is_drawn_once_when_the_request_is_checked(manager, outputs):
+    job = MusicRequest(tags="drums", model=MODEL, duration=1.0, steps=2, seed=-1).check(manager.store.catalog)
+    assert job.request.seed == -1 and 0 <= job.seed
+    assert generate_music(job, manager, outputs, QueuedJob()).output.parameters["seed"] == job.seed
+
+
 def test_stop_before_the_first_step_saves_nothing(manager, outputs):
     job = QueuedJob()
     job.stop()
-    result = generate_music(MusicRequest(tags="drums", model=MODEL, duration=2.0), manager, outputs, job)
+    result = generate_music(MusicRequest(tags="drums", model=MODEL, duration=2.0).check(manager.store.catalog), manager, outputs, job)
     assert result.stopped and result.output is None
     assert not list((outputs.root).rglob("*.wav"))
 
@@ -221,7 +240,7 @@ def test_an_extension_beyond_ten_minutes_is_refused(manager, outputs, clip):
 
 
 def test_the_8gb_preset_places_encoders_dit_and_vae_in_turn_and_decodes_in_chunks(presets):
-    spec = MODELS_BY_ID["ace-step-15-xl-turbo"]
+    spec = Catalog().spec("ace-step-15-xl-turbo")
     sizes = {
         name: ComponentSize(size, size // 32 if name == "transformer" else 0, 50_000_000)
         for name, size in {**spec.component_bytes, "condition_encoder": 400_000_000}.items()
@@ -265,7 +284,7 @@ def lora_manager(demo_models_dir, demo_loras_dir, presets):
 
 
 def test_an_ace_step_lora_with_a_weight_changes_the_music_and_leaving_it_out_restores_it(lora_manager, outputs):
-    assert [lora.name for lora in lora_manager.store.loras.for_family(MODELS_BY_ID[MODEL].family)] == ["music/lofi.safetensors"]
+    assert [lora.name for lora in lora_manager.store.loras.for_family(Catalog().spec(MODEL).family)] == ["music/lofi.safetensors"]
     base, _ = samples_of(make(lora_manager, outputs, duration=2.0).output.path)
     with_lora = make(lora_manager, outputs, duration=2.0, loras="music/lofi.safetensors:0.8")
     styled, _ = samples_of(with_lora.output.path)
