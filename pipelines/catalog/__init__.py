@@ -43,8 +43,8 @@ from pipelines.catalog.schema import (
 )
 from pipelines.catalog.video import HUNYUAN, HUNYUANVIDEO_BASE, REDUX_IMAGE_ENCODER, VIDEO, VIDEO_DEMOS
 
-# The order the app lists models in (each task's dropdown, the system tab's table, /models): the real models as they
-# were added, then the demos.
+# The order the app lists models in (each task's dropdown, the system tab's table, /models), kept as it grew: real
+# models before demos, except that the edit models arrived with their demos.
 MODELS: tuple[ModelSpec, ...] = (
     *IMAGE, *AUDIO, *VIDEO, *EDIT, *HUNYUAN, *IMAGE_DEMOS, *AUDIO_DEMOS, *VIDEO_DEMOS,
 )
