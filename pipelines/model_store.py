@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, all_models, family_spec, model_spec, set_file_models
+from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, family_spec, set_file_models
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
@@ -62,7 +62,8 @@ class ModelStore:
         """List the checkpoint files in the models folder as catalog entries (headers are read once per file version)."""
         specs, self.file_problems = scan_checkpoint_files(self.models_dir) if self.models_dir.is_dir() else ([], [])
         self.catalog.replace_files(specs)
-        # Until every reader takes the store's catalog: the module-level view of the same scan.
+        # TRANSITIONAL (see pipelines/catalog/__init__.py): the module-level view of the same scan, for the readers
+        # not yet taking the store's catalog.
         set_file_models(specs)
         return specs
 
@@ -70,7 +71,7 @@ class ModelStore:
 
     def weights_spec(self, spec: ModelSpec) -> ModelSpec:
         """The entry whose weights `spec` loads (a fast preset loads its base model's)."""
-        return model_spec(spec.base) if spec.base else spec
+        return self.catalog.spec(spec.base) if spec.base else spec
 
     def local_folder(self, spec: ModelSpec) -> Path:
         weights = self.weights_spec(spec)
@@ -404,7 +405,7 @@ def list_models(store: ModelStore, demo_mode: bool) -> list[ModelListing]:
     always offered: someone put them there to use them.
     """
     store.scan_files()
-    models = all_models()
+    models = store.catalog.all()
     on_disk = {spec.id: store.is_on_disk(spec) for spec in models}
     tasks_with_real_weights = {spec.task for spec in models if not spec.demo and not spec.checkpoint and on_disk[spec.id]}
     listings = []

@@ -3,7 +3,7 @@ import importlib
 import diffusers
 import pytest
 
-from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID, Family, SpeechDefaults, Task, model_spec
+from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID, Family, SpeechDefaults, Task
 
 REQUIRED = [
     "sd3-medium", "sd35-medium", "sd35-large", "sd3-medium-hyper8", "flux1-dev", "flux1-schnell", "hidream-i1-full",
@@ -35,7 +35,7 @@ def test_image_entry_is_complete_and_consistent(spec):
     for size in (spec.defaults.width, spec.defaults.height):
         assert family.min_size <= size <= family.max_size and size % family.size_multiple == 0
     if spec.base:
-        base = model_spec(spec.base)
+        base = MODELS_BY_ID[spec.base]
         assert base.family is spec.family and base.demo is spec.demo
     elif not spec.demo:
         assert spec.repo and "/" in spec.repo
@@ -49,7 +49,7 @@ def test_image_entry_is_complete_and_consistent(spec):
 
 
 def test_flux_tools_are_the_published_repos_and_redux_shares_flux_dev_weights():
-    canny, depth, redux = (model_spec(i) for i in ("flux1-canny-dev", "flux1-depth-dev", "flux1-redux-dev"))
+    canny, depth, redux = (MODELS_BY_ID[i] for i in ("flux1-canny-dev", "flux1-depth-dev", "flux1-redux-dev"))
     assert (canny.repo, canny.task, canny.pipeline_class) == ("black-forest-labs/FLUX.1-Canny-dev", Task.CANNY_TO_IMAGE, "FluxControlPipeline")
     assert (canny.defaults.steps, canny.defaults.guidance) == (50, 30.0)
     assert (depth.repo, depth.task, depth.pipeline_class) == ("black-forest-labs/FLUX.1-Depth-dev", Task.DEPTH_TO_IMAGE, "FluxControlPipeline")
@@ -75,25 +75,25 @@ def test_every_family_has_a_demo_model(family):
 
 
 def test_hyper_sd_is_a_fast_preset_of_sd3_medium():
-    hyper = model_spec("sd3-medium-hyper8")
+    hyper = MODELS_BY_ID["sd3-medium-hyper8"]
     assert hyper.base == "sd3-medium"
     assert hyper.lora.repo == "ByteDance/Hyper-SD" and hyper.lora.scale == 0.125
     assert hyper.defaults.steps == 8
 
 
 def test_hyper_flux_is_an_8_step_fast_preset_of_flux_dev_with_a_demo_twin():
-    hyper = model_spec("flux1-dev-hyper8")
+    hyper = MODELS_BY_ID["flux1-dev-hyper8"]
     assert hyper.base == "flux1-dev" and hyper.family is Family.FLUX
     assert (hyper.lora.repo, hyper.lora.filename, hyper.lora.scale) == ("ByteDance/Hyper-SD", "Hyper-FLUX.1-dev-8steps-lora.safetensors", 0.125)
     assert (hyper.defaults.steps, hyper.defaults.guidance) == (8, 3.5)
-    twin = model_spec("demo-flux-hyper8")
+    twin = MODELS_BY_ID["demo-flux-hyper8"]
     assert twin.demo and twin.base == "demo-flux" and twin.lora.scale == 0.125 and twin.defaults.steps == 8
 
 
 def test_real_models_are_sized_like_the_published_checkpoints():
     # FLUX's transformer alone is ~23.8 GB in bf16; SD3 Medium's ~4.2 GB.
-    assert model_spec("flux1-dev").component_bytes["transformer"] > 20e9
-    assert 3e9 < model_spec("sd3-medium").component_bytes["transformer"] < 5e9
+    assert MODELS_BY_ID["flux1-dev"].component_bytes["transformer"] > 20e9
+    assert 3e9 < MODELS_BY_ID["sd3-medium"].component_bytes["transformer"] < 5e9
 
 
 def test_demo_models_are_labelled_as_demo():
@@ -170,12 +170,12 @@ def test_framepack_lengths_are_whole_sections_of_the_window(asked, window, made)
 
 def test_framepack_entries_assemble_their_pipeline_from_three_repos():
     for model_id, sampling in (("framepack-i2v-hy", "inverted_anti_drifting"), ("framepack-f1-i2v-hy", "vanilla")):
-        spec = model_spec(model_id)
+        spec = MODELS_BY_ID[model_id]
         assert [source.repo for source in spec.component_repos] == ["hunyuanvideo-community/HunyuanVideo", "lllyasviel/flux_redux_bfl"]
         assert dict(spec.defaults.call_kwargs)["sampling_type"] == sampling and spec.defaults.fps == 30
         named = {name for source in spec.component_repos for name in source.components}
         assert set(spec.component_bytes) - named == {"transformer"}, "every component but the transformer comes from a component repo"
-    assert model_spec("demo-framepack").component_repos[0].components == model_spec("framepack-i2v-hy").component_repos[0].components
+    assert MODELS_BY_ID["demo-framepack"].component_repos[0].components == MODELS_BY_ID["framepack-i2v-hy"].component_repos[0].components
 
 
 def test_video_workloads_count_the_tokens_the_transformer_sees():

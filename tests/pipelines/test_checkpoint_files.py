@@ -13,7 +13,7 @@ from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 from PIL import Image
 from safetensors.torch import save_file
 
-from pipelines.catalog import Family, Task, image_models, model_spec, set_file_models
+from pipelines.catalog import Family, Task, set_file_models
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import InvalidRequest, ModelNotAvailable
 from pipelines.image_runner import ImageRequest, generate_image
@@ -25,7 +25,8 @@ from pipelines.outputs import read_parameters
 
 @pytest.fixture(autouse=True)
 def forget_scanned_files():
-    """Scanned files are process-wide catalog entries; a test's files must not outlive it."""
+    """A scan also feeds the catalog's process-wide view (TRANSITIONAL, while runners still read it); a test's files
+    must not outlive it."""
     yield
     set_file_models([])
 
@@ -446,8 +447,9 @@ def test_a_checkpoint_file_is_a_request_model_once_scanned(models_dir):
     save_file(demo_transformer_state(models_dir, "demo-flux", FluxTransformer2DModel), path)
     with pytest.raises(InvalidRequest):
         ImageRequest(prompt="a fox", model=path.name).check()
-    ModelStore(models_dir, offline=True).scan_files()
-    assert path.name in image_models()
+    store = ModelStore(models_dir, offline=True)
+    store.scan_files()
+    assert path.name in store.catalog.image_models()
     assert ImageRequest(prompt="a fox", model=path.name).check().steps == 4, "the base model's defaults"
 
 
@@ -513,7 +515,7 @@ def test_a_wan_gguf_in_the_original_layout_is_a_video_model_that_loads_runs_and_
     context = AppContext(manager=manager, store=store, outputs=outputs, presets=presets, demo_mode=True)
     choices, _ = _offered_video_models(context)
     assert path.name in [model_id for _, model_id in choices], "the Video tab offers the file"
-    spec = model_spec(path.name)
+    spec = store.catalog.spec(path.name)
     assert (spec.family, spec.task, spec.base, spec.pipeline_class) == (Family.WAN, Task.TEXT_TO_VIDEO, "demo-wan", "WanPipeline")
     assert spec.checkpoint.variant == "Q8_0" and spec.component_bytes["transformer"] == path.stat().st_size
 
@@ -544,7 +546,7 @@ def test_a_wan_vace_file_in_the_original_layout_is_a_vace_model_that_makes_the_f
     save_file(original, path)
     manager = ModelManager(ModelStore(models_dir, offline=True), presets["cpu"])
     manager.store.scan_files()
-    spec = model_spec(path.name)
+    spec = manager.store.catalog.spec(path.name)
     assert (spec.family, spec.pipeline_class, spec.base) == (Family.WAN_VACE, "WanVACEPipeline", "demo-wan-vace")
     reference = tmp_path / "reference.png"
     Image.new("RGB", (40, 24), "orange").save(reference)

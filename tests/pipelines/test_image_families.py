@@ -8,7 +8,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from PIL import Image
 
-from pipelines.catalog import FAMILIES, Family, model_spec
+from pipelines.catalog import FAMILIES, MODELS_BY_ID, Family
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, _sampler, generate_image
 from pipelines.jobs import QueuedJob
@@ -22,7 +22,7 @@ NEW_DEMOS = ("demo-hidream", "demo-cogview4")
 # Each sampler each new family offers. One non-square request for all: CogView4 renders it as asked, HiDream
 # rescales it to its fixed area.
 SAMPLER_RUNS = [
-    (model, choice.name) for model in NEW_DEMOS for choice in FAMILIES[model_spec(model).family].schedulers
+    (model, choice.name) for model in NEW_DEMOS for choice in FAMILIES[MODELS_BY_ID[model].family].schedulers
 ]
 REQUESTED = (512, 768)
 
@@ -79,13 +79,13 @@ def test_bad_values_for_the_new_families_name_the_field_and_what_is_accepted(cha
 
 
 def test_the_real_models_defaults_are_the_published_ones():
-    defaults = {model: model_spec(model).defaults for model in ("hidream-i1-full", "hidream-i1-dev", "hidream-i1-fast", "cogview4-6b")}
+    defaults = {model: MODELS_BY_ID[model].defaults for model in ("hidream-i1-full", "hidream-i1-dev", "hidream-i1-fast", "cogview4-6b")}
     assert [(d.steps, d.guidance, d.scheduler) for d in defaults.values()] == [
         (50, 5.0, "UniPC"), (28, 0.0, "Euler"), (16, 0.0, "Euler"), (50, 3.5, "Euler"),
     ]
     assert all((d.width, d.height) == (1024, 1024) for d in defaults.values())
     for model in ("hidream-i1-full", "hidream-i1-dev", "hidream-i1-fast"):
-        assert model_spec(model).companion.repo == "meta-llama/Meta-Llama-3.1-8B-Instruct"
+        assert MODELS_BY_ID[model].companion.repo == "meta-llama/Meta-Llama-3.1-8B-Instruct"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_the_real_models_defaults_are_the_published_ones():
 )
 def test_a_swapped_sampler_keeps_the_models_shift_and_the_model_gets_its_own_back(model_scheduler, sampler, expected_class, shift_key):
     pipe = SimpleNamespace(scheduler=model_scheduler)
-    with _sampler(pipe, sampler, model_spec("hidream-i1-dev")):
+    with _sampler(pipe, sampler, MODELS_BY_ID["hidream-i1-dev"]):
         assert type(pipe.scheduler) is expected_class and pipe.scheduler.config[shift_key] == 6.0
     assert pipe.scheduler is model_scheduler
 
@@ -106,7 +106,7 @@ def test_a_swapped_sampler_keeps_the_models_shift_and_the_model_gets_its_own_bac
 @pytest.mark.parametrize("model_id", list(NEW_DEMOS))
 def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_models_dir, model_id):
     """HiDream runs its caption projections (a block list defined last) before its blocks: streaming must follow."""
-    spec = model_spec(model_id)
+    spec = MODELS_BY_ID[model_id]
     files = ModelStore(demo_models_dir, offline=True).ensure(spec)
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **_companion_components(spec.companion, files, torch.float32))
     pipe.set_progress_bar_config(disable=True)
@@ -131,9 +131,7 @@ def test_int8_weights_shrink_the_transformer_and_the_big_text_encoder(manager, o
 
 
 def test_wan_makes_images_as_one_frame_videos_in_the_image_tab(manager, outputs):
-    from pipelines.catalog import image_models
-
-    assert {"demo-wan-image", "wan21-t2v-1.3b-image", "wan21-t2v-14b-image"} <= set(image_models())
+    assert {"demo-wan-image", "wan21-t2v-1.3b-image", "wan21-t2v-14b-image"} <= set(manager.store.catalog.image_models())
     request = ImageRequest(prompt="a fox in snow", model="demo-wan-image", steps=2, seed=5, width=96, height=64, negative_prompt="blur")
     first, again = (generate_image(request, manager, outputs, QueuedJob()).outputs[0] for _ in range(2))
     assert Image.open(first.path).size == (96, 64)

@@ -4,7 +4,7 @@ import shutil
 import pytest
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from pipelines.catalog import MODELS, model_spec
+from pipelines.catalog import MODELS, MODELS_BY_ID
 from pipelines.errors import ModelNotAvailable
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
@@ -12,7 +12,7 @@ from pipelines.model_store import ModelStore, list_models
 
 def test_demo_models_are_built_in_the_real_layout_and_marked(tmp_path):
     store = ModelStore(tmp_path, offline=True)
-    files = store.ensure(model_spec("demo-flux"))
+    files = store.ensure(MODELS_BY_ID["demo-flux"])
     assert files.folder == tmp_path / "demo" / "demo-flux"
     assert json.loads((files.folder / "model_index.json").read_text())["_class_name"] == "FluxPipeline"
     assert not list(tmp_path.glob("demo/*.building-*")), "no half-built folder is left behind"
@@ -20,7 +20,7 @@ def test_demo_models_are_built_in_the_real_layout_and_marked(tmp_path):
 
 def test_a_fast_preset_uses_its_base_weights_and_its_own_lora(tmp_path):
     store = ModelStore(tmp_path, offline=True)
-    files = store.ensure(model_spec("demo-sd3-hyper8"))
+    files = store.ensure(MODELS_BY_ID["demo-sd3-hyper8"])
     assert files.folder == tmp_path / "demo" / "demo-sd3"
     assert files.lora_file.is_file()
 
@@ -29,7 +29,7 @@ def test_a_real_checkpoint_in_the_models_folder_loads_through_the_same_path(mode
     # A diffusers folder under models/<id>/ is what a user gets from `hf download ... --local-dir`.
     shutil.copytree(models_dir / "demo" / "demo-sd3", models_dir / "sd3-medium")
     store = ModelStore(models_dir, offline=True)
-    assert store.is_on_disk(model_spec("sd3-medium"))
+    assert store.is_on_disk(MODELS_BY_ID["sd3-medium"])
     manager = ModelManager(store, presets["cpu"])
     with manager.use("sd3-medium") as pipe:
         assert type(pipe).__name__ == "StableDiffusion3Pipeline"
@@ -39,7 +39,7 @@ def test_a_real_checkpoint_in_the_models_folder_loads_through_the_same_path(mode
 def test_offline_and_missing_says_what_and_how(tmp_path):
     store = ModelStore(tmp_path, offline=True)
     with pytest.raises(ModelNotAvailable) as error:
-        store.ensure(model_spec("flux1-schnell"))
+        store.ensure(MODELS_BY_ID["flux1-schnell"])
     assert "hf download black-forest-labs/FLUX.1-schnell" in str(error.value)
     assert "offline" in str(error.value)
 
@@ -48,7 +48,7 @@ def test_a_fast_preset_without_its_lora_reports_the_lora(models_dir):
     shutil.copytree(models_dir / "demo" / "demo-sd3", models_dir / "sd3-medium")
     store = ModelStore(models_dir, offline=True)
     with pytest.raises(ModelNotAvailable, match="Hyper-SD3-8steps-CFG-lora.safetensors"):
-        store.ensure(model_spec("sd3-medium-hyper8"))
+        store.ensure(MODELS_BY_ID["sd3-medium-hyper8"])
 
 
 def test_online_download_lands_in_the_models_folder_only_when_complete(tmp_path, demo_models_dir, monkeypatch):
@@ -67,7 +67,7 @@ def test_online_download_lands_in_the_models_folder_only_when_complete(tmp_path,
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
     store = ModelStore(tmp_path, offline=False)
     reports = []
-    files = store.ensure(model_spec("flux1-schnell"), on_progress=lambda fraction, text: reports.append((fraction, text)))
+    files = store.ensure(MODELS_BY_ID["flux1-schnell"], on_progress=lambda fraction, text: reports.append((fraction, text)))
     assert calls == ["black-forest-labs/FLUX.1-schnell"]
     assert reports[-1] == (1.0, "Downloading FLUX.1 [schnell]: 4/4 files"), "the download's progress reaches the job"
     assert files.folder == tmp_path / "flux1-schnell" and (files.folder / "model_index.json").is_file()
@@ -85,7 +85,7 @@ def test_a_gated_repo_asks_for_the_licence_and_a_login(tmp_path, monkeypatch):
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", refuse)
     with pytest.raises(ModelNotAvailable) as error:
-        ModelStore(tmp_path, offline=False).ensure(model_spec("flux1-dev"))
+        ModelStore(tmp_path, offline=False).ensure(MODELS_BY_ID["flux1-dev"])
     assert "https://huggingface.co/black-forest-labs/FLUX.1-dev" in str(error.value) and "HF_TOKEN" in str(error.value)
 
 
@@ -113,7 +113,7 @@ def as_real_hidream(models_dir, with_llama=True):
 def test_hidream_loads_its_llama_encoder_from_the_separate_repo_folder(models_dir, presets):
     as_real_hidream(models_dir)
     store = ModelStore(models_dir, offline=True)
-    files = store.ensure(model_spec("hidream-i1-dev"))
+    files = store.ensure(MODELS_BY_ID["hidream-i1-dev"])
     assert files.companion_folder == models_dir / "llama-3.1-8b-instruct"
     manager = ModelManager(store, presets["cpu"])
     with manager.use("hidream-i1-dev") as pipe:
@@ -124,9 +124,9 @@ def test_hidream_loads_its_llama_encoder_from_the_separate_repo_folder(models_di
 def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it(models_dir):
     as_real_hidream(models_dir, with_llama=False)
     store = ModelStore(models_dir, offline=True)
-    assert not store.is_on_disk(model_spec("hidream-i1-dev"))
+    assert not store.is_on_disk(MODELS_BY_ID["hidream-i1-dev"])
     with pytest.raises(ModelNotAvailable) as error:
-        store.ensure(model_spec("hidream-i1-dev"))
+        store.ensure(MODELS_BY_ID["hidream-i1-dev"])
     assert f"hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include '*.json' '*.safetensors' --local-dir {models_dir / 'llama-3.1-8b-instruct'}" in str(error.value)
     assert "HiDream-ai/HiDream-I1-Dev" not in str(error.value), "the HiDream repo itself is on disk"
 
@@ -134,7 +134,7 @@ def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it
 def test_a_missing_hidream_with_its_llama_on_disk_asks_only_for_the_hidream_repo(models_dir):
     shutil.copytree(models_dir / "demo" / "demo-llama", models_dir / "llama-3.1-8b-instruct")
     with pytest.raises(ModelNotAvailable) as error:
-        ModelStore(models_dir, offline=True).ensure(model_spec("hidream-i1-fast"))
+        ModelStore(models_dir, offline=True).ensure(MODELS_BY_ID["hidream-i1-fast"])
     assert "hf download HiDream-ai/HiDream-I1-Fast" in str(error.value) and "meta-llama" not in str(error.value)
 
 
@@ -163,7 +163,7 @@ def test_a_refused_llama_download_names_the_repo_and_asks_for_the_licence_and_a_
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", fake_snapshot_download)
     with pytest.raises(ModelNotAvailable) as error:
-        ModelStore(models_dir, offline=False).ensure(model_spec("hidream-i1-full"))
+        ModelStore(models_dir, offline=False).ensure(MODELS_BY_ID["hidream-i1-full"])
     message = str(error.value)
     assert "https://huggingface.co/meta-llama/Meta-Llama-3.1-8B-Instruct" in message and "accept its licence" in message
     assert "HF_TOKEN" in message and "huggingface-cli login" in message and "HiDream-I1 Full" in message
@@ -176,15 +176,15 @@ def test_framepack_is_assembled_from_three_repo_folders_shared_with_f1_and_a_mis
     shutil.copytree(models_dir / "demo" / "demo-framepack", models_dir / "framepack-i2v-hy")
     shutil.copytree(models_dir / "demo" / "demo-hunyuanvideo-base", models_dir / "hunyuanvideo-base")
     store = ModelStore(models_dir, offline=True)
-    assert not store.is_on_disk(model_spec("framepack-i2v-hy"))
+    assert not store.is_on_disk(MODELS_BY_ID["framepack-i2v-hy"])
     with pytest.raises(ModelNotAvailable) as error:
-        store.ensure(model_spec("framepack-i2v-hy"))
+        store.ensure(MODELS_BY_ID["framepack-i2v-hy"])
     message = str(error.value)
     assert "hf download lllyasviel/flux_redux_bfl --include 'image_encoder/*' 'feature_extractor/*' --local-dir" in message
     assert "FramePackI2V_HY" not in message and "hunyuanvideo-community" not in message, "those are on disk"
 
     shutil.copytree(models_dir / "demo" / "demo-flux-redux-siglip", models_dir / "flux-redux-siglip")
-    files = store.ensure(model_spec("framepack-i2v-hy"))
+    files = store.ensure(MODELS_BY_ID["framepack-i2v-hy"])
     assert files.component_folders == {"hunyuanvideo-base": models_dir / "hunyuanvideo-base", "flux-redux-siglip": models_dir / "flux-redux-siglip"}
     with ModelManager(store, presets["cpu"]).use("framepack-i2v-hy") as pipe:
         assert type(pipe).__name__ == "HunyuanVideoFramepackPipeline"
@@ -192,5 +192,5 @@ def test_framepack_is_assembled_from_three_repo_folders_shared_with_f1_and_a_mis
         assert type(pipe.image_encoder).__name__ == "SiglipVisionModel" and pipe.feature_extractor is not None
     # F1 needs only its own transformer repo: the component folders are shared.
     with pytest.raises(ModelNotAvailable) as error:
-        store.ensure(model_spec("framepack-f1-i2v-hy"))
+        store.ensure(MODELS_BY_ID["framepack-f1-i2v-hy"])
     assert "hf download lllyasviel/FramePack_F1_I2V_HY_20250503 --local-dir" in str(error.value) and "flux_redux" not in str(error.value)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.catalog import FAMILIES, model_spec
+from pipelines.catalog import FAMILIES, MODELS_BY_ID
 from pipelines.placement import ComponentSize, Placement, plan_placement, predicted_peak
 
 GB = 1_000_000_000
@@ -13,14 +13,14 @@ def sizes_of(model_id: str) -> dict[str, ComponentSize]:
     # CogView4 28).
     blocks = {"sd3-medium": 24, "flux1-dev": 57, "hidream-i1-full": 48, "cogview4-6b": 28}[model_id]
     sizes = {}
-    for name, total in model_spec(model_id).component_bytes.items():
+    for name, total in MODELS_BY_ID[model_id].component_bytes.items():
         block = total // blocks if name == "transformer" else total // 24
         sizes[name] = ComponentSize(total, block, block // 8)
     return sizes
 
 
 def plan(model_id, preset, device="cuda"):
-    family = FAMILIES[model_spec(model_id).family]
+    family = FAMILIES[MODELS_BY_ID[model_id].family]
     return plan_placement(family, sizes_of(model_id), preset, device, "bfloat16")
 
 
@@ -91,5 +91,5 @@ def test_8gb_laptop_runs_hidreams_four_encoders_and_cogview4s_glm_in_turn_stream
 
 def test_the_family_roles_cover_every_component_of_the_real_models():
     for model_id in ("sd3-medium", "flux1-dev", "hidream-i1-full", "cogview4-6b"):
-        family = FAMILIES[model_spec(model_id).family]
+        family = FAMILIES[MODELS_BY_ID[model_id].family]
         assert set(sizes_of(model_id)) <= set(family.component_roles)
