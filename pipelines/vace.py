@@ -1,5 +1,6 @@
-"""Wan2.1 VACE's inputs: reference images, an input video and a mask, checked before anything loads, turned into
-the pipeline's `video`, `mask` and `reference_images`, and the input pasted back outside the mask afterwards.
+"""Wan2.1 VACE's inputs: reference images, an input video and a mask, checked and read once when the request is
+checked (before anything loads), turned into the pipeline's `video`, `mask` and `reference_images`, and the input
+pasted back outside the mask afterwards.
 
 What a request's files make:
 - nothing, or reference images only: text (and references) to video;
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from pipelines.catalog import ModelSpec, VideoRules, family_spec, video_models
+from pipelines.catalog import FamilySpec, ModelSpec, VideoDefaults, VideoRules
 from pipelines.errors import InvalidRequest
 from pipelines.request_values import in_range, number
 from pipelines.media import MediaError, VideoProbe, image_size, probe_video, read_video_frames
@@ -28,7 +29,7 @@ MASK_THRESHOLD = 128
 GENERATED_GREY = 128
 # A mask of another aspect than the video would be cropped differently and miss its region.
 ASPECT_TOLERANCE = 0.01
-# Frames read only to count them: the size does not matter.
+# Frames read only to count them (the tab's fitting to a clip): the size does not matter.
 COUNTING_SIZE = (16, 16)
 # The pipeline's `conditioning_scale`: 1 as trained, 0 ignores the inputs; beyond 2 the hints swamp the video.
 STRENGTH_LIMITS = (0.0, 2.0)
@@ -37,12 +38,19 @@ DEFAULT_STRENGTH = 1.0
 
 @dataclass(frozen=True)
 class VaceSources:
-    """A request's VACE files as checked before its size and length are known."""
+    """A request's VACE files as read before its size and length are known: the pictures whole, the videos' headers."""
 
+    references: tuple[Image.Image, ...]
     video: VideoProbe | None
-    # The mask's (width, height), and whether it is one picture for every frame.
-    mask_size: tuple[int, int] | None
-    mask_is_image: bool
+    # The mask: one picture for every frame, or a video's header.
+    mask_picture: Image.Image | None
+    mask_video: VideoProbe | None
+
+    @property
+    def mask_size(self) -> tuple[int, int] | None:
+        if self.mask_picture is not None:
+            return self.mask_picture.size
+        return (self.mask_video.width, self.mask_video.height) if self.mask_video is not None else None
 
 
 @dataclass(frozen=True)
@@ -56,26 +64,23 @@ class VaceInputs:
     references: tuple[Image.Image, ...]
 
 
-def check_sources(request, spec: ModelSpec) -> VaceSources | None:
+def check_sources(request, spec: ModelSpec, rules: VideoRules, vace_models: list[str]) -> VaceSources | None:
     """Which VACE inputs the request gives and whether together they make sense; None for a model without VACE
-    inputs (refused when any is given). The input video's header is read, so its size can set the default size."""
-    rules = family_spec(spec.family).video
+    inputs (refused when any is given, naming `vace_models`, the ones that take them). The pictures are read whole
+    and the videos' headers, so the input video's size can set the default size."""
     given = [name for name in ("reference_images", "video", "mask", "keep_unmasked") if getattr(request, name)]
     if not rules.vace_inputs:
         if given:
-            vace_models = [s.id for s in video_models().values() if family_spec(s.family).video.vace_inputs]
             raise InvalidRequest(
                 given[0], f"{spec.name} takes no reference images, input video or mask (nor keeps unmasked pixels); "
                 f"choose a VACE model: {', '.join(vace_models)}"
             )
         return None
-    references = request.reference_images
-    if len(references) > MAX_REFERENCE_IMAGES:
+    if len(request.reference_images) > MAX_REFERENCE_IMAGES:
         raise InvalidRequest(
-            "reference_images", f"{len(references)} were given; {spec.name} takes at most {MAX_REFERENCE_IMAGES}"
+            "reference_images", f"{len(request.reference_images)} were given; {spec.name} takes at most {MAX_REFERENCE_IMAGES}"
         )
-    for path in references:
-        _readable_image("reference_images", path)
+    references = tuple(read_picture("reference_images", path) for path in request.reference_images)
     if request.mask and not request.video:
         raise InvalidRequest("mask", "a mask applies to an input video, and no video was given; give a video with the mask, or remove the mask")
     if request.image and request.video:
@@ -85,109 +90,136 @@ def check_sources(request, spec: ModelSpec) -> VaceSources | None:
     if request.keep_unmasked and not (request.video or request.image):
         raise InvalidRequest("keep_unmasked", "there is no input video or image to keep pixels from; give one, or turn it off")
     if not request.video:
-        return VaceSources(None, None, False)
+        return VaceSources(references, None, None, None)
     video = _probe("video", request.video)
     if not request.mask:
-        return VaceSources(video, None, False)
-    mask_is_image = _is_picture(request.mask)
-    mask = _readable_image("mask", request.mask) if mask_is_image else _probe("mask", request.mask)
-    mask_size = mask if mask_is_image else (mask.width, mask.height)
-    if abs((mask_size[0] / mask_size[1]) / (video.width / video.height) - 1) > ASPECT_TOLERANCE:
+        return VaceSources(references, video, None, None)
+    if _is_picture(request.mask):
+        sources = VaceSources(references, video, read_picture("mask", request.mask), None)
+    else:
+        sources = VaceSources(references, video, None, _probe("mask", request.mask))
+    width, height = sources.mask_size
+    if abs((width / height) / (video.width / video.height) - 1) > ASPECT_TOLERANCE:
         raise InvalidRequest(
-            "mask", f"is {mask_size[0]}×{mask_size[1]} but the input video is {video.width}×{video.height}; "
+            "mask", f"is {width}×{height} but the input video is {video.width}×{video.height}; "
             "give a mask of the video's shape (the same aspect), so it covers the same region once both are fitted"
         )
-    return VaceSources(video, mask_size, mask_is_image)
+    return sources
 
 
-def fitted_length(
-    request, sources: VaceSources, rules: VideoRules, size: tuple[int, int], frames: int, frames_given: bool, fps: int
-) -> tuple[int, str]:
-    """The frame count the input video allows (the asked one, or the longest it covers when none was asked) and a note
-    saying how the video and mask were sampled, cut and fitted; InvalidRequest when they are too short."""
-    if sources is None:
-        return frames, ""
+@dataclass(frozen=True)
+class JobShape:
+    """The size, length and rate a VACE job's inputs are read at, and whether the length was asked for."""
+
+    size: tuple[int, int]
+    frames: int
+    frames_given: bool
+    fps: int
+
+
+def read_inputs(
+    request, sources: VaceSources, rules: VideoRules, shape: JobShape, start_image: Image.Image | None
+) -> tuple[VaceInputs, int, str]:
+    """The inputs at the job's size and length, each file decoded once, here; the frame count the input video allows
+    (the asked one, or the longest it covers when none was asked) and a note saying how the video and mask were
+    sampled, cut and fitted. InvalidRequest when they are too short."""
+    frames = shape.frames
     # diffusers 0.42.1's WanVACEPipeline pads the mask for the references with at most as many latent frames as the
     # video has, and fails on more.
-    latent_frames = rules.latent_frames(frames)
-    if len(request.reference_images) > latent_frames:
-        least = (len(request.reference_images) - 1) * rules.frame_multiple + 1
+    if len(sources.references) > rules.latent_frames(frames):
+        least = (len(sources.references) - 1) * rules.frame_multiple + 1
         raise InvalidRequest(
-            "reference_images", f"{len(request.reference_images)} reference images need a video of at least {least} frames; "
+            "reference_images", f"{len(sources.references)} reference images need a video of at least {least} frames; "
             f"{frames} were asked for (give fewer references or more frames)"
         )
     if sources.video is None:
-        return frames, ""
+        if start_image is None:
+            return VaceInputs(None, None, sources.references), frames, ""
+        return _first_frame_inputs(start_image, shape.size, frames, sources.references), frames, ""
+    # One read at the job's size: up to one frame past the longest video, to say how long the clip is.
+    clip = _read("video", request.video, shape.size, shape.fps, rules.max_frames + 1)
+    frames = _frames_from_clip(len(clip), rules, shape)
     video = sources.video
-    available = _frame_count("video", request.video, fps, rules.max_frames + 1)
-    if available < rules.min_frames:
-        raise InvalidRequest(
-            "video", f"gives {available} frame(s) at {fps} fps; at least {rules.min_frames} are needed (a longer clip, or a higher fps)"
-        )
-    if frames > available:
-        longest = (available - 1) // rules.frame_multiple * rules.frame_multiple + 1
-        if frames_given:
-            raise InvalidRequest(
-                "frames", f"{frames} is more than the input video gives at {fps} fps ({available}); ask for at most {longest}, or a lower fps"
-            )
-        frames = longest
-    counted = f"more than {rules.max_frames}" if available > rules.max_frames else str(available)
+    counted = f"more than {rules.max_frames}" if len(clip) > rules.max_frames else str(len(clip))
     notes = [
-        f"Input video {video.width}×{video.height} at {video.fps:g} fps: sampled at {fps} fps, its first {frames} of "
-        f"{counted} frames used, scaled and cropped to {size[0]}×{size[1]}."
+        f"Input video {video.width}×{video.height} at {video.fps:g} fps: sampled at {shape.fps} fps, its first {frames} of "
+        f"{counted} frames used, scaled and cropped to {shape.size[0]}×{shape.size[1]}."
     ]
+    keep = None
     if request.mask:
+        keep = _kept_pixels(request.mask, sources, shape, frames)
+        how = "one image for every frame" if sources.mask_picture is not None else f"sampled at {shape.fps} fps"
         width, height = sources.mask_size
-        if not sources.mask_is_image:
-            mask_frames = _frame_count("mask", request.mask, fps, frames)
-            if mask_frames < frames:
-                raise InvalidRequest(
-                    "mask", f"gives {mask_frames} frame(s) at {fps} fps but the input video's {frames} frames each need one; "
-                    "give a mask video as long as the video, or one image for every frame"
-                )
-        how = "one image for every frame" if sources.mask_is_image else f"sampled at {fps} fps"
         resized = "" if (width, height) == (video.width, video.height) else f", scaled from {width}×{height} like the video"
         notes.append(f"Mask: {how}{resized}; white is regenerated, black kept.")
-    return frames, " ".join(notes)
+    # A copy when cut, so the frames past the job's length are not held with the job.
+    used = clip if frames == len(clip) else clip[:frames].copy()
+    return VaceInputs(used, keep, sources.references), frames, " ".join(notes)
 
 
-def load_inputs(request) -> VaceInputs:
-    """The checked request's VACE files read at its size and length (decoded here, before the model loads)."""
-    size, count = (request.width, request.height), request.frames
-    references = tuple(_picture(path) for path in request.reference_images)
-    if request.video:
-        frames = _read("video", request.video, size, request.fps, count)
-        keep = None
-        if request.mask:
-            if _is_picture(request.mask):
-                mask = np.asarray(ImageOps.fit(_picture(request.mask).convert("L"), size, Image.Resampling.BILINEAR))
-                keep = np.broadcast_to(mask < MASK_THRESHOLD, (count, *mask.shape))
-            else:
-                keep = _read("mask", request.mask, size, request.fps, count).mean(axis=-1) < MASK_THRESHOLD
-        return VaceInputs(frames, keep, references)
-    if request.image:
-        first = np.asarray(ImageOps.fit(_picture(request.image), size, Image.Resampling.LANCZOS))
-        frames = np.full((count, size[1], size[0], 3), GENERATED_GREY, dtype=np.uint8)
-        frames[0] = first
-        keep = np.zeros((count, size[1], size[0]), dtype=bool)
-        keep[0] = True
-        return VaceInputs(frames, keep, references)
-    return VaceInputs(None, None, references)
+def fitted_clip(path, family: FamilySpec, defaults: VideoDefaults, fps: int) -> tuple[int, int, int]:
+    """The width, height and frames a clip gives a VACE job that asks for none: its aspect at about the model's default
+    pixel count, and its length at `fps` when shorter than the model's default."""
+    rules = family.video
+    video = _probe("video", path)
+    width, height = family.fitted_size((video.width, video.height), defaults.width * defaults.height)
+    available = len(_read("video", path, COUNTING_SIZE, fps, rules.max_frames + 1))
+    return width, height, _frames_from_clip(available, rules, JobShape((width, height), defaults.frames, False, fps))
 
 
-def checked_strength(strength, spec: ModelSpec) -> float | None:
+def _frames_from_clip(available: int, rules: VideoRules, shape: JobShape) -> int:
+    """The frames a clip of `available` frames (at the job's fps) gives: the asked ones, or when none were asked the
+    longest it covers, if shorter than the default."""
+    if available < rules.min_frames:
+        raise InvalidRequest(
+            "video", f"gives {available} frame(s) at {shape.fps} fps; at least {rules.min_frames} are needed (a longer clip, or a higher fps)"
+        )
+    if shape.frames <= available:
+        return shape.frames
+    longest = (available - 1) // rules.frame_multiple * rules.frame_multiple + 1
+    if shape.frames_given:
+        raise InvalidRequest(
+            "frames", f"{shape.frames} is more than the input video gives at {shape.fps} fps ({available}); ask for at most {longest}, or a lower fps"
+        )
+    return longest
+
+
+def _kept_pixels(path, sources: VaceSources, shape: JobShape, frames: int) -> np.ndarray:
+    """(frames, height, width) bool: black in the mask, fitted like the video."""
+    if sources.mask_picture is not None:
+        mask = np.asarray(ImageOps.fit(sources.mask_picture.convert("L"), shape.size, Image.Resampling.BILINEAR))
+        return np.broadcast_to(mask < MASK_THRESHOLD, (frames, *mask.shape))
+    mask = _read("mask", path, shape.size, shape.fps, frames)
+    if len(mask) < frames:
+        raise InvalidRequest(
+            "mask", f"gives {len(mask)} frame(s) at {shape.fps} fps but the input video's {frames} frames each need one; "
+            "give a mask video as long as the video, or one image for every frame"
+        )
+    return mask.mean(axis=-1) < MASK_THRESHOLD
+
+
+def _first_frame_inputs(picture: Image.Image, size: tuple[int, int], count: int, references) -> VaceInputs:
+    """The picture fitted as frame 0 (kept), every later frame grey (generated)."""
+    frames = np.full((count, size[1], size[0], 3), GENERATED_GREY, dtype=np.uint8)
+    frames[0] = np.asarray(ImageOps.fit(picture, size, Image.Resampling.LANCZOS))
+    keep = np.zeros((count, size[1], size[0]), dtype=bool)
+    keep[0] = True
+    return VaceInputs(frames, keep, references)
+
+
+def checked_strength(vace_strength, spec: ModelSpec, rules: VideoRules) -> float | None:
     """A VACE model's strength (1 when not given); None for other models, which refuse any other value."""
-    if not family_spec(spec.family).video.vace_inputs:
-        if strength not in (None, "") and number("vace_strength", strength, DEFAULT_STRENGTH) != DEFAULT_STRENGTH:
+    if not rules.vace_inputs:
+        if vace_strength not in (None, "") and number("vace_strength", vace_strength, DEFAULT_STRENGTH) != DEFAULT_STRENGTH:
             raise InvalidRequest("vace_strength", f"{spec.name} has no VACE inputs to weigh; leave the strength at 1 or choose a VACE model")
         return None
-    return in_range("vace_strength", strength, DEFAULT_STRENGTH, STRENGTH_LIMITS)
+    return in_range("vace_strength", vace_strength, DEFAULT_STRENGTH, STRENGTH_LIMITS)
 
 
-def pipeline_arguments(inputs: VaceInputs, strength: float) -> dict:
+def pipeline_arguments(inputs: VaceInputs, vace_strength: float) -> dict:
     """WanVACEPipeline's `video`, `mask` and `reference_images` for these inputs (as pictures, at the video's size),
-    and their weight, `conditioning_scale`."""
-    arguments: dict = {"reference_images": list(inputs.references) or None, "conditioning_scale": strength}
+    and their weight (the pipeline's `conditioning_scale`)."""
+    arguments: dict = {"reference_images": list(inputs.references) or None, "conditioning_scale": vace_strength}
     if inputs.frames is not None:
         arguments["video"] = [Image.fromarray(frame) for frame in inputs.frames]
         if inputs.keep is not None:
@@ -211,11 +243,15 @@ def records(request, outputs) -> dict:
     }
 
 
-def _readable_image(field: str, path) -> tuple[int, int]:
+def read_picture(field: str, path) -> Image.Image:
+    """The picture in RGB, its size checked first from the header (InvalidRequest naming `field` when unreadable or
+    too big)."""
     try:
-        return image_size(Path(path))
+        image_size(Path(path))
     except MediaError as error:
         raise InvalidRequest(field, str(error)) from None
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _probe(field: str, path) -> VideoProbe:
@@ -223,10 +259,6 @@ def _probe(field: str, path) -> VideoProbe:
         return probe_video(Path(path))
     except MediaError as error:
         raise InvalidRequest(field, str(error)) from None
-
-
-def _frame_count(field: str, path, fps: int, most: int) -> int:
-    return len(_read(field, path, COUNTING_SIZE, fps, most))
 
 
 def _read(field: str, path, size, fps: int, most: int) -> np.ndarray:
@@ -243,8 +275,3 @@ def _is_picture(path) -> bool:
             return getattr(image, "n_frames", 1) == 1
     except (OSError, Image.DecompressionBombError):
         return False
-
-
-def _picture(path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("RGB")

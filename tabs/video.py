@@ -4,35 +4,31 @@ with a mask, Video Combine export and frame interpolation. Endpoint: /generate_v
 from __future__ import annotations
 
 import contextvars
+import functools
 import queue
 import threading
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import gradio as gr
 
 from pipelines import vace
-from pipelines.catalog import Task, family_spec, model_spec, video_models
+from pipelines.catalog import Catalog, Task, family_spec
 from pipelines.context_windows import BLENDS
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest
 from pipelines.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.interpolation import offered as offered_interpolations
 from pipelines.video_export import FORMATS, ExportSettings
-from pipelines.video_runner import VideoRequest, VideoResult, checked_window, generate_video, sections_note
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
+from pipelines.video_request import VideoRequest, checked_fps, checked_window, fitted_start_size, sections_note
+from pipelines.video_runner import VideoResult, generate_video
+from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
-from tabs.saved_settings import restored_values
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
 
-# The controls remembered between starts and restored by "reuse settings", in the order of VideoTab.settings_components.
-SETTINGS_FIELDS = (
-    "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
-    "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
-    "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
-    "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention", "keep_unmasked", "vace_strength",
-)
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 PLAYABLE_SUFFIXES = (".mp4", ".webm")
 
@@ -45,11 +41,11 @@ def _offered_video_models(context: AppContext) -> tuple[list[tuple[str, str]], s
 
 
 def describe_length(
-    model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4", context_frames=None,
+    catalog: Catalog, model_id, frames, fps, interpolation, pingpong=False, loop_count=0, video_format="mp4", context_frames=None,
     latent_window_size=None,
 ) -> str:
     """What the settings will make, in frames and seconds, before anything runs (longer in context windows)."""
-    spec = video_models().get(model_id)
+    spec = catalog.video_models().get(model_id)
     choice = INTERPOLATIONS.get(interpolation or "none")
     if spec is None or choice is None or not frames or not fps or frames < 1 or fps < 1:
         return ""
@@ -85,12 +81,12 @@ def _window_or_default(value, spec, rules):
 
 
 def describe_long_video(
-    models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend, ar_step=0,
-    causal_block_size=None, latent_window_size=None,
+    catalog: Catalog, models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend,
+    ar_step=0, causal_block_size=None, latent_window_size=None,
 ):
     """The length context windows, chunks, sections or asynchronous blocks make and the transformer passes they take,
     or what is wrong with the settings."""
-    spec = video_models().get(model_id)
+    spec = catalog.video_models().get(model_id)
     rules = family_spec(spec.family).video if spec else None
     if rules is not None and rules.sections is not None:
         try:
@@ -100,27 +96,28 @@ def describe_long_video(
         if not frames or not fps or not steps or frames < 1 or fps < 1 or steps < 1:
             return ""
         made = rules.nearest_frames(min(int(frames), rules.max_frames), window=window)
-        return sections_note(spec, made, int(fps), int(steps), window)
+        return sections_note(spec, rules, made, int(fps), int(steps), window)
     if (not context_frames and not ar_step) or spec is None:
         return "Empty window length: the whole video at once."
+    # The long-video settings as a job would check them (the prompt is not among this note's inputs: any will do).
     request = VideoRequest(
         prompt="length", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
         context_overlap=context_overlap, context_stride=context_stride, context_blend=blend or "linear",
         ar_step=ar_step or 0, causal_block_size=causal_block_size,
     )
     try:
-        return request.check(models_dir).length_note()
+        return request.check(catalog, models_dir).length_note()
     except InvalidRequest as error:
         return f"⚠️ {error}"
 
 
-def takes_vace_inputs(model_id: str) -> bool:
-    spec = video_models().get(model_id)
+def takes_vace_inputs(catalog: Catalog, model_id: str) -> bool:
+    spec = catalog.video_models().get(model_id)
     return spec is not None and family_spec(spec.family).video.vace_inputs
 
 
-def model_info(model_id: str) -> str:
-    spec = video_models().get(model_id)
+def model_info(catalog: Catalog, model_id: str) -> str:
+    spec = catalog.video_models().get(model_id)
     if spec is None:
         return ""
     rules = family_spec(spec.family).video
@@ -135,14 +132,113 @@ def model_info(model_id: str) -> str:
     return f"{head}\n\nSizes: multiples of {family_spec(spec.family).size_multiple}; frames: {rules.frame_rule()}{needs}"
 
 
+def _exported(name: str, default):
+    return lambda used: (used.get("export") or {}).get(name, default)
+
+
+def _given(name: str, default):
+    return lambda used: used.get(name, default)
+
+
+def video_fields(context: AppContext, controls: Mapping[str, Any]) -> FieldTable:
+    """The Video tab's inputs: /generate_video's parameters in order, `controls` giving each its control by name.
+    Defaults of None let gradio_client leave out anything but the prompt (Gradio makes only None defaults optional);
+    they mean the model's defaults, or the export's. The remembered ones come back at the next start and through
+    Reuse settings, in the order of /reuse_settings' outputs."""
+
+    def speed(index: int):
+        return lambda used: speed_values(used, context.store.catalog.spec(used["model"]).family)[index]
+
+    def compile_or_attention(index: int):
+        return lambda used: compile_and_attention_values(used, context.manager.preset.attention)[index]
+
+    control = controls.get
+    return FieldTable(
+        [
+            Field("prompt", control("prompt"), remembered=True, from_record=_given("prompt", "")),
+            Field("negative_prompt", control("negative_prompt"), default=None, remembered=True, from_record=_given("negative_prompt", "")),
+            Field("image", control("image"), default=None),
+            Field("width", control("width"), default=None, remembered=True),
+            Field("height", control("height"), default=None, remembered=True),
+            Field("frames", control("frames"), default=None, remembered=True),
+            Field("fps", control("fps"), default=None, remembered=True),
+            Field("steps", control("steps"), default=None, remembered=True),
+            Field("guidance", control("guidance"), default=None, remembered=True),
+            Field("flow_shift", control("flow_shift"), default=None, remembered=True),
+            Field("seed", control("seed"), default=-1, remembered=True, from_record=_given("seed", -1)),
+            Field("model", control("model"), default=None, remembered=True),
+            Field("format", control("format"), default=None, remembered=True, from_record=_exported("format", "mp4")),
+            Field("loop_count", control("loop_count"), default=None, remembered=True, from_record=_exported("loop_count", 0)),
+            Field("pingpong", control("pingpong"), default=None, remembered=True, from_record=_exported("pingpong", False)),
+            Field("filename_prefix", control("filename_prefix"), default=None, remembered=True, from_record=_exported("filename_prefix", "")),
+            Field("save_output", control("save_output"), default=None, remembered=True, from_record=_exported("save_output", True)),
+            Field("interpolation", control("interpolation"), default=None, remembered=True, from_record=_given("interpolation", "none")),
+            Field("frame_rate", control("frame_rate"), default=None),
+            Field("context_frames", control("context_frames"), default=None, remembered=True),
+            Field("context_overlap", control("context_overlap"), default=None, remembered=True),
+            Field("context_stride", control("context_stride"), default=None, remembered=True),
+            Field("context_blend", control("context_blend"), default=None, remembered=True, from_record=lambda used: used.get("context_blend") or "linear"),
+            Field("speed", control("speed"), default=None, remembered=True, from_record=speed(0)),
+            Field("cache_method", control("cache_method"), default=None, remembered=True, from_record=speed(1)),
+            Field("cache_threshold", control("cache_threshold"), default=None, remembered=True, from_record=speed(2)),
+            Field("ar_step", control("ar_step"), default=None, remembered=True, from_record=lambda used: used.get("ar_step") or 0),
+            Field("causal_block_size", control("causal_block_size"), default=None, remembered=True),
+            Field("compile", control("compile"), default=None, remembered=True, from_record=compile_or_attention(0)),
+            Field("attention", control("attention"), default=None, remembered=True, from_record=compile_or_attention(1)),
+            Field("reference_images", control("reference_images"), default=None),
+            Field("video", control("video"), default=None),
+            Field("mask", control("mask"), default=None),
+            Field("keep_unmasked", control("keep_unmasked"), default=None, remembered=True, from_record=lambda used: bool(used.get("keep_unmasked"))),
+            Field("latent_window_size", control("latent_window_size"), default=None, remembered=True),
+            Field(
+                "vace_strength", control("vace_strength"), default=None, remembered=True,
+                from_record=lambda used: vace.DEFAULT_STRENGTH if used.get("vace_strength") is None else used["vace_strength"],
+            ),
+        ],
+        remembered_order=(
+            "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
+            "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
+            "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
+            "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention", "keep_unmasked", "vace_strength",
+        ),
+    )
+
+
+def request_from(values: dict, default_model: str) -> VideoRequest:
+    """The request a handler's values make (empty values mean the model's or the export's defaults)."""
+    export = ExportSettings(
+        frame_rate=values["frame_rate"], loop_count=values["loop_count"], format=values["format"] or "mp4",
+        pingpong=bool(values["pingpong"]), filename_prefix=values["filename_prefix"] or "",
+        save_output=True if values["save_output"] is None else values["save_output"],
+    )
+    cache_method, attention = values["cache_method"], values["attention"]
+    passed = ("prompt", "negative_prompt", "image", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed")
+    return VideoRequest(
+        **{name: values[name] for name in passed}, model=values["model"] or default_model,
+        interpolation=values["interpolation"] or "none", export=export, context_frames=values["context_frames"],
+        context_overlap=values["context_overlap"], context_stride=values["context_stride"],
+        context_blend=values["context_blend"] or "linear", speed=values["speed"] or "off",
+        cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=values["cache_threshold"],
+        ar_step=values["ar_step"] or 0, causal_block_size=values["causal_block_size"], compile=values["compile"] or "off",
+        attention=None if attention in (None, PRESET_ATTENTION) else attention,
+        reference_images=tuple(values["reference_images"] or ()), video=values["video"], mask=values["mask"],
+        keep_unmasked=bool(values["keep_unmasked"]), latent_window_size=values["latent_window_size"],
+        vace_strength=values["vace_strength"],
+    )
+
+
 @dataclass
 class VideoTab:
-    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+    """What other parts of the UI need from this tab: its remembered controls, to fill them from saved parameters."""
 
     context: AppContext
-    settings_components: list
+    fields: FieldTable
     # The input image and VACE's references, video and mask, which "Reuse settings" fills from the kept copies.
     input_components: list = field(default_factory=list)
+
+    @property
+    def settings_components(self) -> list:
+        return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         return (
@@ -152,35 +248,25 @@ class VideoTab:
 
     def last_values(self) -> list:
         offered = [model_id for _, model_id in _offered_video_models(self.context)[0]]
-        return restored_values(self.context.settings, "video", SETTINGS_FIELDS, offered)
+        return self.fields.last_values(self.context, "video", offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
-        if used.get("model") not in video_models():
+        if used.get("model") not in self.context.store.catalog.video_models():
             raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
-        export = used.get("export") or {}
-        return (
-            used["model"], used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
-            used.get("frames"), used.get("fps"), used.get("steps"), used.get("guidance"), used.get("flow_shift"),
-            used.get("seed", -1), export.get("format", "mp4"), export.get("loop_count", 0), export.get("pingpong", False),
-            export.get("filename_prefix", ""), export.get("save_output", True), used.get("interpolation", "none"),
-            used.get("context_frames"), used.get("context_overlap"), used.get("context_stride"), used.get("context_blend") or "linear",
-            used.get("ar_step") or 0, used.get("causal_block_size"), used.get("latent_window_size"),
-            *speed_values(used, video_models()[used["model"]].family),
-            *compile_and_attention_values(used, self.context.manager.preset.attention),
-            bool(used.get("keep_unmasked")), vace.DEFAULT_STRENGTH if used.get("vace_strength") is None else used["vace_strength"],
-        )
+        return self.fields.values_from_record(used)
 
 
 def build(context: AppContext) -> VideoTab:
+    catalog = context.store.catalog
     choices, default_model = _offered_video_models(context)
-    spec = model_spec(default_model)
+    spec = catalog.spec(default_model)
     defaults = spec.defaults
     family = family_spec(spec.family)
 
     with gr.Row():
         with gr.Column(scale=2):
             model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="video-model", allow_custom_value=True)
-            info = gr.Markdown(model_info(default_model), elem_id="video-model-info")
+            info = gr.Markdown(model_info(catalog, default_model), elem_id="video-model-info")
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A red fox trotting through snow at dawn", elem_id="video-prompt")
             negative_prompt = gr.Textbox(label="Negative prompt", lines=2, elem_id="video-negative")
             image = gr.Image(label="Input image (image to video)", type="filepath", height=200, elem_id="video-image")
@@ -191,7 +277,7 @@ def build(context: AppContext) -> VideoTab:
                 frames = gr.Number(label="Frames", value=defaults.frames, precision=0, elem_id="video-frames")
                 duration = gr.Number(label="…or duration (s)", value=round(defaults.frames / defaults.fps, 2), elem_id="video-duration")
                 fps = gr.Number(label="fps", value=defaults.fps, precision=0, elem_id="video-fps")
-            length = gr.Markdown(describe_length(default_model, defaults.frames, defaults.fps, "none"), elem_id="video-length")
+            length = gr.Markdown(describe_length(catalog, default_model, defaults.frames, defaults.fps, "none"), elem_id="video-length")
             with gr.Row():
                 steps = gr.Number(label="Steps", value=defaults.steps, precision=0, elem_id="video-steps")
                 guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="video-guidance")
@@ -292,61 +378,46 @@ def build(context: AppContext) -> VideoTab:
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="video-parameters")
 
-    @shown_to_user
-    # Defaults of None let gradio_client leave out anything but the prompt (Gradio makes only None defaults
-    # optional); they mean the model's defaults, or the export's.
-    def generate_video_handler(
-        prompt, negative_prompt=None, image=None, width=None, height=None, frames=None, fps=None, steps=None,
-        guidance=None, flow_shift=None, seed=-1, model=None, format=None, loop_count=None, pingpong=None,
-        filename_prefix=None, save_output=None, interpolation=None, frame_rate=None, context_frames=None,
-        context_overlap=None, context_stride=None, context_blend=None, speed=None, cache_method=None,
-        cache_threshold=None, ar_step=None, causal_block_size=None, compile=None, attention=None, reference_images=None,
-        video=None, mask=None, keep_unmasked=None, latent_window_size=None, vace_strength=None, request: gr.Request = None,
-        progress=gr.Progress(),
-    ):
-        export = ExportSettings(
-            frame_rate=frame_rate, loop_count=loop_count, format=format or "mp4", pingpong=bool(pingpong),
-            filename_prefix=filename_prefix or "", save_output=True if save_output is None else save_output,
-        )
-        checked = VideoRequest(
-            prompt=prompt, model=model or default_model, negative_prompt=negative_prompt, image=image, width=width,
-            height=height, frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed,
-            interpolation=interpolation or "none", export=export, context_frames=context_frames,
-            context_overlap=context_overlap, context_stride=context_stride, context_blend=context_blend or "linear",
-            speed=speed or "off",
-            cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method, cache_threshold=cache_threshold,
-            ar_step=ar_step or 0, causal_block_size=causal_block_size,
-            compile=compile or "off", attention=None if attention in (None, PRESET_ATTENTION) else attention,
-            reference_images=tuple(reference_images or ()), video=video, mask=mask, keep_unmasked=bool(keep_unmasked),
-            latent_window_size=latent_window_size, vace_strength=vace_strength,
-        ).check(context.store.models_dir)
-        values = (
-            checked.model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, format,
-            loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap,
-            context_stride, context_blend, ar_step, causal_block_size, latent_window_size, checked.speed,
-            cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION, bool(keep_unmasked),
-            vace_strength,
-        )
-        context.settings.update("video", dict(zip(SETTINGS_FIELDS, values)))
-        chosen = model_spec(checked.model)
-        job_summary = f"{chosen.name} · {checked.width}×{checked.height} · {checked.frames} frames · {checked.prompt[:60]}"
+    outputs = [result_file, parameters, summary, player, preview]
+    fields = video_fields(context, dict(
+        prompt=prompt, negative_prompt=negative_prompt, image=image, width=width, height=height, frames=frames, fps=fps,
+        steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed, model=model, format=video_format,
+        loop_count=loop_count, pingpong=pingpong, filename_prefix=filename_prefix, save_output=save_output,
+        interpolation=interpolation, frame_rate=frame_rate, context_frames=context_frames, context_overlap=context_overlap,
+        context_stride=context_stride, context_blend=context_blend, speed=speed, cache_method=cache_method,
+        cache_threshold=cache_threshold, ar_step=ar_step, causal_block_size=causal_block_size, compile=compile_blocks,
+        attention=attention, reference_images=reference_images, video=vace_video, mask=vace_mask,
+        keep_unmasked=keep_unmasked, latent_window_size=latent_window_size, vace_strength=vace_strength,
+    ))
+    tab_queue = TabQueue(context, "video", "Video", fields)
+
+    def generate_video_body(values: dict, session, progress):
+        job = request_from(values, default_model).check(catalog, context.store.models_dir)
+        request = job.request
+        # Remembered as given, with the choices the check filled in.
+        remembered = {
+            **values, "model": request.model, "speed": request.speed, "cache_method": values["cache_method"] or AUTO_METHOD,
+            "compile": request.compile, "attention": values["attention"] or PRESET_ATTENTION,
+            "keep_unmasked": bool(values["keep_unmasked"]),
+        }
+        summary_text = f"{job.spec.name} · {request.width}×{request.height} · {request.frames} frames · {request.prompt[:60]}"
         # (component, value) pairs for the page while the job runs: latent previews, and the video so far.
         shown: queue.Queue = queue.Queue()
         outcome: dict = {}
 
-        def report(fraction, text):
-            progress(fraction, desc=text)
+        def work(queued):
+            return generate_video(
+                job, context.manager, context.outputs, queued,
+                on_preview=lambda picture, text: shown.put((preview, picture)),
+                on_partial=lambda path, text: shown.put((player, str(path))),
+            )
 
-        def work():
+        def run():
             try:
-                with context.queue.run(owner_of(request), "Video", job_summary, report) as job:
-                    outcome["result"] = generate_video(
-                        checked, context.manager, context.outputs, job,
-                        on_preview=lambda picture, text: shown.put((preview, picture)),
-                        on_partial=lambda path, text: shown.put((player, str(path))),
-                    )
-            except JobStopped:
-                outcome["result"] = VideoResult(None, stopped=True, frames_note=checked.frames_note())
+                outcome["result"] = tab_queue.run(
+                    remembered, summary_text, work, lambda: VideoResult(None, stopped=True, frames_note=job.frames_note()),
+                    session, progress,
+                )
             except BaseException as error:  # handed to the request's thread, where shown_to_user reports it
                 outcome["error"] = error
             finally:
@@ -354,7 +425,7 @@ def build(context: AppContext) -> VideoTab:
 
         # The job runs beside this generator so previews reach the page while it denoises; the copied context
         # carries Gradio's progress tracking into the thread.
-        worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
         worker.start()
         while (item := shown.get()) is not None:
             target, value = item
@@ -362,25 +433,25 @@ def build(context: AppContext) -> VideoTab:
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
-        yield _shown(outcome["result"], chosen.demo)
+        yield _shown(outcome["result"], job.spec.demo)
 
-    inputs = [
-        prompt, negative_prompt, image, width, height, frames, fps, steps, guidance, flow_shift, seed, model, video_format,
-        loop_count, pingpong, filename_prefix, save_output, interpolation, frame_rate, context_frames, context_overlap,
-        context_stride, context_blend, speed, cache_method, cache_threshold, ar_step, causal_block_size, compile_blocks,
-        attention, reference_images, vace_video, vace_mask, keep_unmasked, latent_window_size, vace_strength,
-    ]
-    outputs = [result_file, parameters, summary, player, preview]
-    generate.click(generate_video_handler, inputs=inputs, outputs=outputs, api_name="generate_video", **GPU_QUEUE)
+    generate.click(
+        shown_to_user(_streaming(fields.handler(generate_video_body))), inputs=fields.inputs, outputs=outputs,
+        api_name="generate_video", **GPU_QUEUE,
+    )
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
 
     length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames, latent_window_size]
+
+    def length_text(*values):
+        return describe_length(catalog, *values)
+
     for control in length_inputs:
-        control.change(describe_length, inputs=length_inputs, outputs=[length], api_visibility="private")
+        control.change(length_text, inputs=length_inputs, outputs=[length], api_visibility="private")
 
     def long_video_note(*values):
-        return describe_long_video(context.store.models_dir, *values)
+        return describe_long_video(catalog, context.store.models_dir, *values)
 
     long_inputs = [
         model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend, ar_step, causal_block_size,
@@ -391,7 +462,7 @@ def build(context: AppContext) -> VideoTab:
 
     def frames_from_duration(model_id, seconds, rate, windows, window):
         """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1…"""
-        chosen = video_models().get(model_id)
+        chosen = catalog.video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
             return gr.skip()
         rules = family_spec(chosen.family).video
@@ -402,17 +473,17 @@ def build(context: AppContext) -> VideoTab:
         frames_from_duration, inputs=[model, duration, fps, context_frames, latent_window_size], outputs=[frames],
         api_visibility="private",
     )
-    model.change(model_info, inputs=[model], outputs=[info], api_visibility="private")
+    model.change(lambda model_id: model_info(catalog, model_id), inputs=[model], outputs=[info], api_visibility="private")
 
     def show_speed(model_id):
-        chosen = video_models().get(model_id)
+        chosen = catalog.video_models().get(model_id)
         return gr.update(info=speed_info(chosen.family)) if chosen else gr.skip()
 
     model.change(show_speed, inputs=[model], outputs=[speed], api_visibility="private")
 
     def show_vace_inputs(model_id):
         """The VACE panel for VACE models; for others it hides, emptied, so no hidden file reaches the request."""
-        if takes_vace_inputs(model_id):
+        if takes_vace_inputs(catalog, model_id):
             return gr.update(visible=True), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return gr.update(visible=False), None, None, None, False, vace.DEFAULT_STRENGTH
 
@@ -423,7 +494,7 @@ def build(context: AppContext) -> VideoTab:
     reference_images.change(lambda paths: list(paths or []), inputs=[reference_images], outputs=[reference_gallery], api_visibility="private")
 
     def apply_model_defaults(model_id):
-        chosen = video_models().get(model_id)
+        chosen = catalog.video_models().get(model_id)
         if chosen is None:
             return [gr.skip()] * 7
         d = chosen.defaults
@@ -437,30 +508,35 @@ def build(context: AppContext) -> VideoTab:
     @shown_to_user
     def size_from_image(path, model_id):
         """The picture's aspect at the model's default pixel count, on its size grid, in the width and height fields."""
-        if not path or model_id not in video_models():
+        models = catalog.video_models()
+        if not path or model_id not in models:
             return gr.skip(), gr.skip()
-        checked = VideoRequest(prompt="size", model=model_id, image=path).check(context.store.models_dir)
-        return checked.width, checked.height
+        return fitted_start_size(models[model_id], models, path)
 
     image.upload(size_from_image, inputs=[image, model], outputs=[width, height], api_visibility="private")
 
     @shown_to_user
     def fit_to_video(path, model_id, fps_value):
         """The clip's aspect at the model's default pixel count, and its length when shorter than the model's default."""
-        if not path or not takes_vace_inputs(model_id):
+        if not path or not takes_vace_inputs(catalog, model_id):
             return gr.skip(), gr.skip(), gr.skip()
-        checked = VideoRequest(prompt="size", model=model_id, video=path, fps=fps_value).check(context.store.models_dir)
-        return checked.width, checked.height, checked.frames
+        chosen = catalog.spec(model_id)
+        return vace.fitted_clip(path, family_spec(chosen.family), chosen.defaults, checked_fps(fps_value, chosen.defaults.fps))
 
     vace_video.upload(fit_to_video, inputs=[vace_video, model, fps], outputs=[width, height, frames], api_visibility="private")
 
-    settings_components = [
-        model, prompt, negative_prompt, width, height, frames, fps, steps, guidance, flow_shift, seed, video_format,
-        loop_count, pingpong, filename_prefix, save_output, interpolation, context_frames, context_overlap, context_stride,
-        context_blend, ar_step, causal_block_size, latent_window_size, speed, cache_method, cache_threshold, compile_blocks,
-        attention, keep_unmasked, vace_strength,
-    ]
-    return VideoTab(context, settings_components, [image, reference_images, vace_video, vace_mask])
+    return VideoTab(context, fields, [image, reference_images, vace_video, vace_mask])
+
+
+def _streaming(handler):
+    """A handler that returns a generator, as a generator function (Gradio streams only from those), keeping its
+    signature (the API's parameters)."""
+
+    @functools.wraps(handler)
+    def streaming(*args, **kwargs):
+        yield from handler(*args, **kwargs)
+
+    return streaming
 
 
 def _shown(result: VideoResult, demo: bool) -> tuple:

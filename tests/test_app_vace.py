@@ -8,8 +8,9 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
+from pipelines.catalog import Catalog
 from pipelines.media import encode_video, read_video
-from tabs.video import SETTINGS_FIELDS, VideoTab
+from tabs.video import VideoTab, video_fields
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,9 @@ def test_generate_video_edits_a_clip_with_a_mask_and_references(app, client, inp
     assert video.frames.shape == (5, 64, 80, 3) and video.fps == 16
     parameters = used["parameters"]
     assert parameters["keep_unmasked"] is True and parameters["video"]["file"] == "clip.mp4" and parameters["vace_strength"] == 0.75
-    context = SimpleNamespace(manager=SimpleNamespace(preset=SimpleNamespace(attention="sdpa")))
-    restored = dict(zip(SETTINGS_FIELDS, VideoTab(context, []).values_from(parameters, "x.mp4")))
+    context = SimpleNamespace(manager=SimpleNamespace(preset=SimpleNamespace(attention="sdpa")), store=SimpleNamespace(catalog=Catalog()))
+    fields = video_fields(context, {})
+    restored = dict(zip(fields.remembered_names, VideoTab(context, fields).values_from(parameters, "x.mp4")))
     assert (restored["keep_unmasked"], restored["vace_strength"]) == (True, 0.75)
     assert parameters["mask"]["sha256"] == hashlib.sha256((inputs / "mask.png").read_bytes()).hexdigest()
     assert [record["file"] for record in parameters["reference_images"]] == ["character.png"]

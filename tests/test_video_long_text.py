@@ -13,9 +13,9 @@ def manager(demo_models_dir, presets):
 
 
 def test_the_video_tab_states_the_long_length_and_the_passes_or_what_is_wrong(manager):
-    assert describe_length("demo-wan", 200, 16, "none").startswith("**129 frames")
-    assert describe_length("demo-wan", 200, 16, "none", context_frames=81).startswith("**201 frames at 16 fps = 12.56 s**")
-    models = manager.store.models_dir
-    note = describe_long_video(models, "demo-wan", 25, 16, 2, 1.0, 9, 4, 1, "linear")
+    catalog, models = manager.store.catalog, manager.store.models_dir
+    assert describe_length(catalog, "demo-wan", 200, 16, "none").startswith("**129 frames")
+    assert describe_length(catalog, "demo-wan", 200, 16, "none", context_frames=81).startswith("**201 frames at 16 fps = 12.56 s**")
+    note = describe_long_video(catalog, models, "demo-wan", 25, 16, 2, 1.0, 9, 4, 1, "linear")
     assert "25 frames = 1.56 s" in note and "3 windows per step × 2 steps = 6 transformer passes" in note
-    assert describe_long_video(models, "demo-wan", 25, 16, 2, 1.0, 9, 9, 1, "linear").startswith("⚠️ context_overlap:")
+    assert describe_long_video(catalog, models, "demo-wan", 25, 16, 2, 1.0, 9, 9, 1, "linear").startswith("⚠️ context_overlap:")

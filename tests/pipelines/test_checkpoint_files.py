@@ -521,7 +521,7 @@ def test_a_wan_gguf_in_the_original_layout_is_a_video_model_that_loads_runs_and_
 
     def video(model):
         request = VideoRequest(prompt="a fox in the snow", model=model, steps=2, seed=4, frames=5)
-        return generate_video(request, manager, outputs, QueuedJob()).video
+        return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, QueuedJob()).video
 
     quantized, plain = video(path.name), video("demo-wan")
     difference = np.abs(read_video(quantized.path).frames.astype(int) - read_video(plain.path).frames.astype(int))
@@ -553,7 +553,7 @@ def test_a_wan_vace_file_in_the_original_layout_is_a_vace_model_that_makes_the_f
 
     def video(model):
         request = VideoRequest(prompt="a fox", model=model, steps=2, seed=4, frames=5, reference_images=(str(reference),))
-        return generate_video(request, manager, outputs, QueuedJob()).video
+        return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, QueuedJob()).video
 
     from_file, from_folder = video(path.name), video("demo-wan-vace")
     assert np.array_equal(read_video(from_file.path).frames, read_video(from_folder.path).frames)

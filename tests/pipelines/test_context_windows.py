@@ -7,6 +7,7 @@ import pytest
 
 import torch
 
+from pipelines.catalog import Catalog
 from pipelines.context_windows import ContextWindows, windowed_transformer
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import QueuedJob
@@ -25,7 +26,7 @@ def manager(demo_models_dir, presets):
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox in the snow", "model": "demo-wan", "width": 64, "height": 64,
                               "steps": 2, "seed": 3, "guidance": 1.0, **values})
-    return generate_video(request, manager, outputs, QueuedJob())
+    return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, QueuedJob())
 
 
 def test_windows_covering_the_whole_video_give_exactly_the_plain_video(manager, outputs):
@@ -53,11 +54,11 @@ def test_smaller_windows_make_the_asked_length_in_windows_times_steps_passes(man
 
 
 def test_frames_beyond_the_models_length_need_context_windows(manager):
-    models = manager.store.models_dir
+    catalog, models = manager.store.catalog, manager.store.models_dir
     with pytest.raises(InvalidRequest, match="with Long video .* up to 513"):
-        VideoRequest(prompt="long", model="demo-wan", frames=200).check(models)
-    checked = VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, guidance=5.0, steps=10).check(models)
-    assert checked.frames == 201 and checked.context_overlap == 20 and checked.context_stride == 1
+        VideoRequest(prompt="long", model="demo-wan", frames=200).check(catalog, models)
+    checked = VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, guidance=5.0, steps=10).check(catalog, models)
+    assert checked.request.frames == 201 and checked.request.context_overlap == 20 and checked.request.context_stride == 1
     # 51 latent frames, windows of 21 sharing 5: starts 0, 16, 30 → 3 windows, twice a step with guidance.
     assert checked.transformer_passes() == (3, 60)
     assert "201 frames = 12.56 s" in checked.length_note() and "(with and without the prompt)" in checked.length_note()
@@ -79,7 +80,7 @@ def test_frames_beyond_the_models_length_need_context_windows(manager):
 def test_bad_window_settings_name_their_field(manager, values, field, message):
     request = VideoRequest(**{"prompt": "long", "model": "demo-wan", "frames": 25, **values})
     with pytest.raises(InvalidRequest) as error:
-        request.check(manager.store.models_dir)
+        request.check(manager.store.catalog, manager.store.models_dir)
     assert error.value.field == field and message in str(error.value)
 
 
@@ -128,12 +129,12 @@ def test_skyreels_demo_makes_a_long_video_in_chunks_continuing_from_the_last_fra
     assert len(calls) == 8
     with pytest.raises(InvalidRequest, match="context_stride: 2 is out of range; use 1$"):
         VideoRequest(prompt="long", model="demo-skyreels-v2", frames=21, context_frames=9, context_stride=2).check(
-            manager.store.models_dir
+            manager.store.catalog, manager.store.models_dir
         )
 
 
 def test_a_step_cache_is_refused_in_context_windows_by_name(demo_models_dir):
     models = demo_models_dir
     with pytest.raises(InvalidRequest, match="speed: step caching does not work with context windows"):
-        VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="fast").check(models)
-    VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="off").check(models)
+        VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="fast").check(Catalog(), models)
+    VideoRequest(prompt="long", model="demo-wan", frames=200, context_frames=81, speed="off").check(Catalog(), models)

@@ -8,6 +8,7 @@ import pytest
 import torch
 from diffusers import SkyReelsV2DiffusionForcingPipeline
 
+from pipelines.catalog import Catalog
 from pipelines.diffusion_forcing import Chunk, chunks, rounds
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import QueuedJob
@@ -42,7 +43,7 @@ def test_the_model_cards_long_video_is_three_chunks_of_25_latent_frames():
 
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-skyreels-v2", "frames": 13, "steps": 2, "seed": 3, "guidance": 1.0, **values})
-    return generate_video(request, manager, outputs, QueuedJob())
+    return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, QueuedJob())
 
 
 def test_asynchronous_mode_runs_in_the_rounds_it_states_and_the_next_synchronous_job_is_unchanged(manager, tmp_path):
@@ -78,11 +79,11 @@ def test_asynchronous_mode_runs_in_the_rounds_it_states_and_the_next_synchronous
 def test_bad_asynchronous_settings_are_refused_naming_the_field(tmp_path, values, message):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-skyreels-v2", "frames": 21, "steps": 2, **values})
     with pytest.raises(InvalidRequest) as error:
-        request.check(tmp_path)
+        request.check(Catalog(), tmp_path)
     assert message in str(error.value)
 
 
 def test_without_a_block_size_the_largest_that_fits_up_to_five_is_used(tmp_path):
-    check = lambda frames: VideoRequest(prompt="a fox", model="demo-skyreels-v2", frames=frames, steps=30, ar_step=5).check(tmp_path)
+    check = lambda frames: VideoRequest(prompt="a fox", model="demo-skyreels-v2", frames=frames, steps=30, ar_step=5).check(Catalog(), tmp_path)
     # 97 frames = 25 latent frames: the model card's blocks of 5; 21 frames = 6: blocks of 3.
-    assert (check(97).causal_block_size, check(21).causal_block_size) == (5, 3)
+    assert (check(97).request.causal_block_size, check(21).request.causal_block_size) == (5, 3)

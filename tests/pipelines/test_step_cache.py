@@ -127,7 +127,9 @@ def test_a_family_without_a_cache_refuses_one_and_runs_uncached_when_fast(manage
 def test_speed_reaches_the_video_pipeline_and_its_record(manager, tmp_path, model):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda **speed: generate_video(
-        VideoRequest(prompt="a fox", model=model, steps=8, seed=3, width=64, height=64, frames=9, **speed), manager, outputs, QueuedJob()
+        VideoRequest(prompt="a fox", model=model, steps=8, seed=3, width=64, height=64, frames=9, **speed).check(
+            manager.store.catalog, manager.store.models_dir
+        ), manager, outputs, QueuedJob()
     ).video.parameters
     off = make(speed="off")
     assert off["speed"] == "off" and off["step_cache"]["calls_skipped"] == 0
@@ -140,7 +142,9 @@ def test_speed_reaches_framepack_and_every_section_starts_with_a_computed_step(m
     picture = tmp_path / "start.png"
     Image.new("RGB", (64, 64), "red").save(picture)
     make = lambda steps, **speed: generate_video(
-        VideoRequest(prompt="a fox", model="demo-framepack", image=str(picture), frames=17, latent_window_size=2, steps=steps, seed=3, **speed),
+        VideoRequest(prompt="a fox", model="demo-framepack", image=str(picture), frames=17, latent_window_size=2, steps=steps, seed=3, **speed).check(
+            manager.store.catalog, manager.store.models_dir
+        ),
         manager, OutputStore(tmp_path / "outputs"), QueuedJob(),
     ).video.parameters["step_cache"]
     fast = make(4, speed="fast")

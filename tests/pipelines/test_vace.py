@@ -12,6 +12,7 @@ from diffusers import WanVACETransformer3DModel
 from PIL import Image
 
 import pipelines.video_runner as video_runner
+from pipelines.catalog import Catalog
 from pipelines.errors import InvalidRequest
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
@@ -55,7 +56,7 @@ def files(tmp_path_factory):
 
 def make(manager, outputs, **values):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-wan-vace", "steps": 2, "seed": 3, "width": SIZE, "height": SIZE, **values})
-    return generate_video(request, manager, outputs, QueuedJob())
+    return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, QueuedJob())
 
 
 def sha256(path) -> str:
@@ -141,12 +142,12 @@ def test_the_vace_strength_weighs_the_references_and_is_recorded(manager, output
 def test_a_clip_shorter_than_the_default_length_sets_the_length(files, tmp_path):
     # 4 frames at 16 fps are fewer than the tiny model's default 9 and its minimum 5.
     with pytest.raises(InvalidRequest, match="video: gives 4 frame"):
-        VideoRequest(prompt="a fox", model="demo-wan-vace", video=str(files / "short.mp4")).check(tmp_path)
+        VideoRequest(prompt="a fox", model="demo-wan-vace", video=str(files / "short.mp4")).check(Catalog(), tmp_path)
     # 12 frames at 24 fps sampled at 8 fps are 4: too short; at 12 fps, 6, so 5 are made.
-    checked = VideoRequest(prompt="a fox", model="demo-wan-vace", video=str(files / "clip.mp4"), fps=12).check(tmp_path)
-    assert checked.frames == 5 and checked.frames_note() == ""
+    checked = VideoRequest(prompt="a fox", model="demo-wan-vace", video=str(files / "clip.mp4"), fps=12).check(Catalog(), tmp_path)
+    assert checked.request.frames == 5 and checked.frames_note() == ""
     # Without a size the clip's 3:2 aspect sets it, at about the model's default pixel count (64 is the least height).
-    assert (checked.width, checked.height) == (80, 64)
+    assert (checked.request.width, checked.request.height) == (80, 64)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_bad_vace_inputs_are_refused_before_anything_loads(files, tmp_path, valu
         for key, value in values.items()
     }
     with pytest.raises(InvalidRequest) as error:
-        VideoRequest(**{"prompt": "a fox", "model": "demo-wan-vace", **located}).check(tmp_path)
+        VideoRequest(**{"prompt": "a fox", "model": "demo-wan-vace", **located}).check(Catalog(), tmp_path)
     assert message in str(error.value)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.catalog import Catalog
 from pipelines.errors import InvalidRequest
 from pipelines.interpolation import LEARNED_WEIGHTS_FOLDER
 from pipelines.jobs import QueuedJob
@@ -32,9 +33,13 @@ def picture(tmp_path_factory):
     return str(path)
 
 
+def run(request, manager, outputs, queued, **callbacks):
+    """The request checked once, as the tab does, and run."""
+    return generate_video(request.check(manager.store.catalog, manager.store.models_dir), manager, outputs, queued, **callbacks)
+
+
 def make(manager, outputs, **values):
-    request = VideoRequest(**{"prompt": "a fox in the snow", "steps": 2, "seed": 4, **values})
-    return generate_video(request, manager, outputs, QueuedJob())
+    return run(VideoRequest(**{"prompt": "a fox in the snow", "steps": 2, "seed": 4, **values}), manager, outputs, QueuedJob())
 
 
 @pytest.mark.parametrize("model, asked, made, rule, fps", [
@@ -56,7 +61,7 @@ def test_image_to_video_takes_the_pictures_aspect_when_no_size_is_given(manager,
     assert read_video(result.video.path).frames.shape[1:3] == (64, 96)
     assert result.video.parameters["image"]["file"] == "start.png"
     assert outputs.kept_input(result.video.parameters["image"]).read_bytes() == Path(picture).read_bytes()
-    assert VideoRequest(prompt="a fox", model=model, image=picture, width=64, height=64).check(manager.store.models_dir).width == 64
+    assert VideoRequest(prompt="a fox", model=model, image=picture, width=64, height=64).check(manager.store.catalog, manager.store.models_dir).request.width == 64
 
 
 def test_interpolation_doubles_the_rate_over_the_same_span(manager, outputs):
@@ -88,7 +93,7 @@ def test_rife_quadruples_the_rate_over_the_same_span_and_records_its_weights(rif
 def test_stop_while_rife_interpolates_saves_nothing(rife_manager, outputs):
     job = QueuedJob(on_progress=lambda fraction, text: job.stop() if text.startswith("Interpolating frames: 1/") else None)
     request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=2, seed=1, interpolation="rife-2x")
-    result = generate_video(request, rife_manager, outputs, job)
+    result = run(request, rife_manager, outputs, job)
     assert result.stopped and result.video is None and not outputs.root.exists()
 
 
@@ -103,14 +108,14 @@ def test_same_seed_gives_the_same_video_and_the_flow_shift_changes_it_for_one_jo
 def test_previews_arrive_during_denoising_at_the_video_size(manager, outputs):
     previews = []
     request = VideoRequest(prompt="a fox", model="demo-ltx", width=96, height=64, frames=9, steps=4, seed=1)
-    generate_video(request, manager, outputs, QueuedJob(), on_preview=lambda picture, text: previews.append((picture.size, text)))
+    run(request, manager, outputs, QueuedJob(), on_preview=lambda picture, text: previews.append((picture.size, text)))
     assert previews == [((96, 64), "Step 2/4"), ((96, 64), "Step 4/4")]
 
 
 def test_stop_during_denoising_saves_nothing(manager, outputs):
     job = QueuedJob()
     request = VideoRequest(prompt="a fox", model="demo-wan", frames=5, steps=4, seed=1)
-    result = generate_video(request, manager, outputs, job, on_preview=lambda picture, text: job.stop())
+    result = run(request, manager, outputs, job, on_preview=lambda picture, text: job.stop())
     assert result.stopped and result.video is None and not outputs.root.exists()
 
 
@@ -132,7 +137,7 @@ def test_stop_during_denoising_saves_nothing(manager, outputs):
 def test_bad_requests_are_refused_before_anything_loads(tmp_path, values, message):
     request = VideoRequest(**{"prompt": "a fox", "model": "demo-wan", **values})
     with pytest.raises(InvalidRequest) as error:
-        request.check(tmp_path)
+        request.check(Catalog(), tmp_path)
     assert message in str(error.value)
 
 
@@ -145,7 +150,7 @@ def test_framepack_makes_two_sections_and_shows_the_video_growing_after_each(man
 
     # Sections of 2 latent frames (8 video frames): 17 frames are two sections, made from the end backwards.
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
-    result = generate_video(request, manager, outputs, QueuedJob(), on_partial=on_partial)
+    result = run(request, manager, outputs, QueuedJob(), on_partial=on_partial)
     video = read_video(result.video.path)
     # The picture's 2:1 aspect at the demo's 64×64 pixel count, at FramePack's 30 fps.
     assert video.frames.shape == (17, 64, 96, 3) and video.fps == 30
@@ -159,18 +164,18 @@ def test_framepack_makes_two_sections_and_shows_the_video_growing_after_each(man
 
 
 def test_framepack_lengths_and_windows_are_checked_before_anything_loads(tmp_path, picture):
-    checked = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=150).check(tmp_path)
+    checked = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=150).check(Catalog(), tmp_path)
     # The default window of 9 latent frames makes sections of 36 frames: 150 frames round to four sections.
-    assert (checked.frames, checked.latent_window_size, checked.sections()) == (145, 9, 4)
+    assert (checked.request.frames, checked.request.latent_window_size, checked.sections()) == (145, 9, 4)
     assert "so 145 were made" in checked.frames_note()
     with pytest.raises(InvalidRequest, match="latent_window_size: 40 is out of range; FramePack I2V \\(tiny\\) makes sections of 1 to 33"):
-        VideoRequest(prompt="a fox", model="demo-framepack", image=picture, latent_window_size=40).check(tmp_path)
+        VideoRequest(prompt="a fox", model="demo-framepack", image=picture, latent_window_size=40).check(Catalog(), tmp_path)
 
 
 def test_stop_between_framepack_sections_saves_nothing_and_leaves_no_partial_video(manager, outputs, picture):
     job = QueuedJob()
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=17, latent_window_size=2, steps=2, seed=3)
-    result = generate_video(request, manager, outputs, job, on_partial=lambda path, text: job.stop())
+    result = run(request, manager, outputs, job, on_partial=lambda path, text: job.stop())
     assert result.stopped and result.video is None
     assert [path for path in outputs.root.rglob("*") if path.is_file()] == []
 
@@ -191,9 +196,9 @@ def test_the_8gb_preset_streams_framepacks_transformer_and_offloads_its_encoders
     manager, demo_models_dir, presets, outputs, picture
 ):
     request = VideoRequest(prompt="a fox", model="demo-framepack", image=picture, frames=9, latent_window_size=2, steps=2, seed=2)
-    resident = read_video(generate_video(request, manager, outputs, QueuedJob()).video.path).frames
+    resident = read_video(run(request, manager, outputs, QueuedJob()).video.path).frames
     engine = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
-    streamed = read_video(generate_video(request, engine, outputs, QueuedJob()).video.path).frames
+    streamed = read_video(run(request, engine, outputs, QueuedJob()).video.path).frames
     plan = engine.status().plan
     assert engine.status().block_plan is not None and "transformer" not in plan.components
     assert {plan.components[name].value for name in ("text_encoder", "text_encoder_2", "image_encoder")} == {"offload"}
