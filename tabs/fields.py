@@ -78,17 +78,25 @@ class FieldTable:
 
     def handler(self, body: Callable[..., Any]) -> Callable[..., Any]:
         """`body(values, request, progress)` as a Gradio handler whose parameters are the API fields (so
-        gradio_client sees their names and defaults), then Gradio's request and progress."""
+        gradio_client sees their names and defaults), then Gradio's request and progress. A generator `body` makes a
+        streaming handler."""
 
-        def handler(*args, **kwargs):
-            request = kwargs.pop("request", None)
-            progress = kwargs.pop("progress", None)
+        def arguments(args, kwargs) -> tuple[dict, Any, Any]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            values = {name: value for name, value in bound.arguments.items() if name not in ("request", "progress")}
-            request = values.pop("request", request)
-            progress = values.pop("progress", progress)
-            return body(values, request, progress)
+            values = dict(bound.arguments)
+            return values, values.pop("request"), values.pop("progress")
+
+        # Gradio streams a handler's updates only when the handler itself is a generator function.
+        if inspect.isgeneratorfunction(body):
+
+            def handler(*args, **kwargs):
+                yield from body(*arguments(args, kwargs))
+
+        else:
+
+            def handler(*args, **kwargs):
+                return body(*arguments(args, kwargs))
 
         parameters = [
             inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=field.default)

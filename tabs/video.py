@@ -4,7 +4,6 @@ with a mask, Video Combine export and frame interpolation. Endpoint: /generate_v
 from __future__ import annotations
 
 import contextvars
-import functools
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -436,7 +435,7 @@ def build(context: AppContext) -> VideoTab:
         yield _shown(outcome["result"], job.spec.demo)
 
     generate.click(
-        shown_to_user(_streaming(fields.handler(generate_video_body))), inputs=fields.inputs, outputs=outputs,
+        shown_to_user(fields.handler(generate_video_body)), inputs=fields.inputs, outputs=outputs,
         api_name="generate_video", **GPU_QUEUE,
     )
 
@@ -526,17 +525,6 @@ def build(context: AppContext) -> VideoTab:
     vace_video.upload(fit_to_video, inputs=[vace_video, model, fps], outputs=[width, height, frames], api_visibility="private")
 
     return VideoTab(context, fields, [image, reference_images, vace_video, vace_mask])
-
-
-def _streaming(handler):
-    """A handler that returns a generator, as a generator function (Gradio streams only from those), keeping its
-    signature (the API's parameters)."""
-
-    @functools.wraps(handler)
-    def streaming(*args, **kwargs):
-        yield from handler(*args, **kwargs)
-
-    return streaming
 
 
 def _shown(result: VideoResult, demo: bool) -> tuple:
