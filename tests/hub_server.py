@@ -56,8 +56,9 @@ class LocalHub:
     repos: dict[str, HubRepo] = field(default_factory=dict)
     # (repo id, path) of files to cut off midway on their first full GET.
     drop_once: set[tuple[str, str]] = field(default_factory=set)
-    # (method, path) of every request, in order.
+    # (method, path) of every request, in order; the paths of GETs that asked for a byte range (a resume).
     requests: list[tuple[str, str]] = field(default_factory=list)
+    range_requests: list[str] = field(default_factory=list)
     url: str = ""
 
     def add(self, repo: HubRepo) -> HubRepo:
@@ -159,6 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None:
             return self._json(404, {"error": "Entry not found"}, headers={"X-Error-Code": "EntryNotFound"})
         start = _range_start(self.headers.get("Range"))
+        if start and body:
+            self.hub.range_requests.append(path)
         headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{hashlib.sha256(data).hexdigest()}"', "Accept-Ranges": "bytes"}
         if start and start < len(data):
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
