@@ -241,8 +241,13 @@ class ModelStore:
         weights = self.weights_spec(spec)
         folder = self.local_folder(spec)
         commands = []
+        def include(patterns) -> str:
+            # `hf download` takes one pattern per --include; without them it fetches the whole repo (for FLUX.1 also
+            # the 23.8 GB single-file checkpoint at its root).
+            return " ".join(f'--include "{pattern}"' for pattern in patterns)
+
         if not (folder / weights.folder_marker).is_file() and self._cached_snapshot(weights) is None:
-            commands.append(f"hf download {weights.repo} --local-dir {folder}")
+            commands.append(f"hf download {weights.repo} {include(weights.allow_patterns)} --local-dir {folder}")
         lora = self.lora_path(spec)
         if spec.lora is not None and lora is not None and not lora.is_file():
             commands.append(f"the LoRA: hf download {spec.lora.repo} {spec.lora.filename} --local-dir {lora.parent}")
@@ -250,14 +255,14 @@ class ModelStore:
         if companion is not None and self._find_companion(spec) is None:
             commands.append(
                 f"its {companion.name}, from a repo of its own: hf download {companion.repo} "
-                f"--include {' '.join(repr(p) for p in companion.allow_patterns)} --local-dir {self.companion_folder(spec)}"
+                f"{include(companion.allow_patterns)} --local-dir {self.companion_folder(spec)}"
             )
         found = self._find_component_repos(spec)
         for source in weights.component_repos:
             if source.id not in found:
                 commands.append(
                     f"its {source.name}, from a repo of its own: hf download {source.repo} "
-                    f"--include {' '.join(repr(p) for p in source.allow_patterns)} --local-dir {self.component_repo_folder(spec, source)}"
+                    f"{include(source.allow_patterns)} --local-dir {self.component_repo_folder(spec, source)}"
                 )
         return (
             f"{spec.name} is not on this machine ({why}). It needs {spec.weight_bytes / 1e9:.1f} GB in {self.models_dir}. "
@@ -269,19 +274,33 @@ class ModelStore:
         on_progress: ProgressCallback | None,
     ) -> Path:
         """Download `source` (the model's own repo, or its companion's) for `spec` into `folder`; returns `folder`."""
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import HfApi, snapshot_download
+        from huggingface_hub.utils import filter_repo_objects
 
         # Downloads land in a side folder first so an interrupted download never looks like a model.
         partial = self.models_dir / ".downloads" / folder.relative_to(self.models_dir)
         started = time.monotonic()
         log.info("downloading %s (%s) for %s into %s", source.id, source.repo, spec.id, folder)
         try:
+            # The listing first, so progress can say "bytes of total" from the start (the client's own byte total
+            # grows as each file starts); its commit pins the download to the files counted.
+            pinned, total_bytes, total_files = {}, None, None
+            try:
+                info = HfApi().model_info(source.repo, files_metadata=True)
+            except Exception:  # the download below meets the same refusal or outage and reports it as the user needs
+                info = None
+            if info is not None:
+                sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or ()}
+                wanted = list(filter_repo_objects(sizes, allow_patterns=list(source.allow_patterns)))
+                pinned, total_bytes, total_files = {"revision": info.sha}, sum(sizes[name] for name in wanted), len(wanted)
             snapshot_download(
-                source.repo, local_dir=partial, allow_patterns=list(source.allow_patterns),
-                tqdm_class=_reporting_tqdm(on_progress, f"Downloading {source.name}"),
+                source.repo, local_dir=partial, allow_patterns=list(source.allow_patterns), **pinned,
+                tqdm_class=_reporting_tqdm(on_progress, f"Downloading {source.name}", total_bytes, total_files),
             )
         except Exception as error:  # the Hub client raises many types; all mean "not available now"
             raise ModelNotAvailable(self._download_failure(spec, source, error)) from error
+        if on_progress is not None:
+            on_progress(1.0, f"Downloaded {source.name}")
         folder.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, folder)
         log.info("downloaded %s in %.0f s", source.id, time.monotonic() - started)
@@ -333,15 +352,48 @@ def _is_refusal(error: Exception) -> bool:
     return isinstance(error, GatedRepoError) or getattr(response, "status_code", None) in (401, 403)
 
 
-def _reporting_tqdm(on_progress: ProgressCallback | None, description: str):
-    """A tqdm class that forwards the Hub client's progress to a job, so the UI shows the download."""
+def _reporting_tqdm(
+    on_progress: ProgressCallback | None, description: str, total_bytes: int | None = None, total_files: int | None = None,
+):
+    """A tqdm class that turns the Hub client's bars into one report: bytes done of `total_bytes`, speed, time left and
+    file n of `total_files`. huggingface_hub 2.4 drives three bars through the class it is given: two byte bars
+    (bytes received, bytes written) and a bar of files done; each is read for what it counts. Totals not known from
+    the repo's listing are taken from the bars (whose byte total grows as files start)."""
     from tqdm.auto import tqdm
+
+    state = {"started": time.monotonic(), "bytes": {}, "byte_totals": {}, "files": 0, "file_total": 0, "fraction": 0.0}
+
+    def size(count: float) -> str:
+        for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+            if count >= scale:
+                return f"{count / scale:.1f} {unit}"
+        return f"{count:.0f} B"
+
+    def report() -> None:
+        done = max(state["bytes"].values(), default=0)
+        total = total_bytes if total_bytes is not None else max(state["byte_totals"].values(), default=0)
+        files = total_files if total_files is not None else state["file_total"]
+        # A file that is already complete on disk is skipped without byte updates; never step backwards.
+        state["fraction"] = max(state["fraction"], min(done / total, 1.0) if total else 0.0)
+        elapsed = time.monotonic() - state["started"]
+        speed = done / elapsed if elapsed > 0 else 0.0
+        text = f"{description}: {size(done)} of {size(total)}"
+        if speed > 0:
+            left = max(total - done, 0) / speed
+            text += f", {size(speed)}/s, {left / 60:.0f} min left" if left >= 90 else f", {size(speed)}/s, {left:.0f} s left"
+        text += f" (file {min(state['files'] + 1, files)} of {files})"
+        on_progress(state["fraction"], text)
 
     class ReportingTqdm(tqdm):
         def update(self, n=1):
             result = super().update(n)
-            if on_progress is not None and self.total:
-                on_progress(self.n / self.total, f"{description}: {self.n}/{self.total} files")
+            if on_progress is None:
+                return result
+            if self.unit == "B":
+                state["bytes"][id(self)], state["byte_totals"][id(self)] = self.n, self.total or 0
+            else:
+                state["files"], state["file_total"] = self.n, self.total or 0
+            report()
             return result
 
     return ReportingTqdm

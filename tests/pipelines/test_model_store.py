@@ -69,7 +69,8 @@ def test_online_download_lands_in_the_models_folder_only_when_complete(tmp_path,
     reports = []
     files = store.ensure(MODELS_BY_ID["flux1-schnell"], on_progress=lambda fraction, text: reports.append((fraction, text)))
     assert calls == ["black-forest-labs/FLUX.1-schnell"]
-    assert reports[-1] == (1.0, "Downloading FLUX.1 [schnell]: 4/4 files"), "the download's progress reaches the job"
+    assert reports[-2] == (0.0, "Downloading FLUX.1 [schnell]: 0 B of 0 B (file 4 of 4)"), "the download's progress reaches the job"
+    assert reports[-1] == (1.0, "Downloaded FLUX.1 [schnell]")
     assert files.folder == tmp_path / "flux1-schnell" and (files.folder / "model_index.json").is_file()
 
 
@@ -127,7 +128,7 @@ def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it
     assert not store.is_on_disk(MODELS_BY_ID["hidream-i1-dev"])
     with pytest.raises(ModelNotAvailable) as error:
         store.ensure(MODELS_BY_ID["hidream-i1-dev"])
-    assert f"hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include '*.json' '*.safetensors' --local-dir {models_dir / 'llama-3.1-8b-instruct'}" in str(error.value)
+    assert f'hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include "*.json" --include "*.safetensors" --local-dir {models_dir / "llama-3.1-8b-instruct"}' in str(error.value)
     assert "HiDream-ai/HiDream-I1-Dev" not in str(error.value), "the HiDream repo itself is on disk"
 
 
@@ -180,7 +181,7 @@ def test_framepack_is_assembled_from_three_repo_folders_shared_with_f1_and_a_mis
     with pytest.raises(ModelNotAvailable) as error:
         store.ensure(MODELS_BY_ID["framepack-i2v-hy"])
     message = str(error.value)
-    assert "hf download lllyasviel/flux_redux_bfl --include 'image_encoder/*' 'feature_extractor/*' --local-dir" in message
+    assert 'hf download lllyasviel/flux_redux_bfl --include "image_encoder/*" --include "feature_extractor/*" --local-dir' in message
     assert "FramePackI2V_HY" not in message and "hunyuanvideo-community" not in message, "those are on disk"
 
     shutil.copytree(models_dir / "demo" / "demo-flux-redux-siglip", models_dir / "flux-redux-siglip")
@@ -193,4 +194,4 @@ def test_framepack_is_assembled_from_three_repo_folders_shared_with_f1_and_a_mis
     # F1 needs only its own transformer repo: the component folders are shared.
     with pytest.raises(ModelNotAvailable) as error:
         store.ensure(MODELS_BY_ID["framepack-f1-i2v-hy"])
-    assert "hf download lllyasviel/FramePack_F1_I2V_HY_20250503 --local-dir" in str(error.value) and "flux_redux" not in str(error.value)
+    assert 'hf download lllyasviel/FramePack_F1_I2V_HY_20250503 --include "*.json" --include "*.safetensors" --local-dir' in str(error.value) and "flux_redux" not in str(error.value)
