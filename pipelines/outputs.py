@@ -339,8 +339,18 @@ def a1111_text(parameters: dict) -> str:
 
 def read_parameters(path: Path) -> dict:
     """The parameters a result was made with: from its sidecar, else from what the file itself carries
-    (a PNG text chunk, or the `comment` tag of a WAV or a video)."""
+    (a PNG text chunk, or the `comment` tag of a WAV or a video). ValueError naming the file by its name alone when
+    there are none or it cannot be read: a dropped file's full path is a folder of Gradio's, meaningless to a person."""
     path = Path(path)
+    try:
+        return _read_parameters(path)
+    except OSError as error:
+        log.info("cannot read parameters from %s: %s", path, error)
+        reason = error.strerror or "not a file this app can read, or damaged"
+        raise ValueError(f"{path.name} cannot be read ({reason})") from None
+
+
+def _read_parameters(path: Path) -> dict:
     suffix = path.suffix.lower()
     if suffix == ".json":
         return _as_parameters(_parsed_json(path.read_text(), path), path)

@@ -220,3 +220,14 @@ def test_tidy_clears_partial_videos_and_leaves_files_it_cannot_read_unlisted(tmp
     assert not partial.exists() and tidied.partial_videos == 1 and tidied.sidecars_rewritten == 0
     assert plain.is_file() and [o.path for o in store.list_outputs()] == [kept.path]
     assert "00002-plain.png has no sidecar" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["gone.png", "fake.gif", "fake.webp"])
+def test_a_file_that_cannot_be_read_is_named_without_its_folder(tmp_path, name):
+    folder = tmp_path / "gradio-hash-0123456789abcdef"
+    folder.mkdir()
+    if name != "gone.png":
+        (folder / name).write_bytes(b"not a picture")
+    with pytest.raises(ValueError, match=f"^{name} cannot be read") as error:
+        read_parameters(folder / name)
+    assert folder.name not in str(error.value)
