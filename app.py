@@ -12,6 +12,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("atelier")
+# Gradio copies every file it hands to the browser into its cache (about 1,000 in an afternoon of work); every hour,
+# copies older than a day go. The results themselves stay in the outputs folder, where the Outputs tab lists them.
+CACHE_EXPIRY_S = (60 * 60, 24 * 60 * 60)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,11 +43,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def exposure_warnings(args: argparse.Namespace) -> list[str]:
+    """What to say, in the log and at the top of the page, when others can reach the app without a login."""
+    if args.auth:
+        return []
+    if args.share:
+        return [
+            "⚠️ This app is shared publicly with a Gradio link and no login: anyone with the link can use your GPU "
+            "and see your outputs. Restart with --auth user:password."
+        ]
+    if args.listen:
+        return [
+            "⚠️ This app listens on every network interface with no login: anyone on your network can use your GPU, "
+            "see your outputs and call its API. Restart with --auth user:password."
+        ]
+    return []
+
+
 def build_context(args: argparse.Namespace):
     from pipelines.hardware import detect_hardware
     from pipelines.manager import ModelManager
     from pipelines.model_store import ModelStore
-    from pipelines.outputs import OutputStore
+    from pipelines.outputs import OutputStore, Tidied
     from presets import choose_preset, load_presets
     from tabs.context import AppContext
     from tabs.saved_settings import SavedSettings
@@ -68,15 +88,18 @@ def build_context(args: argparse.Namespace):
     offline = args.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     store = ModelStore(args.models_dir, offline=offline, loras_dir=args.loras_dir)
     manager = ModelManager(store, preset)
-    if args.share and not args.auth:
-        warnings.append(
-            "⚠️ This app is shared publicly with a Gradio link and no login: anyone with the link can use your GPU "
-            "and see your outputs. Restart with --auth user:password."
-        )
+    warnings.extend(exposure_warnings(args))
     for warning in warnings:
         log.warning(warning)
+    outputs = OutputStore(args.outputs_dir)
+    tidied = outputs.tidy()
+    if tidied != Tidied(0, 0, 0):
+        log.info(
+            "outputs: removed %d temporary files and %d partial videos left by an earlier run; rewrote %d sidecars",
+            tidied.temporary_files, tidied.partial_videos, tidied.sidecars_rewritten,
+        )
     return AppContext(
-        manager=manager, store=store, outputs=OutputStore(args.outputs_dir), presets=presets,
+        manager=manager, store=store, outputs=outputs, presets=presets,
         demo_mode=args.demo, warnings=warnings, settings=settings,
     )
 
@@ -86,7 +109,7 @@ def build_ui(context):
 
     from tabs import edit, image, music, outputs, system, tts, video
 
-    with gr.Blocks(title="Atelier") as ui:
+    with gr.Blocks(title="Atelier", delete_cache=CACHE_EXPIRY_S) as ui:
         gr.Markdown("# Atelier")
         for warning in context.warnings:
             gr.Markdown(warning, elem_classes=["atelier-warning"])
@@ -124,6 +147,9 @@ def build_ui(context):
 def main(argv: list[str] | None = None) -> None:
     # Flags first: `--help` and a mistyped flag answer before torch, diffusers and gradio are imported (seconds).
     args = parse_args(argv)
+    from starlette.middleware import Middleware
+
+    from tabs.access import AccessGuard
     from tabs.context import GPU_WAITING_LIMIT
     from tabs.uploads import MAX_UPLOAD_BYTES
 
@@ -142,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         # Every waiting GPU job holds a worker thread while it waits its turn in our queue.
         max_threads=GPU_WAITING_LIMIT + 16,
         max_file_size=MAX_UPLOAD_BYTES,
+        # FastAPI's own /openapi.json would describe every route to anyone, login or not; Gradio's (behind the
+        # login) is what gradio_client reads.
+        app_kwargs={"openapi_url": None, "middleware": [Middleware(AccessGuard)]},
     )
 
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 FFMPEG_TIMEOUT_S = 600
 # A picture's header states its size; refusing big ones before decoding stops decompression bombs.
@@ -32,14 +36,21 @@ def ffmpeg_exe() -> str:
 
 
 class MediaError(ValueError):
-    """A file ffmpeg cannot read or write; the message is ffmpeg's last words."""
+    """A file that cannot be read or written. The message names the file by its name alone: an upload's full path is
+    a folder of Gradio's (`/tmp/gradio/<hash>/`) and means nothing to the person; ffmpeg's own words go to the log."""
 
 
-def _run(arguments: list[str], stdin: bytes | None = None) -> bytes:
+def _run(arguments: list[str], failure: str, stdin: bytes | None = None) -> bytes:
+    """ffmpeg's output; MediaError(`failure`) when it fails."""
     done = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", *arguments], input=stdin, capture_output=True, timeout=FFMPEG_TIMEOUT_S)
     if done.returncode != 0:
-        raise MediaError(done.stderr.decode(errors="replace").strip()[-300:] or f"ffmpeg exited with {done.returncode}")
+        _log_ffmpeg(failure, done)
+        raise MediaError(failure)
     return done.stdout
+
+
+def _log_ffmpeg(failure: str, done: subprocess.CompletedProcess) -> None:
+    log.warning("%s; ffmpeg exited with %d: %s", failure, done.returncode, done.stderr.decode(errors="replace").strip()[-2000:])
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -51,8 +62,12 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, Image.DecompressionBombError) as error:
-        raise MediaError(f"{path.name} is not a readable image: {error}") from None
+    except Image.DecompressionBombError:
+        raise MediaError(f"{path.name} states a picture too big to read safely") from None
+    except OSError as error:
+        # Pillow's message repeats the full path; the name is what the person knows.
+        log.info("%s is not a readable image: %s", path, error)
+        raise MediaError(f"{path.name} is not a readable image (not a picture format this app reads, or damaged)") from None
     if width * height > MAX_IMAGE_PIXELS:
         raise MediaError(
             f"{path.name} is {width}×{height} pixels; images up to {MAX_IMAGE_PIXELS // 1024**2} megapixels are accepted."
@@ -92,10 +107,12 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int =
     """Float32 samples at `sample_rate`, decoded from any format ffmpeg knows: shape (samples,) for mono,
     (samples, channels) otherwise (ffmpeg up- or down-mixes). At most `max_seconds` plus one sample, so a
     caller can tell "too long" from "exactly the limit" without decoding an hour."""
-    raw = _run([
-        "-i", str(path), "-t", f"{max_seconds + 1 / sample_rate:.6f}", "-vn", "-ac", str(channels), "-ar", str(sample_rate),
-        "-f", "f32le", "-",
-    ])
+    raw = _run(
+        ["-i", str(path), "-t", f"{max_seconds + 1 / sample_rate:.6f}", "-vn", "-ac", str(channels), "-ar", str(sample_rate),
+         "-f", "f32le", "-"],
+        # Without the name: its callers say "<name> is not readable audio: " first.
+        "ffmpeg could not decode it (not an audio format it knows, or damaged)",
+    )
     samples = np.frombuffer(raw, dtype="<f4").copy()
     return samples if channels == 1 else samples.reshape(-1, channels)
 
@@ -122,14 +139,15 @@ def encode_audio(samples: np.ndarray, sample_rate: int, comment: str, audio_form
         _run(
             ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "-", "-i", str(metadata), "-map_metadata", "1",
              *AUDIO_FORMATS[audio_format], str(target)],
-            stdin=pcm,
+            f"ffmpeg could not encode the audio as {audio_format.upper()}", stdin=pcm,
         )
         return target.read_bytes()
 
 
 def read_comment(path: Path) -> str | None:
     """The `comment` tag of an audio or video file, or None. (Matroska and WebM spell their tags in capitals.)"""
-    tags = parse_ffmetadata(_run(["-i", str(path), "-f", "ffmetadata", "-"]).decode("utf-8", errors="replace"))
+    text = _run(["-i", str(path), "-f", "ffmetadata", "-"], f"{Path(path).name} is not a readable audio or video file")
+    tags = parse_ffmetadata(text.decode("utf-8", errors="replace"))
     return tags.get("comment", tags.get("COMMENT"))
 
 
@@ -187,7 +205,7 @@ def encode_video(frames: np.ndarray, fps: float, suffix: str, comment: str, loop
         _run(
             ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}", "-i", "-",
              "-i", str(metadata), "-map_metadata", "1", *VIDEO_ENCODERS[suffix], *looping, "-frames:v", str(count), str(target)],
-            stdin=raw,
+            f"ffmpeg could not encode the video as {suffix.lstrip('.').upper()}", stdin=raw,
         )
         data = target.read_bytes()
     if suffix == ".gif":
@@ -225,10 +243,9 @@ def read_video(path: Path) -> VideoFile:
         [ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
         capture_output=True, timeout=FFMPEG_TIMEOUT_S,
     )
-    log_text = done.stderr.decode(errors="replace")
-    stream = re.search(r"Video: .*?, (\d+)x(\d+)[ ,].*?, ([\d.]+) fps", log_text)
+    stream = re.search(r"Video: .*?, (\d+)x(\d+)[ ,].*?, ([\d.]+) fps", done.stderr.decode(errors="replace"))
     if done.returncode != 0 or stream is None:
-        raise MediaError(f"{path.name} is not a readable video: {log_text.strip()[-300:]}")
+        _unreadable_video(path, done)
     width, height, fps = int(stream.group(1)), int(stream.group(2)), float(stream.group(3))
     frames = np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
     return VideoFile(frames, fps, None)
@@ -252,7 +269,7 @@ def probe_video(path: Path) -> VideoProbe:
     text = done.stderr.decode(errors="replace")
     stream = re.search(r"Video: [^\n]*?, (\d+)x(\d+)[ ,\n]", text)
     if stream is None:
-        raise MediaError(f"{path.name} is not a readable video: {text.strip()[-300:]}")
+        _unreadable_video(path, done)
     rate = re.search(r"Video: [^\n]*?([\d.]+) (?:fps|tbr)", text)
     return VideoProbe(int(stream.group(1)), int(stream.group(2)), float(rate.group(1)) if rate else 25.0)
 
@@ -268,8 +285,14 @@ def read_video_frames(path: Path, size: tuple[int, int], fps: float, max_frames:
         capture_output=True, timeout=FFMPEG_TIMEOUT_S,
     )
     if done.returncode != 0:
-        raise MediaError(f"{Path(path).name} is not a readable video: {done.stderr.decode(errors='replace').strip()[-300:]}")
+        _unreadable_video(Path(path), done)
     return np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
+
+
+def _unreadable_video(path: Path, done: subprocess.CompletedProcess) -> NoReturn:
+    failure = f"{path.name} is not a readable video (not a format ffmpeg decodes, or damaged)"
+    _log_ffmpeg(failure, done)
+    raise MediaError(failure)
 
 
 def _gif_with_comment(data: bytes, comment: str) -> bytes:

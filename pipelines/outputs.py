@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,12 +18,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, PngImagePlugin
 
 from pipelines import __version__
 from pipelines.errors import OutputNotWritable
 from pipelines.media import encode_audio, encode_video, input_file_record, read_comment, read_embedded_text
+
+log = logging.getLogger(__name__)
 
 PARAMETERS_KEY = "atelier"
 # Where the video so far of a running job lives (never listed: no sidecars); see `write_partial_video`.
@@ -31,6 +35,10 @@ PARTIAL_FOLDER = "partial"
 INPUTS_FOLDER = "inputs"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
+# The names this module gives files while they are written (see `_temporary_beside`).
+_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\.tmp")
+# A result's name under its day folder (see `_link_under_free_name`).
+_RESULT = re.compile(r"\d{5}-.+")
 
 
 @dataclass(frozen=True)
@@ -64,9 +72,21 @@ def run_record(manager, started: float) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class Tidied:
+    """What `OutputStore.tidy` found left by a process that was killed while saving."""
+
+    temporary_files: int
+    sidecars_rewritten: int
+    partial_videos: int
+
+
 class OutputStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, stage_hook: Callable[[str, Path], None] | None = None):
         self.root = Path(root)
+        # Called as ("written", temporary file) and ("linked", result) while saving: crash tests kill the process
+        # there, at an exact point, instead of guessing one with timers. None outside tests.
+        self.stage_hook = stage_hook
 
     def save_image(self, image: Image.Image, parameters: dict, kind: str = "images") -> SavedOutput:
         parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
@@ -144,26 +164,55 @@ class OutputStore:
         return self.root / INPUTS_FOLDER / sha256[:2] / f"{sha256}{suffix.lower()}"
 
     def list_outputs(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[SavedOutput]:
-        """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`."""
+        """Saved results, newest first, optionally of one kind (folder) and one model; at most `limit`. An entry that
+        cannot be read, or leads out of the outputs folder (a link), is skipped with a log line: one bad file never
+        hides the others."""
         found: list[SavedOutput] = []
-        kinds = [self.root / safe_name(kind)] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
-        sidecars = [sidecar for folder in kinds for sidecar in folder.glob("*/[0-9]*.json")]
-        # Day folders and numbered names sort by age; the modification time breaks ties across kinds.
-        sidecars.sort(key=lambda p: (p.parent.name, p.stat().st_mtime, p.name), reverse=True)
-        for sidecar in sidecars:
-            try:
-                record = json.loads(sidecar.read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(record, dict) or (model and record.get("model") != model):
-                continue
-            path = sidecar.with_name(safe_file_name(record.get("file")))
-            if not path.is_file():
-                continue
-            found.append(SavedOutput(path, sidecar, {"kind": sidecar.parent.parent.name, **record}))
-            if len(found) >= limit:
-                break
+        for sidecar in self._sidecars_newest_first(kind):
+            output = self._listed(sidecar, model)
+            if output is not None:
+                found.append(output)
+                if len(found) >= limit:
+                    break
         return found
+
+    def _sidecars_newest_first(self, kind: str | None) -> list[Path]:
+        kinds = [self.root / safe_name(kind)] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
+        keyed = []
+        for sidecar in (sidecar for folder in kinds for sidecar in folder.glob("*/[0-9]*.json")):
+            if not self._inside(sidecar):
+                log.warning("not listing %s: it leads out of the outputs folder", sidecar)
+                continue
+            try:
+                # Day folders and numbered names sort by age; the modification time breaks ties across kinds.
+                keyed.append(((sidecar.parent.name, sidecar.stat().st_mtime, sidecar.name), sidecar))
+            except OSError as error:
+                log.warning("not listing %s: %s", sidecar, error.strerror or error)
+        keyed.sort(key=lambda pair: pair[0], reverse=True)
+        return [sidecar for _, sidecar in keyed]
+
+    def _listed(self, sidecar: Path, model: str | None) -> SavedOutput | None:
+        try:
+            record = _parsed_json(sidecar.read_text(), sidecar)
+        except (OSError, ValueError) as error:
+            log.warning("not listing %s: %s", sidecar, error)
+            return None
+        if not isinstance(record, dict) or (model and record.get("model") != model):
+            return None
+        path = sidecar.with_name(safe_file_name(record.get("file")))
+        if not path.is_file():
+            return None
+        if not self._inside(path):
+            log.warning("not listing %s: it leads out of the outputs folder", path)
+            return None
+        return SavedOutput(path, sidecar, {"kind": sidecar.parent.parent.name, **record})
+
+    def _inside(self, path: Path) -> bool:
+        """Whether `path`, its links followed, is under the outputs folder (the only folder the server serves)."""
+        try:
+            return path.resolve().is_relative_to(self.root.resolve())
+        except (OSError, RuntimeError):  # RuntimeError: a loop of links (Python before 3.13)
+            return False
 
     def _save_bytes(self, data: bytes, kind: str, stem: str, suffix: str, parameters: dict) -> SavedOutput:
         folder = self.root / safe_name(kind) / dt.date.today().isoformat()
@@ -172,7 +221,9 @@ class OutputStore:
             temporary = folder / f".{uuid.uuid4().hex}.tmp"
             try:
                 _write_synced(temporary, data)
+                self._reached("written", temporary)
                 path = _link_under_free_name(temporary, folder, stem, suffix)
+                self._reached("linked", path)
             finally:
                 temporary.unlink(missing_ok=True)
             sidecar = path.with_suffix(".json")
@@ -185,6 +236,55 @@ class OutputStore:
         except OSError as error:
             raise OutputNotWritable(f"Cannot write to the outputs folder {folder}: {error.strerror or error}") from error
         return SavedOutput(path, sidecar, record)
+
+    def _reached(self, stage: str, path: Path) -> None:
+        if self.stage_hook is not None:
+            self.stage_hook(stage, path)
+
+    def tidy(self) -> Tidied:
+        """Clear what a process killed while saving left, as the app does at start: temporary files (never under
+        a result's name), the partial videos of jobs that were running, and results whose sidecar was never
+        written, which get it back from the parameters embedded in the file. Meant for a start, when no other
+        process writes here (one app per outputs folder)."""
+        if not self.root.is_dir():
+            return Tidied(0, 0, 0)
+        # `**` does not descend into linked folders, so nothing outside the outputs folder is removed.
+        temporary = [path for path in self.root.glob("**/.*.tmp") if _TEMPORARY.fullmatch(path.name)]
+        partial_folder = self.root / PARTIAL_FOLDER
+        partial = list(partial_folder.glob("*.mp4")) if self._inside(partial_folder) else []
+        return Tidied(
+            temporary_files=sum(map(_removed, temporary)),
+            sidecars_rewritten=sum(map(self._rewrite_sidecar, self._results_without_sidecar())),
+            partial_videos=sum(map(_removed, partial)),
+        )
+
+    def _results_without_sidecar(self) -> list[Path]:
+        skipped = (INPUTS_FOLDER, PARTIAL_FOLDER)
+        return [
+            path for path in self.root.glob("*/*/*")
+            if path.parts[-3] not in skipped and _RESULT.fullmatch(path.name) and path.suffix.lower() in EMBEDDED_READERS
+            and not path.with_suffix(".json").exists() and path.is_file() and self._inside(path)
+        ]
+
+    def _rewrite_sidecar(self, path: Path) -> bool:
+        try:
+            parameters = _as_parameters(_parsed_json(EMBEDDED_READERS[path.suffix.lower()](path) or "null", path), path)
+            record = {**parameters, "file": path.name}
+            _write_replacing(path.with_suffix(".json"), json.dumps(record, indent=2, ensure_ascii=False).encode())
+        except (OSError, ValueError) as error:
+            log.warning("%s has no sidecar and its parameters cannot be read back (%s); it stays unlisted", path, error)
+            return False
+        log.info("%s had no sidecar (the app stopped while saving it); rewrote it from the parameters in the file", path.name)
+        return True
+
+
+def _removed(path: Path) -> bool:
+    try:
+        path.unlink()
+    except OSError as error:
+        log.warning("cannot remove %s, left by an earlier run: %s", path, error.strerror or error)
+        return False
+    return True
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -239,21 +339,40 @@ def a1111_text(parameters: dict) -> str:
 
 def read_parameters(path: Path) -> dict:
     """The parameters a result was made with: from its sidecar, else from what the file itself carries
-    (a PNG text chunk, or the `comment` tag of a WAV or a video)."""
+    (a PNG text chunk, or the `comment` tag of a WAV or a video). ValueError naming the file by its name alone when
+    there are none or it cannot be read: a dropped file's full path is a folder of Gradio's, meaningless to a person."""
     path = Path(path)
+    try:
+        return _read_parameters(path)
+    except OSError as error:
+        log.info("cannot read parameters from %s: %s", path, error)
+        reason = error.strerror or "not a file this app can read, or damaged"
+        raise ValueError(f"{path.name} cannot be read ({reason})") from None
+
+
+def _read_parameters(path: Path) -> dict:
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return _as_parameters(json.loads(path.read_text()), path)
+        return _as_parameters(_parsed_json(path.read_text(), path), path)
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
-        return _as_parameters(json.loads(sidecar.read_text()), sidecar)
+        return _as_parameters(_parsed_json(sidecar.read_text(), sidecar), sidecar)
     reader = EMBEDDED_READERS.get(suffix)
     if reader is None:
         raise ValueError(f"{path.name}: Atelier reads settings from {', '.join(['.json', *EMBEDDED_READERS])} files")
     text = reader(path)
     if not text:
         raise ValueError(f"{path.name} carries no Atelier parameters")
-    return _as_parameters(json.loads(text), path)
+    return _as_parameters(_parsed_json(text, path), path)
+
+
+def _parsed_json(text: str, path: Path):
+    """JSON text as data; a ValueError naming the file for text too deeply nested to parse (the parser recurses,
+    so a hand-made file of thousands of nested brackets would otherwise end in a RecursionError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path.name} is nested too deeply to hold a set of parameters") from None
 
 
 def _as_parameters(data, path: Path) -> dict:

@@ -165,3 +165,69 @@ def test_an_odd_suffix_is_not_carried_into_the_kept_name(tmp_path):
     strange.write_bytes(b"RIFF")
     record = OutputStore(tmp_path / "outputs").keep_input(strange)
     assert record["kept"] == f"inputs/{record['sha256'][:2]}/{record['sha256']}"
+
+
+def test_a_link_out_of_the_outputs_folder_is_skipped_and_the_rest_listed(tmp_path, caplog):
+    store = OutputStore(tmp_path / "outputs")
+    kept = store.save_image(image(), PARAMETERS)
+    secret = tmp_path / "secret.png"
+    image().save(secret)
+    (kept.path.parent / "00007-linked.png").symlink_to(secret)
+    (kept.path.parent / "00007-linked.json").write_text(json.dumps({**PARAMETERS, "file": "00007-linked.png"}))
+    outside_sidecar = tmp_path / "elsewhere.json"
+    outside_sidecar.write_text(json.dumps({**PARAMETERS, "file": kept.path.name}))
+    (kept.path.parent / "00008-sidecar-link.json").symlink_to(outside_sidecar)
+    (kept.path.parent / "00009-dangling.json").symlink_to(tmp_path / "gone.json")
+    (tmp_path / "outputs" / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    assert [o.path for o in store.list_outputs()] == [kept.path]
+    assert "leads out of the outputs folder" in caplog.text
+
+
+def test_a_sidecar_nested_too_deeply_is_skipped_and_read_as_a_clear_error(tmp_path, caplog):
+    store = OutputStore(tmp_path)
+    kept = store.save_image(image(), PARAMETERS)
+    nested = kept.sidecar.with_name("00009-nested.json")
+    nested.write_text("[" * 200_000 + "]" * 200_000)
+    assert [o.path for o in store.list_outputs()] == [kept.path]
+    assert "00009-nested.json is nested too deeply" in caplog.text
+    with pytest.raises(ValueError, match="00009-nested.json is nested too deeply to hold a set of parameters"):
+        read_parameters(nested)
+
+
+def test_tidy_rewrites_a_missing_sidecar_from_the_parameters_in_a_wav_and_a_video(tmp_path):
+    import numpy as np
+
+    store = OutputStore(tmp_path)
+    audio = store.save_audio(np.zeros(4410, dtype="float32"), 44100, {**PARAMETERS, "text": "hello"})
+    video = store.save_video(np.zeros((2, 64, 64, 3), dtype=np.uint8), 8, ".mp4", PARAMETERS)
+    expected = {saved.path: json.loads(saved.sidecar.read_text()) for saved in (audio, video)}
+    for saved in (audio, video):
+        saved.sidecar.unlink()
+    assert store.list_outputs() == []
+    assert store.tidy().sidecars_rewritten == 2
+    assert {o.path: json.loads(o.sidecar.read_text()) for o in store.list_outputs()} == expected
+
+
+def test_tidy_clears_partial_videos_and_leaves_files_it_cannot_read_unlisted(tmp_path, caplog):
+    import numpy as np
+
+    store = OutputStore(tmp_path)
+    partial = store.write_partial_video(np.zeros((2, 64, 64, 3), dtype=np.uint8), 8, "job-3")
+    kept = store.save_image(image(), PARAMETERS)
+    plain = kept.path.with_name("00002-plain.png")
+    image().save(plain)
+    tidied = store.tidy()
+    assert not partial.exists() and tidied.partial_videos == 1 and tidied.sidecars_rewritten == 0
+    assert plain.is_file() and [o.path for o in store.list_outputs()] == [kept.path]
+    assert "00002-plain.png has no sidecar" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["gone.png", "fake.gif", "fake.webp"])
+def test_a_file_that_cannot_be_read_is_named_without_its_folder(tmp_path, name):
+    folder = tmp_path / "gradio-hash-0123456789abcdef"
+    folder.mkdir()
+    if name != "gone.png":
+        (folder / name).write_bytes(b"not a picture")
+    with pytest.raises(ValueError, match=f"^{name} cannot be read") as error:
+        read_parameters(folder / name)
+    assert folder.name not in str(error.value)
