@@ -27,7 +27,9 @@ from pipelines.manager import ModelManager
 from pipelines.masks import Extension, extended_canvas, feathered, keep_unmasked, read_mask
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import checked_guidance, checked_seed, checked_steps, in_range, resolved_seed, steps_from_picture, whole_number
+from pipelines.request_values import (
+    checked_guidance, checked_seed, checked_steps, in_range, resolved_seed, steps_from_picture, whole_number,
+)
 from pipelines.step_cache import check_speed, step_cache
 from presets import Preset
 

@@ -1,9 +1,9 @@
 """FLUX.1 tools: a new picture that follows another's edges (Canny) or depth (Depth), or variations of a picture
-(Redux). One request in, one saved PNG out.
+(Redux). One checked job in, one saved PNG out.
 
-    1. the checked job (`ToolRequest.check` makes it once)   2. make the control picture at the output size (edges, depth)   3. load (manager.use)
-    4. encode (Redux: the prior turns the picture into prompt embeddings)   5. denoise (Stop and progress between
-    steps), decode   6. save, with the input pictures' SHA-256s
+    1. the checked job (`ToolRequest.check` makes it once)   2. make the control picture at the output size (edges,
+    depth)   3. load (manager.use)   4. encode (Redux: the prior turns the picture into prompt embeddings)
+    5. denoise (Stop and progress between steps), decode   6. save, with the input pictures' SHA-256s
 """
 
 from __future__ import annotations
