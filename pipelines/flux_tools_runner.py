@@ -1,16 +1,14 @@
 """FLUX.1 tools: a new picture that follows another's edges (Canny) or depth (Depth), or variations of a picture
-(Redux). One request in, one saved PNG out.
+(Redux). One checked job in, one saved PNG out.
 
-    1. check the request   2. make the control picture at the output size (edges, depth)   3. load (manager.use)
-    4. encode (Redux: the prior turns the picture into prompt embeddings)   5. denoise (Stop and progress between
-    steps), decode   6. save, with the input pictures' SHA-256s
+    1. the checked job (`ToolRequest.check` makes it once)   2. make the control picture at the output size (edges,
+    depth)   3. load (manager.use)   4. encode (Redux: the prior turns the picture into prompt embeddings)
+    5. denoise (Stop and progress between steps), decode   6. save, with the input pictures' SHA-256s
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -20,15 +18,14 @@ import torch
 from PIL import Image
 
 from pipelines import control_images
-from pipelines.catalog import ModelSpec, Task, family_spec, model_spec, models_for
+from pipelines.catalog import Catalog, FamilySpec, ModelSpec, Task, family_spec
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.image_runner import MAX_GUIDANCE, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS, check_size, nearest_size
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import in_range, whole_number
+from pipelines.request_values import checked_guidance, checked_prompt, checked_seed, checked_steps, resolved_seed, whole_number
 from pipelines.step_cache import check_speed, step_cache
 
 log = logging.getLogger(__name__)
@@ -40,9 +37,9 @@ REDUX_IMAGE_TOKENS = 27 * 27
 OUTPUT_KIND = "edit"
 
 
-def tool_models() -> dict[str, ModelSpec]:
+def tool_models(catalog: Catalog) -> dict[str, ModelSpec]:
     """The FLUX.1 tools in the catalog (real and demo), by id."""
-    return {model_id: spec for task in MODES for model_id, spec in models_for(task).items()}
+    return catalog.for_task(*MODES)
 
 
 @dataclass(frozen=True)
@@ -69,42 +66,61 @@ class ToolRequest:
     cache_method: str | None = None
     cache_threshold: float | None = None
 
-    def check(self) -> "ToolRequest":
-        """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
-        models = tool_models()
+    def check(self, catalog: Catalog) -> "ToolJob":
+        """The job this request asks for, every value filled in and in range; InvalidRequest names the first bad field."""
+        models = tool_models(catalog)
         spec = models.get(self.model)
         if spec is None:
             raise InvalidRequest("model", f"unknown model {self.model!r}; choose a FLUX.1 tool: {', '.join(models)}")
+        family = family_spec(spec.family)
         mode = MODES[spec.task]
-        image = _readable("image", self.image)
-        depth_map = _readable("depth_map", self.depth_map)
+        image, image_size_ = _probed("image", self.image)
+        depth_map, map_size = _probed("depth_map", self.depth_map)
         if depth_map and mode != "depth":
             raise InvalidRequest("depth_map", f"{spec.name} does not follow a depth map; leave it empty")
         if image is None and not (mode == "depth" and depth_map):
             needs = "an input picture or a depth map" if mode == "depth" else "an input picture"
             raise InvalidRequest("image", f"{spec.name} needs {needs}")
+        # Redux may vary the picture without a prompt; the others are told what to make.
         prompt = (self.prompt or "").strip()
-        if not prompt and mode != "redux":
-            raise InvalidRequest("prompt", "must not be empty; describe the picture you want")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest("prompt", f"has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
-        default_width, default_height = output_size(image_size(Path(image or depth_map)), spec)
+        if prompt or mode != "redux":
+            prompt = checked_prompt(prompt, empty_hint="describe the picture you want")
+        input_size = image_size_ or map_size
+        # The input's aspect ratio, at most the model's default pixel area.
+        default_width, default_height = family.fitted_size(input_size, spec.defaults.width * spec.defaults.height, enlarge=False)
         width = whole_number("width", self.width, default_width)
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
-            check_size(name, value, spec)
-        steps = in_range("steps", self.steps, spec.defaults.steps, (1, MAX_STEPS))
-        guidance = in_range("guidance", self.guidance, spec.defaults.guidance, (0.0, MAX_GUIDANCE))
-        seed = in_range("seed", self.seed, -1, (-1, MAX_SEED))
+            if problem := family.size_problem(value):
+                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        steps = checked_steps(self.steps, spec.defaults.steps)
+        guidance = checked_guidance(self.guidance, spec.defaults.guidance)
+        seed = checked_seed(self.seed)
         canny_low = whole_number("canny_low", self.canny_low, control_images.DEFAULT_CANNY_LOW)
         canny_high = whole_number("canny_high", self.canny_high, control_images.DEFAULT_CANNY_HIGH)
         control_images.check_canny_thresholds(canny_low, canny_high)
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
-        return replace(
+        request = replace(
             self, image=image, prompt=prompt, width=width, height=height, steps=steps, guidance=guidance,
             seed=seed, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map, speed=self.speed or "off",
             cache_method=cache_method, cache_threshold=cache_threshold,
         )
+        size_given = self.width not in (None, "") and self.height not in (None, "")
+        note = "" if size_given else _size_note(request, spec, family, input_size)
+        return ToolJob(request, spec, family, mode, resolved_seed(seed), note)
+
+
+@dataclass(frozen=True)
+class ToolJob:
+    """A checked request: its values as they will run, the model's entry and its family's rules, the tool's mode
+    ("canny", "depth", "redux"), the seed drawn for -1, and how the output size came from the input's (when it did)."""
+
+    request: ToolRequest
+    spec: ModelSpec
+    family: FamilySpec
+    mode: str
+    seed: int
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,23 +133,14 @@ class ToolResult:
     note: str = ""
 
 
-def _readable(name: str, path) -> str | None:
+def _probed(name: str, path) -> tuple[str | None, tuple[int, int] | None]:
+    """An input picture's path and size, read once; InvalidRequest naming `name` for a file that is no image."""
     if not path:
-        return None
+        return None, None
     try:
-        image_size(Path(path))
+        return str(path), image_size(Path(path))
     except MediaError as error:
         raise InvalidRequest(name, str(error)) from None
-    return str(path)
-
-
-def output_size(size: tuple[int, int], spec: ModelSpec) -> tuple[int, int]:
-    """The default output size for an input of `size`: its aspect ratio, at most the model's default pixel area,
-    in the sides the family accepts."""
-    family = family_spec(spec.family)
-    width, height = size
-    scale = min(1.0, math.sqrt(spec.defaults.width * spec.defaults.height / (width * height)))
-    return nearest_size(width * scale, family), nearest_size(height * scale, family)
 
 
 def _open_rgb(path: str) -> Image.Image:
@@ -141,10 +148,9 @@ def _open_rgb(path: str) -> Image.Image:
         return image.convert("RGB")
 
 
-def make_control_image(request: ToolRequest, spec: ModelSpec, models_dir: Path) -> tuple[Image.Image | None, dict | None]:
+def make_control_image(request: ToolRequest, mode: str, models_dir: Path) -> tuple[Image.Image | None, dict | None]:
     """The picture the control transformer follows, at the output size, and how it was made (for the parameters).
     A checked request; raises ModelNotAvailable when depth is to be estimated and no depth model is installed."""
-    mode = MODES[spec.task]
     size = (request.width, request.height)
     if mode == "canny":
         source = control_images.fit(_open_rgb(request.image), *size)
@@ -187,30 +193,26 @@ def _redux_embeddings(pipe, picture: Image.Image, prompt: str) -> dict:
     return {"prompt_embeds": embeddings.prompt_embeds, "pooled_prompt_embeds": embeddings.pooled_prompt_embeds}
 
 
-def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> ToolResult:
-    # 1. Check before anything loads.
-    size_from_input = request.width in (None, "") or request.height in (None, "")
-    request = request.check()
-    spec = model_spec(request.model)
-    family = family_spec(spec.family)
-    seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
+def run_flux_tool(job: ToolJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob) -> ToolResult:
+    # 1. The job was checked when it was made.
+    request, spec, family, seed = job.request, job.spec, job.family, job.seed
     started = time.monotonic()
 
     # 2. The control picture, before the model loads: a missing depth model is said without waiting for a load.
-    job.report(0.0, f"Preparing the {MODES[spec.task]} input")
-    control, control_record = make_control_image(request, spec, manager.store.models_dir)
+    queued.report(0.0, f"Preparing the {job.mode} input")
+    control, control_record = make_control_image(request, job.mode, manager.store.models_dir)
     picture = _open_rgb(request.image) if spec.task is Task.IMAGE_VARIATION else None
 
     # 3-5. Load (the manager plans memory for this size, or refuses), encode, denoise, decode. Noise comes from a
     # CPU generator so a seed gives the same picture whatever the device and placement.
-    job.report(0.0, f"Loading {spec.name}")
+    queued.report(0.0, f"Loading {spec.name}")
     # Redux's picture tokens join the text tokens the transformer attends over.
     image_tokens = REDUX_IMAGE_TOKENS if spec.task is Task.IMAGE_VARIATION else 0
     workload = Workload(family.denoiser_tokens(request.width, request.height) + image_tokens, family.denoiser_batch(request.guidance))
 
     def on_step_end(pipeline, step, timestep, callback_kwargs):
-        job.check_stop()
-        job.report((step + 1) / request.steps, f"Step {step + 1}/{request.steps}")
+        queued.check_stop()
+        queued.report((step + 1) / request.steps, f"Step {step + 1}/{request.steps}")
         return callback_kwargs
 
     kwargs = dict(
@@ -219,8 +221,8 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
     )
 
     def make_image() -> tuple[Image.Image, dict]:
-        with manager.use(spec.id, workload, on_progress=job.report) as pipe:
-            job.check_stop()
+        with manager.use(spec.id, workload, on_progress=queued.report) as pipe:
+            queued.check_stop()
             if spec.task is Task.IMAGE_VARIATION:
                 conditioning = _redux_embeddings(pipe, picture, request.prompt)
             else:
@@ -232,7 +234,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
             return image, cache.record()
 
     try:
-        image, cache_record = with_one_retry(job, make_image)
+        image, cache_record = with_one_retry(queued, make_image)
     except JobStopped:
         log.info("stopped %s", spec.id)
         return ToolResult(None, control, stopped=True, seconds=time.monotonic() - started)
@@ -244,7 +246,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
             key: value for key, value in asdict(request).items()
             if key not in ("image", "depth_map", "seed", "cache_method", "cache_threshold")
         },
-        "mode": MODES[spec.task],
+        "mode": job.mode,
         # The Edit tab's name for the prompt, so "reuse settings" finds it.
         "instruction": request.prompt,
         "seed": seed,
@@ -253,7 +255,7 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         # The step cache that ran and how many denoiser calls it skipped.
         "step_cache": cache_record,
         "model_name": spec.name,
-        "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
+        "repo": spec.repo or (manager.store.catalog.spec(spec.base).repo if spec.base else None),
         "prior_repo": companion.repo if companion else None,
         "demo": spec.demo,
         **run_record(manager, started),
@@ -261,17 +263,16 @@ def run_flux_tool(request: ToolRequest, manager: ModelManager, outputs: OutputSt
         "height": image.height,
     }
     saved = outputs.save_image(image, parameters, kind=OUTPUT_KIND)
-    job.report(1.0, "Done")
-    return ToolResult(saved, control, seconds=time.monotonic() - started, note=size_note(request, spec) if size_from_input else "")
+    queued.report(1.0, "Done")
+    return ToolResult(saved, control, seconds=time.monotonic() - started, note=job.note)
 
 
-def size_note(request: ToolRequest, spec: ModelSpec) -> str:
-    """Says how a checked request's output size came from the input's."""
-    source = image_size(Path(request.image or request.depth_map))
+def _size_note(request: ToolRequest, spec: ModelSpec, family: FamilySpec, source: tuple[int, int]) -> str:
+    """Says how a checked request's output size came from the input's (`source`)."""
     if source == (request.width, request.height):
         return f"Made at the input's size, {source[0]}×{source[1]}."
-    defaults, multiple = spec.defaults, family_spec(spec.family).size_multiple
+    defaults = spec.defaults
     return (
         f"Made at {request.width}×{request.height} from the input's {source[0]}×{source[1]}: its aspect ratio, within "
-        f"{spec.name}'s {defaults.width}×{defaults.height} pixel area, in steps of {multiple} px."
+        f"{spec.name}'s {defaults.width}×{defaults.height} pixel area, in steps of {family.size_multiple} px."
     )

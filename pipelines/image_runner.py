@@ -1,6 +1,6 @@
 """Text to image: one request in, saved PNGs out.
 
-    1. check the request   2. load (manager.use)   3. set the sampler
+    1. the checked job (`ImageRequest.check` makes it once)   2. load (manager.use)   3. set the sampler
     4. for each image of the batch: denoise (Stop and progress between steps), decode   5. save
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +17,7 @@ import diffusers
 import torch
 from PIL import Image
 
-from pipelines.catalog import ModelSpec, family_spec, image_models, model_spec
+from pipelines.catalog import Catalog, FamilySpec, ModelSpec, family_spec
 from pipelines.attention import apply_attention, check_attention
 from pipelines.checkpoint_files import checkpoint_record
 from pipelines.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
@@ -29,17 +28,16 @@ from pipelines.manager import ModelManager
 from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import number, steps_from_picture, whole_number
+from pipelines.request_values import (
+    batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, number, resolved_seed, steps_from_picture,
+    whole_number,
+)
 from pipelines.step_cache import check_speed, step_cache
 from pipelines.weight_formats import WEIGHT_FORMATS
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 2**32 - 1
-MAX_STEPS = 200
 MAX_BATCH = 16
-MAX_GUIDANCE = 30.0
-MAX_PROMPT_CHARS = 10_000
 DEFAULT_STRENGTH = 0.6
 
 
@@ -74,51 +72,36 @@ class ImageRequest:
     # The denoiser's attention backend (pipelines/attention.py); None means the preset's.
     attention: str | None = None
 
-    def check(self) -> "ImageRequest":
-        """A copy with defaults filled in and types normalised; InvalidRequest names the first bad field."""
-        models = image_models()
+    def check(self, catalog: Catalog) -> "ImageJob":
+        """The job this request asks for, every value filled in and in range; InvalidRequest names the first bad field."""
+        models = catalog.image_models()
         spec = models.get(self.model)
         if spec is None:
             raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(models)}")
         family = family_spec(spec.family)
         defaults = spec.defaults
-        prompt = (self.prompt or "").strip()
-        if not prompt:
-            raise InvalidRequest("prompt", "must not be empty; describe the image you want")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise InvalidRequest("prompt", f"has {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted")
+        prompt = checked_prompt(self.prompt)
         negative = (self.negative_prompt or "").strip()
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
         init_image = str(self.init_image) if self.init_image else None
-        if init_image is not None and not family.img2img_pipeline_class:
-            raise InvalidRequest("init_image", f"{spec.name} has no image-to-image mode; leave the start image empty")
         default_width, default_height = defaults.width, defaults.height
         if init_image is not None:
-            try:
-                size = image_size(Path(init_image))
-            except MediaError as error:
-                raise InvalidRequest("init_image", str(error)) from None
-            default_width, default_height = (nearest_size(side, family) for side in size)
+            default_width, default_height = start_image_size(init_image, spec, family)
         width = whole_number("width", self.width, default_width)
         height = whole_number("height", self.height, default_height)
         for name, value in (("width", width), ("height", height)):
-            check_size(name, value, spec)
+            if problem := family.size_problem(value):
+                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
         if family.max_pixels and width * height > family.max_pixels:
             square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
             raise InvalidRequest(
                 "width", f"{width}×{height} is {width * height:,} pixels; {spec.name} takes at most {family.max_pixels:,} "
                 f"(for example {square}×{square})"
             )
-        steps = whole_number("steps", self.steps, defaults.steps)
-        if not 1 <= steps <= MAX_STEPS:
-            raise InvalidRequest("steps", f"{steps} is out of range; use 1 to {MAX_STEPS}")
-        guidance = number("guidance", self.guidance, defaults.guidance)
-        if not 0.0 <= guidance <= MAX_GUIDANCE:
-            raise InvalidRequest("guidance", f"{guidance} is out of range; use 0 to {MAX_GUIDANCE:g}")
-        seed = whole_number("seed", self.seed, -1)
-        if not -1 <= seed <= MAX_SEED:
-            raise InvalidRequest("seed", f"{seed} is out of range; use -1 (random) or 0 to {MAX_SEED}")
+        steps = checked_steps(self.steps, defaults.steps)
+        guidance = checked_guidance(self.guidance, defaults.guidance)
+        seed = checked_seed(self.seed)
         batch = whole_number("batch", self.batch, 1)
         if not 1 <= batch <= MAX_BATCH:
             raise InvalidRequest("batch", f"{batch} is out of range; use 1 to {MAX_BATCH}")
@@ -135,12 +118,35 @@ class ImageRequest:
             raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         compile_choice = check_compile(self.compile, cache_method)
-        return replace(
+        request = replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
             compile=compile_choice, attention=check_attention(self.attention),
         )
+        return ImageJob(request, spec, family, batch_seeds(resolved_seed(seed), batch))
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A checked request: its values as they will run, the model's entry and its family's rules, and the seeds of
+    the batch (drawn once, when the job is made, for -1)."""
+
+    request: ImageRequest
+    spec: ModelSpec
+    family: FamilySpec
+    seeds: tuple[int, ...]
+
+
+def start_image_size(path: str, spec: ModelSpec, family: FamilySpec) -> tuple[int, int]:
+    """The size made from a start image by default: its own, to the nearest sides the family takes. InvalidRequest
+    naming `init_image` for a model without image to image, or a file that is no image."""
+    if not family.img2img_pipeline_class:
+        raise InvalidRequest("init_image", f"{spec.name} has no image-to-image mode; leave the start image empty")
+    try:
+        return family.fitted_size(image_size(Path(path)))
+    except MediaError as error:
+        raise InvalidRequest("init_image", str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -155,30 +161,12 @@ class ImageResult:
     compile_note: str = ""
 
 
-def nearest_size(side: float, family) -> int:
-    """The side nearest to `side` that `family` accepts (a multiple of its size step, within its bounds)."""
-    multiple = family.size_multiple
-    return min(max(round(side / multiple) * multiple, family.min_size), family.max_size)
-
-
 def _start_image(request: ImageRequest) -> Image.Image:
     with Image.open(request.init_image) as image:
         picture = image.convert("RGB")
     if picture.size != (request.width, request.height):
         picture = picture.resize((request.width, request.height), Image.Resampling.LANCZOS)
     return picture
-
-
-def check_size(name: str, value: int, spec: ModelSpec) -> None:
-    """InvalidRequest naming `name` unless `value` is a side `spec`'s family accepts; it says the nearest one."""
-    family = family_spec(spec.family)
-    multiple, low, high = family.size_multiple, family.min_size, family.max_size
-    if low <= value <= high and value % multiple == 0:
-        return
-    nearest = min(max(round(value / multiple) * multiple, low), high)
-    raise InvalidRequest(
-        name, f"{value} is not accepted by {spec.name}; use a multiple of {multiple} from {low} to {high} (nearest: {nearest})"
-    )
 
 
 @contextmanager
@@ -212,16 +200,16 @@ def _first_image(output) -> Image.Image:
     return images[0] if images is not None else output.frames[0][0]
 
 
-def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list[ActiveLora]):
+def _make_image(manager, spec, workload, request, queued, kwargs, seed, loras: list[ActiveLora]):
     """One image, from the seed's noise, with the chosen sampler, LoRAs, step cache and compiled blocks; and what the
     cache and the compiler did."""
     with (
-        manager.use(spec.id, workload, on_progress=job.report, weights=request.weights, loras=loras) as pipe,
+        manager.use(spec.id, workload, on_progress=queued.report, weights=request.weights, loras=loras) as pipe,
         _sampler(pipe, request.scheduler, spec),
         compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
     ):
-        job.check_stop()
+        queued.check_stop()
         denoiser = getattr(pipe, family_spec(spec.family).denoiser)
         attention = apply_attention(denoiser, request.attention, manager.preset.attention, manager.execution_device())
         runner = _for_task(pipe, spec, "image" in kwargs)
@@ -231,18 +219,14 @@ def _make_image(manager, spec, workload, request, job, kwargs, seed, loras: list
     return image, cache.record(), compiled, attention
 
 
-def generate_image(request: ImageRequest, manager: ModelManager, outputs: OutputStore, job: QueuedJob) -> ImageResult:
-    # 1. Check before anything loads.
-    request = request.check()
-    spec = model_spec(request.model)
-    family = family_spec(spec.family)
+def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob) -> ImageResult:
+    # 1. The job was checked when it was made; the LoRAs are found in the library as it is now.
+    request, spec, family, seeds = job.request, job.spec, job.family, list(job.seeds)
     loras = manager.store.loras.resolve(request.loras, spec)
-    first_seed = request.seed if request.seed >= 0 else random.randint(0, MAX_SEED)
-    seeds = [(first_seed + index) % (MAX_SEED + 1) for index in range(request.batch)]
     started = time.monotonic()
     saved: list[SavedOutput] = []
     size_note = compile_note = ""
-    job.report(0.0, f"Loading {spec.name}")
+    queued.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
     checkpoint = checkpoint_record(spec.checkpoint)
@@ -255,8 +239,8 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         label = f"Image {index + 1}/{len(seeds)}"
 
         def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
-            job.check_stop()
-            job.report((_index + (step + 1) / steps_run) / len(seeds), f"{_label} · step {step + 1}/{steps_run}")
+            queued.check_stop()
+            queued.report((_index + (step + 1) / steps_run) / len(seeds), f"{_label} · step {step + 1}/{steps_run}")
             return callback_kwargs
 
         # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
@@ -282,7 +266,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
                 compiled, attention = CompileReport(enabled=False), None
             else:
                 image, cache_record, compiled, attention = with_one_retry(
-                    job, lambda: _make_image(manager, spec, workload, request, job, kwargs, seed, loras)
+                    queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras)
                 )
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
@@ -299,7 +283,7 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
             "seed": seed,
             "batch_index": index,
             "model_name": spec.name,
-            "repo": spec.repo or (model_spec(spec.base).repo if spec.base else None),
+            "repo": spec.repo or (manager.store.catalog.spec(spec.base).repo if spec.base else None),
             "checkpoint": checkpoint,
             "weights": request.weights or manager.preset.weights,
             # The step cache that ran and how many denoiser calls it skipped.
@@ -319,17 +303,17 @@ def generate_image(request: ImageRequest, manager: ModelManager, outputs: Output
         saved.append(outputs.save_image(image, parameters))
         if compiled.note():
             compile_note = compiled.note()
-            job.report((index + 1) / len(seeds), compile_note)
+            queued.report((index + 1) / len(seeds), compile_note)
         if image.size != (request.width, request.height):
-            size_note = _size_note(spec, request, image.size)
-            job.report((index + 1) / len(seeds), size_note)
-    job.report(1.0, "Done")
+            size_note = _size_note(spec, family, request, image.size)
+            queued.report((index + 1) / len(seeds), size_note)
+    queued.report(1.0, "Done")
     return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note)
 
 
-def _size_note(spec: ModelSpec, request: ImageRequest, made: tuple[int, int]) -> str:
+def _size_note(spec: ModelSpec, family: FamilySpec, request: ImageRequest, made: tuple[int, int]) -> str:
     note = f"Asked for {request.width}×{request.height}, made {made[0]}×{made[1]}"
-    area = family_spec(spec.family).fixed_pixel_area
+    area = family.fixed_pixel_area
     if area:
         side = math.isqrt(area)
         note += f": {spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio"

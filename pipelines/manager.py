@@ -43,8 +43,6 @@ from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, R
 from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
-# Until tests/pipelines/test_image_families.py imports it from `loaders`.
-from pipelines.loaders import companion_components as _companion_components  # noqa: F401
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.planner import BlockPlan, Workload

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, family_spec, set_file_models
+from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, family_spec
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
@@ -62,9 +62,6 @@ class ModelStore:
         """List the checkpoint files in the models folder as catalog entries (headers are read once per file version)."""
         specs, self.file_problems = scan_checkpoint_files(self.models_dir) if self.models_dir.is_dir() else ([], [])
         self.catalog.replace_files(specs)
-        # TRANSITIONAL (see pipelines/catalog/__init__.py): the module-level view of the same scan, for the readers
-        # not yet taking the store's catalog.
-        set_file_models(specs)
         return specs
 
     # -- where things are -------------------------------------------------------------------------

@@ -8,36 +8,34 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from pipelines.catalog import EditDefaults, family_spec
-from pipelines.edit_modes import EDIT_MODES, MaskSource, edit_models
-from pipelines.edit_runner import LIMITS, PLACEHOLDER, EditRequest, EditResult, edit_image
 from pipelines import control_images
-from pipelines.errors import JobStopped
-from pipelines.flux_tools_runner import preview_control
-from tabs.context import GPU_QUEUE, AppContext, choices_among, owner_of, stop_handler
+from pipelines.catalog import Catalog, EditDefaults, family_spec
+from pipelines.edit_modes import EDIT_MODES, PLACEHOLDER, SIDES, EditMode, MaskSource, check_mode_inputs, edit_models
+from pipelines.edit_runner import LIMITS, EditJob, EditRequest, EditResult, edit_image
+from pipelines.flux_tools_runner import ToolJob, ToolRequest, ToolResult, preview_control, run_flux_tool
+from tabs.context import GPU_QUEUE, AppContext, choices_among, stop_handler
 from tabs.errors import shown_to_user
+from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
-from tabs.saved_settings import restored_values
 from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_info, speed_values
 
-# The controls remembered between starts and restored by "reuse settings", in the order of EditTab.settings_components.
-SETTINGS_FIELDS = (
+# The controls remembered between starts, in the order of /reuse_settings' outputs (EditTab.settings_components).
+REMEMBERED_ORDER = (
     "mode", "model", "instruction", "steps", "guidance", "image_guidance", "seed", "width", "height",
     "outpaint_left", "outpaint_right", "outpaint_top", "outpaint_bottom", "feather", "keep_unmasked", "canny_low", "canny_high",
     "speed", "cache_method", "cache_threshold", "strength",
 )
-SIDES = ("left", "right", "top", "bottom")
 INPUT_SLOTS = 3
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
 
 def mode_choices(context: AppContext, mode_name: str) -> tuple[list[tuple[str, str]], str]:
-    allowed = edit_models(mode_name)
+    allowed = edit_models(mode_name, context.store.catalog)
     return choices_among(context, lambda spec: spec.id in allowed)
 
 
-def model_info(model_id: str, mode_name: str) -> str:
-    spec = edit_models(mode_name).get(model_id)
+def model_info(catalog: Catalog, model_id: str, mode_name: str) -> str:
+    spec = edit_models(mode_name, catalog).get(model_id)
     if spec is None:
         return ""
     if spec.demo:
@@ -65,14 +63,18 @@ def mode_controls(mode_name: str) -> list:
 
 @dataclass
 class EditTab:
-    """What other parts of the UI need from this tab: its settings controls (to fill them from saved parameters) and
+    """What other parts of the UI need from this tab: its remembered controls (to fill them from saved parameters) and
     its first input slot (where the Outputs tab sends an image)."""
 
     context: AppContext
-    settings_components: list
+    fields: FieldTable
     first_image: gr.Image
     # Images 1–3, the uploaded mask and the depth map, which "Reuse settings" fills from the kept copies.
     input_components: list = field(default_factory=list)
+
+    @property
+    def settings_components(self) -> list:
+        return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         tool_inputs = used.get("inputs") or {}
@@ -82,28 +84,79 @@ class EditTab:
 
     def last_values(self) -> list:
         offered = [model_id for name in EDIT_MODES for _, model_id in mode_choices(self.context, name)[0]]
-        return restored_values(self.context.settings, "edit", SETTINGS_FIELDS, offered)
+        return self.fields.last_values(self.context, "edit", offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         mode = used.get("mode")
-        if mode not in EDIT_MODES or used.get("model") not in edit_models(mode):
+        models = edit_models(mode, self.context.store.catalog) if mode in EDIT_MODES else {}
+        if used.get("model") not in models:
             raise gr.Error(f"{source} was made with a mode or model this app does not know ({mode!r}, {used.get('model')!r}).")
-        # A field the result does not record (a FLUX.1 tool has no outpaint sides) keeps its control's value.
-        values = {name: used.get(name, gr.skip()) for name in SETTINGS_FIELDS}
+        values = dict(zip(self.fields.remembered_names, self.fields.values_from_record(used)))
         # The size recorded is the one made; in fill modes it follows the image, so the fields go back to 0 (automatic).
         if not EDIT_MODES[mode].takes_size:
             values["width"] = values["height"] = 0
-        family = edit_models(mode)[used["model"]].family
-        values["speed"], values["cache_method"], values["cache_threshold"] = speed_values(used, family)
+        values["speed"], values["cache_method"], values["cache_threshold"] = speed_values(used, models[used["model"]].family)
         if used.get("strength") is None:
             values["strength"] = gr.skip()
         return tuple(values.values())
 
 
+def _kept_unless_recorded(name: str):
+    """A field the result does not record (a FLUX.1 tool has no outpaint sides) keeps its control's value."""
+    return lambda used: used.get(name, gr.skip())
+
+
+# /edit_image's parameters after the instruction, with what a script that leaves one out gets (None: the model's default).
+OPTIONAL_PARAMETERS = dict(
+    images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction", image_guidance=None,
+    width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0, feather=0,
+    keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, speed=None, cache_method=None, cache_threshold=None,
+    strength=None,
+)
+
+
+def field_table(controls: dict) -> FieldTable:
+    """/edit_image's parameters in order, the instruction the only one required. `controls` holds each field's control
+    by name (the API's own file inputs for images and mask); a field without one is None."""
+    instruction = Field("instruction", controls.get("instruction"), remembered=True, from_record=_kept_unless_recorded("instruction"))
+    optional = [
+        Field(name, controls.get(name), default=default, remembered=name in REMEMBERED_ORDER, from_record=_kept_unless_recorded(name))
+        for name, default in OPTIONAL_PARAMETERS.items()
+    ]
+    return FieldTable([instruction, *optional], remembered_order=REMEMBERED_ORDER)
+
+
+def _tool_job(mode: EditMode, model: str, values: dict, catalog: Catalog) -> ToolJob:
+    """A FLUX.1 tool's job from /edit_image's values: what every mode takes, then the tool's own values (the
+    instruction is its prompt, Image 1 its picture)."""
+    sides = {side: values[f"outpaint_{side}"] for side in SIDES}
+    inputs = check_mode_inputs(mode, model, catalog, values["images"], values["instruction"], values["mask"], sides)
+    return ToolRequest(
+        model=inputs.spec.id, image=inputs.images[0] if inputs.images else None, prompt=inputs.instruction,
+        width=values["width"], height=values["height"], steps=values["steps"], guidance=values["guidance"], seed=values["seed"],
+        canny_low=values["canny_low"], canny_high=values["canny_high"], depth_map=values["depth_map"] or None,
+        speed=values["speed"], cache_method=values["cache_method"], cache_threshold=values["cache_threshold"],
+    ).check(catalog)
+
+
+def _edit_job(model: str, values: dict, catalog: Catalog, preset) -> EditJob:
+    return EditRequest(
+        instruction=values["instruction"], model=model, mode=values["mode"], images=tuple(values["images"] or ()),
+        mask=values["mask"], steps=values["steps"], guidance=values["guidance"], image_guidance=values["image_guidance"],
+        seed=values["seed"], width=values["width"], height=values["height"], outpaint_left=values["outpaint_left"],
+        outpaint_right=values["outpaint_right"], outpaint_top=values["outpaint_top"], outpaint_bottom=values["outpaint_bottom"],
+        feather=values["feather"], keep_unmasked=values["keep_unmasked"], canny_low=values["canny_low"],
+        canny_high=values["canny_high"], depth_map=values["depth_map"], speed=values["speed"],
+        cache_method=values["cache_method"], cache_threshold=values["cache_threshold"], strength=values["strength"],
+    ).check(catalog, preset)
+
+
 def build(context: AppContext) -> EditTab:
+    catalog = context.store.catalog
     first_mode = "instruction"
     choices, default_model = mode_choices(context, first_mode)
-    defaults = edit_models(first_mode)[default_model].defaults
+    first_spec = edit_models(first_mode, catalog)[default_model]
+    defaults = first_spec.defaults
 
     with gr.Row():
         with gr.Column(scale=3):
@@ -112,7 +165,7 @@ def build(context: AppContext) -> EditTab:
                     choices=[(m.label, m.name) for m in EDIT_MODES.values()], value=first_mode, label="Mode", elem_id="edit-mode",
                 )
                 model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="edit-model", allow_custom_value=True)
-            info = gr.Markdown(model_info(default_model, first_mode), elem_id="edit-model-info")
+            info = gr.Markdown(model_info(catalog, default_model, first_mode), elem_id="edit-model-info")
             instruction = gr.Textbox(
                 label="Instruction", lines=3, elem_id="edit-instruction",
                 placeholder="Make the sky stormy in <img><|image_1|></img>   ·   Put the person from <img><|image_1|></img> "
@@ -171,7 +224,7 @@ def build(context: AppContext) -> EditTab:
                 guidance = gr.Number(label="Guidance", value=defaults.guidance, step=0.5, elem_id="edit-guidance")
                 image_guidance = gr.Number(label="Image guidance", value=defaults.image_guidance, step=0.1, elem_id="edit-image-guidance")
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="edit-seed")
-            speed, cache_method, cache_threshold = build_cache_controls("edit", edit_models(first_mode)[default_model].family)
+            speed, cache_method, cache_threshold = build_cache_controls("edit", first_spec.family)
             with gr.Row():
                 generate = gr.Button("Generate", variant="primary", elem_id="edit-generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
@@ -196,39 +249,46 @@ def build(context: AppContext) -> EditTab:
         inputs=[slots[0]], outputs=[painter], api_visibility="private",
     )
 
-    @shown_to_user
-    # Defaults of None make everything but the instruction optional for gradio_client; None means the model's default.
-    def edit_image_handler(
-        instruction, images=None, mask=None, model=None, steps=None, guidance=None, seed=-1, mode="instruction",
-        image_guidance=None, width=None, height=None, outpaint_left=0, outpaint_right=0, outpaint_top=0, outpaint_bottom=0,
-        feather=0, keep_unmasked=True, canny_low=None, canny_high=None, depth_map=None, speed=None, cache_method=None,
-        cache_threshold=None, strength=None, request: gr.Request = None, progress=gr.Progress(),
-    ):
-        mode = mode or "instruction"
+    fields = field_table(dict(
+        instruction=instruction, images=api_images, mask=api_mask, model=model, steps=steps, guidance=guidance, seed=seed, mode=mode,
+        image_guidance=image_guidance, width=width, height=height, **{f"outpaint_{side}": sides[side] for side in SIDES},
+        feather=feather, keep_unmasked=keep, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map, speed=speed,
+        cache_method=cache_method, cache_threshold=cache_threshold, strength=strength,
+    ))
+    queue = TabQueue(context, "edit", "Edit", fields)
+
+    def edit_image_body(values: dict, session, progress):
+        """The FLUX.1 tools' modes go to their runner, the others to the edit runner; each job is checked once."""
+        mode_name = values["mode"] or "instruction"
+        model = values["model"]
+        if model is None and mode_name in EDIT_MODES:
+            model = mode_choices(context, mode_name)[1]
         # The page's number fields cannot be empty: 0 there, like None from a script, means "Image 1's size".
-        width, height = width or None, height or None
-        if model is None and mode in EDIT_MODES:
-            model = mode_choices(context, mode)[1]
-        checked = EditRequest(
-            instruction=instruction, model=model, mode=mode, images=tuple(images or ()), mask=mask, steps=steps,
-            guidance=guidance, image_guidance=image_guidance, seed=seed, width=width, height=height,
-            outpaint_left=outpaint_left, outpaint_right=outpaint_right, outpaint_top=outpaint_top, outpaint_bottom=outpaint_bottom,
-            feather=feather, keep_unmasked=keep_unmasked, canny_low=canny_low, canny_high=canny_high, depth_map=depth_map,
-            speed=speed or "off", cache_method=None if cache_method in (None, AUTO_METHOD) else cache_method,
-            cache_threshold=cache_threshold, strength=strength,
-        ).check(context.manager.preset)
-        values = (mode, model, instruction, steps, guidance, image_guidance, seed, width, height, outpaint_left, outpaint_right,
-                  outpaint_top, outpaint_bottom, feather, keep_unmasked, canny_low, canny_high, checked.speed,
-                  cache_method or AUTO_METHOD, cache_threshold, strength)
-        context.settings.update("edit", dict(zip(SETTINGS_FIELDS, values)))
-        spec = edit_models(checked.mode)[checked.model]
-        summary = f"{spec.name} · {EDIT_MODES[checked.mode].label} · {checked.instruction[:60]}"
-        try:
-            with context.queue.run(owner_of(request), "Edit", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
-                outcome = edit_image(checked, context.manager, context.outputs, job)
-        except JobStopped:
-            outcome = EditResult(None, stopped=True)
-        return _shown(outcome, spec.demo)
+        given = {
+            **values, "mode": mode_name, "width": values["width"] or None, "height": values["height"] or None,
+            "speed": values["speed"] or "off",
+            "cache_method": None if values["cache_method"] in (None, AUTO_METHOD) else values["cache_method"],
+        }
+        chosen = EDIT_MODES.get(mode_name)
+        if chosen is not None and chosen.flux_tool:
+            job = _tool_job(chosen, model, given, catalog)
+            instruction_used, notes = job.request.prompt, (job.note,) if job.note else ()
+            work = lambda queued: run_flux_tool(job, context.manager, context.outputs, queued)
+            stopped = lambda: ToolResult(None, stopped=True)
+        else:
+            job = _edit_job(model, given, catalog, context.manager.preset)
+            instruction_used, notes = job.request.instruction, None
+            work = lambda queued: edit_image(job, context.manager, context.outputs, queued)
+            stopped = lambda: EditResult(None, stopped=True)
+        remembered = {
+            **values, "mode": mode_name, "model": model, "width": given["width"], "height": given["height"],
+            "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD,
+        }
+        summary = f"{job.spec.name} · {EDIT_MODES[mode_name].label} · {instruction_used[:60]}"
+        outcome = queue.run(remembered, summary, work, stopped, session, progress)
+        return _shown(outcome.output, outcome.seconds, outcome.notes if notes is None else notes, job.spec.demo)
+
+    edit_image_handler = shown_to_user(fields.handler(edit_image_body))
 
     @shown_to_user
     def edit_from_page(
@@ -261,17 +321,12 @@ def build(context: AppContext) -> EditTab:
         inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
-    api_trigger.click(
-        edit_image_handler,
-        inputs=[instruction, api_images, api_mask, model, steps, guidance, seed, mode, image_guidance, width, height,
-                *sides.values(), feather, keep, canny_low, canny_high, depth_map, speed, cache_method, cache_threshold, strength],
-        outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE,
-    )
+    api_trigger.click(edit_image_handler, inputs=fields.inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
     def apply_model_defaults(model_id, mode_name):
         """A model chosen by hand brings its own steps and guidance (FLUX Fill's 30, OmniGen's 2.5 and 1.6)."""
-        spec = edit_models(mode_name).get(model_id)
+        spec = edit_models(mode_name, catalog).get(model_id)
         if spec is None:
             return [gr.skip()] * 3
         chosen = spec.defaults
@@ -303,31 +358,28 @@ def build(context: AppContext) -> EditTab:
         trigger(show_control, inputs=[mode, slots[0], canny_low, canny_high, depth_map], outputs=[control_preview], api_visibility="private")
 
     def show_model(model_id, mode_name):
-        spec = edit_models(mode_name).get(model_id)
+        spec = edit_models(mode_name, catalog).get(model_id)
         if spec is None:
             return gr.skip(), gr.skip(), gr.skip()
         return (
-            model_info(model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None),
+            model_info(catalog, model_id, mode_name), gr.update(visible=family_spec(spec.family).instruction is not None),
             gr.update(info=speed_info(spec.family)),
         )
 
     model.change(show_model, inputs=[model, mode], outputs=[info, image_guidance, speed], api_visibility="private")
 
-    settings = [
-        mode, model, instruction, steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high,
-        speed, cache_method, cache_threshold, strength,
-    ]
-    return EditTab(context, settings, slots[0], [*slots, mask_file, depth_map])
+    return EditTab(context, fields, slots[0], [*slots, mask_file, depth_map])
 
 
-def _shown(outcome: EditResult, demo: bool):
-    if outcome.output is None:
+def _shown(output, seconds: float, notes, demo: bool):
+    """What either runner made (the saved output, or None after a Stop), with the notes of its job."""
+    if output is None:
         return None, {"image": None, "stopped": True, "parameters": None}, "Stopped before the image was finished."
-    used = outcome.output.parameters
-    summary = f"{used['width']}×{used['height']} in {outcome.seconds:.1f} s · seed {used['seed']}"
-    for line in (*outcome.notes, cache_note(used)):
+    used = output.parameters
+    summary = f"{used['width']}×{used['height']} in {seconds:.1f} s · seed {used['seed']}"
+    for line in (*notes, cache_note(used)):
         if line:
             summary += "\n\n" + line
     if demo:
         summary += "\n\n" + DEMO_NOTE
-    return str(outcome.output.path), {"image": str(outcome.output.path), "stopped": False, "parameters": used}, summary
+    return str(output.path), {"image": str(output.path), "stopped": False, "parameters": used}, summary

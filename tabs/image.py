@@ -9,33 +9,31 @@ from pathlib import Path
 
 import gradio as gr
 
-from pipelines.catalog import Task, all_models, family_spec, image_models, model_spec
-from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image
+from pipelines.catalog import ModelSpec, Task, family_spec
+from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image, start_image_size
 from pipelines.weight_formats import WEIGHT_FORMATS
-from tabs.context import GPU_QUEUE, AppContext, model_choices, owner_of, stop_handler
+from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
 from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, recorded_lora_text
-from tabs.saved_settings import restored_values
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
 from tabs.uploads import parameters_from_file
 
-# The controls remembered between starts, in the order of ImageTab.settings_components.
-SETTINGS_FIELDS = (
+# The Weights choice that leaves the format to the hardware preset.
+PRESET_WEIGHTS = "preset"
+# The order of the remembered controls: the order of /reuse_settings' outputs, which scripts rely on.
+REMEMBERED_ORDER = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
     "weights", "speed", "cache_method", "cache_threshold", "compile", "attention",
 )
-# The Weights choice that leaves the format to the hardware preset.
-PRESET_WEIGHTS = "preset"
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
 
-def model_info(model_id: str) -> str:
-    spec = image_models().get(model_id)
+def model_info(spec: ModelSpec | None) -> str:
     if spec is None:
         return ""
     area = family_spec(spec.family).fixed_pixel_area
@@ -52,12 +50,16 @@ def model_info(model_id: str) -> str:
 
 @dataclass
 class ImageTab:
-    """What other parts of the UI need from this tab: its settings controls, to fill them from saved parameters."""
+    """What other parts of the UI need from this tab: its remembered controls, to fill them from saved parameters."""
 
     context: AppContext
-    settings_components: list
+    fields: FieldTable
     # The start image, which "Reuse settings" fills from the copy kept with a result.
     input_components: list = field(default_factory=list)
+
+    @property
+    def settings_components(self) -> list:
+        return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         return (kept.path(used.get("init_image")),)
@@ -65,26 +67,54 @@ class ImageTab:
     def last_values(self) -> list:
         """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_IMAGE)[0]]
-        return restored_values(self.context.settings, "image", SETTINGS_FIELDS, offered)
+        return self.fields.last_values(self.context, "image", offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
-        model_id = used.get("model")
-        if model_id not in image_models():
-            raise gr.Error(f"{source} was made with a model this app does not know ({model_id!r}).")
-        return (
-            model_id, used.get("prompt", ""), used.get("negative_prompt", ""), used.get("width"), used.get("height"),
-            used.get("steps"), used.get("guidance"), used.get("seed", -1), 1, used.get("scheduler"),
-            used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH,
-            recorded_lora_text(used),
-            used.get("weights") or PRESET_WEIGHTS,
-            *speed_values(used, image_models()[model_id].family),
-            *compile_and_attention_values(used, self.context.manager.preset.attention),
-        )
+        spec = self.context.store.catalog.image_models().get(used.get("model"))
+        if spec is None:
+            raise gr.Error(f"{source} was made with a model this app does not know ({used.get('model')!r}).")
+        values = dict(zip(self.fields.remembered_names, self.fields.values_from_record(used)))
+        values["speed"], values["cache_method"], values["cache_threshold"] = speed_values(used, spec.family)
+        values["compile"], values["attention"] = compile_and_attention_values(used, self.context.manager.preset.attention)
+        return tuple(values.values())
+
+
+def _field_table(controls: dict) -> FieldTable:
+    """/generate_image's parameters in order (the first ten required, as scripts have always sent them), and how a
+    result's record gives each remembered control back."""
+    strength = lambda used: used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH
+    return FieldTable(
+        [
+            Field("prompt", controls["prompt"], remembered=True, from_record=lambda used: used.get("prompt", "")),
+            Field("negative_prompt", controls["negative_prompt"], remembered=True, from_record=lambda used: used.get("negative_prompt", "")),
+            Field("model", controls["model"], remembered=True),
+            Field("width", controls["width"], remembered=True),
+            Field("height", controls["height"], remembered=True),
+            Field("steps", controls["steps"], remembered=True),
+            Field("guidance", controls["guidance"], remembered=True),
+            Field("seed", controls["seed"], remembered=True, from_record=lambda used: used.get("seed", -1)),
+            # A result is one image of its batch: Reuse makes one again.
+            Field("batch", controls["batch"], remembered=True, from_record=lambda used: 1),
+            Field("scheduler", controls["scheduler"], remembered=True),
+            Field("init_image", controls["init_image"], default=None),
+            Field("strength", controls["strength"], default=DEFAULT_STRENGTH, remembered=True, from_record=strength),
+            Field("loras", controls["loras"], default="", remembered=True, from_record=recorded_lora_text),
+            Field("weights", controls["weights"], default=PRESET_WEIGHTS, remembered=True, from_record=lambda used: used.get("weights") or PRESET_WEIGHTS),
+            # Speed, compile and attention are read back with the model's family and the preset (ImageTab.values_from).
+            Field("speed", controls["speed"], default="off", remembered=True),
+            Field("cache_method", controls["cache_method"], default=AUTO_METHOD, remembered=True),
+            Field("cache_threshold", controls["cache_threshold"], default=None, remembered=True),
+            Field("compile", controls["compile"], default="off", remembered=True),
+            Field("attention", controls["attention"], default=PRESET_ATTENTION, remembered=True),
+        ],
+        remembered_order=REMEMBERED_ORDER,
+    )
 
 
 def build(context: AppContext) -> ImageTab:
+    catalog = context.store.catalog
     choices, default_model = model_choices(context, Task.TEXT_TO_IMAGE)
-    spec = image_models()[default_model]
+    spec = catalog.spec(default_model)
     family = family_spec(spec.family)
 
     with gr.Row():
@@ -94,7 +124,7 @@ def build(context: AppContext) -> ImageTab:
                 # Our request check names the accepted models; Gradio's own check would not.
                 allow_custom_value=True,
             )
-            info = gr.Markdown(model_info(default_model), elem_id="image-model-info")
+            info = gr.Markdown(model_info(spec), elem_id="image-model-info")
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A lighthouse on a cliff at dusk, oil painting", elem_id="image-prompt")
             negative_prompt = gr.Textbox(
                 label="Negative prompt", value="", lines=2, interactive=family.supports_negative_prompt, elem_id="image-negative"
@@ -141,66 +171,45 @@ def build(context: AppContext) -> ImageTab:
                 parameters = gr.JSON(label="Parameters", elem_id="image-parameters")
     selected = gr.State(None)
 
-    @shown_to_user
-    # A default of None makes the start image optional for gradio_client.
-    def generate_image_handler(
-        prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image=None,
-        strength=DEFAULT_STRENGTH, loras="", weights=PRESET_WEIGHTS, speed="off", cache_method=AUTO_METHOD, cache_threshold=None,
-        compile="off", attention=PRESET_ATTENTION, request: gr.Request = None, progress=gr.Progress(),
-    ):
-        checked = ImageRequest(
-            prompt=prompt, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
-            loras=loras, weights=None if weights == PRESET_WEIGHTS else weights,
-            speed=speed, cache_method=None if cache_method == AUTO_METHOD else cache_method, cache_threshold=cache_threshold,
-            compile=compile, attention=None if attention == PRESET_ATTENTION else attention,
-        ).check()
-        values = (
-            model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
-            checked.speed, cache_method or AUTO_METHOD, cache_threshold, checked.compile, attention or PRESET_ATTENTION,
-        )
-        context.settings.update("image", dict(zip(SETTINGS_FIELDS, values)))
-        spec = image_models()[model]
-        lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
-        summary = f"{spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
-        try:
-            with context.queue.run(owner_of(request), "Image", summary, lambda fraction, text: progress(fraction, desc=text)) as job:
-                outcome = generate_image(checked, context.manager, context.outputs, job)
-        except JobStopped:
-            outcome = ImageResult([], stopped=True)
-        images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if spec.demo else "")) for o in outcome.outputs]
-        summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
-        if outcome.stopped:
-            summary = f"Stopped. {summary}"
-        for note in (outcome.size_note, outcome.compile_note):
-            if note:
-                summary += f"\n\n{note}"
-        if spec.demo:
-            summary += "\n\n" + DEMO_NOTE
-        used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
-        return images, used, summary
+    fields = _field_table(dict(
+        prompt=prompt, negative_prompt=negative_prompt, model=model, width=width, height=height, steps=steps, guidance=guidance,
+        seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength, loras=loras, weights=weights,
+        speed=speed, cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_blocks, attention=attention,
+    ))
+    queue = TabQueue(context, "image", "Image", fields)
 
-    generate.click(
-        generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
-                speed, cache_method, cache_threshold, compile_blocks, attention],
-        outputs=[gallery, parameters, result],
-        api_name="generate_image",
-        **GPU_QUEUE,
-    )
-    prompt.submit(
-        generate_image_handler,
-        inputs=[prompt, negative_prompt, model, width, height, steps, guidance, seed, batch, scheduler, init_image, strength, loras, weights,
-                speed, cache_method, cache_threshold, compile_blocks, attention],
-        outputs=[gallery, parameters, result],
-        api_visibility="private",
-        **GPU_QUEUE,
-    )
+    def generate_image_handler(values: dict, session, progress):
+        job = ImageRequest(
+            prompt=values["prompt"], model=values["model"], negative_prompt=values["negative_prompt"], width=values["width"],
+            height=values["height"], steps=values["steps"], guidance=values["guidance"], seed=values["seed"], batch=values["batch"],
+            scheduler=values["scheduler"], init_image=values["init_image"], strength=values["strength"], loras=values["loras"],
+            weights=None if values["weights"] == PRESET_WEIGHTS else values["weights"], speed=values["speed"],
+            cache_method=None if values["cache_method"] == AUTO_METHOD else values["cache_method"],
+            cache_threshold=values["cache_threshold"], compile=values["compile"],
+            attention=None if values["attention"] == PRESET_ATTENTION else values["attention"],
+        ).check(catalog)
+        checked = job.request
+        # Remembered as the controls should show them next time: the level, method and backend as checked.
+        remembered = {
+            **values, "speed": checked.speed, "cache_method": values["cache_method"] or AUTO_METHOD, "compile": checked.compile,
+            "attention": values["attention"] or PRESET_ATTENTION,
+        }
+        lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
+        summary = f"{job.spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
+        outcome = queue.run(
+            remembered, summary, lambda queued: generate_image(job, context.manager, context.outputs, queued),
+            lambda: ImageResult([], stopped=True), session, progress,
+        )
+        return _shown(outcome, job.spec.demo, lora_note)
+
+    handler = shown_to_user(fields.handler(generate_image_handler))
+    generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
+    prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
 
     stop.click(stop_handler(context), outputs=[result], api_name="stop")
 
     def show_model_controls(model_id):
-        chosen = image_models().get(model_id)
+        chosen = catalog.image_models().get(model_id)
         if chosen is None:
             return [gr.skip()] * 7
         chosen_family = family_spec(chosen.family)
@@ -211,7 +220,7 @@ def build(context: AppContext) -> ImageTab:
         size_step = gr.update(step=chosen_family.size_multiple)
         lora_update = gr.update(choices=lora_names(context, model_id))
         speed_update = gr.update(info=speed_info(chosen.family))
-        return model_info(model_id), negative_update, scheduler_update, size_step, size_step, lora_update, speed_update
+        return model_info(chosen), negative_update, scheduler_update, size_step, size_step, lora_update, speed_update
 
     # Any change of model (a click, or "reuse settings") adapts the controls; only a click resets the values.
     model.change(
@@ -220,7 +229,7 @@ def build(context: AppContext) -> ImageTab:
     )
 
     def apply_model_defaults(model_id, lora_list):
-        chosen = image_models().get(model_id)
+        chosen = catalog.image_models().get(model_id)
         if chosen is None:
             return [gr.skip()] * 6
         defaults = chosen.defaults
@@ -236,10 +245,10 @@ def build(context: AppContext) -> ImageTab:
     def list_loras(model: str = "") -> list[dict]:
         """The LoRA library: each file's name (as /generate_image takes it) and the family it was made for; with a
         model id, only the LoRAs that fit it."""
-        if model and model not in {spec.id for spec in all_models()}:
+        if model and catalog.get(model) is None:
             raise gr.Error(f"model: unknown model {model!r}; /models lists them")
         if model:
-            return [{"name": name, "family": model_spec(model).family.value} for name in lora_names(context, model)]
+            return [{"name": name, "family": catalog.spec(model).family.value} for name in lora_names(context, model)]
         return [{"name": lora.name, "family": lora.family.value if lora.family else None} for lora in context.store.loras.scan()]
 
     # For scripts. Not a GPU event: it only reads the LoRA folder.
@@ -252,24 +261,17 @@ def build(context: AppContext) -> ImageTab:
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
-    settings_components = [
-        model, prompt, negative_prompt, width, height, steps, guidance, seed, batch, scheduler, strength, loras, weights,
-        speed, cache_method, cache_threshold, compile_blocks, attention,
-    ]
-
+    @shown_to_user
     def size_from_start_image(path, model_id):
         """The start image's size, to the nearest size the model takes, in the width and height fields."""
-        chosen = image_models().get(model_id)
+        chosen = catalog.image_models().get(model_id)
         if not path or chosen is None:
             return gr.skip(), gr.skip()
-        try:
-            checked = ImageRequest(prompt="size", model=model_id, init_image=path).check()
-        except InvalidRequest as error:
-            raise gr.Error(str(error)) from None
-        return checked.width, checked.height
+        return start_image_size(path, chosen, family_spec(chosen.family))
 
     init_image.upload(size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private")
-    tab = ImageTab(context, settings_components, [init_image])
+    tab = ImageTab(context, fields, [init_image])
+    settings_components = tab.settings_components
 
     @shown_to_user
     def reuse_settings(path):
@@ -292,3 +294,17 @@ def build(context: AppContext) -> ImageTab:
     settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_components, api_name="reuse_settings")
 
     return tab
+
+
+def _shown(outcome: ImageResult, demo: bool, lora_note: str):
+    images = [(str(o.path), f"seed {o.parameters['seed']}" + (" · demo" if demo else "")) for o in outcome.outputs]
+    summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
+    if outcome.stopped:
+        summary = f"Stopped. {summary}"
+    for note in (outcome.size_note, outcome.compile_note):
+        if note:
+            summary += f"\n\n{note}"
+    if demo:
+        summary += "\n\n" + DEMO_NOTE
+    used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
+    return images, used, summary

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from pipelines.catalog import model_spec
 from pipelines.errors import InvalidRequest
 from pipelines.lora_library import LoraChoice, parse_lora_list
 from tabs.context import AppContext
@@ -25,9 +24,8 @@ def recorded_lora_text(used: dict) -> str:
 
 def lora_names(context: AppContext, model_id: str) -> list[str]:
     """The library's LoRAs that fit `model_id`'s family."""
-    try:
-        spec = model_spec(model_id)
-    except KeyError:
+    spec = context.store.catalog.get(model_id)
+    if spec is None:
         return []
     return [lora.name for lora in context.store.loras.for_family(spec.family)]
 

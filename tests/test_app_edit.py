@@ -3,11 +3,14 @@
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from gradio_client import handle_file
 from PIL import Image
+
+from pipelines.catalog import Catalog
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,9 @@ def test_bad_flux_tool_requests_are_clear_errors(client, square, change, message
 
 
 def test_speed_through_edit_image_reaches_flux_canny_and_reuse_restores_it(client, square):
-    from tabs.edit import SETTINGS_FIELDS, EditTab
+    from tabs.edit import REMEMBERED_ORDER, EditTab, field_table
+
+    tab = EditTab(SimpleNamespace(store=SimpleNamespace(catalog=Catalog())), field_table({}), None)
 
     run = lambda **speed: client.predict(
         instruction="a house", images=[handle_file(str(square))], mode="canny", model="demo-flux-canny", steps=8, seed=3,
@@ -127,11 +132,11 @@ def test_speed_through_edit_image_reaches_flux_canny_and_reuse_restores_it(clien
     cache = used["parameters"]["step_cache"]
     assert used["parameters"]["speed"] == "fast" and cache["method"] == "teacache" and cache["calls_skipped"] > 0
     assert f"skipped {cache['calls_skipped']} of 8 denoiser calls" in note
-    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    restored = dict(zip(REMEMBERED_ORDER, tab.values_from(used["parameters"], "x.png")))
     assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("fast", "auto", None)
     _, used, _ = run(speed="balanced", cache_method="first_block", cache_threshold=0.2)
     assert used["parameters"]["step_cache"]["method"] == "first_block"
-    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    restored = dict(zip(REMEMBERED_ORDER, tab.values_from(used["parameters"], "x.png")))
     assert (restored["speed"], restored["cache_method"], restored["cache_threshold"]) == ("balanced", "first_block", 0.2)
 
 
@@ -144,7 +149,9 @@ def test_a_speed_on_sd3_inpaint_runs_uncached_with_a_note(client, photo, mask):
 
 
 def test_inpaint_strength_through_the_api_is_recorded_and_restored_and_zero_is_refused(client, photo, mask):
-    from tabs.edit import SETTINGS_FIELDS, EditTab
+    from tabs.edit import REMEMBERED_ORDER, EditTab, field_table
+
+    tab = EditTab(SimpleNamespace(store=SimpleNamespace(catalog=Catalog())), field_table({}), None)
 
     image, used, _ = client.predict(
         instruction="a window", images=[handle_file(str(photo))], mask=handle_file(str(mask)), mode="inpaint",
@@ -153,7 +160,7 @@ def test_inpaint_strength_through_the_api_is_recorded_and_restored_and_zero_is_r
     made, given = np.asarray(Image.open(image)), np.asarray(Image.open(photo))
     outside = np.asarray(Image.open(mask)) == 0
     assert used["parameters"]["strength"] == 0.5 and np.array_equal(made[outside], given[outside])
-    restored = dict(zip(SETTINGS_FIELDS, EditTab(None, [], None).values_from(used["parameters"], "x.png")))
+    restored = dict(zip(REMEMBERED_ORDER, tab.values_from(used["parameters"], "x.png")))
     assert restored["strength"] == 0.5
     with pytest.raises(Exception) as error:
         client.predict(

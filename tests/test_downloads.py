@@ -6,7 +6,7 @@ import re
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
-from pipelines.catalog import model_spec
+from pipelines.catalog import MODELS_BY_ID
 from pipelines.errors import ModelNotAvailable
 from pipelines.model_store import ModelStore
 from tests.hub_server import LocalHub, load_manifest, point_client_at, repo_from_manifest
@@ -32,7 +32,7 @@ def _allowed(spec):
 
 
 def test_download_lands_exactly_the_allowed_files_and_never_asks_for_the_root_checkpoint(hub, tmp_path):
-    spec = model_spec("flux1-dev")
+    spec = MODELS_BY_ID["flux1-dev"]
     files = ModelStore(tmp_path / "models", offline=False).ensure(spec)
 
     assert files.folder == tmp_path / "models" / "flux1-dev"
@@ -49,7 +49,7 @@ def test_gated_repo_refusal_says_accept_the_licence_and_log_in(hub, tmp_path, mo
     if token:
         monkeypatch.setenv("HF_TOKEN", token)
     with pytest.raises(ModelNotAvailable) as caught:
-        ModelStore(tmp_path / "models", offline=False).ensure(model_spec("flux1-dev"))
+        ModelStore(tmp_path / "models", offline=False).ensure(MODELS_BY_ID["flux1-dev"])
 
     message = str(caught.value)
     assert "gated on the Hugging Face Hub" in message and f"https://huggingface.co/{FLUX}" in message
@@ -65,7 +65,7 @@ def test_a_connection_dropped_midway_resumes_and_completes(hub, tmp_path, monkey
     # The client resumes from the last whole chunk it wrote (10 MB by default); our files are 64 kB.
     monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 8_000)
     hub.drop_once.add((FLUX, FLUX_SHARD))
-    files = ModelStore(tmp_path / "models", offline=False).ensure(model_spec("flux1-dev"))
+    files = ModelStore(tmp_path / "models", offline=False).ensure(MODELS_BY_ID["flux1-dev"])
 
     assert (files.folder / FLUX_SHARD).read_bytes() == hub.repos[FLUX].files[FLUX_SHARD]
     assert hub.range_requests == [FLUX_SHARD]
@@ -73,7 +73,7 @@ def test_a_connection_dropped_midway_resumes_and_completes(hub, tmp_path, monkey
 
 
 def test_progress_is_one_bar_of_bytes_with_speed_time_left_and_file_count(hub, tmp_path):
-    spec = model_spec("flux1-dev")
+    spec = MODELS_BY_ID["flux1-dev"]
     reports = []
     ModelStore(tmp_path / "models", offline=False).ensure(spec, on_progress=lambda fraction, text: reports.append((fraction, text)))
 
@@ -91,7 +91,7 @@ def test_progress_is_one_bar_of_bytes_with_speed_time_left_and_file_count(hub, t
 
 
 def test_offline_store_never_contacts_the_hub_and_its_command_fetches_only_the_allowed_files(hub, tmp_path):
-    spec = model_spec("flux1-dev")
+    spec = MODELS_BY_ID["flux1-dev"]
     with pytest.raises(ModelNotAvailable) as caught:
         ModelStore(tmp_path / "models", offline=True).ensure(spec)
 

@@ -89,44 +89,6 @@ class Catalog:
         return self.for_task(Task.TEXT_TO_VIDEO, Task.IMAGE_TO_VIDEO)
 
 
-# --- TRANSITIONAL: delete once no reader is left ----------------------------------------------------------------
-# The process-wide view of the last scan, for the runners and tabs not yet reading `store.catalog`;
-# `ModelStore.scan_files` feeds it beside its own catalog. When `set_file_models`, `all_models`, `image_models`,
-# `models_for`, `video_models` and `model_spec` have no importer left, delete this block, their names in `__all__`
-# and the call in `ModelStore.scan_files`.
-_scanned = Catalog()
-
-
-def set_file_models(specs: list[ModelSpec]) -> None:
-    _scanned.replace_files(specs)
-
-
-def all_models() -> tuple[ModelSpec, ...]:
-    """The fixed catalog, then the checkpoint files found by the last scan of the models folder."""
-    return _scanned.all()
-
-
-def image_models() -> dict[str, ModelSpec]:
-    return _scanned.image_models()
-
-
-def models_for(task: Task) -> dict[str, ModelSpec]:
-    """The catalog's models for one task, by id."""
-    return _scanned.for_task(task)
-
-
-def video_models() -> dict[str, ModelSpec]:
-    """Text-to-video and image-to-video models, checkpoint files included."""
-    return _scanned.video_models()
-
-
-def model_spec(model_id: str) -> ModelSpec:
-    """The catalog entry for `model_id` (a fixed entry or a scanned file); KeyError when there is none."""
-    return _scanned.spec(model_id)
-
-
-# --- end of TRANSITIONAL ---------------------------------------------------------------------------------------
-
 __all__ = [
     # schema.py
     "CallDefaults", "CheckpointFile", "CompanionRepo", "ComponentRepo", "EditDefaults", "Family", "LongVideo",
@@ -140,6 +102,4 @@ __all__ = [
     "FLUX_REDUX_PRIOR", "LLAMA_31_ENCODER", "HUNYUANVIDEO_BASE", "REDUX_IMAGE_ENCODER",
     # this module
     "MODELS", "MODELS_BY_ID", "Catalog",
-    # TRANSITIONAL (see above)
-    "set_file_models", "all_models", "image_models", "models_for", "video_models", "model_spec",
 ]

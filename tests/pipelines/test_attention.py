@@ -3,6 +3,7 @@
 import pytest
 from diffusers.models.attention_dispatch import AttentionBackendName
 
+from pipelines.catalog import Catalog
 from pipelines.attention import ATTENTION_BACKENDS, apply_attention, usable_attention
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
@@ -21,7 +22,7 @@ def backends_in_use(transformer) -> set:
 def test_the_chosen_backend_reaches_the_transformer_and_the_record(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda attention: generate_image(
-        ImageRequest(prompt="a fox", model="demo-flux", steps=2, seed=1, width=256, height=256, attention=attention),
+        ImageRequest(prompt="a fox", model="demo-flux", steps=2, seed=1, width=256, height=256, attention=attention).check(manager.store.catalog),
         manager, outputs, QueuedJob(),
     ).outputs[0]
     math = make("sdpa-math")
@@ -37,10 +38,10 @@ def test_the_chosen_backend_reaches_the_transformer_and_the_record(manager, tmp_
 
 def test_a_model_without_backends_runs_pytorch_attention_and_refuses_others(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
-    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1), manager, outputs, QueuedJob()).outputs[0]
+    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1).check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0]
     assert saved.parameters["attention"] == "sdpa"
     with pytest.raises(InvalidRequest, match="attention: SD3Transformer2DModel computes attention with PyTorch's own kernel only"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, attention="sdpa-math"), manager, outputs, QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, attention="sdpa-math").check(manager.store.catalog), manager, outputs, QueuedJob())
 
 
 def test_gpu_backends_are_refused_on_the_cpu_and_when_not_installed(manager):
@@ -58,7 +59,7 @@ def test_gpu_backends_are_refused_on_the_cpu_and_when_not_installed(manager):
 
 def test_an_unknown_backend_names_the_field():
     with pytest.raises(InvalidRequest, match="attention: 'xformers' is not an attention backend"):
-        ImageRequest(prompt="a fox", model="demo-flux", attention="xformers").check()
+        ImageRequest(prompt="a fox", model="demo-flux", attention="xformers").check(Catalog())
 
 
 def test_presets_know_the_same_backends():

@@ -13,7 +13,7 @@ from diffusers import FluxTransformer2DModel, SD3Transformer2DModel
 from PIL import Image
 from safetensors.torch import save_file
 
-from pipelines.catalog import Family, Task, set_file_models
+from pipelines.catalog import Catalog, Family, Task
 from pipelines.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import InvalidRequest, ModelNotAvailable
 from pipelines.image_runner import ImageRequest, generate_image
@@ -21,14 +21,6 @@ from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.model_store import ModelStore, list_models
 from pipelines.outputs import read_parameters
-
-
-@pytest.fixture(autouse=True)
-def forget_scanned_files():
-    """A scan also feeds the catalog's process-wide view (TRANSITIONAL, while runners still read it); a test's files
-    must not outlive it."""
-    yield
-    set_file_models([])
 
 
 def sd3_original_layout(diffusers_state: dict) -> dict:
@@ -299,7 +291,7 @@ def write_gguf_q8(path, state: dict) -> None:
 
 def run(manager, outputs, model, **change):
     request = ImageRequest(**{"prompt": "a fox", "model": model, "steps": 2, "seed": 4, "width": 256, "height": 256, **change})
-    return generate_image(request, manager, outputs, QueuedJob()).outputs[0]
+    return generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0]
 
 
 def pixels(saved) -> np.ndarray:
@@ -446,11 +438,11 @@ def test_a_checkpoint_file_is_a_request_model_once_scanned(models_dir):
     path = with_base(models_dir / "tune.safetensors", "demo-flux")
     save_file(demo_transformer_state(models_dir, "demo-flux", FluxTransformer2DModel), path)
     with pytest.raises(InvalidRequest):
-        ImageRequest(prompt="a fox", model=path.name).check()
+        ImageRequest(prompt="a fox", model=path.name).check(Catalog())
     store = ModelStore(models_dir, offline=True)
     store.scan_files()
     assert path.name in store.catalog.image_models()
-    assert ImageRequest(prompt="a fox", model=path.name).check().steps == 4, "the base model's defaults"
+    assert ImageRequest(prompt="a fox", model=path.name).check(store.catalog).request.steps == 4, "the base model's defaults"
 
 
 def test_online_a_checkpoint_fetches_only_its_bases_configs_once_and_then_runs(models_dir, presets, outputs, monkeypatch):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.catalog import Catalog
 from pipelines.compiled_blocks import inductor_cache_dir
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
@@ -19,7 +20,7 @@ def pixels(saved) -> np.ndarray:
 def test_compiled_blocks_give_the_eager_image_and_compile_only_once(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda compile: generate_image(
-        ImageRequest(prompt="a fox", model="demo-wan-image", steps=2, seed=4, compile=compile), manager, outputs, QueuedJob()
+        ImageRequest(prompt="a fox", model="demo-wan-image", steps=2, seed=4, compile=compile).check(manager.store.catalog), manager, outputs, QueuedJob()
     )
     eager = make("off")
     first = make("on")
@@ -49,9 +50,9 @@ def test_compiled_blocks_give_the_eager_image_and_compile_only_once(manager, tmp
 )
 def test_bad_compile_settings_name_the_field(fields, message):
     with pytest.raises(InvalidRequest, match=message):
-        ImageRequest(prompt="a fox", model="demo-flux", **fields).check()
+        ImageRequest(prompt="a fox", model="demo-flux", **fields).check(Catalog())
 
 
 def test_a_model_without_repeated_blocks_refuses_compiling(manager, tmp_path):
     with pytest.raises(InvalidRequest, match="SD3Transformer2DModel declares no repeated blocks"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, compile="on"), manager, OutputStore(tmp_path), QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=1, compile="on").check(manager.store.catalog), manager, OutputStore(tmp_path), QueuedJob())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipelines.catalog import Catalog
 from pipelines.edit_modes import edit_models
 from pipelines.edit_runner import EditRequest, edit_image
 from pipelines.errors import InvalidRequest
@@ -36,7 +37,7 @@ def sha256(path) -> str:
 
 def test_omnigen_edits_one_image_at_its_size_and_records_its_hash(manager, outputs, tmp_path):
     first = picture(tmp_path / "first.png", (80, 48))
-    result = edit_image(EditRequest("make the sky stormy", "demo-omnigen", images=[first], steps=2, seed=3), manager, outputs, QueuedJob())
+    result = edit_image(EditRequest("make the sky stormy", "demo-omnigen", images=[first], steps=2, seed=3).check(manager.store.catalog), manager, outputs, QueuedJob())
     saved = result.output
     assert saved.path.parent.parent.name == "edit"
     assert Image.open(saved.path).size == (80, 48)
@@ -59,7 +60,7 @@ def test_omnigen_takes_two_images_in_the_order_the_placeholders_name_them(manage
         "put the person from <img><|image_1|></img> into <|image_2|>", "demo-omnigen", images=[person, scene], steps=2, seed=1,
         width=96, height=64,
     )
-    saved = edit_image(request, manager, outputs, QueuedJob()).output
+    saved = edit_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).output
     assert Image.open(saved.path).size == (96, 64)
     assert saved.parameters["instruction"] == "put the person from <img><|image_1|></img> into <img><|image_2|></img>"
     assert [record["sha256"] for record in saved.parameters["images"]] == [sha256(person), sha256(scene)]
@@ -67,10 +68,10 @@ def test_omnigen_takes_two_images_in_the_order_the_placeholders_name_them(manage
 
 def test_omnigen_input_size_follows_the_preset(presets, tmp_path):
     big = picture(tmp_path / "big.png", (2000, 1000))
-    on_8gb = EditRequest("a cat", "demo-omnigen", images=[big]).check(presets["8gb-laptop"])
-    on_cpu = EditRequest("a cat", "demo-omnigen", images=[big]).check(presets["cpu"])
-    assert (on_8gb.max_input_side, on_8gb.width, on_8gb.height) == (768, 768, 384)
-    assert (on_cpu.max_input_side, on_cpu.width, on_cpu.height) == (1024, 1024, 512)
+    on_8gb = EditRequest("a cat", "demo-omnigen", images=[big]).check(Catalog(), presets["8gb-laptop"])
+    on_cpu = EditRequest("a cat", "demo-omnigen", images=[big]).check(Catalog(), presets["cpu"])
+    assert (on_8gb.max_input_side, on_8gb.request.width, on_8gb.request.height) == (768, 768, 384)
+    assert (on_cpu.max_input_side, on_cpu.request.width, on_cpu.request.height) == (1024, 1024, 512)
 
 
 def test_inpaint_keeps_every_pixel_outside_the_mask_and_repaints_inside(manager, outputs, tmp_path):
@@ -78,7 +79,7 @@ def test_inpaint_keeps_every_pixel_outside_the_mask_and_repaints_inside(manager,
     mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 160, 128))
     for model in ("demo-flux-fill", "demo-sd3"):
         request = EditRequest("a red door", model, mode="inpaint", images=[image], mask=mask, steps=2, seed=1)
-        saved = edit_image(request, manager, outputs, QueuedJob()).output
+        saved = edit_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).output
         made, given = np.asarray(Image.open(saved.path)), np.asarray(Image.open(image))
         outside = np.asarray(Image.open(mask)) == 0
         assert made.shape == given.shape
@@ -97,7 +98,7 @@ def test_a_lower_strength_runs_the_end_of_the_schedule_and_keeps_more_of_the_mas
     for strength in (1.0, 0.3):
         shown = []
         request = EditRequest("", model, mode="inpaint", images=[image], mask=mask, steps=10, seed=1, strength=strength)
-        saved = edit_image(request, manager, outputs, QueuedJob(lambda fraction, text: shown.append(text))).output
+        saved = edit_image(request.check(manager.store.catalog), manager, outputs, QueuedJob(lambda fraction, text: shown.append(text))).output
         made = np.asarray(Image.open(saved.path)).astype(int)
         assert np.array_equal(made[~inside], given[~inside]) and saved.parameters["strength"] == strength
         changes[strength] = np.abs(made[inside] - given[inside]).mean()
@@ -110,7 +111,7 @@ def test_a_lower_strength_runs_the_end_of_the_schedule_and_keeps_more_of_the_mas
 def test_an_image_of_any_size_is_inpainted_at_its_own_size(manager, outputs, tmp_path):
     image = picture(tmp_path / "odd.png", (200, 120))
     mask = square_mask(tmp_path / "mask.png", (200, 120), (50, 30, 100, 90))
-    result = edit_image(EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1), manager, outputs, QueuedJob())
+    result = edit_image(EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1).check(manager.store.catalog), manager, outputs, QueuedJob())
     made, given = np.asarray(Image.open(result.output.path)), np.asarray(Image.open(image))
     outside = np.asarray(Image.open(mask)) == 0
     assert made.shape == given.shape and np.array_equal(made[outside], given[outside])
@@ -121,7 +122,7 @@ def test_an_image_of_any_size_is_inpainted_at_its_own_size(manager, outputs, tmp
 def test_outpaint_grows_the_canvas_by_the_rounded_sides_and_keeps_the_original(manager, outputs, tmp_path):
     image = picture(tmp_path / "photo.png", (256, 256))
     result = edit_image(
-        EditRequest("more sea", "demo-flux-fill", mode="outpaint", images=[image], outpaint_left=20, outpaint_bottom=16, steps=2),
+        EditRequest("more sea", "demo-flux-fill", mode="outpaint", images=[image], outpaint_left=20, outpaint_bottom=16, steps=2).check(manager.store.catalog),
         manager, outputs, QueuedJob(),
     )
     made = np.asarray(Image.open(result.output.path))
@@ -136,7 +137,7 @@ def test_feathering_softens_the_mask_edge(manager, outputs, tmp_path):
     image = picture(tmp_path / "photo.png", (256, 256))
     mask = square_mask(tmp_path / "mask.png", (256, 256), (96, 96, 160, 160))
     request = EditRequest("", "demo-flux-fill", mode="inpaint", images=[image], mask=mask, steps=2, seed=1, feather=8)
-    made = np.asarray(Image.open(edit_image(request, manager, outputs, QueuedJob()).output.path)).astype(int)
+    made = np.asarray(Image.open(edit_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).output.path)).astype(int)
     given = np.asarray(Image.open(image)).astype(int)
     # Just outside the painted square the blurred mask blends the result in; far from it the input stays exact.
     assert np.abs(made[90:96, 100:150] - given[90:96, 100:150]).sum() > 0
@@ -144,8 +145,8 @@ def test_feathering_softens_the_mask_edge(manager, outputs, tmp_path):
 
 
 def test_sd3_is_offered_for_inpainting_through_its_family(manager):
-    assert {"demo-flux-fill", "demo-sd3", "flux1-fill-dev", "sd3-medium"} <= set(edit_models("inpaint"))
-    assert "demo-flux" not in edit_models("inpaint") and set(edit_models("instruction")) == {"omnigen-v1", "demo-omnigen"}
+    assert {"demo-flux-fill", "demo-sd3", "flux1-fill-dev", "sd3-medium"} <= set(edit_models("inpaint", Catalog()))
+    assert "demo-flux" not in edit_models("inpaint", Catalog()) and set(edit_models("instruction", Catalog())) == {"omnigen-v1", "demo-omnigen"}
 
 
 def test_stop_ends_the_edit_between_steps_and_saves_nothing(manager, outputs, tmp_path):
@@ -156,7 +157,7 @@ def test_stop_ends_the_edit_between_steps_and_saves_nothing(manager, outputs, tm
             job.stop()
 
     job = QueuedJob(stop_after_the_first_step)
-    result = edit_image(EditRequest("night", "demo-omnigen", images=[image], steps=4), manager, outputs, job)
+    result = edit_image(EditRequest("night", "demo-omnigen", images=[image], steps=4).check(manager.store.catalog), manager, outputs, job)
     assert result.stopped and result.output is None and not outputs.list_outputs()
 
 
@@ -168,7 +169,7 @@ def test_omnigen_without_torchvision_is_refused_by_name_before_loading(manager, 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "torchvision" else real_find_spec(name, *rest))
     with pytest.raises(ModelNotAvailable, match="needs the Python package torchvision"):
-        edit_image(EditRequest("a cat", "demo-omnigen", steps=1), manager, outputs, QueuedJob())
+        edit_image(EditRequest("a cat", "demo-omnigen", steps=1).check(manager.store.catalog), manager, outputs, QueuedJob())
     assert manager.status().model_id is None
 
 
@@ -177,9 +178,9 @@ def test_every_edit_model_names_a_real_pipeline_and_its_defaults_are_accepted(mo
     image = picture(tmp_path / "photo.png", (256, 256))
     mask = square_mask(tmp_path / "mask.png", (256, 256), (0, 0, 64, 64))
     extra = {"inpaint": {"images": [image], "mask": mask}, "outpaint": {"images": [image], "outpaint_top": 64}}.get(mode, {})
-    for spec in edit_models(mode).values():
+    for spec in edit_models(mode, Catalog()).values():
         assert hasattr(diffusers, spec.pipeline_class)
-        checked = EditRequest("night", spec.id, mode=mode, **extra).check()
+        checked = EditRequest("night", spec.id, mode=mode, **extra).check(Catalog()).request
         assert (checked.steps, checked.guidance) == (spec.defaults.steps, spec.defaults.guidance)
 
 
@@ -219,7 +220,7 @@ def test_bad_requests_name_the_field_and_load_nothing(manager, outputs, files, f
     if values.get("mask"):
         values["mask"] = files[values["mask"]]
     with pytest.raises(InvalidRequest) as raised:
-        edit_image(EditRequest(**values), manager, outputs, QueuedJob())
+        edit_image(EditRequest(**values).check(manager.store.catalog), manager, outputs, QueuedJob())
     assert raised.value.field == field and hint in str(raised.value)
     assert manager.status().model_id is None and not outputs.list_outputs()
 
@@ -230,7 +231,7 @@ def test_speed_reaches_flux_fill_which_opens_no_cache_context_itself(manager, ou
     make = lambda **speed: edit_image(EditRequest(
         instruction="a window", model="demo-flux-fill", mode="inpaint", images=(image,), mask=mask, steps=8, seed=2,
         keep_unmasked=False, **speed,
-    ), manager, outputs, QueuedJob()).output.path
+    ).check(manager.store.catalog), manager, outputs, QueuedJob()).output.path
     off, exact = make(), make(cache_method="first_block", cache_threshold=0)
     fast, first_block = make(speed="fast"), make(cache_method="first_block", cache_threshold=0.3)
     assert read_parameters(off)["speed"] == "off" and read_parameters(off)["step_cache"]["method"] == "none"
@@ -245,8 +246,8 @@ def test_a_family_without_a_step_cache_runs_uncached_and_says_so(manager, output
     image = picture(tmp_path / "photo.png", (256, 256))
     mask = square_mask(tmp_path / "mask.png", (256, 256), (64, 64, 192, 192))
     request = EditRequest(instruction="a window", model="demo-sd3", mode="inpaint", images=(image,), mask=mask, steps=2, speed="fast")
-    result = edit_image(request, manager, outputs, QueuedJob())
+    result = edit_image(request.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert read_parameters(result.output.path)["step_cache"]["method"] == "none"
     assert any("has no step cache; it ran uncached" in note for note in result.notes)
     with pytest.raises(InvalidRequest, match="cache_method: 'teacache' is not available"):
-        EditRequest(instruction="night", model="demo-omnigen", images=(image,), cache_method="teacache").check()
+        EditRequest(instruction="night", model="demo-omnigen", images=(image,), cache_method="teacache").check(Catalog())

@@ -33,7 +33,7 @@ def every_file(folder):
 
 
 def test_a_failure_mid_denoising_leaves_no_output_and_the_next_job_is_right(manager, tmp_path):
-    reference = pixels(generate_image(REQUEST, manager, OutputStore(tmp_path / "reference"), QueuedJob()).outputs[0].path)
+    reference = pixels(generate_image(REQUEST.check(manager.store.catalog), manager, OutputStore(tmp_path / "reference"), QueuedJob()).outputs[0].path)
 
     def fail_at_step_two(fraction, text):
         if "step 2/" in text:
@@ -41,7 +41,7 @@ def test_a_failure_mid_denoising_leaves_no_output_and_the_next_job_is_right(mana
 
     outputs = OutputStore(tmp_path / "outputs")
     with pytest.raises(RuntimeError, match="injected"):
-        generate_image(REQUEST, manager, outputs, QueuedJob(fail_at_step_two))
+        generate_image(REQUEST.check(manager.store.catalog), manager, outputs, QueuedJob(fail_at_step_two))
     assert every_file(outputs.root) == []
     # The manager's lock is free (a thread can take it) and the model it holds still gives the same image.
     taken = []
@@ -49,7 +49,7 @@ def test_a_failure_mid_denoising_leaves_no_output_and_the_next_job_is_right(mana
     thread.start()
     thread.join(5)
     assert taken and taken[0].model_id == "demo-sd3"
-    after = generate_image(REQUEST, manager, outputs, QueuedJob())
+    after = generate_image(REQUEST.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert np.array_equal(pixels(after.outputs[0].path), reference)
 
 
@@ -62,10 +62,10 @@ def test_a_full_disk_mid_write_is_a_clear_error_and_leaves_nothing_behind(manage
     monkeypatch.setattr(outputs_module, "_write_synced", write_half_then_fail)
     outputs = OutputStore(tmp_path / "outputs")
     with pytest.raises(OutputNotWritable, match=r"outputs.*No space left on device"):
-        generate_image(REQUEST, manager, outputs, QueuedJob())
+        generate_image(REQUEST.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert every_file(outputs.root) == []
     monkeypatch.undo()
-    assert len(generate_image(REQUEST, manager, outputs, QueuedJob()).outputs) == 1
+    assert len(generate_image(REQUEST.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs) == 1
 
 
 def test_weights_load_only_from_safetensors_never_from_a_pickle(manager, models_dir, monkeypatch):

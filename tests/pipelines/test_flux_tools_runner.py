@@ -45,7 +45,7 @@ def canny(image, steps=2, **extra):
 
 def test_canny_follows_the_edges_of_the_input_and_records_them(manager, outputs, tmp_path):
     image = picture(tmp_path)
-    result = run_flux_tool(canny(image, canny_low=60, canny_high=180), manager, outputs, QueuedJob())
+    result = run_flux_tool(canny(image, canny_low=60, canny_high=180).check(manager.store.catalog), manager, outputs, QueuedJob())
     expected = control_images.canny_edges(Image.open(image), 60, 180)
     assert np.array_equal(np.asarray(result.control_image), np.asarray(expected)), "the edge map of the input"
     assert Image.open(result.output.path).size == (256, 256)
@@ -54,7 +54,7 @@ def test_canny_follows_the_edges_of_the_input_and_records_them(manager, outputs,
     assert saved["inputs"] == {"image": {"file": "square.png", "sha256": sha256(image), "kept": kept_name(image)}}
     embedded = json.loads(Image.open(result.output.path).text["atelier"])
     assert embedded["inputs"] == saved["inputs"], "the hashes are in the PNG too"
-    blank = run_flux_tool(canny(picture(tmp_path, "blank.png", colour=(0, 0, 0))), manager, outputs, QueuedJob())
+    blank = run_flux_tool(canny(picture(tmp_path, "blank.png", colour=(0, 0, 0))).check(manager.store.catalog), manager, outputs, QueuedJob())
     assert not np.asarray(blank.control_image).any()
     assert not np.array_equal(pixels(result.output.path), pixels(blank.output.path)), "the edges steer the picture"
 
@@ -62,7 +62,7 @@ def test_canny_follows_the_edges_of_the_input_and_records_them(manager, outputs,
 def test_depth_follows_a_supplied_map_without_an_input_picture(manager, outputs, tmp_path):
     depth_map = picture(tmp_path, "depth.png", colour=(120, 200, 40), size=(128, 96))
     request = ToolRequest(model="demo-flux-depth", depth_map=depth_map, prompt="a street", steps=2, seed=1, width=320, height=256)
-    result = run_flux_tool(request, manager, outputs, QueuedJob())
+    result = run_flux_tool(request.check(manager.store.catalog), manager, outputs, QueuedJob())
     control = np.asarray(result.control_image)
     assert result.control_image.size == (320, 256) and (control[..., 0] == control[..., 1]).all()
     assert Image.open(result.output.path).size == (320, 256)
@@ -74,7 +74,7 @@ def test_depth_follows_a_supplied_map_without_an_input_picture(manager, outputs,
 def test_depth_without_a_map_or_a_depth_model_says_what_to_install_and_loads_nothing(manager, outputs, tmp_path):
     request = ToolRequest(model="demo-flux-depth", image=picture(tmp_path), prompt="a street", steps=2)
     with pytest.raises(ModelNotAvailable, match="Depth-Anything-V2-Small-hf"):
-        run_flux_tool(request, manager, outputs, QueuedJob())
+        run_flux_tool(request.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert manager.status().model_id is None
     assert not list(outputs.root.rglob("*.png"))
 
@@ -83,14 +83,14 @@ def test_depth_is_estimated_from_the_picture_by_an_installed_depth_model(models_
     depth_anything.build(models_dir / "depth-anything-v2-small")
     manager = ModelManager(ModelStore(models_dir, offline=True), presets["cpu"])
     request = ToolRequest(model="demo-flux-depth", image=picture(tmp_path), prompt="a street", steps=2, seed=1)
-    result = run_flux_tool(request, manager, outputs, QueuedJob())
+    result = run_flux_tool(request.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert result.control_image.size == (256, 256)
     assert read_parameters(result.output.path)["control"] == {"kind": "depth", "source": "depth-anything/Depth-Anything-V2-Small-hf"}
 
 
 def test_redux_makes_a_variation_of_the_requested_size_from_the_picture(manager, outputs, tmp_path):
     make = lambda image: run_flux_tool(
-        ToolRequest(model="demo-flux-redux", image=image, steps=2, seed=2, width=256, height=320), manager, outputs, QueuedJob()
+        ToolRequest(model="demo-flux-redux", image=image, steps=2, seed=2, width=256, height=320).check(manager.store.catalog), manager, outputs, QueuedJob()
     ).output
     first = make(picture(tmp_path, "red.png", colour=(255, 0, 0)))
     other = make(picture(tmp_path, "blue.png", colour=(0, 0, 255)))
@@ -103,7 +103,7 @@ def test_redux_makes_a_variation_of_the_requested_size_from_the_picture(manager,
 
 def test_the_output_size_defaults_to_the_inputs_within_the_models_pixel_area(manager, outputs, tmp_path):
     request = ToolRequest(model="demo-flux-canny", image=picture(tmp_path, size=(600, 400)), prompt="a house", steps=1)
-    result = run_flux_tool(request, manager, outputs, QueuedJob())
+    result = run_flux_tool(request.check(manager.store.catalog), manager, outputs, QueuedJob())
     # demo-flux-canny's default area is 256×256: 600×400 scales to 314×209, in steps of 16 and at least 256.
     assert Image.open(result.output.path).size == (320, 256)
     assert "600×400" in result.note and "320×256" in result.note
@@ -123,7 +123,7 @@ def test_bad_requests_name_their_field_before_anything_loads(manager, outputs, t
     image = picture(tmp_path)
     request_ = ToolRequest(**{key: image if value == "IMAGE" else value for key, value in request_.__dict__.items()})
     with pytest.raises(InvalidRequest) as error:
-        run_flux_tool(request_, manager, outputs, QueuedJob())
+        run_flux_tool(request_.check(manager.store.catalog), manager, outputs, QueuedJob())
     assert error.value.field == field
     assert manager.status().model_id is None
 
@@ -134,7 +134,7 @@ def test_stop_ends_the_job_between_steps_and_saves_nothing(manager, outputs, tmp
             job.stop()
 
     job = QueuedJob(on_progress)
-    result = run_flux_tool(canny(picture(tmp_path), steps=20), manager, outputs, job)
+    result = run_flux_tool(canny(picture(tmp_path), steps=20).check(manager.store.catalog), manager, outputs, job)
     assert result.stopped and result.output is None
     assert not list(outputs.root.rglob("*.png"))
 
@@ -152,7 +152,7 @@ def test_an_out_of_memory_is_retried_once_with_a_leaner_plan(demo_models_dir, pr
 
     monkeypatch.setattr(diffusers.FluxControlPipeline, "__call__", out_of_memory_once)
     said = []
-    result = run_flux_tool(canny(picture(tmp_path)), manager, outputs, QueuedJob(lambda fraction, text: said.append(text)))
+    result = run_flux_tool(canny(picture(tmp_path)).check(manager.store.catalog), manager, outputs, QueuedJob(lambda fraction, text: said.append(text)))
     assert len(calls) == 2 and result.output.path.is_file()
     assert any("Out of memory: retrying" in text for text in said)
     assert np.array_equal(np.asarray(calls[1]), np.asarray(result.control_image)), "the pipeline got the edge map"
@@ -173,7 +173,7 @@ def test_the_preview_shows_the_edges_with_the_chosen_thresholds_or_the_supplied_
 def test_speed_reaches_the_flux_tools_and_threshold_zero_changes_nothing(manager, outputs, tmp_path, model):
     image = picture(tmp_path)
     make = lambda **speed: run_flux_tool(
-        ToolRequest(model=model, image=image, prompt="a house", steps=8, seed=4, **speed), manager, outputs, QueuedJob()
+        ToolRequest(model=model, image=image, prompt="a house", steps=8, seed=4, **speed).check(manager.store.catalog), manager, outputs, QueuedJob()
     ).output.path
     off, exact, fast = make(), make(cache_method="teacache", cache_threshold=0), make(speed="fast")
     np.testing.assert_array_equal(pixels(exact), pixels(off))

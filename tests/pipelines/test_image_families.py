@@ -8,11 +8,11 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from PIL import Image
 
-from pipelines.catalog import FAMILIES, MODELS_BY_ID, Family
+from pipelines.catalog import FAMILIES, MODELS_BY_ID, Catalog, Family
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, _sampler, generate_image
 from pipelines.jobs import QueuedJob
-from pipelines.manager import _companion_components
+from pipelines.loaders import companion_components
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
 from pipelines.model_store import ModelStore
@@ -32,7 +32,7 @@ def test_each_offered_sampler_makes_a_png_and_the_size_made_is_the_size_reported
     progress = []
     width, height = REQUESTED
     request = ImageRequest(prompt="a fox", model=model, steps=2, seed=7, width=width, height=height, guidance=0.0, scheduler=sampler)
-    result = generate_image(request, manager, outputs, QueuedJob(lambda fraction, text: progress.append(text)))
+    result = generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob(lambda fraction, text: progress.append(text)))
     saved = result.outputs[0]
     made = {"demo-hidream": (832, 1248), "demo-cogview4": (512, 768)}[model]
     assert Image.open(saved.path).size == made
@@ -54,7 +54,7 @@ def test_hidream_keeps_the_aspect_ratio_at_its_fixed_pixel_area(requested, made)
 
 def test_cogview4_takes_a_negative_prompt_and_a_non_square_size(manager, outputs):
     request = ImageRequest(prompt="a fox", model="demo-cogview4", negative_prompt="blurry", steps=2, seed=3, width=512, height=768)
-    saved = generate_image(request, manager, outputs, QueuedJob()).outputs[0]
+    saved = generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0]
     assert Image.open(saved.path).size == (512, 768)
     assert read_parameters(saved.path)["negative_prompt"] == "blurry" and saved.parameters["guidance"] == 3.5
 
@@ -74,7 +74,7 @@ def test_cogview4_takes_a_negative_prompt_and_a_non_square_size(manager, outputs
 )
 def test_bad_values_for_the_new_families_name_the_field_and_what_is_accepted(change, field, hint):
     with pytest.raises(InvalidRequest) as error:
-        ImageRequest(prompt="a fox", **change).check()
+        ImageRequest(prompt="a fox", **change).check(Catalog())
     assert error.value.field == field and hint in str(error.value)
 
 
@@ -108,7 +108,7 @@ def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_
     """HiDream runs its caption projections (a block list defined last) before its blocks: streaming must follow."""
     spec = MODELS_BY_ID[model_id]
     files = ModelStore(demo_models_dir, offline=True).ensure(spec)
-    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **_companion_components(spec.companion, files, torch.float32))
+    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(files.folder, **companion_components(spec.companion, files, torch.float32))
     pipe.set_progress_bar_config(disable=True)
     run = lambda: pipe("a fox", num_inference_steps=1, width=512, height=512, guidance_scale=0.0, output_type="latent",
                        generator=torch.Generator().manual_seed(0)).images
@@ -122,7 +122,7 @@ def test_a_fully_streamed_transformer_denoises_exactly_like_a_resident_one(demo_
 @pytest.mark.parametrize("model, encoder", [("demo-hidream", "text_encoder_4"), ("demo-cogview4", "text_encoder")])
 def test_int8_weights_shrink_the_transformer_and_the_big_text_encoder(manager, outputs, model, encoder):
     request = ImageRequest(prompt="a fox", model=model, steps=2, seed=3, width=512, height=512, weights="int8")
-    saved = generate_image(request, manager, outputs, QueuedJob()).outputs[0]
+    saved = generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0]
     assert saved.parameters["weights"] == "int8"
     with manager.use(model, weights="int8") as pipe:
         for component in ("transformer", encoder):
@@ -133,9 +133,9 @@ def test_int8_weights_shrink_the_transformer_and_the_big_text_encoder(manager, o
 def test_wan_makes_images_as_one_frame_videos_in_the_image_tab(manager, outputs):
     assert {"demo-wan-image", "wan21-t2v-1.3b-image", "wan21-t2v-14b-image"} <= set(manager.store.catalog.image_models())
     request = ImageRequest(prompt="a fox in snow", model="demo-wan-image", steps=2, seed=5, width=96, height=64, negative_prompt="blur")
-    first, again = (generate_image(request, manager, outputs, QueuedJob()).outputs[0] for _ in range(2))
+    first, again = (generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0] for _ in range(2))
     assert Image.open(first.path).size == (96, 64)
     assert (first.parameters["model"], first.parameters["scheduler"], first.parameters["demo"]) == ("demo-wan-image", "UniPC", True)
     assert Image.open(first.path).tobytes() == Image.open(again.path).tobytes()
     with pytest.raises(InvalidRequest, match="height: 40"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-wan-image", width=96, height=40), manager, outputs, QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-wan-image", width=96, height=40).check(manager.store.catalog), manager, outputs, QueuedJob())

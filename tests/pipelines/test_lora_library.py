@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.catalog import Family
+from pipelines.catalog import Catalog, Family
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import QueuedJob
@@ -33,7 +33,7 @@ def manager(demo_models_dir, loras_dir, presets):
 
 def make(manager, outputs, model="demo-sd3", loras="", seed=4):
     request = ImageRequest(prompt="a fox", model=model, steps=2, seed=seed, width=256, height=256, loras=loras)
-    return generate_image(request, manager, outputs, QueuedJob()).outputs[0]
+    return generate_image(request.check(manager.store.catalog), manager, outputs, QueuedJob()).outputs[0]
 
 
 def pixels(saved) -> np.ndarray:
@@ -209,7 +209,7 @@ def test_a_lora_missing_or_for_another_family_is_refused_before_anything_loads(m
 )
 def test_a_bad_lora_list_names_what_is_wrong(value, message):
     with pytest.raises(InvalidRequest, match=message) as error:
-        ImageRequest(prompt="a fox", model="demo-sd3", loras=value).check()
+        ImageRequest(prompt="a fox", model="demo-sd3", loras=value).check(Catalog())
     assert error.value.field == "loras"
 
 
@@ -217,7 +217,7 @@ def test_a_lora_list_reads_as_text_or_as_a_list():
     expected = (LoraChoice("a.safetensors", 0.5), LoraChoice("sub/b.safetensors", 1.0))
     assert parse_lora_list("a.safetensors:0.5,\n sub/b.safetensors") == expected
     assert parse_lora_list(["a.safetensors:0.5", "sub/b.safetensors:1"]) == expected
-    assert replace(ImageRequest(prompt="a fox", model="demo-sd3"), loras=None).check().loras == ()
+    assert replace(ImageRequest(prompt="a fox", model="demo-sd3"), loras=None).check(Catalog()).request.loras == ()
 
 
 def test_loras_on_a_streamed_denoiser_give_the_resident_output(demo_models_dir, loras_dir, presets, outputs):

@@ -105,7 +105,7 @@ def test_the_app_gives_the_same_image_on_every_preset_within_its_budget(big_sd3_
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
-        saved = generate_image(request, manager, OutputStore(tmp_path), QueuedJob()).outputs[0]
+        saved = generate_image(request.check(manager.store.catalog), manager, OutputStore(tmp_path), QueuedJob()).outputs[0]
         peak = torch.cuda.max_memory_allocated() - baseline
         assert peak <= preset.usable_vram_bytes, f"{preset.id}: peak {peak / 1e6:.0f} MB over {preset.usable_vram_bytes / 1e6:.0f} MB"
         images.append(np.asarray(Image.open(saved.path)))

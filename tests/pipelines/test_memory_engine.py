@@ -177,10 +177,10 @@ def test_a_tight_preset_streams_part_of_the_model_and_the_image_is_unchanged(big
     request = ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=3)
     outputs = OutputStore(tmp_path)
     resident = ModelManager(ModelStore(big_sd3_models_dir, offline=True), presets["cpu"])
-    expected = np.asarray(__import__("PIL.Image").Image.open(generate_image(request, resident, outputs, QueuedJob()).outputs[0].path))
+    expected = np.asarray(__import__("PIL.Image").Image.open(generate_image(request.check(resident.store.catalog), resident, outputs, QueuedJob()).outputs[0].path))
     resident.unload()
     tight = ModelManager(ModelStore(big_sd3_models_dir, offline=True), tight_preset(presets, 300))
-    result = generate_image(request, tight, outputs, QueuedJob())
+    result = generate_image(request.check(tight.store.catalog), tight, outputs, QueuedJob())
     plan = tight.status().block_plan
     assert plan.fits and 0 < len(plan.resident) < 12 and plan.streamed_bytes > 0
     actual = np.asarray(__import__("PIL.Image").Image.open(result.outputs[0].path))
@@ -190,7 +190,7 @@ def test_a_tight_preset_streams_part_of_the_model_and_the_image_is_unchanged(big
 def test_admission_refuses_a_job_that_cannot_fit_and_names_the_memory(demo_models_dir, presets, tmp_path):
     manager = ModelManager(ModelStore(demo_models_dir, offline=True), tight_preset(presets, 1.0))
     with pytest.raises(NotEnoughMemory) as refused:
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, width=1024, height=1024), manager, OutputStore(tmp_path), QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, width=1024, height=1024).check(manager.store.catalog), manager, OutputStore(tmp_path), QueuedJob())
     assert "GiB of GPU memory" in str(refused.value) and "allows" in str(refused.value)
     assert not list(tmp_path.rglob("*.png"))
 
@@ -198,7 +198,7 @@ def test_admission_refuses_a_job_that_cannot_fit_and_names_the_memory(demo_model
 def test_an_out_of_memory_mid_job_steps_down_retries_and_still_delivers(demo_models_dir, presets, tmp_path, monkeypatch):
     manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["8gb-laptop"])
     request = ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=9)
-    expected = generate_image(request, manager, OutputStore(tmp_path / "a"), QueuedJob()).outputs[0].path
+    expected = generate_image(request.check(manager.store.catalog), manager, OutputStore(tmp_path / "a"), QueuedJob()).outputs[0].path
     calls = {"n": 0}
     original = SD3Transformer2DModel.forward
 
@@ -209,7 +209,7 @@ def test_an_out_of_memory_mid_job_steps_down_retries_and_still_delivers(demo_mod
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(SD3Transformer2DModel, "forward", fails_once)
-    result = generate_image(request, manager, OutputStore(tmp_path / "b"), QueuedJob())
+    result = generate_image(request.check(manager.store.catalog), manager, OutputStore(tmp_path / "b"), QueuedJob())
     assert len(result.outputs) == 1 and calls["n"] > 2
     assert manager.status().model_id == "demo-sd3"
     image = __import__("PIL.Image").Image

@@ -49,5 +49,5 @@ def test_an_image_job_asking_fp8_compute_on_the_cpu_is_refused(demo_models_dir, 
 
     manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])
     with pytest.raises(InvalidRequest, match="fp8 compute needs an NVIDIA GPU"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-flux", weights="fp8 compute"), manager, OutputStore(tmp_path), QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-flux", weights="fp8 compute").check(manager.store.catalog), manager, OutputStore(tmp_path), QueuedJob())
     assert manager.status().model_id is None

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.catalog import Family, family_spec
+from pipelines.catalog import Catalog, Family, family_spec
 from pipelines.errors import InvalidRequest
 from pipelines.image_runner import ImageRequest, generate_image
 from pipelines.jobs import QueuedJob
@@ -104,7 +104,7 @@ def test_a_method_the_family_lacks_is_refused(pipes):
 def test_speed_reaches_the_image_pipeline_and_its_record(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     make = lambda **speed: generate_image(
-        ImageRequest(prompt="a fox", model="demo-flux", steps=10, seed=3, width=256, height=256, **speed), manager, outputs, QueuedJob()
+        ImageRequest(prompt="a fox", model="demo-flux", steps=10, seed=3, width=256, height=256, **speed).check(manager.store.catalog), manager, outputs, QueuedJob()
     ).outputs[0]
     plain, off, fast = make(), make(speed="off"), make(speed="fast")
     off_record, fast_record = read_parameters(off.path), read_parameters(fast.path)
@@ -118,8 +118,8 @@ def test_speed_reaches_the_image_pipeline_and_its_record(manager, tmp_path):
 def test_a_family_without_a_cache_refuses_one_and_runs_uncached_when_fast(manager, tmp_path):
     outputs = OutputStore(tmp_path / "outputs")
     with pytest.raises(InvalidRequest, match="cache_method"):
-        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, cache_method="teacache"), manager, outputs, QueuedJob())
-    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, speed="fast"), manager, outputs, QueuedJob())
+        generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, cache_method="teacache").check(manager.store.catalog), manager, outputs, QueuedJob())
+    saved = generate_image(ImageRequest(prompt="a fox", model="demo-sd3", steps=2, speed="fast").check(manager.store.catalog), manager, outputs, QueuedJob())
     assert read_parameters(saved.outputs[0].path)["step_cache"]["method"] == "none"
 
 
@@ -163,7 +163,7 @@ def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):
         prompt="a fox", model="demo-flux", steps=10, seed=1, init_image=str(start), strength=0.9, cache_method="first_block",
         cache_threshold=0.3,
     )
-    saved = generate_image(request, manager, OutputStore(tmp_path / "outputs"), QueuedJob()).outputs[0]
+    saved = generate_image(request.check(manager.store.catalog), manager, OutputStore(tmp_path / "outputs"), QueuedJob()).outputs[0]
     assert Image.open(saved.path).size == (256, 256)
     assert saved.parameters["step_cache"]["method"] == "first_block" and saved.parameters["step_cache"]["calls_skipped"] > 0
 
@@ -179,13 +179,13 @@ def test_first_block_cache_also_runs_in_flux_image_to_image(manager, tmp_path):
 )
 def test_bad_speed_settings_name_the_field(fields, message):
     with pytest.raises(InvalidRequest, match=message):
-        ImageRequest(prompt="a fox", model="demo-flux", **fields).check()
+        ImageRequest(prompt="a fox", model="demo-flux", **fields).check(Catalog())
 
 
 def test_a_method_without_a_threshold_gets_one_that_skips():
-    checked = ImageRequest(prompt="a fox", model="demo-flux", cache_method="teacache").check()
+    checked = ImageRequest(prompt="a fox", model="demo-flux", cache_method="teacache").check(Catalog()).request
     assert (checked.cache_method, checked.cache_threshold) == ("teacache", family_spec(Family.FLUX).speed["balanced"].threshold)
-    assert ImageRequest(prompt="a fox", model="demo-flux", cache_method="first_block").check().cache_threshold > 0
+    assert ImageRequest(prompt="a fox", model="demo-flux", cache_method="first_block").check(Catalog()).request.cache_threshold > 0
 
 
 @pytest.fixture(scope="module")
