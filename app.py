@@ -63,7 +63,7 @@ def exposure_warnings(args: argparse.Namespace) -> list[str]:
 def build_context(args: argparse.Namespace):
     from pipelines.hardware import detect_hardware
     from pipelines.manager import ModelManager
-    from pipelines.model_store import ModelStore
+    from pipelines.loading.model_store import ModelStore
     from pipelines.outputs import OutputStore, Tidied
     from presets import choose_preset, load_presets
     from tabs.context import AppContext

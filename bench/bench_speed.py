@@ -153,10 +153,10 @@ class Loop:
 
 
 def measure(name: str, model, loop: Loop, steps: int, device, cache_dir: Path) -> list[dict]:
-    from pipelines.attention import ATTENTION_BACKENDS, usable_attention
+    from pipelines.speed.attention import ATTENTION_BACKENDS, usable_attention
     from pipelines.catalog import Family, family_spec
-    from pipelines.compiled_blocks import compiled_blocks
-    from pipelines.step_cache import _default_threshold, methods_for, step_cache
+    from pipelines.speed.compiled_blocks import compiled_blocks
+    from pipelines.speed.step_cache import _default_threshold, methods_for, step_cache
 
     family = Family(FAMILY_OF[name])
     holder = SimpleNamespace(transformer=model)

@@ -42,14 +42,14 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
-from pipelines.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
+from pipelines.loading.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.planner import BlockPlan, Workload
-from pipelines.model_store import ModelFiles, ModelStore
+from pipelines.loading.model_store import ModelFiles, ModelStore
 from pipelines.placement import PlacementPlan
 from pipelines.residency import Residency, place
-from pipelines.weight_formats import WeightFormat, weight_format
+from pipelines.loading.weight_formats import WeightFormat, weight_format
 from presets import Preset
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import torch
 
 from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import NotEnoughMemory
-from pipelines.loaders import ReadPipeline
+from pipelines.loading.loaders import ReadPipeline
 from pipelines.memory.block_streamer import BlockStreamer
 from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement

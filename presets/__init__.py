@@ -17,9 +17,9 @@ GIB = 1024**3
 PLACEMENTS = ("resident", "offload", "stream", "sequential")
 ROLES = ("denoiser", "text_encoder", "vae")
 DTYPES = ("float32", "bfloat16", "float16")
-# How the denoiser and big text encoders are stored (see pipelines/weight_formats.py); a user may choose per job.
+# How the denoiser and big text encoders are stored (see pipelines/loading/weight_formats.py); a user may choose per job.
 WEIGHT_FORMATS = ("as shipped", "fp8", "int8", "nf4", "fp8 compute")
-# Attention backends (see pipelines/attention.py): PyTorch's built-in ones, and the CUDA-only ones when installed.
+# Attention backends (see pipelines/speed/attention.py): PyTorch's built-in ones, and the CUDA-only ones when installed.
 ATTENTION_BACKENDS = ("sdpa", "sdpa-math", "sage", "flash", "flash3")
 CUDA_ONLY_ATTENTION = ("sage", "flash", "flash3")
 

@@ -10,7 +10,7 @@ import gradio as gr
 from pipelines.catalog import ModelSpec, Task
 from pipelines.jobs import JobQueue
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore, list_models
+from pipelines.loading.model_store import ModelStore, list_models
 from pipelines.outputs import OutputStore
 from presets import Preset
 from tabs.saved_settings import SavedSettings

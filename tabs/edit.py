@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
-from pipelines import control_images
+from pipelines.image import control_images
 from pipelines.catalog import Catalog, EditDefaults, family_spec
-from pipelines.edit_modes import EDIT_MODES, PLACEHOLDER, SIDES, EditMode, MaskSource, check_mode_inputs, edit_models
-from pipelines.edit_runner import LIMITS, EditJob, EditRequest, EditResult, edit_image
-from pipelines.flux_tools_runner import ToolJob, ToolRequest, ToolResult, preview_control, run_flux_tool
+from pipelines.image.edit_modes import EDIT_MODES, PLACEHOLDER, SIDES, EditMode, MaskSource, check_mode_inputs, edit_models
+from pipelines.image.edit_runner import LIMITS, EditJob, EditRequest, EditResult, edit_image
+from pipelines.image.flux_tools_runner import ToolJob, ToolRequest, ToolResult, preview_control, run_flux_tool
 from tabs.context import GPU_QUEUE, AppContext, choices_among, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue

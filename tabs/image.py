@@ -10,8 +10,8 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.catalog import ModelSpec, Task, family_spec
-from pipelines.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image, start_image_size
-from pipelines.weight_formats import WEIGHT_FORMATS
+from pipelines.image.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image, start_image_size
+from pipelines.loading.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue

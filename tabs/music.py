@@ -9,7 +9,7 @@ import gradio as gr
 
 from pipelines.catalog import Catalog, Task
 from pipelines.media import AUDIO_FORMATS
-from pipelines.music_runner import BPM_RANGE, LIMITS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music
+from pipelines.audio.music_runner import BPM_RANGE, LIMITS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.attention import ATTENTION_BACKENDS, usable_attention
+from pipelines.speed.attention import ATTENTION_BACKENDS, usable_attention
 from pipelines.catalog import SPEED_LEVELS, Family, family_spec
-from pipelines.compiled_blocks import COMPILE_CHOICES
-from pipelines.step_cache import CACHE_METHODS, methods_for
+from pipelines.speed.compiled_blocks import COMPILE_CHOICES
+from pipelines.speed.step_cache import CACHE_METHODS, methods_for
 
 # The method choice that leaves it to the Speed level (the model family's entry in the catalog).
 AUTO_METHOD = "auto"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from pipelines.model_store import list_models
+from pipelines.loading.model_store import list_models
 from tabs.context import GPU_QUEUE, AppContext
 from tabs.errors import shown_to_user
 

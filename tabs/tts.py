@@ -8,7 +8,7 @@ import gradio as gr
 
 from pipelines.catalog import Task
 from pipelines.errors import InvalidRequest
-from pipelines.speech_runner import LIMITS, PRECISIONS, Reference, SpeechRequest, SpeechResult, speak
+from pipelines.audio.speech_runner import LIMITS, PRECISIONS, Reference, SpeechRequest, SpeechResult, speak
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue

@@ -11,15 +11,15 @@ from typing import Any, Mapping
 
 import gradio as gr
 
-from pipelines import vace
+from pipelines.video import vace
 from pipelines.catalog import Catalog, Task, family_spec
-from pipelines.context_windows import BLENDS
+from pipelines.video.context_windows import BLENDS
 from pipelines.errors import InvalidRequest
-from pipelines.interpolation import CHOICES as INTERPOLATIONS
-from pipelines.interpolation import offered as offered_interpolations
-from pipelines.video_export import FORMATS, ExportSettings
-from pipelines.video_request import VideoRequest, checked_fps, checked_window, fitted_start_size, sections_note
-from pipelines.video_runner import VideoResult, generate_video
+from pipelines.video.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.video.interpolation import offered as offered_interpolations
+from pipelines.video.video_export import FORMATS, ExportSettings
+from pipelines.video.video_request import VideoRequest, checked_fps, checked_window, fitted_start_size, sections_note
+from pipelines.video.video_runner import VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue

@@ -9,7 +9,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pipelines.catalog import MODELS  # noqa: E402
-from pipelines.model_store import ModelStore  # noqa: E402
+from pipelines.loading.model_store import ModelStore  # noqa: E402
 from presets import load_presets  # noqa: E402
 
 

@@ -90,7 +90,7 @@ def built_music_tab(models_dir, presets, outputs_dir):
     import gradio as gr
 
     from pipelines.manager import ModelManager
-    from pipelines.model_store import ModelStore
+    from pipelines.loading.model_store import ModelStore
     from pipelines.outputs import OutputStore
     from tabs import music
     from tabs.context import AppContext

@@ -8,7 +8,7 @@ from huggingface_hub.utils import filter_repo_objects
 
 from pipelines.catalog import MODELS_BY_ID
 from pipelines.errors import ModelNotAvailable
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from tests.hub_server import LocalHub, load_manifest, point_client_at, repo_from_manifest
 
 FLUX = "black-forest-labs/FLUX.1-dev"

@@ -172,7 +172,7 @@ def test_ram_check_counts_exactly_the_weights_the_loader_reads(source, tmp_path,
 
     from pipelines.errors import NotEnoughMemory
     from pipelines.manager import _check_ram
-    from pipelines.model_store import ModelFiles
+    from pipelines.loading.model_store import ModelFiles
 
     spec = source.spec
     expected = 0

@@ -3,7 +3,7 @@
 import pytest
 
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from tabs.video import describe_length, describe_long_video
 
 

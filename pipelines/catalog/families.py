@@ -160,7 +160,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
         }),
-        # Our TeaCache with the identity for a polynomial (pipelines/step_cache.py). Measured on the tiny model: at 30
+        # Our TeaCache with the identity for a polynomial (pipelines/speed/step_cache.py). Measured on the tiny model: at 30
         # steps 0.2 skips 11 and 0.3 skips 16 denoiser calls (≈1.5× and ≈2×); at 8 steps 2 and 4. Not checked on real
         # weights, whose timestep projection may change more or less per step.
         speed=_teacache_speeds(0.2, 0.3),

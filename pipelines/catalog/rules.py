@@ -27,7 +27,7 @@ class SchedulerChoice:
 
 @dataclass(frozen=True)
 class SpeedSetting:
-    """One level of the Speed control: which step cache runs (pipelines/step_cache.py) and how eagerly it skips."""
+    """One level of the Speed control: which step cache runs (pipelines/speed/step_cache.py) and how eagerly it skips."""
 
     method: str
     threshold: float
@@ -66,7 +66,7 @@ class VideoRules:
     # How the family makes a video longer than it denoises at once (the Video tab's Long video settings), if at all.
     long_video: LongVideo | None = None
     # The pipeline can denoise causal blocks of latent frames one after the other (`ar_step`, `causal_block_size`:
-    # SkyReels V2's asynchronous diffusion forcing; pipelines/diffusion_forcing.py).
+    # SkyReels V2's asynchronous diffusion forcing; pipelines/video/diffusion_forcing.py).
     asynchronous_forcing: bool = False
     # Whether the pipeline takes VACE's inputs: reference images, an input video and a mask (`WanVACEPipeline`).
     vace_inputs: bool = False

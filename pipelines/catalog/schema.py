@@ -221,7 +221,7 @@ class ModelSpec:
     # The weight files to load where a repo ships several precisions (SD1.5/SDXL: fp16 copies beside fp32).
     variant: str | None = None
 
-    # Set for a model found as one file in the models folder (see `pipelines/checkpoint_files.py`).
+    # Set for a model found as one file in the models folder (see `pipelines/loading/checkpoint_files.py`).
     checkpoint: CheckpointFile | None = None
     # Components published in another repo (their bytes are counted in `component_bytes`).
     companion: CompanionRepo | None = None

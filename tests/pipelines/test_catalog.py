@@ -114,7 +114,7 @@ MUSIC_MODELS = [spec for spec in MODELS if spec.task is Task.TEXT_TO_MUSIC]
 def test_music_entry_is_complete_and_its_defaults_are_accepted(spec, demo_models_dir):
     import json
 
-    from pipelines.music_runner import LIMITS
+    from pipelines.audio.music_runner import LIMITS
 
     assert hasattr(diffusers, spec.pipeline_class) and spec.licence and spec.weight_bytes > 0
     for name in ("steps", "guidance", "duration", "shift"):

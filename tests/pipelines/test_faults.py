@@ -10,10 +10,10 @@ from PIL import Image
 
 from pipelines import outputs as outputs_module
 from pipelines.errors import ModelLoadFailed, OutputNotWritable
-from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.image.image_runner import ImageRequest, generate_image
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.outputs import OutputStore
 
 REQUEST = ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=5)

@@ -10,12 +10,12 @@ from PIL import Image
 
 from pipelines.catalog import FAMILIES, MODELS_BY_ID, Catalog, Family
 from pipelines.errors import InvalidRequest
-from pipelines.image_runner import ImageRequest, _sampler, generate_image
+from pipelines.image.image_runner import ImageRequest, _sampler, generate_image
 from pipelines.jobs import QueuedJob
-from pipelines.loaders import companion_components
+from pipelines.loading.loaders import companion_components
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.outputs import read_parameters
 
 NEW_DEMOS = ("demo-hidream", "demo-cogview4")

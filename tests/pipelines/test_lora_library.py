@@ -9,11 +9,11 @@ from PIL import Image
 
 from pipelines.catalog import Catalog, Family
 from pipelines.errors import InvalidRequest
-from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.image.image_runner import ImageRequest, generate_image
 from pipelines.jobs import QueuedJob
 from pipelines.lora_library import LoraChoice, LoraLibrary, family_of_keys, parse_lora_list
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.outputs import read_parameters
 from pipelines.tiny import build_tiny_lora
 

@@ -10,7 +10,7 @@ import torch
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import process_rss_bytes
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.placement import Placement
 
 

@@ -91,10 +91,10 @@ def test_the_app_gives_the_same_image_on_every_preset_within_its_budget(big_sd3_
     import numpy as np
     from PIL import Image
 
-    from pipelines.image_runner import ImageRequest, generate_image
+    from pipelines.image.image_runner import ImageRequest, generate_image
     from pipelines.jobs import QueuedJob
     from pipelines.manager import ModelManager
-    from pipelines.model_store import ModelStore
+    from pipelines.loading.model_store import ModelStore
     from pipelines.outputs import OutputStore
 
     request = ImageRequest(prompt="a fox", model="demo-sd3", steps=3, seed=5)

@@ -9,7 +9,7 @@ import torch
 from diffusers import FluxTransformer2DModel, HunyuanVideoFramepackTransformer3DModel, SD3Transformer2DModel
 
 from pipelines.errors import NotEnoughMemory
-from pipelines.image_runner import ImageRequest, generate_image
+from pipelines.image.image_runner import ImageRequest, generate_image
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.memory.aligned_weights import align_cpu_weights
@@ -17,7 +17,7 @@ from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import load_streamed
 from pipelines.memory.planner import GIB, WORKSPACE_BYTES, DenoiserShape, Workload, activation_bytes, plan_blocks, spread
 from pipelines.memory.weights_file import WeightsFile
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.outputs import OutputStore
 
 MB = 1_000_000

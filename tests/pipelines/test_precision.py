@@ -5,7 +5,7 @@ import pytest
 
 from pipelines.errors import InvalidRequest
 from pipelines.hardware import compute_dtype_for, fp8_compute_problem
-from pipelines.weight_formats import WeightFormat, weight_format
+from pipelines.loading.weight_formats import WeightFormat, weight_format
 
 TURING, AMPERE, ADA, HOPPER = (7, 5), (8, 6), (8, 9), (9, 0)
 
@@ -41,10 +41,10 @@ def test_fp8_compute_is_refused_without_fp8_tensor_cores(device, capability, mes
 
 
 def test_an_image_job_asking_fp8_compute_on_the_cpu_is_refused(demo_models_dir, presets, tmp_path):
-    from pipelines.image_runner import ImageRequest, generate_image
+    from pipelines.image.image_runner import ImageRequest, generate_image
     from pipelines.jobs import QueuedJob
     from pipelines.manager import ModelManager
-    from pipelines.model_store import ModelStore
+    from pipelines.loading.model_store import ModelStore
     from pipelines.outputs import OutputStore
 
     manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"])

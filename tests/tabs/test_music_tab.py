@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from pipelines.manager import ModelManager
-from pipelines.model_store import ModelStore
+from pipelines.loading.model_store import ModelStore
 from pipelines.outputs import OutputStore
 from tabs import music
 from tabs.context import AppContext

@@ -1,0 +1,320 @@
+"""Text to image: one request in, saved PNGs out.
+
+    1. the checked job (`ImageRequest.check` makes it once)   2. load (manager.use)   3. set the sampler
+    4. for each image of the batch: denoise (Stop and progress between steps), decode   5. save
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import diffusers
+import torch
+from PIL import Image
+
+from pipelines.catalog import Catalog, FamilySpec, ModelSpec, family_spec
+from pipelines.speed.attention import apply_attention, check_attention
+from pipelines.loading.checkpoint_files import checkpoint_record
+from pipelines.speed.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
+from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.jobs import QueuedJob, with_one_retry
+from pipelines.lora_library import ActiveLora, parse_lora_list
+from pipelines.manager import ModelManager
+from pipelines.media import MediaError, file_digest, image_size
+from pipelines.memory.planner import Workload
+from pipelines.outputs import OutputStore, SavedOutput, run_record
+from pipelines.request_values import (
+    batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, number, resolved_seed, steps_from_picture,
+    whole_number,
+)
+from pipelines.speed.step_cache import check_speed, step_cache
+from pipelines.loading.weight_formats import WEIGHT_FORMATS
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 16
+DEFAULT_STRENGTH = 0.6
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """Inputs as a person or a script gave them; `None` means the model's default."""
+
+    prompt: str
+    model: str
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = -1
+    batch: int = 1
+    scheduler: str | None = None
+    # Image to image: the picture to start from (a file) and how much of it to repaint (0 keeps it, 1 ignores it).
+    init_image: str | None = None
+    strength: float | None = None
+    # LoRAs from the library with their weights: "name:weight" entries (a string or a list), or LoraChoices.
+    loras: str | tuple = ()
+    # How the big weights are stored (as shipped, fp8, int8, nf4); None means the preset's choice.
+    weights: str | None = None
+    # Speed: "off", "balanced" or "fast" (the family's step cache from the catalog); `cache_method` and
+    # `cache_threshold` override the level's choice.
+    speed: str = "off"
+    cache_method: str | None = None
+    cache_threshold: float | None = None
+    # "on": the denoiser's repeated blocks run compiled (pipelines/speed/compiled_blocks.py); the first job compiles them.
+    compile: str = "off"
+    # The denoiser's attention backend (pipelines/speed/attention.py); None means the preset's.
+    attention: str | None = None
+
+    def check(self, catalog: Catalog) -> "ImageJob":
+        """The job this request asks for, every value filled in and in range; InvalidRequest names the first bad field."""
+        models = catalog.image_models()
+        spec = models.get(self.model)
+        if spec is None:
+            raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(models)}")
+        family = family_spec(spec.family)
+        defaults = spec.defaults
+        prompt = checked_prompt(self.prompt)
+        negative = (self.negative_prompt or "").strip()
+        if negative and not family.supports_negative_prompt:
+            raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
+        init_image = str(self.init_image) if self.init_image else None
+        default_width, default_height = defaults.width, defaults.height
+        if init_image is not None:
+            default_width, default_height = start_image_size(init_image, spec, family)
+        width = whole_number("width", self.width, default_width)
+        height = whole_number("height", self.height, default_height)
+        for name, value in (("width", width), ("height", height)):
+            if problem := family.size_problem(value):
+                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        if family.max_pixels and width * height > family.max_pixels:
+            square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
+            raise InvalidRequest(
+                "width", f"{width}×{height} is {width * height:,} pixels; {spec.name} takes at most {family.max_pixels:,} "
+                f"(for example {square}×{square})"
+            )
+        steps = checked_steps(self.steps, defaults.steps)
+        guidance = checked_guidance(self.guidance, defaults.guidance)
+        seed = checked_seed(self.seed)
+        batch = whole_number("batch", self.batch, 1)
+        if not 1 <= batch <= MAX_BATCH:
+            raise InvalidRequest("batch", f"{batch} is out of range; use 1 to {MAX_BATCH}")
+        scheduler = self.scheduler or defaults.scheduler
+        names = [choice.name for choice in family.schedulers]
+        if scheduler not in names:
+            raise InvalidRequest("scheduler", f"{scheduler!r} is not available for {spec.name}; choose one of {', '.join(names)}")
+        strength = number("strength", self.strength, DEFAULT_STRENGTH)
+        if not 0.0 <= strength <= 1.0:
+            raise InvalidRequest("strength", f"{strength} is out of range; use 0 (keep the image) to 1 (ignore it)")
+        loras = parse_lora_list(self.loras)
+        weights = self.weights or None
+        if weights is not None and weights not in WEIGHT_FORMATS:
+            raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
+        cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
+        compile_choice = check_compile(self.compile, cache_method)
+        request = replace(
+            self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
+            guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
+            loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
+            compile=compile_choice, attention=check_attention(self.attention),
+        )
+        return ImageJob(request, spec, family, batch_seeds(resolved_seed(seed), batch))
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """A checked request: its values as they will run, the model's entry and its family's rules, and the seeds of
+    the batch (drawn once, when the job is made, for -1)."""
+
+    request: ImageRequest
+    spec: ModelSpec
+    family: FamilySpec
+    seeds: tuple[int, ...]
+
+
+def start_image_size(path: str, spec: ModelSpec, family: FamilySpec) -> tuple[int, int]:
+    """The size made from a start image by default: its own, to the nearest sides the family takes. InvalidRequest
+    naming `init_image` for a model without image to image, or a file that is no image."""
+    if not family.img2img_pipeline_class:
+        raise InvalidRequest("init_image", f"{spec.name} has no image-to-image mode; leave the start image empty")
+    try:
+        return family.fitted_size(image_size(Path(path)))
+    except MediaError as error:
+        raise InvalidRequest("init_image", str(error)) from None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    outputs: list[SavedOutput]
+    stopped: bool = False
+    seconds: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+    # Set when the model renders another size than the one asked for (HiDream's fixed pixel area).
+    size_note: str = ""
+    # Set when this job compiled the transformer blocks: what the first run cost.
+    compile_note: str = ""
+
+
+def _start_image(request: ImageRequest) -> Image.Image:
+    with Image.open(request.init_image) as image:
+        picture = image.convert("RGB")
+    if picture.size != (request.width, request.height):
+        picture = picture.resize((request.width, request.height), Image.Resampling.LANCZOS)
+    return picture
+
+
+@contextmanager
+def _sampler(pipe, name: str, spec: ModelSpec):
+    """Swap in the sampler for one job and put the model's own back afterwards."""
+    choice = family_spec(spec.family).scheduler(name)
+    original = pipe.scheduler
+    if type(original).__name__ != choice.class_name:
+        # The model's timestep shift is `shift` in flow-matching schedulers, `flow_shift` in the flow-sigma solvers.
+        shift = original.config.get("shift", original.config.get("flow_shift", 1.0))
+        overrides = {**choice.config_overrides, choice.shift_parameter: shift}
+        pipe.scheduler = getattr(diffusers, choice.class_name).from_config(original.config, **overrides)
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
+
+
+def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
+    """The loaded pipeline, or its image-to-image sibling sharing the same components (nothing more in memory)."""
+    if not image_to_image:
+        return pipe
+    sibling = getattr(diffusers, family_spec(spec.family).img2img_pipeline_class).from_pipe(pipe)
+    sibling.set_progress_bar_config(disable=True)
+    return sibling
+
+
+def _first_image(output) -> Image.Image:
+    """The image of an image pipeline's output, or the first frame of a video pipeline's (Wan, one frame)."""
+    images = getattr(output, "images", None)
+    return images[0] if images is not None else output.frames[0][0]
+
+
+def _make_image(manager, spec, workload, request, queued, kwargs, seed, loras: list[ActiveLora]):
+    """One image, from the seed's noise, with the chosen sampler, LoRAs, step cache and compiled blocks; and what the
+    cache and the compiler did."""
+    with (
+        manager.use(spec.id, workload, on_progress=queued.report, weights=request.weights, loras=loras) as pipe,
+        _sampler(pipe, request.scheduler, spec),
+        compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
+        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+    ):
+        queued.check_stop()
+        denoiser = getattr(pipe, family_spec(spec.family).denoiser)
+        attention = apply_attention(denoiser, request.attention, manager.preset.attention, manager.execution_device())
+        runner = _for_task(pipe, spec, "image" in kwargs)
+        # SDE samplers draw their step noise from the global generator, not the one passed in.
+        torch.manual_seed(seed)
+        image = _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
+    return image, cache.record(), compiled, attention
+
+
+def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob) -> ImageResult:
+    # 1. The job was checked when it was made; the LoRAs are found in the library as it is now.
+    request, spec, family, seeds = job.request, job.spec, job.family, list(job.seeds)
+    loras = manager.store.loras.resolve(request.loras, spec)
+    started = time.monotonic()
+    saved: list[SavedOutput] = []
+    size_note = compile_note = ""
+    queued.report(0.0, f"Loading {spec.name}")
+
+    start_image = _start_image(request) if request.init_image else None
+    checkpoint = checkpoint_record(spec.checkpoint)
+    # Image to image denoises only the last `strength` of the schedule.
+    steps_run = request.steps if start_image is None else max(1, steps_from_picture(request.steps, request.strength))
+
+    # 2. Load (or reuse) the model; the manager plans memory for this size, or refuses before anything runs.
+    workload = Workload(family.denoiser_tokens(request.width, request.height), family.denoiser_batch(request.guidance))
+    for index, seed in enumerate(seeds):
+        label = f"Image {index + 1}/{len(seeds)}"
+
+        def on_step_end(pipeline, step, timestep, callback_kwargs, _label=label, _index=index):
+            queued.check_stop()
+            queued.report((_index + (step + 1) / steps_run) / len(seeds), f"{_label} · step {step + 1}/{steps_run}")
+            return callback_kwargs
+
+        # 3-4. Denoise and decode. Noise comes from a CPU generator so a seed gives the same image
+        # whatever the device and placement.
+        image_started = time.monotonic()
+        kwargs = dict(
+            prompt=request.prompt,
+            width=request.width,
+            height=request.height,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            callback_on_step_end=on_step_end,
+            **family.call_kwargs,
+        )
+        if family.supports_negative_prompt:
+            kwargs["negative_prompt"] = request.negative_prompt or None
+        if start_image is not None:
+            kwargs.update(image=start_image, strength=request.strength)
+        try:
+            if start_image is not None and request.strength == 0.0:
+                image = start_image.copy()  # nothing to repaint: the input is the result
+                cache_record = {"method": "none", "threshold": 0.0, "denoiser_calls": 0, "calls_skipped": 0}
+                compiled, attention = CompileReport(enabled=False), None
+            else:
+                image, cache_record, compiled, attention = with_one_retry(
+                    queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras)
+                )
+        except JobStopped:
+            log.info("stopped after %d of %d images", len(saved), len(seeds))
+            return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
+
+        # 5. Save with everything needed to reproduce it.
+        parameters = {
+            **{
+                key: value for key, value in asdict(request).items()
+                if key not in ("seed", "batch", "init_image", "strength", "loras", "weights", "cache_method", "cache_threshold")
+            },
+            "init_image": outputs.keep_input(request.init_image) if start_image else None,
+            "strength": request.strength if start_image else None,
+            "seed": seed,
+            "batch_index": index,
+            "model_name": spec.name,
+            "repo": spec.repo or (manager.store.catalog.spec(spec.base).repo if spec.base else None),
+            "checkpoint": checkpoint,
+            "weights": request.weights or manager.preset.weights,
+            # The step cache that ran and how many denoiser calls it skipped.
+            "step_cache": cache_record,
+            # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
+            "compiled_blocks": compiled.record(),
+            # The attention backend the denoiser ran with (PyTorch's where the model takes no other).
+            "attention": attention,
+            # The checkpoint's identity: the model (and its repo), and the step-distillation LoRA fused into it.
+            "lora": {**asdict(spec.lora), "sha256": file_digest(manager.store.lora_path(spec))} if spec.lora else None,
+            "loras": [lora.record() for lora in loras],
+            "demo": spec.demo,
+            **run_record(manager, image_started),
+        }
+        # The size made is the one recorded; what was asked stays beside it.
+        parameters.update(width=image.width, height=image.height, requested_size=[request.width, request.height])
+        saved.append(outputs.save_image(image, parameters))
+        if compiled.note():
+            compile_note = compiled.note()
+            queued.report((index + 1) / len(seeds), compile_note)
+        if image.size != (request.width, request.height):
+            size_note = _size_note(spec, family, request, image.size)
+            queued.report((index + 1) / len(seeds), size_note)
+    queued.report(1.0, "Done")
+    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note)
+
+
+def _size_note(spec: ModelSpec, family: FamilySpec, request: ImageRequest, made: tuple[int, int]) -> str:
+    note = f"Asked for {request.width}×{request.height}, made {made[0]}×{made[1]}"
+    area = family.fixed_pixel_area
+    if area:
+        side = math.isqrt(area)
+        note += f": {spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio"
+    return note + "."

@@ -1,0 +1,330 @@
+"""Reading a pipeline from disk: how a model is stored decides which reader reads it.
+
+A model is stored in one of a few ways (`Storage`): a diffusers folder; one file holding the whole pipeline
+(SD1.5/SDXL fine-tunes); one file holding only the denoiser (FLUX/SD3 fine-tunes, GGUF), read against its base
+model's folder; a transformer repo assembled with the components of other repos (FramePack); or a folder our own
+model classes read (Fish Speech). `READERS` maps each storage to its reader; a storage without one is refused,
+naming the model and the storage, before anything is released or read.
+
+A reader takes frozen `ReadSettings` (what to read, in which dtype and weight format, and whether the memory engine
+takes the denoiser) and returns a `ReadPipeline`: the pipeline on the host (or, for our own models, on its device)
+with what the reading knows about it. Where its components then live is the manager's business (`residency.py`).
+Reading covers the weight formats (NF4 and GGUF while reading, fp8/int8 right after), a LoRA fused at load,
+companions (HiDream's Llama encoder, FLUX.1 Redux's prior) and, on the CPU, aligned copies of mapped weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Mapping
+
+import diffusers
+import torch
+import transformers
+
+from pipelines.catalog import FAMILIES, CompanionRepo, ComponentRepo, FamilySpec, ModelSpec, family_spec
+from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable
+from pipelines.audio.fish_speech.model import FishSpeech
+from pipelines.memory.aligned_weights import align_cpu_weights
+from pipelines.memory.block_streamer import BlockStreamer
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed, stream_loaded
+from pipelines.loading.model_store import ModelFiles
+from pipelines.loading.weight_formats import WeightFormat, nf4_model_config, nf4_pipeline_config, quantize_loaded
+
+log = logging.getLogger(__name__)
+
+
+class Storage(str, Enum):
+    """How a model's weights are stored on disk, which decides how they are read."""
+
+    FOLDER = "diffusers folder"
+    PIPELINE_FILE = "whole-pipeline file"
+    DENOISER_FILE = "denoiser file"
+    ASSEMBLED = "assembled from component repos"
+    NATIVE = "native model folder"
+
+
+# Our own model classes, by the pipeline class a catalog entry names; each reads its folder onto a device.
+NATIVE_CLASSES: Mapping[str, type] = {"FishSpeech": FishSpeech}
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """Everything a reader needs, decided before it starts."""
+
+    spec: ModelSpec
+    files: ModelFiles
+    dtype: torch.dtype
+    weights: WeightFormat
+    device: torch.device
+    # Set when the memory engine takes the denoiser: its blocks are read into this arena.
+    arena: HostArena | None = None
+    companion: CompanionRepo | None = None
+    component_repos: tuple[ComponentRepo, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadPipeline:
+    """A pipeline as read, with what the reading knows about it."""
+
+    pipe: object
+    # Components holding weights, as named on the pipeline (a prior's `prior_<name>` included)...
+    components: tuple[str, ...]
+    # ...and the order they run in, which an offload chain follows.
+    call_order: tuple[str, ...]
+    # The memory engine's streamer when it holds the denoiser's blocks; the denoiser is then placed apart.
+    streamer: BlockStreamer | None = None
+    # Our own models read themselves onto the execution device: nothing is left to place.
+    on_device: bool = False
+
+
+Reader = Callable[[ReadSettings], ReadPipeline]
+
+
+def storage_of(spec: ModelSpec, files: ModelFiles) -> Storage:
+    if spec.pipeline_class in NATIVE_CLASSES:
+        return Storage.NATIVE
+    if files.component_folders:
+        return Storage.ASSEMBLED
+    if files.checkpoint is not None:
+        return Storage.PIPELINE_FILE if family_spec(spec.family).file_holds_pipeline else Storage.DENOISER_FILE
+    return Storage.FOLDER
+
+
+def reader_for(spec: ModelSpec, storage: Storage, readers: Mapping[Storage, Reader] | None = None) -> Reader:
+    """The reader for `storage`; ModelLoadFailed naming the model and the storage when there is none."""
+    reader = (READERS if readers is None else readers).get(storage)
+    if reader is None:
+        raise ModelLoadFailed(f"{spec.name} cannot be loaded: Atelier has no reader for its storage ({storage.value}).")
+    return reader
+
+
+def check_readable(spec: ModelSpec, weights: WeightFormat) -> None:
+    """Refuse before anything is fetched or released: a pipeline needing a package that is not installed
+    (diffusers would fail later with a NameError from inside the pipeline), or NF4 for a small denoiser."""
+    family = FAMILIES.get(spec.family)
+    missing = [name for name in (family.needs_packages if family else ()) if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelNotAvailable(
+            f"{spec.name} needs the Python package {', '.join(missing)}, which is not installed: pip install {' '.join(missing)} "
+            "(the build that matches your torch, from the same index)."
+        )
+    if weights is WeightFormat.NF4 and family is not None and family.denoiser != "transformer":
+        raise InvalidRequest("weights", f"NF4 is for the big transformers (FLUX, SD3); {spec.name} is small enough as shipped or in fp8")
+
+
+# -- the readers ------------------------------------------------------------------------------------
+
+
+def _read_folder(settings: ReadSettings) -> ReadPipeline:
+    spec, files, dtype = settings.spec, settings.files, settings.dtype
+    family = family_spec(spec.family)
+    load_kwargs = dict(family.load_kwargs)
+    to_quantize = list(family.quantizable)
+    streamer = None
+    if settings.arena is not None and files.lora_file is None:
+        # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
+        transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
+        load_kwargs["transformer"], streamer = load_streamed(
+            transformer_class, files.folder / "transformer", settings.device, dtype, settings.arena
+        )
+    if settings.weights is WeightFormat.NF4 and to_quantize:
+        load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
+    load_kwargs.update(companion_components(settings.companion, files, dtype))
+    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
+        files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
+    )
+    return _finished(settings, pipe, to_quantize, streamer)
+
+
+def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
+    """A whole pipeline from one file, its configs and tokenizers from the base's folder; nothing is fetched."""
+    spec, files = settings.spec, settings.files
+    family = family_spec(spec.family)
+    pipe = getattr(diffusers, spec.pipeline_class).from_single_file(
+        str(files.checkpoint), config=str(files.folder), local_files_only=True, dtype=settings.dtype, **family.load_kwargs
+    )
+    # A GGUF denoiser is quantized already; the rest of the quantizable components follow the chosen format.
+    gguf = files.checkpoint.suffix == ".gguf"
+    to_quantize = [name for name in family.quantizable if not (gguf and name == family.denoiser)]
+    return _finished(settings, pipe, to_quantize, None)
+
+
+def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
+    """The denoiser from its file, in the file's format (GGUF) or NF4 while reading; the rest from the base's folder."""
+    spec, files, dtype = settings.spec, settings.files, settings.dtype
+    family = family_spec(spec.family)
+    load_kwargs = dict(family.load_kwargs)
+    load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, settings.weights)
+    to_quantize = [name for name in family.quantizable if name != family.denoiser]
+    if settings.weights is WeightFormat.NF4 and to_quantize:
+        load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
+    load_kwargs.update(companion_components(settings.companion, files, dtype))
+    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
+        files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
+    )
+    return _finished(settings, pipe, to_quantize, None)
+
+
+def _read_assembled(settings: ReadSettings) -> ReadPipeline:
+    """A pipeline no repo holds whole (FramePack): its transformer from the model's own folder, every other
+    component from the component repos' subfolders."""
+    spec, files, dtype = settings.spec, settings.files, settings.dtype
+    transformer_class = getattr(diffusers, json.loads((files.folder / "config.json").read_text())["_class_name"])
+    streamer = None
+    if settings.arena is not None and files.lora_file is None:
+        transformer, streamer = load_streamed(transformer_class, files.folder, settings.device, dtype, settings.arena)
+    else:
+        quantization = nf4_model_config(dtype) if settings.weights is WeightFormat.NF4 else None
+        transformer = transformer_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, quantization_config=quantization)
+    components = {}
+    for source in settings.component_repos:
+        folder = files.component_folders[source.id]
+        for name, class_name in source.components.items():
+            components[name] = _load_component(class_name, folder / name, dtype)
+    pipe = getattr(diffusers, spec.pipeline_class)(transformer=transformer, **components)
+    return _finished(settings, pipe, list(family_spec(spec.family).quantizable), streamer)
+
+
+def _read_native(settings: ReadSettings) -> ReadPipeline:
+    """Our own model (Fish Speech: about 1.8 GB in bf16), read onto the device by its class, weights as shipped
+    whatever format is asked."""
+    model = NATIVE_CLASSES[settings.spec.pipeline_class].from_folder(settings.files.folder, device=settings.device, dtype=settings.dtype)
+    names = tuple(model.components())
+    return ReadPipeline(model, names, names, on_device=True)
+
+
+READERS: Mapping[Storage, Reader] = {
+    Storage.FOLDER: _read_folder,
+    Storage.PIPELINE_FILE: _read_pipeline_file,
+    Storage.DENOISER_FILE: _read_denoiser_file,
+    Storage.ASSEMBLED: _read_assembled,
+    Storage.NATIVE: _read_native,
+}
+
+
+def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: BlockStreamer | None) -> ReadPipeline:
+    """What every diffusers reader does after reading: the prior, a fused LoRA, fp8/int8, aligned CPU weights."""
+    spec, files = settings.spec, settings.files
+    family = family_spec(spec.family)
+    prior_order = _attach_prior(pipe, settings.companion, files, settings.dtype)
+    if files.lora_file is not None:
+        # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
+        pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
+        pipe.fuse_lora(lora_scale=spec.lora.scale)
+        pipe.unload_lora_weights()
+        if settings.arena is not None:
+            streamer = stream_loaded(pipe.transformer, settings.device, settings.dtype, settings.arena)
+    quantize_loaded(pipe, to_quantize, settings.weights, denoiser=family.denoiser)
+    # Runners report steps themselves; the pipeline's own bar would show every step twice.
+    pipe.set_progress_bar_config(disable=True)
+    names = tuple(name for name in family.component_roles if getattr(pipe, name, None) is not None)
+    if settings.device.type == "cpu":
+        # Weights left mapped from their file, at the offset its header gave them, would make a CPU result depend
+        # on the file's byte layout, and differ from the memory engine's aligned copies (memory/aligned_weights.py).
+        copied = sum(align_cpu_weights(getattr(pipe, name)) for name in names)
+        log.debug("%s: %.1f MB of weights copied to aligned memory", spec.id, copied / 1e6)
+    # A prior runs first: its image encoder leaves the device when the text encoders come.
+    order = tuple(name for name in [*prior_order, *pipe.model_cpu_offload_seq.split("->")] if name in names)
+    return ReadPipeline(pipe, names, order, streamer=streamer)
+
+
+# -- parts ------------------------------------------------------------------------------------------
+
+
+def _denoiser_from_file(files: ModelFiles, family: FamilySpec, dtype: torch.dtype, weights: WeightFormat):
+    """The denoiser of a checkpoint file (a fine-tune or a GGUF), built from the base folder's config: nothing is
+    fetched, whatever the file's key layout (original or diffusers)."""
+    denoiser_class = getattr(diffusers, _component_class(files.folder, family.denoiser))
+    quantization = None
+    if files.checkpoint.suffix == ".gguf":
+        quantization = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
+    elif weights is WeightFormat.NF4:
+        quantization = nf4_model_config(dtype)
+    return denoiser_class.from_single_file(
+        str(files.checkpoint), config=str(files.folder), subfolder=family.denoiser, local_files_only=True,
+        dtype=dtype, quantization_config=quantization,
+    )
+
+
+def _load_component(class_name: str, folder: Path, dtype: torch.dtype):
+    """One pipeline component from its folder: a model (diffusers or transformers) in `dtype`, or a tokenizer,
+    processor or scheduler."""
+    component_class = getattr(diffusers, class_name, None) or getattr(transformers, class_name)
+    if issubclass(component_class, torch.nn.Module):
+        return component_class.from_pretrained(folder, dtype=dtype, use_safetensors=True)
+    return component_class.from_pretrained(folder)
+
+
+def _component_class(folder: Path, component: str) -> str:
+    return json.loads((folder / "model_index.json").read_text())[component][1]
+
+
+def companion_components(companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> dict:
+    """The components a pipeline's repo leaves out (HiDream's Llama encoder and its tokenizer), loaded from their
+    own folder, as keyword arguments for the pipeline's `from_pretrained`."""
+    if companion is None or not companion.encoder:
+        return {}
+    encoder_class = getattr(transformers, companion.encoder_class)
+    return {
+        companion.encoder: encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True),
+        companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder),
+    }
+
+
+PRIOR_PREFIX = "prior_"
+
+
+def _attach_prior(pipe, companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> list[str]:
+    """Load a prior companion (FLUX.1 Redux's) from its folder and hang its components on the loaded pipeline as
+    `prior_<name>`, so that placement, the memory checks and unloading treat them as the pipeline's own. Plain
+    attributes, not registered components: the pipeline's own component list (and `from_pipe`) stays as diffusers
+    knows it. Returns the prior's components in its call order, as named on the pipeline."""
+    if companion is None or not companion.prior_pipeline_class:
+        return []
+    prior_class = getattr(diffusers, companion.prior_pipeline_class)
+    prior = prior_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True)
+    for name, component in prior.components.items():
+        if component is not None:
+            setattr(pipe, PRIOR_PREFIX + name, component)
+    return [PRIOR_PREFIX + name for name in prior.model_cpu_offload_seq.split("->")]
+
+
+# -- sizes on disk ----------------------------------------------------------------------------------
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth")
+
+
+def _bytes_on_disk(folder: Path | None) -> int:
+    if folder is None or not folder.is_dir():
+        return 0
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.suffix in WEIGHT_SUFFIXES)
+
+
+def bytes_to_read(spec: ModelSpec, files: ModelFiles) -> int:
+    """The weight bytes a read brings into RAM."""
+    needed = _bytes_on_disk(files.folder)
+    if files.checkpoint is not None:
+        # The file replaces the base's denoiser (or, holding the whole pipeline, all of the base's weights).
+        family = family_spec(spec.family)
+        needed = 0 if family.file_holds_pipeline else needed - _bytes_on_disk(files.folder / family.denoiser)
+        needed += files.checkpoint.stat().st_size
+    needed += _bytes_on_disk(files.companion_folder)
+    return needed + sum(_bytes_on_disk(folder) for folder in files.component_folders.values())
+
+
+def denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
+    """The bytes of the denoiser the memory engine would hold (0 for a model it does not place: speech)."""
+    if files.checkpoint is not None:
+        return files.checkpoint.stat().st_size
+    family = FAMILIES.get(spec.family)
+    if files.component_folders:
+        # The model's own folder is its transformer.
+        return _bytes_on_disk(files.folder)
+    return _bytes_on_disk(files.folder / family.denoiser) if family else 0

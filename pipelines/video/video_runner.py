@@ -1,0 +1,288 @@
+"""Text or image to video (Wan2.1, LTX-Video, FramePack), and VACE's references, video editing with a mask and first
+frame (pipelines/video/vace.py): one checked job in, one saved video out.
+
+    1. the checked job (`VideoRequest.check` makes it once: frames rounded to the model's rule and the rounding said,
+       the input files read)   2. load (manager.use)   3. set the flow shift   4. denoise (Stop, progress and a latent
+       preview between steps)   5. decode   6. keep the input's unmasked pixels (VACE, optional)   7. interpolate
+       frames (optional)   8. export and save
+
+FramePack denoises and decodes section after section in one pipeline call; after each section the video so far is
+written as a playable partial file (replaced whole each time, removed when the job ends) and handed to the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import diffusers
+import numpy as np
+import torch
+from PIL import Image
+
+from pipelines.video import vace
+from pipelines.speed.attention import apply_attention
+from pipelines.catalog import FamilySpec, LongVideo, ModelSpec, Task
+from pipelines.loading.checkpoint_files import checkpoint_record
+from pipelines.speed.compiled_blocks import compiled_blocks, inductor_cache_dir
+from pipelines.video.context_windows import windowed_transformer
+from pipelines.errors import JobStopped
+from pipelines.video.interpolation import CHOICES as INTERPOLATIONS
+from pipelines.video.interpolation import interpolate, weights_record
+from pipelines.jobs import QueuedJob, with_one_retry
+from pipelines.manager import ModelManager
+from pipelines.memory.planner import Workload
+from pipelines.outputs import OutputStore, run_record
+from pipelines.video.sections import PartialVideo
+from pipelines.speed.step_cache import step_cache
+from pipelines.video.video_export import ExportedVideo, export_video
+# The request is imported beside its runner by scripts and tests (`from pipelines.video.video_runner import VideoRequest`).
+from pipelines.video.video_request import VideoJob, VideoRequest, grows_backwards
+
+__all__ = ["PREVIEW_EVERY", "VideoJob", "VideoRequest", "VideoResult", "generate_video", "latent_preview"]
+
+log = logging.getLogger(__name__)
+
+# A preview every this many steps (and after the last): decoding it costs nothing next to a step.
+PREVIEW_EVERY = 2
+
+PreviewCallback = Callable[[Image.Image, str], None]
+# The playable video so far of a model made in sections, after each section.
+PartialCallback = Callable[[Path, str], None]
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    video: ExportedVideo | None
+    stopped: bool = False
+    seconds: float = 0.0
+    seed: int | None = None
+    frames_note: str = ""
+    # The length made and the transformer passes it took, for long videos in context windows.
+    length_note: str = ""
+    # Set when this job compiled the transformer blocks: what the first run cost.
+    compile_note: str = ""
+    # How VACE's input video and mask were sampled, cut and fitted.
+    input_note: str = ""
+
+
+@contextmanager
+def _flow_shift(pipe, shift: float | None):
+    """The model's scheduler with `shift` for one job, its own put back afterwards. UniPC-style schedulers (Wan) call
+    it `flow_shift`; flow-matching Euler (LTX) calls it `shift` and must stop deriving one from the video's length."""
+    original = pipe.scheduler
+    if shift is not None:
+        config = original.config
+        overrides = {"flow_shift": shift} if "flow_shift" in config else {"shift": shift, "use_dynamic_shifting": False}
+        pipe.scheduler = type(original).from_config(config, **overrides)
+    try:
+        yield
+    finally:
+        pipe.scheduler = original
+
+
+def _for_task(pipe, family: FamilySpec, from_image: bool, spec: ModelSpec):
+    """The loaded pipeline, or the family's image-to-video sibling sharing its components (nothing more in memory)."""
+    if not from_image or spec.task is Task.IMAGE_TO_VIDEO:
+        return pipe
+    sibling = getattr(diffusers, family.video.image_to_video_pipeline_class).from_pipe(pipe)
+    sibling.set_progress_bar_config(disable=True)
+    return sibling
+
+
+def latent_preview(latents: torch.Tensor, job: VideoJob) -> Image.Image:
+    """A glimpse of the video being denoised: the first latent frame's first three channels, each stretched to the
+    full range, as an RGB picture at the video's size. Unpacks LTX's token sequence (patch 1: one token per latent pixel)."""
+    request, rules = job.request, job.rules
+    sample = latents[0].detach().float().cpu()
+    if sample.dim() == 2:  # (frames·height·width tokens, channels)
+        grid = (rules.latent_frames(request.frames), request.height // rules.pixels_per_token, request.width // rules.pixels_per_token)
+        sample = sample.reshape(*grid, -1).permute(3, 0, 1, 2)
+    # VACE puts one latent frame per reference image before the video's first.
+    picture = sample[:3, len(request.reference_images)]  # (3, height, width)
+    low = picture.amin(dim=(1, 2), keepdim=True)
+    high = picture.amax(dim=(1, 2), keepdim=True)
+    picture = ((picture - low) / (high - low).clamp(min=1e-6) * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(picture).resize((request.width, request.height), Image.Resampling.BILINEAR)
+
+
+def _start_image(job: VideoJob) -> Image.Image:
+    """The start picture at the video's size."""
+    size = (job.request.width, job.request.height)
+    return job.start_image if job.start_image.size == size else job.start_image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _make_frames(manager, job: VideoJob, workload, queued: QueuedJob, kwargs, records: dict, partial: PartialVideo | None) -> np.ndarray:
+    """The frames, from the job's seed's noise, with its flow shift, step cache and compiled blocks for this job
+    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks"). A model
+    made in sections writes the video so far to `partial` after each section; the partial file is gone when this
+    returns, whatever happened."""
+    request, spec, seed = job.request, job.spec, job.seed
+    with (
+        manager.use(spec.id, workload, on_progress=queued.report) as pipe,
+        _flow_shift(pipe, request.flow_shift),
+        windowed_transformer(pipe.transformer, job.context_windows()),
+        compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
+        step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
+        partial.watching(pipe) if partial else nullcontext(),
+    ):
+        queued.check_stop()
+        attention = apply_attention(pipe.transformer, request.attention, manager.preset.attention, manager.execution_device())
+        runner = _for_task(pipe, job.family, "image" in kwargs, spec)
+        torch.manual_seed(seed)
+        frames = runner(**kwargs, output_type="np", generator=torch.Generator("cpu").manual_seed(seed)).frames[0]
+    records.update(step_cache=cache.record(), compiled_blocks=compiled.record(), compile_note=compiled.note(), attention=attention)
+    return frames
+
+
+def _workload(job: VideoJob) -> Workload:
+    """What the transformer sees at once, for the manager's memory plan. In context windows it sees one window at a
+    time; VACE puts each reference image before the video as one more latent frame (frame_multiple video frames); a
+    model made in sections sees one section and its clean and compressed history (about 2.5 latent frames)."""
+    request, rules, family = job.request, job.rules, job.family
+    denoised_frames = min(request.frames, request.context_frames or request.frames) + len(request.reference_images) * rules.frame_multiple
+    if job.sections():
+        denoised_frames = (request.latent_window_size + 2) * rules.frame_multiple + 1
+    tokens = rules.denoiser_tokens(request.width, request.height, denoised_frames) + family.text_tokens
+    return Workload(tokens, family.denoiser_batch(request.guidance))
+
+
+def _pipeline_arguments(job: VideoJob, on_step_end) -> dict:
+    """The pipeline call's arguments for this job (the seed's generator and output type are added by the call)."""
+    request, rules = job.request, job.rules
+    kwargs = dict(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        width=request.width,
+        height=request.height,
+        num_frames=request.frames,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        callback_on_step_end=on_step_end,
+        **dict(job.spec.defaults.call_kwargs),
+    )
+    if rules.fps_argument:
+        kwargs[rules.fps_argument] = request.fps
+    if rules.long_video is LongVideo.HISTORY_CHUNKS and request.context_frames is not None:
+        kwargs.update(base_num_frames=request.context_frames, overlap_history=request.context_overlap)
+    if rules.asynchronous_forcing:
+        # Always given, 1 included: the pipeline stores a block size in the transformer's config, where a later job
+        # without one would find it.
+        kwargs.update(ar_step=request.ar_step, causal_block_size=request.causal_block_size)
+    if job.vace is not None:
+        kwargs.update(vace.pipeline_arguments(job.vace, request.vace_strength))
+    elif job.start_image is not None:
+        kwargs["image"] = _start_image(job)
+    if job.sections():
+        # diffusers counts sections as ceil(num_frames / window frames): ask for exactly ours.
+        window_frames = (request.latent_window_size - 1) * rules.frame_multiple + 1
+        kwargs.update(num_frames=job.sections() * window_frames, latent_window_size=request.latent_window_size)
+    return kwargs
+
+
+def generate_video(
+    job: VideoJob, manager: ModelManager, outputs: OutputStore, queued: QueuedJob, on_preview: PreviewCallback | None = None,
+    on_partial: PartialCallback | None = None,
+) -> VideoResult:
+    # 1. The job was checked, and its input files read, when it was made.
+    request, spec, rules, seed = job.request, job.spec, job.rules, job.seed
+    started = time.monotonic()
+    queued.report(0.0, f"Loading {spec.name}")
+
+    # Calls per chunk: the steps, or the rounds of asynchronous diffusion forcing (the first chunk takes the most).
+    rounds_per_chunk = job.denoising_rounds()[0]
+    sections = job.sections()
+    steps_done = 0
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        nonlocal steps_done
+        queued.check_stop()
+        steps_done += 1
+        text = f"Step {step + 1}/{rounds_per_chunk}"
+        if sections:
+            text = f"Section {(steps_done - 1) // request.steps + 1}/{sections}, step {step + 1}/{request.steps}"
+        fraction = steps_done / (request.steps * sections) if sections else (step + 1) / rounds_per_chunk
+        queued.report(fraction * 0.95, text)
+        if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == rounds_per_chunk):
+            on_preview(latent_preview(callback_kwargs["latents"], job), text)
+        return callback_kwargs
+
+    # 2-5. Load (the manager plans memory for this size and length, or refuses before anything runs), denoise, decode.
+    # Noise comes from a CPU generator so a seed gives the same video whatever the device and placement.
+    workload = _workload(job)
+    kwargs = _pipeline_arguments(job, on_step_end)
+    interpolation = INTERPOLATIONS[request.interpolation]
+
+    def on_pair(done: int, pairs: int) -> None:
+        queued.check_stop()
+        queued.report(0.96 + 0.03 * done / pairs, f"Interpolating frames: {done}/{pairs} pairs")
+
+    partial = None
+    if sections:
+        partial = PartialVideo(
+            outputs, f"{spec.id}-{seed}", request.fps, sections, grows_backwards(spec), on_partial=on_partial, on_preview=on_preview,
+        )
+    records: dict = {}
+
+    def attempt() -> np.ndarray:
+        nonlocal steps_done
+        steps_done = 0  # a retry after an out-of-memory starts the sections again
+        return _make_frames(manager, job, workload, queued, kwargs, records, partial)
+
+    try:
+        decoded = with_one_retry(queued, attempt)
+        frames = (np.clip(decoded, 0.0, 1.0) * 255).round().astype(np.uint8)
+        # 6. Keep the input's own pixels outside the mask, exactly (the VAE's round trip would blur them).
+        if job.vace is not None and request.keep_unmasked:
+            frames = vace.paste_kept(frames, job.vace)
+
+        # 7. Interpolate: more frames per second over the same span (a learned interpolator on the manager's device).
+        queued.report(0.96, "Interpolating frames" if interpolation.factor > 1 else "Encoding")
+        frames = interpolate(frames, interpolation, manager.store.models_dir, manager.execution_device(), on_pair)
+    except JobStopped:
+        log.info("video stopped before it was finished; nothing saved")
+        return VideoResult(None, stopped=True, seconds=time.monotonic() - started, frames_note=job.frames_note())
+
+    # 8. Export and save with everything needed to reproduce it.
+    video = export_video(frames, request.export, _parameters(job, manager, outputs, records, interpolation, len(frames), started), outputs)
+    queued.report(1.0, "Done")
+    return VideoResult(
+        video, seconds=time.monotonic() - started, seed=seed, frames_note=job.frames_note(), length_note=job.length_note(),
+        compile_note=records["compile_note"], input_note=job.input_note,
+    )
+
+
+def _parameters(job: VideoJob, manager: ModelManager, outputs: OutputStore, records: dict, interpolation, frame_count: int, started: float) -> dict:
+    """The saved video's record: the request as it ran, the kept inputs, what the run did, everything to reproduce it."""
+    request, spec = job.request, job.spec
+    return {
+        **{
+            key: value for key, value in asdict(request).items()
+            if key not in ("seed", "image", "export", "cache_method", "cache_threshold", "reference_images", "video", "mask")
+        },
+        # Where the model's frame rule or a short input video changed the length; how the VACE inputs were fitted.
+        "frames_requested": job.frames_requested,
+        "input_note": job.input_note,
+        "image": outputs.keep_input(request.image) if job.start_image else None,
+        **(vace.records(request, outputs) if job.rules.vace_inputs else {}),
+        "step_cache": records["step_cache"],
+        # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
+        "compiled_blocks": records["compiled_blocks"],
+        "attention": records["attention"],
+        "seed": job.seed,
+        "frames_note": job.frames_note(),
+        "length_note": job.length_note(),
+        "transformer_passes": job.transformer_passes()[1],
+        "interpolation_weights": weights_record(interpolation, manager.store.models_dir),
+        "frames_after_interpolation": frame_count,
+        "fps_after_interpolation": request.fps * interpolation.factor,
+        "model_name": spec.name,
+        "repo": spec.repo or (manager.store.catalog.spec(spec.base).repo if spec.base else None),
+        "checkpoint": checkpoint_record(spec.checkpoint),
+        "demo": spec.demo,
+        **run_record(manager, started),
+    }
