@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from pipelines.audio.fish_speech.dual_ar import DualARConfig, DualARTransformer  # noqa: E402
-from pipelines.audio.fish_speech.generation import SamplingSettings, generate  # noqa: E402
+from pipelines.networks.fish_speech.dual_ar import DualARConfig, DualARTransformer  # noqa: E402
+from pipelines.networks.fish_speech.generation import SamplingSettings, generate  # noqa: E402
 
 GIB = 1024**3
 # S1-mini's codec: 44.1 kHz audio, one code frame per 2048 samples.

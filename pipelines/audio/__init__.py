@@ -1,1 +1,1 @@
-"""Sound: text to speech (Fish Speech, our own implementation) and music (ACE-Step)."""
+"""Sound: text to speech (Fish Speech, from networks/) and music (ACE-Step)."""

@@ -17,8 +17,8 @@ import torch
 
 from pipelines.catalog import Catalog, ModelSpec, SpeechDefaults, Task
 from pipelines.errors import InvalidRequest, JobStopped
-from pipelines.audio.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate
-from pipelines.audio.fish_speech.model import FishSpeech
+from pipelines.networks.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate
+from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, read_audio

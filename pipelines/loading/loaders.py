@@ -29,7 +29,7 @@ import transformers
 
 from pipelines.catalog import FAMILIES, CompanionRepo, ComponentRepo, FamilySpec, ModelSpec, family_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable
-from pipelines.audio.fish_speech.model import FishSpeech
+from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.memory.aligned_weights import align_cpu_weights
 from pipelines.memory.block_streamer import BlockStreamer
 from pipelines.memory.host_arena import HostArena

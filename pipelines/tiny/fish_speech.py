@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from pipelines.audio.fish_speech.codec import CodecConfig, FishCodec, official_codec_state_dict
-from pipelines.audio.fish_speech.dual_ar import DualARConfig, DualARTransformer, official_dual_ar_state_dict
-from pipelines.audio.fish_speech.model import CODEC_CONFIG_FILE, CODEC_WEIGHTS_FILE
+from pipelines.networks.fish_speech.codec import CodecConfig, FishCodec, official_codec_state_dict
+from pipelines.networks.fish_speech.dual_ar import DualARConfig, DualARTransformer, official_dual_ar_state_dict
+from pipelines.networks.fish_speech.model import CODEC_CONFIG_FILE, CODEC_WEIGHTS_FILE
 
 NAMED_SPECIAL_TOKENS = (
     "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<|im_start|>", "<|im_end|>", "<|phoneme_start|>",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from pipelines.video.rife import VERSIONS_BY_HEAD_CHANNELS, IFNet
+from pipelines.networks.rife import VERSIONS_BY_HEAD_CHANNELS, IFNet
 
 HEAD_CHANNELS_BY_VERSION = {version: channels for channels, version in VERSIONS_BY_HEAD_CHANNELS.items()}
 

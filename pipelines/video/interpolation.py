@@ -6,7 +6,7 @@ factor × the frame rate, so the clip spans the same time from its first frame t
 Methods:
 - `blend`: built in, needs no weights. Each new frame is a linear cross-fade of its two neighbours (no optical
   flow, no motion estimation): cheap and never invents detail, but fast motion shows as ghosting.
-- `rife`: the learned interpolator RIFE (Practical-RIFE 4.5/4.6, `pipelines/video/rife.py`) read from a local weights file:
+- `rife`: the learned interpolator RIFE (Practical-RIFE 4.5/4.6, `pipelines/networks/rife.py`) read from a local weights file:
   it estimates the motion between the two frames and moves their pixels along it, so moving things stay sharp. Offered
   when its weights file is in the models folder.
 """
@@ -21,7 +21,7 @@ import numpy as np
 
 from pipelines.errors import InvalidRequest
 from pipelines.media import file_digest
-from pipelines.video.rife import PairCallback, interpolate_frames, load_interpolator, weights_version
+from pipelines.networks.rife import PairCallback, interpolate_frames, load_interpolator, weights_version
 
 # Where a learned interpolator's weights are looked for, under the models folder.
 LEARNED_WEIGHTS_FOLDER = Path("interpolation") / "rife"

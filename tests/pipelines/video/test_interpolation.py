@@ -6,7 +6,7 @@ import torch
 
 from pipelines.errors import InvalidRequest, ModelLoadFailed
 from pipelines.video.interpolation import CHOICES, LEARNED_WEIGHTS_FOLDER, blend, check_choice, interpolate, offered, weights_record
-from pipelines.video.rife import load_interpolator
+from pipelines.networks.rife import load_interpolator
 from pipelines.tiny import rife as tiny_rife
 
 

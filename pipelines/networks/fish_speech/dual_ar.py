@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from pipelines.audio.fish_speech.layers import RMSNorm
-from pipelines.audio.fish_speech.tokenizer import BPE_FILE, SPECIAL_TOKENS_FILE, FishTokenizer
+from pipelines.networks.fish_speech.layers import RMSNorm
+from pipelines.networks.fish_speech.tokenizer import BPE_FILE, SPECIAL_TOKENS_FILE, FishTokenizer
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.audio.fish_speech.dual_ar import DualARTransformer, load_dual_ar
+from pipelines.networks.fish_speech.dual_ar import DualARTransformer, load_dual_ar
 
 ROOT = Path(__file__).resolve().parents[4]
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pipelines.audio.fish_speech.dual_ar import DualARConfig, DualARTransformer
-from pipelines.audio.fish_speech.tokenizer import IM_END_TOKEN, FishTokenizer
+from pipelines.networks.fish_speech.dual_ar import DualARConfig, DualARTransformer
+from pipelines.networks.fish_speech.tokenizer import IM_END_TOKEN, FishTokenizer
 
 INTERLEAVE_TOKEN = "<|interleave|>"
 # The official sampler penalises repeats within the last 16 generated columns.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from pipelines.audio.fish_speech.codec import CodecConfig, FishCodec, load_codec
-from pipelines.audio.fish_speech.dual_ar import DualARTransformer, load_dual_ar
-from pipelines.audio.fish_speech.tokenizer import FishTokenizer
+from pipelines.networks.fish_speech.codec import CodecConfig, FishCodec, load_codec
+from pipelines.networks.fish_speech.dual_ar import DualARTransformer, load_dual_ar
+from pipelines.networks.fish_speech.tokenizer import FishTokenizer
 
 # The official folder has no codec hyper-parameters (fish-speech keeps them in its code); a folder with
 # another codec (our tiny demo) carries them in this file.

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.audio.fish_speech.dual_ar import DualARTransformer, load_dual_ar
-from pipelines.audio.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate, sampling_probs
-from pipelines.audio.fish_speech.tokenizer import FishTokenizer
+from pipelines.networks.fish_speech.dual_ar import DualARTransformer, load_dual_ar
+from pipelines.networks.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate, sampling_probs
+from pipelines.networks.fish_speech.tokenizer import FishTokenizer
 
 # The reference runs (fixture README): sampling settings, and the seed set right before the sampled runs.
 RUNS = {

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from pipelines.audio.fish_speech.tokenizer import FishTokenizer
+from pipelines.networks.fish_speech.tokenizer import FishTokenizer
 
 
 @pytest.fixture(scope="module")

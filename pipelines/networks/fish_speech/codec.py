@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
-from pipelines.audio.fish_speech.codec_layers import (
+from pipelines.networks.fish_speech.codec_layers import (
     CausalConv1d,
     CausalConvTranspose1d,
     ConvNeXtBlock,

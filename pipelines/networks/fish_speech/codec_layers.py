@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipelines.audio.fish_speech.layers import RMSNorm
+from pipelines.networks.fish_speech.layers import RMSNorm
 
 
 class CausalConv1d(nn.Module):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.audio.fish_speech.dual_ar import (
+from pipelines.networks.fish_speech.dual_ar import (
     DualARConfig,
     DualARTransformer,
     load_dual_ar,
     official_dual_ar_state_dict,
 )
-from tests.pipelines.audio.fish_speech.conftest import assert_matches_reference
+from tests.pipelines.networks.fish_speech.conftest import assert_matches_reference
 
 
 @pytest.fixture(scope="module")

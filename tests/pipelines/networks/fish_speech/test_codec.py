@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from pipelines.audio.fish_speech.codec import (
+from pipelines.networks.fish_speech.codec import (
     CodecConfig,
     FishCodec,
     convert_official_state_dict,
     load_codec,
     official_codec_state_dict,
 )
-from tests.pipelines.audio.fish_speech.conftest import assert_matches_reference
+from tests.pipelines.networks.fish_speech.conftest import assert_matches_reference
 
 COMPUTED_BUFFERS = ("freqs_cis", "causal_mask")
 
