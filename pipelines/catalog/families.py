@@ -248,6 +248,9 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.LTX,
         pipeline_classes=frozen({Task.TEXT_TO_VIDEO: "LTXPipeline"}),
         licence="LTX-Video Open Weights License (LTXV-OWL): free for use below USD 10M annual revenue; see the model card.",
+        # Lightricks ship the T5 tokenizer as `spiece.model` alone, which transformers converts with sentencepiece (and
+        # protobuf, installed with it from requirements.txt).
+        needs_packages=("sentencepiece",),
         speed=_teacache_speeds(0.03, 0.05),
         # VAE 32× per side, patch 1.
         size_multiple=32,
