@@ -176,7 +176,8 @@ def _read_assembled(settings: ReadSettings) -> ReadPipeline:
     """A pipeline no repo holds whole (FramePack): its transformer from the model's own folder, every other
     component from the component repos' subfolders."""
     spec, files, dtype = settings.spec, settings.files, settings.dtype
-    transformer_class = getattr(diffusers, json.loads((files.folder / "config.json").read_text())["_class_name"])
+    # The catalog's class: the repo's config.json may name the authors' own (FramePack's `...Packed`).
+    transformer_class = getattr(diffusers, spec.denoiser_class)
     streamer = None
     if settings.arena is not None and files.lora_file is None:
         transformer, streamer = load_streamed(transformer_class, files.folder, settings.device, dtype, settings.arena)

@@ -279,6 +279,8 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         # from its component repos.
         allow_patterns=("*.json", "*.safetensors"),
         folder_marker="config.json",
+        # Their config.json names the authors' class (`HunyuanVideoTransformer3DModelPacked`); diffusers' class reads it.
+        denoiser_class="HunyuanVideoFramepackTransformer3DModel",
         # TeaCache's authors' HunyuanVideo thresholds (0.1 ≈ 1.6×, 0.15 ≈ 2.1×); FramePack's own demo uses 0.15.
         speed=_teacache_speeds(0.1, 0.15),
         # HunyuanVideo's VAE 8× per side, patch 2×2.
@@ -471,7 +473,9 @@ def entry(family: Family, task: Task, **fields) -> ModelSpec:
     then `fields`, what the model has of its own (they win over the family's). A demo is built by our code, so it
     takes the demo licence and no download layout. `component_bytes` is frozen here."""
     spec = FAMILIES[family]
-    inherited = {"pipeline_class": spec.pipeline_classes[task], "folder_marker": spec.folder_marker}
+    inherited = {
+        "pipeline_class": spec.pipeline_classes[task], "folder_marker": spec.folder_marker, "denoiser_class": spec.denoiser_class,
+    }
     if fields.get("demo"):
         inherited["licence"] = DEMO_LICENCE
     else:

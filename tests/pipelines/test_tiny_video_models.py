@@ -68,9 +68,9 @@ def test_tiny_framepack_is_saved_as_its_three_published_repos(tmp_path):
     build_tiny_model(Family.FRAMEPACK, tmp_path / "framepack", task=Task.IMAGE_TO_VIDEO)
     build_tiny_component_repo("demo-hunyuanvideo-base", tmp_path / "hunyuanvideo")
     build_tiny_component_repo("demo-flux-redux-siglip", tmp_path / "redux")
-    # The transformer alone at the root, as lllyasviel/FramePackI2V_HY publishes it.
+    # The transformer alone at the root, as lllyasviel/FramePackI2V_HY publishes it (saved by the authors' class).
     config = json.loads((tmp_path / "framepack" / "config.json").read_text())
-    assert config["_class_name"] == "HunyuanVideoFramepackTransformer3DModel" and config["has_clean_x_embedder"]
+    assert config["_class_name"] == "HunyuanVideoTransformer3DModelPacked" and config["has_clean_x_embedder"]
     assert (tmp_path / "framepack" / "diffusion_pytorch_model.safetensors").is_file()
     for name in ("text_encoder", "text_encoder_2", "vae"):
         assert next((tmp_path / "hunyuanvideo" / name).glob("*.safetensors")).is_file()
