@@ -58,14 +58,41 @@ _EPSILON_SCHEDULERS = (
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
 # Wan2.1 and Wan2.1 VACE.
 _WAN_LICENCE = "Apache-2.0."
-# Only the diffusers folders: the SD1.5/SDXL repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies.
-_SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.fp16.safetensors", "*/model.fp16.safetensors")
+
+
+def diffusers_files(weights: tuple[str, ...], others: tuple[str, ...], variant: str | None = None) -> tuple[str, ...]:
+    """Download patterns (fnmatch, as huggingface_hub matches them; `*` also matches `/`) for exactly the folders a
+    diffusers pipeline loads: `model_index.json`, each weight folder's configs and its weights of `variant` (None:
+    the files without a precision in their name), whole tokenizer and scheduler folders. Nothing else: not the root's
+    single files, not ComfyUI's `text_encoders/`, SD3.5's `vae copy/` or SDXL's `vae_1_0/`, not a folder the
+    pipeline is loaded without (SD1.5's safety checker), not the fp16 duplicates beside fp32 weights, ONNX or
+    OpenVINO copies."""
+    stem = f"model.{variant}" if variant else "model"
+    patterns = ["model_index.json"]
+    for folder in weights:
+        # `*model` covers `model` (transformers) and `diffusion_pytorch_model` (diffusers); `.safetensors*` the
+        # single file and the shards' index; `-*` the shards. `model.safetensors` never matches `model.fp16.…`.
+        patterns += [f"{folder}/*config.json", f"{folder}/*{stem}.safetensors*", f"{folder}/*{stem}-*.safetensors"]
+    return tuple(patterns) + tuple(f"{folder}/*" for folder in others)
+
+
+# SD3 and SD3.5 repos also hold ComfyUI's `text_encoders/`, fp16 duplicates of the encoders and (3.5) `vae copy/`.
+_SD3_FILES = diffusers_files(
+    ("text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae"), ("tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"),
+)
+# The SD1.5/SDXL repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies, SDXL's extra VAE folders and
+# SD1.5's safety checker (which we load without); their fp16 copies are what is loaded.
+_SD15_FILES = diffusers_files(("text_encoder", "unet", "vae"), ("tokenizer", "scheduler"), variant="fp16")
+_SDXL_FILES = diffusers_files(
+    ("text_encoder", "text_encoder_2", "unet", "vae"), ("tokenizer", "tokenizer_2", "scheduler"), variant="fp16",
+)
 
 FAMILIES: Mapping[Family, FamilySpec] = frozen({
     Family.SD3: FamilySpec(
         family=Family.SD3,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusion3Pipeline"}),
         licence=_STABILITY_LICENCE,
+        allow_patterns=_SD3_FILES,
         size_multiple=16,
         min_size=256,
         max_size=2048,
@@ -399,7 +426,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.SDXL,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusionXLPipeline"}),
         licence="CreativeML Open RAIL++-M (use restrictions in the licence; commercial use allowed).",
-        allow_patterns=_SD_FILES,
+        allow_patterns=_SDXL_FILES,
         variant="fp16",
         # The UNet takes any latent size (it upsamples to the skip connection's size); the VAE needs multiples of 8.
         size_multiple=8,
@@ -426,7 +453,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.SD15,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusionPipeline"}),
         licence="CreativeML Open RAIL-M (use restrictions in the licence; commercial use allowed).",
-        allow_patterns=_SD_FILES,
+        allow_patterns=_SD15_FILES,
         variant="fp16",
         size_multiple=8,
         min_size=256,

@@ -30,6 +30,8 @@ LLAMA_31_ENCODER = CompanionRepo(
     tokenizer="tokenizer_4",
     encoder_class="LlamaForCausalLM",
     licence="Llama 3.1 Community License; gated on the Hub (accept the licence first).",
+    # The transformers files at the root only: Meta's own checkpoint lies in `original/` (16 GB of .pth and its params.json).
+    allow_patterns=("*config.json", "special_tokens_map.json", "tokenizer.json", "model*.safetensors*"),
 )
 
 # FLUX.1 Redux is a prior in a repo of its own beside an unchanged FLUX.1 [dev]: SigLIP so400m (patch 14 at 384 px)
