@@ -176,7 +176,9 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
     Family.ACE_STEP: FamilySpec(
         family=Family.ACE_STEP,
         pipeline_classes=frozen({Task.TEXT_TO_MUSIC: "AceStepPipeline"}),
-        licence="Apache-2.0 (ACE-Step 1.5 by ACE Studio and StepFun; see the model card).",
+        # MIT, as the ACE-Step 1.5 model cards' metadata (derived repos such as dummy9996/acestep-v15-fp8 inherit
+        # "License: mit" from ACE-Step/Ace-Step1.5) and the ACE-Step-1.5 code repo state; not Apache-2.0 (ACE-Step v1).
+        licence="MIT (ACE-Step 1.5 by ACE Studio and StepFun; see the model card).",
         # The condition encoder and the audio (de)tokenizer turn text, lyrics and reference audio into the
         # denoiser's context, like a text encoder: they run before the DiT and leave before it starts.
         component_roles=frozen({
