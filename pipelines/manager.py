@@ -183,7 +183,7 @@ class ModelManager:
         storage = storage_of(spec, files)
         reader = reader_for(spec, storage)
         self._release(next_denoiser_bytes=denoiser_bytes(spec, files))
-        _check_ram(spec, bytes_to_read(spec, files))
+        _check_ram(spec, files)
         started = time.monotonic()
         try:
             loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights)
@@ -269,8 +269,10 @@ class ModelManager:
         )
 
 
-def _check_ram(spec: ModelSpec, needed_bytes: int) -> None:
-    """Refuse a load that cannot fit in RAM before reading a byte of it."""
+def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
+    """Refuse a load that cannot fit in RAM before reading a byte of it. Only the files the reader loads count
+    (`loaders.bytes_to_read`), not the copies and duplicates a repo folder may hold beside them."""
+    needed_bytes = bytes_to_read(spec, files)
     available = psutil.virtual_memory().available
     if needed_bytes > available:
         raise NotEnoughMemory(

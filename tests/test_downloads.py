@@ -8,8 +8,8 @@ from huggingface_hub.utils import filter_repo_objects
 
 from pipelines.catalog import MODELS_BY_ID
 from pipelines.errors import ModelNotAvailable
-from pipelines.loading.model_store import ModelStore
-from tests.hub_server import LocalHub, load_manifest, point_client_at, repo_from_manifest
+from pipelines.loading.model_store import ModelFiles, ModelStore
+from tests.hub_server import HubRepo, LocalHub, load_manifest, point_client_at, repo_from_manifest
 
 FLUX = "black-forest-labs/FLUX.1-dev"
 FLUX_SHARD = "transformer/diffusion_pytorch_model-00001-of-00003.safetensors"
@@ -104,3 +104,47 @@ def test_offline_store_never_contacts_the_hub_and_its_command_fetches_only_the_a
     assert tuple(patterns) == spec.allow_patterns
     listed = [row["path"] for row in load_manifest(FLUX)["files"]]
     assert "flux1-dev.safetensors" not in list(filter_repo_objects(listed, allow_patterns=patterns))
+
+
+def test_sd35_download_skips_comfyui_encoders_and_fp16_copies_and_the_ram_check_counts_what_loads(tmp_path, monkeypatch, presets):
+    """The tiny SD3 folder as Stability's repo holds it (ComfyUI's text_encoders/ and fp16 duplicates beside the
+    diffusers folders), served as stabilityai/stable-diffusion-3.5-medium: only the files the loader reads land, the
+    RAM check counts exactly their weights, and the downloaded folder loads."""
+    from types import SimpleNamespace
+
+    import psutil
+
+    from pipelines.catalog import Family
+    from pipelines.errors import NotEnoughMemory
+    from pipelines.manager import ModelManager, _check_ram
+    from pipelines.tiny import build_tiny_model
+
+    repo = "stabilityai/stable-diffusion-3.5-medium"
+    tiny = tmp_path / "tiny-sd3"
+    build_tiny_model(Family.SD3, tiny)
+    served = {str(path.relative_to(tiny)): path.read_bytes() for path in tiny.rglob("*") if path.is_file()}
+    assert any(name.startswith("text_encoders/") for name in served) and "text_encoder_3/model.fp16.safetensors" in served
+    with LocalHub() as hub:
+        hub.add(HubRepo(repo, served))
+        point_client_at(hub, monkeypatch, tmp_path / "hf-cache")
+        store = ModelStore(tmp_path / "models", offline=False)
+        files = store.ensure(model_spec("sd35-medium"))
+        fetched = hub.file_requests(repo)
+
+    landed = _files_under(files.folder)
+    assert not [name for name in landed if name.startswith("text_encoders/") or ".fp16." in name]
+    assert not [name for name in fetched if name.startswith("text_encoders/") or ".fp16." in name]
+    loaded = sum((files.folder / name).stat().st_size for name in landed if name.endswith(".safetensors"))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=loaded))
+    _check_ram(model_spec("sd35-medium"), files)
+    # The full tiny folder (copies and duplicates included) needs no more RAM than what its loader reads.
+    tiny_loaded = sum(size for name, size in ((n, len(b)) for n, b in served.items())
+                      if name.endswith("model.safetensors") and not name.startswith("text_encoders/"))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=tiny_loaded))
+    _check_ram(model_spec("demo-sd3"), ModelFiles(tiny))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=tiny_loaded - 1))
+    with pytest.raises(NotEnoughMemory):
+        _check_ram(model_spec("demo-sd3"), ModelFiles(tiny))
+    monkeypatch.undo()
+    with ModelManager(store, presets["cpu"]).use("sd35-medium") as pipe:
+        assert type(pipe.transformer).__name__ == "SD3Transformer2DModel"

@@ -58,14 +58,41 @@ _EPSILON_SCHEDULERS = (
 _STABILITY_LICENCE = "Stability AI Community License: free below USD 1M annual revenue; gated on the Hub (accept the licence first)."
 # Wan2.1 and Wan2.1 VACE.
 _WAN_LICENCE = "Apache-2.0."
-# Only the diffusers folders: the SD1.5/SDXL repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies.
-_SD_FILES = ("*.json", "*.txt", "*/*.json", "*/*.txt", "*/diffusion_pytorch_model.fp16.safetensors", "*/model.fp16.safetensors")
+
+
+def diffusers_files(weights: tuple[str, ...], others: tuple[str, ...], variant: str | None = None) -> tuple[str, ...]:
+    """Download patterns (fnmatch, as huggingface_hub matches them; `*` also matches `/`) for exactly the folders a
+    diffusers pipeline loads: `model_index.json`, each weight folder's configs and its weights of `variant` (None:
+    the files without a precision in their name), whole tokenizer and scheduler folders. Nothing else: not the root's
+    single files, not ComfyUI's `text_encoders/`, SD3.5's `vae copy/` or SDXL's `vae_1_0/`, not a folder the
+    pipeline is loaded without (SD1.5's safety checker), not the fp16 duplicates beside fp32 weights, ONNX or
+    OpenVINO copies."""
+    stem = f"model.{variant}" if variant else "model"
+    patterns = ["model_index.json"]
+    for folder in weights:
+        # `*model` covers `model` (transformers) and `diffusion_pytorch_model` (diffusers); `.safetensors*` the
+        # single file and the shards' index; `-*` the shards. `model.safetensors` never matches `model.fp16.…`.
+        patterns += [f"{folder}/*config.json", f"{folder}/*{stem}.safetensors*", f"{folder}/*{stem}-*.safetensors"]
+    return tuple(patterns) + tuple(f"{folder}/*" for folder in others)
+
+
+# SD3 and SD3.5 repos also hold ComfyUI's `text_encoders/`, fp16 duplicates of the encoders and (3.5) `vae copy/`.
+_SD3_FILES = diffusers_files(
+    ("text_encoder", "text_encoder_2", "text_encoder_3", "transformer", "vae"), ("tokenizer", "tokenizer_2", "tokenizer_3", "scheduler"),
+)
+# The SD1.5/SDXL repos also hold single-file duplicates, fp32 and ONNX/OpenVINO copies, SDXL's extra VAE folders and
+# SD1.5's safety checker (which we load without); their fp16 copies are what is loaded.
+_SD15_FILES = diffusers_files(("text_encoder", "unet", "vae"), ("tokenizer", "scheduler"), variant="fp16")
+_SDXL_FILES = diffusers_files(
+    ("text_encoder", "text_encoder_2", "unet", "vae"), ("tokenizer", "tokenizer_2", "scheduler"), variant="fp16",
+)
 
 FAMILIES: Mapping[Family, FamilySpec] = frozen({
     Family.SD3: FamilySpec(
         family=Family.SD3,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusion3Pipeline"}),
         licence=_STABILITY_LICENCE,
+        allow_patterns=_SD3_FILES,
         size_multiple=16,
         min_size=256,
         max_size=2048,
@@ -149,7 +176,9 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
     Family.ACE_STEP: FamilySpec(
         family=Family.ACE_STEP,
         pipeline_classes=frozen({Task.TEXT_TO_MUSIC: "AceStepPipeline"}),
-        licence="Apache-2.0 (ACE-Step 1.5 by ACE Studio and StepFun; see the model card).",
+        # MIT, as the ACE-Step 1.5 model cards' metadata (derived repos such as dummy9996/acestep-v15-fp8 inherit
+        # "License: mit" from ACE-Step/Ace-Step1.5) and the ACE-Step-1.5 code repo state; not Apache-2.0 (ACE-Step v1).
+        licence="MIT (ACE-Step 1.5 by ACE Studio and StepFun; see the model card).",
         # The condition encoder and the audio (de)tokenizer turn text, lyrics and reference audio into the
         # denoiser's context, like a text encoder: they run before the DiT and leave before it starts.
         component_roles=frozen({
@@ -248,6 +277,9 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.LTX,
         pipeline_classes=frozen({Task.TEXT_TO_VIDEO: "LTXPipeline"}),
         licence="LTX-Video Open Weights License (LTXV-OWL): free for use below USD 10M annual revenue; see the model card.",
+        # Lightricks ship the T5 tokenizer as `spiece.model` alone, which transformers converts with sentencepiece (and
+        # protobuf, installed with it from requirements.txt).
+        needs_packages=("sentencepiece",),
         speed=_teacache_speeds(0.03, 0.05),
         # VAE 32× per side, patch 1.
         size_multiple=32,
@@ -276,6 +308,8 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         # from its component repos.
         allow_patterns=("*.json", "*.safetensors"),
         folder_marker="config.json",
+        # Their config.json names the authors' class (`HunyuanVideoTransformer3DModelPacked`); diffusers' class reads it.
+        denoiser_class="HunyuanVideoFramepackTransformer3DModel",
         # TeaCache's authors' HunyuanVideo thresholds (0.1 ≈ 1.6×, 0.15 ≈ 2.1×); FramePack's own demo uses 0.15.
         speed=_teacache_speeds(0.1, 0.15),
         # HunyuanVideo's VAE 8× per side, patch 2×2.
@@ -394,7 +428,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.SDXL,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusionXLPipeline"}),
         licence="CreativeML Open RAIL++-M (use restrictions in the licence; commercial use allowed).",
-        allow_patterns=_SD_FILES,
+        allow_patterns=_SDXL_FILES,
         variant="fp16",
         # The UNet takes any latent size (it upsamples to the skip connection's size); the VAE needs multiples of 8.
         size_multiple=8,
@@ -421,7 +455,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         family=Family.SD15,
         pipeline_classes=frozen({Task.TEXT_TO_IMAGE: "StableDiffusionPipeline"}),
         licence="CreativeML Open RAIL-M (use restrictions in the licence; commercial use allowed).",
-        allow_patterns=_SD_FILES,
+        allow_patterns=_SD15_FILES,
         variant="fp16",
         size_multiple=8,
         min_size=256,
@@ -468,7 +502,9 @@ def entry(family: Family, task: Task, **fields) -> ModelSpec:
     then `fields`, what the model has of its own (they win over the family's). A demo is built by our code, so it
     takes the demo licence and no download layout. `component_bytes` is frozen here."""
     spec = FAMILIES[family]
-    inherited = {"pipeline_class": spec.pipeline_classes[task], "folder_marker": spec.folder_marker}
+    inherited = {
+        "pipeline_class": spec.pipeline_classes[task], "folder_marker": spec.folder_marker, "denoiser_class": spec.denoiser_class,
+    }
     if fields.get("demo"):
         inherited["licence"] = DEMO_LICENCE
     else:

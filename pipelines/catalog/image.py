@@ -30,6 +30,8 @@ LLAMA_31_ENCODER = CompanionRepo(
     tokenizer="tokenizer_4",
     encoder_class="LlamaForCausalLM",
     licence="Llama 3.1 Community License; gated on the Hub (accept the licence first).",
+    # The transformers files at the root only: Meta's own checkpoint lies in `original/` (16 GB of .pth and its params.json).
+    allow_patterns=("*config.json", "special_tokens_map.json", "tokenizer.json", "model*.safetensors*"),
 )
 
 # FLUX.1 Redux is a prior in a repo of its own beside an unchanged FLUX.1 [dev]: SigLIP so400m (patch 14 at 384 px)
@@ -202,8 +204,9 @@ EDIT = (
         repo="Shitao/OmniGen-v1-diffusers",
         # The model card's settings: 50 steps, guidance 2.5 (2 to 3 when editing), image guidance 1.6, 1024².
         defaults=EditDefaults(steps=50, guidance=2.5, width=1024, height=1024, image_guidance=1.6),
-        # 3.8B parameters (Phi-3 decoder) × 2 bytes, and the SDXL VAE.
-        component_bytes={"transformer": 7_600_000_000, "vae": 168_000_000},
+        # The checkpoint is fp32: 3.8B parameters (Phi-3 decoder) × 4 bytes = 15.5 GB in 4 shards, and the SDXL VAE in fp32
+        # (tests/layouts/Shitao__OmniGen-v1-diffusers.json). Loaded in the preset's dtype, it takes half that in bf16.
+        component_bytes={"transformer": 15_500_000_000, "vae": 335_000_000},
     ),
     entry(
         Family.FLUX, Task.INPAINT,

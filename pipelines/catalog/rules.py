@@ -186,6 +186,8 @@ class FamilySpec:
     allow_patterns: tuple[str, ...] = ()
     variant: str | None = None
     folder_marker: str = ""
+    # The denoiser's class for a family whose repos hold the transformer alone (see `ModelSpec.denoiser_class`).
+    denoiser_class: str = ""
 
     def nearest_size(self, side: float) -> int:
         """The side nearest to `side` that this family accepts (a multiple of its size step, within its bounds)."""

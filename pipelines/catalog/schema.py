@@ -228,6 +228,10 @@ class ModelSpec:
     # Set when the model's own repo holds only its transformer, config and weights at the root: the pipeline is
     # assembled from it and these repos' components (their bytes are counted in `component_bytes`).
     component_repos: tuple[ComponentRepo, ...] = ()
+    # The denoiser's diffusers class where the model's own repo holds it alone (FramePack). Taken from here, not from
+    # the repo's `config.json`: lllyasviel's repos were saved by the authors' own class, whose name
+    # (`HunyuanVideoTransformer3DModelPacked`) diffusers does not have.
+    denoiser_class: str = ""
 
     @property
     def weight_bytes(self) -> int:

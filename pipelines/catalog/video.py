@@ -19,6 +19,15 @@ _WAN_I2V_ENCODERS = {**_WAN_ENCODERS, "image_encoder": 1_260_000_000}
 _LTX_ENCODERS = {"text_encoder": 9_520_000_000, "vae": 840_000_000}
 # Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode from slightly noised latents, as Lightricks recommends.
 _LTX_DECODE_NOISE = (("decode_timestep", 0.05), ("decode_noise_scale", 0.025))
+# SkyReels V2 long videos: each chunk's conditioning frames (the previous chunk's end) are lightly re-noised, which
+# improves consistency (SkyReels-V2's README, github.com/SkyworkAI/SkyReels-V2: every long-video example passes
+# `--addnoise_condition 20`; diffusers' SkyReelsV2DiffusionForcingPipeline example and warning recommend 20). The
+# pipeline uses it only when a video is made in chunks (`overlap_history`).
+_SKYREELS_LONG_VIDEO = (("addnoise_condition", 20),)
+# Wan2.1's generate.py (github.com/Wan-Video/Wan2.1): "The default sampling steps are 40 for image-to-video tasks";
+# the shift is 3.0 for I2V at 832*480, else 5.0, and 16 for VACE.
+_WAN_I2V_STEPS = 40
+_WAN_VACE_SHIFT = 16.0
 
 # FramePack: the 13B HunyuanVideo-based transformer (bf16), HunyuanVideo's Llava-Llama-3-8B and CLIP-L text encoders and
 # VAE, Redux's SigLIP-so400m image encoder; bytes from parameter counts, as published.
@@ -80,7 +89,10 @@ VIDEO = (
         id="wan21-t2v-1.3b",
         name="Wan2.1 T2V 1.3B",
         repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
-        defaults=VideoDefaults(steps=50, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        # Wan2.1's README (github.com/Wan-Video/Wan2.1, "Run Text-to-Video Generation"): for T2V-1.3B "we recommend
+        # setting --sample_guide_scale 6", and --sample_shift "within the range of 8 to 12"; its example uses 8.
+        # 50 steps: generate.py's default for text to video.
+        defaults=VideoDefaults(steps=50, guidance=6.0, width=832, height=480, frames=81, fps=16, flow_shift=8.0),
         component_bytes={"transformer": 2_840_000_000, **_WAN_ENCODERS},
     ),
     entry(
@@ -105,7 +117,8 @@ VIDEO = (
         name="SkyReels V2 DF 1.3B (540P, long video)",
         repo="Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers",
         # The model card's text-to-video settings: shift 8, guidance 6, 97 frames at 24 fps.
-        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0),
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0,
+                                call_kwargs=_SKYREELS_LONG_VIDEO),
         component_bytes={"transformer": 2_840_000_000, **_WAN_ENCODERS},
     ),
     entry(
@@ -113,7 +126,8 @@ VIDEO = (
         id="skyreels-v2-df-14b-540p",
         name="SkyReels V2 DF 14B (540P, long video)",
         repo="Skywork/SkyReels-V2-DF-14B-540P-Diffusers",
-        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0),
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=960, height=544, frames=97, fps=24, flow_shift=8.0,
+                                call_kwargs=_SKYREELS_LONG_VIDEO),
         component_bytes={"transformer": 28_600_000_000, **_WAN_ENCODERS},
     ),
     entry(
@@ -123,7 +137,8 @@ VIDEO = (
         repo="Skywork/SkyReels-V2-DF-14B-720P-Diffusers",
         # Trained at 1280×720 (the model card makes 121 frames at once; the family's 97-frame limit applies here,
         # longer videos come in chunks).
-        defaults=VideoDefaults(steps=30, guidance=6.0, width=1280, height=720, frames=97, fps=24, flow_shift=8.0),
+        defaults=VideoDefaults(steps=30, guidance=6.0, width=1280, height=720, frames=97, fps=24, flow_shift=8.0,
+                                call_kwargs=_SKYREELS_LONG_VIDEO),
         component_bytes={"transformer": 28_600_000_000, **_WAN_ENCODERS},
     ),
     entry(
@@ -140,7 +155,7 @@ VIDEO = (
         id="wan21-i2v-14b-480p",
         name="Wan2.1 I2V 14B 480p",
         repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
-        defaults=VideoDefaults(steps=50, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        defaults=VideoDefaults(steps=_WAN_I2V_STEPS, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
         component_bytes={"transformer": 32_800_000_000, **_WAN_I2V_ENCODERS},
     ),
     entry(
@@ -148,7 +163,7 @@ VIDEO = (
         id="wan21-i2v-14b-720p",
         name="Wan2.1 I2V 14B 720p",
         repo="Wan-AI/Wan2.1-I2V-14B-720P-Diffusers",
-        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
+        defaults=VideoDefaults(steps=_WAN_I2V_STEPS, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
         component_bytes={"transformer": 32_800_000_000, **_WAN_I2V_ENCODERS},
     ),
     entry(
@@ -156,8 +171,8 @@ VIDEO = (
         id="wan21-vace-1.3b",
         name="Wan2.1 VACE 1.3B (references, video editing)",
         repo="Wan-AI/Wan2.1-VACE-1.3B-diffusers",
-        # diffusers' WanVACEPipeline example: 480p, 81 frames, 30 steps, guidance 5, shift 3.0 (5.0 for 720p).
-        defaults=VideoDefaults(steps=30, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=3.0),
+        # Wan2.1's generate.py for VACE: 50 steps, guidance 5, shift 16 (see `_WAN_VACE_SHIFT`); 480p, 81 frames.
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=832, height=480, frames=81, fps=16, flow_shift=_WAN_VACE_SHIFT),
         # The 1.3B transformer (2.84 GB) plus 15 VACE blocks (1.47 GB), bf16.
         component_bytes={"transformer": 4_310_000_000, **_WAN_ENCODERS},
     ),
@@ -166,7 +181,7 @@ VIDEO = (
         id="wan21-vace-14b",
         name="Wan2.1 VACE 14B (references, video editing)",
         repo="Wan-AI/Wan2.1-VACE-14B-diffusers",
-        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=5.0),
+        defaults=VideoDefaults(steps=50, guidance=5.0, width=1280, height=720, frames=81, fps=16, flow_shift=_WAN_VACE_SHIFT),
         # The 14B transformer (28.6 GB) plus 8 VACE blocks (6.1 GB), bf16.
         component_bytes={"transformer": 34_680_000_000, **_WAN_ENCODERS},
     ),
@@ -182,12 +197,30 @@ VIDEO = (
     ),
     entry(
         Family.LTX, Task.TEXT_TO_VIDEO,
+        id="ltx-video-0.9.6-distilled",
+        name="LTX-Video 0.9.6 2B distilled (fast, 8 GB GPUs)",
+        # Lightricks' README: the 2B 0.9.6 distilled model runs in 8 steps without classifier-free guidance, in real
+        # time on an H100 and within 8 GB of VRAM (with offloading); the repo's layout is assumed to be 0.9.5's
+        # (tests/layouts/Lightricks__LTX-Video-0.9.6-distilled.json says what was not verified).
+        repo="Lightricks/LTX-Video-0.9.6-distilled",
+        defaults=VideoDefaults(
+            steps=8, guidance=1.0, width=768, height=512, frames=121, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
+        ),
+        component_bytes={"transformer": 3_850_000_000, **_LTX_ENCODERS},
+    ),
+    entry(
+        Family.LTX, Task.TEXT_TO_VIDEO,
         id="ltx-video-0.9.7-distilled",
         name="LTX-Video 0.9.7 13B distilled (fast)",
         repo="Lightricks/LTX-Video-0.9.7-distilled",
         # Step- and guidance-distilled: 8 steps, no classifier-free guidance (guidance 1 runs one pass per step).
+        # diffusers' LTX-Video docs (docs/source/en/api/pipelines/ltx_video.md, "LTX-Video 0.9.7 distilled"): guidance
+        # 1.0, guidance_rescale 0.7, and the custom timesteps [1000, 993, 987, 981, 975, 909, 725, 0.03] for the base
+        # pass, with LTXConditionPipeline and the 0.9.7 latent upsampler. Not yet here: LTXPipeline computes its own
+        # sigmas and refuses custom timesteps, so the schedule needs the condition pipeline (see docs/models.md).
         defaults=VideoDefaults(
-            steps=8, guidance=1.0, width=768, height=512, frames=121, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
+            steps=8, guidance=1.0, width=768, height=512, frames=121, fps=24, flow_shift=None,
+            call_kwargs=(*_LTX_DECODE_NOISE, ("guidance_rescale", 0.7)),
         ),
         component_bytes={"transformer": 26_000_000_000, **_LTX_ENCODERS},
     ),

@@ -53,12 +53,30 @@ def checkpoint_spec(path: Path) -> ModelSpec:
     return _checkpoint_spec(path.resolve(), stat.st_size, stat.st_mtime_ns, _sidecar_base(path))
 
 
+# bitsandbytes' 4-bit files (Forge's `flux1-dev-bnb-nf4*.safetensors`): by name, or by the quantization state
+# bitsandbytes stores beside each packed weight (`<weight>.quant_state.bitsandbytes__nf4`, `.absmax`, `.quant_map`).
+_BNB_NAME_MARKERS = ("nf4", "bnb", "fp4")
+_BNB_KEY_MARKERS = ("quant_state.bitsandbytes__", ".quant_map")
+
+
+def _refuse_bitsandbytes(path: Path) -> None:
+    raise UnknownCheckpoint(
+        f"{path.name}: a bitsandbytes NF4/FP4 checkpoint (Forge's format). Its packed 4-bit weights need a CUDA GPU and "
+        "bitsandbytes' own loader, which Atelier does not use for single files. Use the model's folder with the NF4 "
+        "weight format instead (quantized while loading), or a GGUF file (Q4_K_S is about the same size)."
+    )
+
+
 @lru_cache(maxsize=256)
 def _checkpoint_spec(path: Path, size_bytes: int, mtime_ns: int, chosen_base: str | None) -> ModelSpec:
+    if any(marker in part for part in path.stem.lower().replace("_", "-").split("-") for marker in _BNB_NAME_MARKERS):
+        _refuse_bitsandbytes(path)
     try:
         shapes, bytes_by_type = _read_header(path)
     except Exception as error:  # safetensors and gguf raise their own types for a damaged or foreign file
         raise UnknownCheckpoint(f"{path.name}: not a readable checkpoint ({type(error).__name__}: {error}).") from None
+    if any(marker in name for name in shapes for marker in _BNB_KEY_MARKERS):
+        _refuse_bitsandbytes(path)
     family = _family(shapes)
     if family is None:
         sample = ", ".join(sorted(shapes)[:3])

@@ -176,7 +176,8 @@ def _read_assembled(settings: ReadSettings) -> ReadPipeline:
     """A pipeline no repo holds whole (FramePack): its transformer from the model's own folder, every other
     component from the component repos' subfolders."""
     spec, files, dtype = settings.spec, settings.files, settings.dtype
-    transformer_class = getattr(diffusers, json.loads((files.folder / "config.json").read_text())["_class_name"])
+    # The catalog's class: the repo's config.json may name the authors' own (FramePack's `...Packed`).
+    transformer_class = getattr(diffusers, spec.denoiser_class)
     streamer = None
     if settings.arena is not None and files.lora_file is None:
         transformer, streamer = load_streamed(transformer_class, files.folder, settings.device, dtype, settings.arena)
@@ -297,26 +298,77 @@ def _attach_prior(pipe, companion: CompanionRepo | None, files: ModelFiles, dtyp
 
 
 # -- sizes on disk ----------------------------------------------------------------------------------
+# Only the files a read brings into RAM are counted: a repo folder may also hold what the loader never reads (the
+# root's single-file checkpoints, ComfyUI's `text_encoders/`, `vae copy/`, fp16 duplicates beside the weights loaded,
+# a safety checker the pipeline is loaded without, Meta's `original/`), from an older download or a full snapshot.
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth")
 
 
-def _bytes_on_disk(folder: Path | None) -> int:
+def _precision(name: str) -> str | None:
+    """The precision a weight file's name gives (`model.fp16.safetensors`, `model.fp16-00001-of-00002.safetensors`),
+    None for plain names (`model-00001-of-00002.safetensors`): what diffusers' `variant` selects by."""
+    parts = name.rsplit(".", 1)[0].split(".")
+    return parts[1].split("-")[0] if len(parts) > 1 else None
+
+
+def _weights_in(folder: Path, variant: str | None = None) -> int:
+    """The weight files directly in `folder` (not its subfolders) of `variant`, in bytes."""
+    if not folder.is_dir():
+        return 0
+    return sum(
+        path.stat().st_size for path in folder.iterdir()
+        if path.is_file() and path.name.endswith(WEIGHT_SUFFIXES) and _precision(path.name) == variant
+    )
+
+
+def _repo_bytes(folder: Path | None, components: list[str] | None, variant: str | None = None) -> int:
+    """What reading a repo folder brings into RAM: the weights of `components` (the subfolders a diffusers pipeline
+    reads), or with None the weights at the root of a folder that is one model (FramePack's transformer, a Llama
+    encoder, Fish Speech)."""
     if folder is None or not folder.is_dir():
         return 0
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.suffix in WEIGHT_SUFFIXES)
+    if components is None:
+        return _weights_in(folder)
+    return sum(_weights_in(folder / name, variant) for name in components)
+
+
+def _pipeline_components(spec: ModelSpec, folder: Path, leave_out: set[str] = frozenset()) -> list[str] | None:
+    """The weight components a read of `spec`'s folder loads: the family's components (those `model_index.json` may
+    name beside them, such as a safety checker, are loaded as None), or None for a folder that is one model."""
+    family = FAMILIES.get(spec.family)
+    if family is None or not (folder / "model_index.json").is_file():
+        return None
+    passed_as_none = {name for name, value in family.load_kwargs.items() if value is None}
+    return [name for name in family.component_roles if name not in passed_as_none | leave_out]
+
+
+def _companion_components(spec: ModelSpec) -> list[str] | None:
+    """A prior companion (FLUX.1 Redux's) is a diffusers folder whose components join the pipeline as `prior_<name>`;
+    an encoder companion (HiDream's Llama) is one model at its folder's root."""
+    if not spec.companion.prior_pipeline_class:
+        return None
+    roles = family_spec(spec.family).component_roles
+    return [name.removeprefix(PRIOR_PREFIX) for name in roles if name.startswith(PRIOR_PREFIX)]
 
 
 def bytes_to_read(spec: ModelSpec, files: ModelFiles) -> int:
-    """The weight bytes a read brings into RAM."""
-    needed = _bytes_on_disk(files.folder)
+    """The weight bytes a read brings into RAM: only the files the reader loads."""
     if files.checkpoint is not None:
         # The file replaces the base's denoiser (or, holding the whole pipeline, all of the base's weights).
         family = family_spec(spec.family)
-        needed = 0 if family.file_holds_pipeline else needed - _bytes_on_disk(files.folder / family.denoiser)
-        needed += files.checkpoint.stat().st_size
-    needed += _bytes_on_disk(files.companion_folder)
-    return needed + sum(_bytes_on_disk(folder) for folder in files.component_folders.values())
+        needed = files.checkpoint.stat().st_size
+        if not family.file_holds_pipeline:
+            needed += _repo_bytes(files.folder, _pipeline_components(spec, files.folder, {family.denoiser}), spec.variant)
+    else:
+        needed = _repo_bytes(files.folder, _pipeline_components(spec, files.folder), spec.variant)
+    if files.companion_folder is not None and spec.companion is not None:
+        needed += _repo_bytes(files.companion_folder, _companion_components(spec))
+    for source in spec.component_repos:
+        folder = files.component_folders.get(source.id)
+        if folder is not None:
+            needed += sum(_weights_in(folder / name) for name in source.components)
+    return needed
 
 
 def denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
@@ -326,5 +378,5 @@ def denoiser_bytes(spec: ModelSpec, files: ModelFiles) -> int:
     family = FAMILIES.get(spec.family)
     if files.component_folders:
         # The model's own folder is its transformer.
-        return _bytes_on_disk(files.folder)
-    return _bytes_on_disk(files.folder / family.denoiser) if family else 0
+        return _weights_in(files.folder)
+    return _weights_in(files.folder / family.denoiser, spec.variant) if family else 0

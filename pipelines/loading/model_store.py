@@ -112,7 +112,8 @@ class ModelStore:
         if family.file_holds_pipeline:
             return _CONFIG_FILES
         others = [name for name in family.component_roles if name != family.denoiser]
-        return _CONFIG_FILES + tuple(f"{name}/*.safetensors" for name in others)
+        # The plain weights only (as `families.diffusers_files`): SD3.5 keeps fp16 duplicates of its encoders beside them.
+        return _CONFIG_FILES + tuple(pattern for name in others for pattern in (f"{name}/*model.safetensors*", f"{name}/*model-*.safetensors"))
 
     def _find_checkpoint_base(self, spec: ModelSpec) -> ModelFiles | None:
         base = self.weights_spec(spec)

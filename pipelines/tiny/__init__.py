@@ -13,7 +13,7 @@ from pipelines.catalog import Family, Task
 from pipelines.tiny import ace_step, cogview4, fish_speech, flux, framepack, hidream, hunyuanvideo, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
-BUILDER_VERSION = 3
+BUILDER_VERSION = 4
 
 _BUILDERS = {
     Family.SD3: sd3.build,

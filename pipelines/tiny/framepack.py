@@ -11,6 +11,7 @@ lengths valid here are valid for the real checkpoints.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ from pipelines.tiny import tokenizers
 from pipelines.tiny.sd3 import clip_config
 
 LATENT_CHANNELS = 16
+# The class lllyasviel's FramePack repos were saved with (their config.json's `_class_name`).
+AUTHORS_CLASS = "HunyuanVideoTransformer3DModelPacked"
 LLAMA_DIM = 16
 CLIP_DIM = 32
 SIGLIP_DIM = 16
@@ -75,8 +78,13 @@ def tiny_siglip(seed: int) -> SiglipVisionModel:
 
 
 def build_transformer(folder: Path, seed: int) -> None:
-    """The model's own repo: its transformer's config and weights at the root."""
+    """The model's own repo: its transformer's config and weights at the root, the config naming the class the
+    authors saved it with (`HunyuanVideoTransformer3DModelPacked`, from FramePack's own code), as the real repos do."""
     tiny_transformer(seed + 1).save_pretrained(folder)
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    config["_class_name"] = AUTHORS_CLASS
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def hunyuanvideo_base_components(seed: int) -> dict:

@@ -5,6 +5,7 @@ scheduler shifts with the video's length as the real one does."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -68,3 +69,6 @@ def build(folder: Path, seed: int) -> None:
         ),
     )
     pipe.save_pretrained(folder)
+    # Lightricks' repos ship the T5 tokenizer as `spiece.model` alone: the demo loads it the same way.
+    shutil.rmtree(folder / "tokenizer")
+    tokenizers.save_sentencepiece_t5(folder / "tokenizer", model_max_length=128)

@@ -104,6 +104,23 @@ def build(folder: Path, seed: int) -> None:
         tokenizer_3=tokenizers.t5_tokenizer(),
     )
     pipe.save_pretrained(folder)
+    add_repo_extras(folder, pipe)
+
+
+def add_repo_extras(folder: Path, pipe: StableDiffusion3Pipeline) -> None:
+    """What Stability's SD3/SD3.5 repos hold beside the diffusers folders, which the loader never reads and a download
+    must skip: ComfyUI's single-file text encoders in `text_encoders/` and fp16 duplicates of each text encoder (as
+    `model.fp16.safetensors` beside `model.safetensors`)."""
+    from safetensors.torch import save_file
+
+    singles = {"clip_l": pipe.text_encoder, "clip_g": pipe.text_encoder_2, "t5xxl_fp16": pipe.text_encoder_3}
+    (folder / "text_encoders").mkdir()
+    for name, encoder in singles.items():
+        state = {key: value.to(torch.float16).contiguous() for key, value in encoder.state_dict().items()}
+        save_file(state, folder / "text_encoders" / f"{name}.safetensors")
+    for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+        state = {key: value.to(torch.float16).contiguous() for key, value in getattr(pipe, name).state_dict().items()}
+        save_file(state, folder / name / "model.fp16.safetensors", metadata={"format": "pt"})
 
 
 def build_lora(path: Path, seed: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import string
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import CLIPTokenizer, PreTrainedTokenizerFast, T5Tokenizer
@@ -49,3 +52,25 @@ def t5_tokenizer(model_max_length: int = 256) -> T5Tokenizer:
 
 CLIP_VOCAB_SIZE = 2 + 2 * len(_CHARACTERS)
 T5_VOCAB_SIZE = 4 + 2 * len(_CHARACTERS)
+
+
+def save_sentencepiece_t5(folder: Path, model_max_length: int) -> None:
+    """A T5 tokenizer folder as Lightricks' LTX-Video repos ship it: a real SentencePiece model (`spiece.model`) and
+    its JSON configs, no `tokenizer.json`, so transformers converts it on load (which needs `sentencepiece` and
+    `protobuf`). The model is trained here, offline and deterministically, on the characters of the other tiny
+    tokenizers; pad, end and unknown take T5's ids 0, 1 and 2."""
+    import sentencepiece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(["".join(_CHARACTERS), " ".join(_CHARACTERS), "a red fox runs over the snow"]),
+        model_writer=model, model_type="char", vocab_size=len(_CHARACTERS) + 4, hard_vocab_limit=False,
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, normalization_rule_name="identity",
+        num_threads=1, minloglevel=2,
+    )
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    special = {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    config = {"tokenizer_class": "T5Tokenizer", "model_max_length": model_max_length, "extra_ids": 0, **special}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipelines.catalog import model_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import process_rss_bytes
 from pipelines.manager import ModelManager
@@ -102,7 +103,9 @@ def test_flux_redux_missing_offline_says_how_to_get_flux_dev_and_the_redux_prior
         with manager.use("flux1-redux-dev"):
             pass
     message = str(error.value)
-    assert f"hf download black-forest-labs/FLUX.1-dev --local-dir {models_dir / 'flux1-dev'}" in message
+    # Each command carries the entry's download filter (one --include per pattern) before --local-dir.
+    include = " ".join(f'--include "{pattern}"' for pattern in model_spec("flux1-dev").allow_patterns)
+    assert f"hf download black-forest-labs/FLUX.1-dev {include} --local-dir {models_dir / 'flux1-dev'}" in message
     assert "hf download black-forest-labs/FLUX.1-Redux-dev" in message and str(models_dir / "flux1-redux-dev") in message
 
 

@@ -68,9 +68,9 @@ def test_tiny_framepack_is_saved_as_its_three_published_repos(tmp_path):
     build_tiny_model(Family.FRAMEPACK, tmp_path / "framepack", task=Task.IMAGE_TO_VIDEO)
     build_tiny_component_repo("demo-hunyuanvideo-base", tmp_path / "hunyuanvideo")
     build_tiny_component_repo("demo-flux-redux-siglip", tmp_path / "redux")
-    # The transformer alone at the root, as lllyasviel/FramePackI2V_HY publishes it.
+    # The transformer alone at the root, as lllyasviel/FramePackI2V_HY publishes it (saved by the authors' class).
     config = json.loads((tmp_path / "framepack" / "config.json").read_text())
-    assert config["_class_name"] == "HunyuanVideoFramepackTransformer3DModel" and config["has_clean_x_embedder"]
+    assert config["_class_name"] == "HunyuanVideoTransformer3DModelPacked" and config["has_clean_x_embedder"]
     assert (tmp_path / "framepack" / "diffusion_pytorch_model.safetensors").is_file()
     for name in ("text_encoder", "text_encoder_2", "vae"):
         assert next((tmp_path / "hunyuanvideo" / name).glob("*.safetensors")).is_file()
@@ -79,3 +79,24 @@ def test_tiny_framepack_is_saved_as_its_three_published_repos(tmp_path):
     assert (tmp_path / "redux" / "image_encoder" / "model.safetensors").is_file()
     assert (tmp_path / "redux" / "feature_extractor" / "preprocessor_config.json").is_file()
     assert sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file()) < 4_000_000
+
+
+def test_tiny_ltx_ships_its_tokenizer_as_lightricks_do_and_loads_through_the_manager(tmp_path, presets):
+    """Lightricks' repos hold `spiece.model` and no `tokenizer.json`: transformers must convert it (sentencepiece and
+    protobuf installed), through the same store and manager path as the real model."""
+    from pipelines.catalog import MODELS
+    from pipelines.manager import ModelManager
+    from pipelines.loading.model_store import ModelStore
+
+    store = ModelStore(tmp_path, offline=True)
+    store.ensure(next(spec for spec in MODELS if spec.id == "demo-ltx"))
+    tokenizer_files = sorted(path.name for path in (tmp_path / "demo" / "demo-ltx" / "tokenizer").iterdir())
+    assert "spiece.model" in tokenizer_files and "tokenizer.json" not in tokenizer_files
+    with ModelManager(store, presets["cpu"]).use("demo-ltx") as pipe:
+        ids = pipe.tokenizer("a fox", padding="max_length", max_length=8).input_ids
+        video = pipe(
+            "a fox", num_inference_steps=2, width=64, height=64, num_frames=9, output_type="np",
+            generator=torch.Generator().manual_seed(0),
+        ).frames[0]
+    assert ids[-1] == 0 and 1 in ids  # padded with <pad> (0) after </s> (1), as T5's SentencePiece model does
+    assert video.shape == (9, 64, 64, 3)

@@ -28,7 +28,7 @@ from safetensors.torch import load_file as load_safetensors
 from torch import Tensor, nn
 
 from pipelines.networks.fish_speech.layers import RMSNorm
-from pipelines.networks.fish_speech.tokenizer import BPE_FILE, SPECIAL_TOKENS_FILE, FishTokenizer
+from pipelines.networks.fish_speech.tokenizer import BPE_FILE, FishTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,8 @@ def load_dual_ar(
 
 
 def _with_tokenizer_semantic_range(config: DualARConfig, tokenizer_folder: Path) -> DualARConfig:
-    if not ((tokenizer_folder / BPE_FILE).is_file() and (tokenizer_folder / SPECIAL_TOKENS_FILE).is_file()):
+    # A folder without `special_tokens.json` numbers its special tokens as the official loader does.
+    if not (tokenizer_folder / BPE_FILE).is_file():
         log.info("no tokenizer in %s: semantic tokens %d..%d from the config", tokenizer_folder,
                  config.semantic_begin_id, config.semantic_end_id)
         return config

@@ -36,6 +36,17 @@ PRETOKENIZER_PATTERN = "|".join(
 )
 
 
+# The official loader's list when a folder has no `special_tokens.json` (fish-speech 0.1.0, `fish_speech/tokenizer.py`:
+# `ALL_SPECIAL_TOKENS`, "only add new tokens at the end"): 15 named tokens, then one per semantic code.
+OFFICIAL_NAMED_TOKENS = (
+    "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>", "<|im_start|>", IM_END_TOKEN, "<|phoneme_start|>",
+    "<|phoneme_end|>", "<|tool_call_start|>", "<|tool_call_end|>", "<|text|>", "<|voice|>", "<|interleave|>",
+    "<|audio_start|>", "<|audio_end|>", "<|audio|>",
+)
+OFFICIAL_SEMANTIC_TOKENS = 4096
+OFFICIAL_SPECIAL_TOKENS = (*OFFICIAL_NAMED_TOKENS, *(f"<|semantic:{index}|>" for index in range(OFFICIAL_SEMANTIC_TOKENS)))
+
+
 class FishTokenizer:
     """Text <-> token ids for the text-to-semantic model; every special token is allowed in the text."""
 
@@ -58,11 +69,16 @@ class FishTokenizer:
 
     @classmethod
     def from_folder(cls, folder: Path) -> FishTokenizer:
+        """`tokenizer.tiktoken` and, if the folder has one, `special_tokens.json`; without it, the official loader's
+        own list (`OFFICIAL_SPECIAL_TOKENS`), as fish-speech does."""
         folder = Path(folder)
+        path = folder / SPECIAL_TOKENS_FILE
+        if not path.exists():
+            return cls(folder.name or "fish", read_bpe_ranks(folder / BPE_FILE), list(OFFICIAL_SPECIAL_TOKENS))
         try:
-            special_tokens = list(json.loads((folder / SPECIAL_TOKENS_FILE).read_text(encoding="utf-8")))
+            special_tokens = list(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError) as error:
-            raise ValueError(f"cannot read {folder / SPECIAL_TOKENS_FILE}: {error}") from None
+            raise ValueError(f"cannot read {path}: {error}") from None
         return cls(folder.name or "fish", read_bpe_ranks(folder / BPE_FILE), special_tokens)
 
     def encode(self, text: str) -> list[int]:

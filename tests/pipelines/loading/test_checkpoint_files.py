@@ -561,3 +561,29 @@ def test_wan_vace_headers_of_either_size_get_their_vace_base():
         assert _base(Path("vace.gguf"), family_spec(Family.WAN), header, None).id == base
     plain = {"head.modulation": (1, 2, 5120), "patch_embedding.weight": (5120, 16, 1, 2, 2)}
     assert _base(Path("t2v.gguf"), family_spec(Family.WAN), plain, None).id == "wan21-t2v-14b"
+
+
+def test_bitsandbytes_nf4_files_are_refused_at_scan_time_by_name_or_by_their_quantization_keys(tmp_path):
+    """Forge's `flux1-dev-bnb-nf4*.safetensors` has FLUX's keys but packed 4-bit weights that only bitsandbytes on a
+    GPU reads: listing it as FLUX would fail inside the loader. It is refused at scan time, with the reason."""
+    flux_keys = {"double_blocks.0.img_attn.norm.key_norm.scale": torch.zeros(8), "guidance_in.in_layer.bias": torch.zeros(8)}
+    save_file(flux_keys, tmp_path / "flux1-dev-bnb-nf4-v2.safetensors")
+    packed = {
+        **flux_keys,
+        "model.diffusion_model.double_blocks.0.img_attn.proj.weight": torch.zeros(32, dtype=torch.uint8),
+        "model.diffusion_model.double_blocks.0.img_attn.proj.weight.absmax": torch.zeros(2),
+        "model.diffusion_model.double_blocks.0.img_attn.proj.weight.quant_map": torch.zeros(16),
+        "model.diffusion_model.double_blocks.0.img_attn.proj.weight.quant_state.bitsandbytes__nf4": torch.zeros(8, dtype=torch.uint8),
+    }
+    save_file(packed, tmp_path / "my-flux-tune.safetensors")
+    save_file(flux_keys, tmp_path / "pixelwave.safetensors")
+
+    specs, problems = scan_checkpoint_files(tmp_path)
+
+    assert [spec.id for spec in specs] == ["pixelwave.safetensors"]
+    assert len(problems) == 2
+    for name, problem in zip(["flux1-dev-bnb-nf4-v2.safetensors", "my-flux-tune.safetensors"], problems):
+        assert problem.startswith(f"{name}: a bitsandbytes NF4/FP4 checkpoint") and "CUDA GPU" in problem and "GGUF" in problem
+    store = ModelStore(tmp_path, offline=True)
+    store.scan_files()
+    assert len(store.file_problems) == 2 and store.catalog.get("flux1-dev-bnb-nf4-v2.safetensors") is None

@@ -42,3 +42,19 @@ def test_nf4_is_refused_for_a_unet_before_anything_is_read():
     with pytest.raises(InvalidRequest, match="weights: NF4 is for the big transformers"):
         check_readable(CATALOG.spec("demo-sd15"), WeightFormat.NF4)
     check_readable(CATALOG.spec("demo-sd3"), WeightFormat.NF4)
+
+
+def test_framepack_reads_a_transformer_saved_by_the_authors_class(tmp_path, presets):
+    """lllyasviel's repos name `HunyuanVideoTransformer3DModelPacked` in config.json, a class diffusers lacks: the
+    reader takes the class from the catalog, and the model loads through the store and the manager."""
+    import json
+
+    from pipelines.manager import ModelManager
+    from pipelines.loading.model_store import ModelStore
+
+    store = ModelStore(tmp_path, offline=True)
+    store.ensure(store.catalog.spec("demo-framepack"))
+    config = json.loads((store.local_folder(store.catalog.spec("demo-framepack")) / "config.json").read_text())
+    assert config["_class_name"] == "HunyuanVideoTransformer3DModelPacked"
+    with ModelManager(store, presets["cpu"]).use("demo-framepack") as pipe:
+        assert type(pipe.transformer).__name__ == "HunyuanVideoFramepackTransformer3DModel"

@@ -128,7 +128,10 @@ def test_hidream_without_its_llama_encoder_is_not_on_disk_and_says_how_to_get_it
     assert not store.is_on_disk(MODELS_BY_ID["hidream-i1-dev"])
     with pytest.raises(ModelNotAvailable) as error:
         store.ensure(MODELS_BY_ID["hidream-i1-dev"])
-    assert f'hf download meta-llama/Meta-Llama-3.1-8B-Instruct --include "*.json" --include "*.safetensors" --local-dir {models_dir / "llama-3.1-8b-instruct"}' in str(error.value)
+    # The transformers files at the root, not Meta's original/ checkpoint.
+    include = " ".join(f'--include "{pattern}"' for pattern in MODELS_BY_ID["hidream-i1-dev"].companion.allow_patterns)
+    assert '"*.json"' not in include
+    assert f'hf download meta-llama/Meta-Llama-3.1-8B-Instruct {include} --local-dir {models_dir / "llama-3.1-8b-instruct"}' in str(error.value)
     assert "HiDream-ai/HiDream-I1-Dev" not in str(error.value), "the HiDream repo itself is on disk"
 
 

@@ -182,3 +182,36 @@ def test_unset_fast_fields_take_the_slow_values():
     assert config.fast_intermediate_size == config.intermediate_size
     assert config.fast_attention_qk_norm
     assert (config.semantic_begin_id, config.semantic_end_id) == (300 - 16, 299)
+
+
+def test_a_folder_without_special_tokens_json_loads_with_the_official_numbering(fish_fixtures, tmp_path):
+    """OpenAudio S1-mini's loader copes without special_tokens.json (the official list is used): so does ours."""
+    from pipelines.networks.fish_speech.dual_ar import DualARConfig, official_dual_ar_state_dict
+
+    data = json.loads((fish_fixtures / "llm" / "config.json").read_text())
+    # 284 BPE ranks + the official 15 named and 4096 semantic tokens.
+    data["vocab_size"] = 284 + 15 + 4096
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    shutil.copy(fish_fixtures / "tokenizer" / "tokenizer.tiktoken", tmp_path)
+    torch.manual_seed(0)
+    torch.save(official_dual_ar_state_dict(DualARTransformer(DualARConfig.from_json(tmp_path / "config.json"))), tmp_path / "model.pth")
+    loaded = load_dual_ar(tmp_path)
+    assert (loaded.config.semantic_begin_id, loaded.config.semantic_end_id) == (299, 299 + 4095)
+
+
+def test_the_manager_refuses_a_checkpoint_with_unknown_and_missing_keys_naming_them(tmp_path, presets):
+    from pipelines.errors import ModelLoadFailed
+    from pipelines.manager import ModelManager
+    from pipelines.loading.model_store import ModelStore
+
+    store = ModelStore(tmp_path, offline=True)
+    folder = store.ensure(store.catalog.spec("demo-fish-speech")).folder
+    weights = torch.load(folder / "model.pth", weights_only=True)
+    del weights["norm.weight"]
+    weights["stray.weight"] = torch.zeros(1)
+    torch.save(weights, folder / "model.pth")
+    with pytest.raises(ModelLoadFailed) as refused:
+        with ModelManager(store, presets["cpu"]).use("demo-fish-speech"):
+            pass
+    message = str(refused.value)
+    assert "missing norm.weight" in message and "unexpected stray.weight" in message and "Traceback" not in message

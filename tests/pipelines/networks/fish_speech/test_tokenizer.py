@@ -46,3 +46,14 @@ def test_special_token_ids_follow_the_key_order_not_the_ids_written_in_the_file(
 def test_asking_for_an_unknown_special_token_is_a_value_error(tokenizer):
     with pytest.raises(ValueError, match="not a special token"):
         tokenizer.token_id("<|no such token|>")
+
+
+def test_a_folder_without_special_tokens_json_numbers_them_as_the_official_loader_does(fish_fixtures, reference, tmp_path):
+    """fish-speech falls back on its own ALL_SPECIAL_TOKENS (15 named tokens, then 4096 semantic ones) when a folder
+    has no special_tokens.json; the fixture's named tokens are that list's first 15, so their ids must agree."""
+    shutil.copy(fish_fixtures / "tokenizer" / "tokenizer.tiktoken", tmp_path)
+    tokenizer = FishTokenizer.from_folder(tmp_path)
+    for token, token_id in reference["special_token_ids"].items():
+        assert tokenizer.token_id(token) == token_id
+    assert tokenizer.semantic_begin_id == reference["semantic_begin_id"]
+    assert tokenizer.semantic_end_id == reference["semantic_begin_id"] + 4095
