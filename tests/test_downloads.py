@@ -128,7 +128,7 @@ def test_sd35_download_skips_comfyui_encoders_and_fp16_copies_and_the_ram_check_
         hub.add(HubRepo(repo, served))
         point_client_at(hub, monkeypatch, tmp_path / "hf-cache")
         store = ModelStore(tmp_path / "models", offline=False)
-        files = store.ensure(model_spec("sd35-medium"))
+        files = store.ensure(MODELS_BY_ID["sd35-medium"])
         fetched = hub.file_requests(repo)
 
     landed = _files_under(files.folder)
@@ -136,15 +136,15 @@ def test_sd35_download_skips_comfyui_encoders_and_fp16_copies_and_the_ram_check_
     assert not [name for name in fetched if name.startswith("text_encoders/") or ".fp16." in name]
     loaded = sum((files.folder / name).stat().st_size for name in landed if name.endswith(".safetensors"))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=loaded))
-    _check_ram(model_spec("sd35-medium"), files)
+    _check_ram(MODELS_BY_ID["sd35-medium"], files)
     # The full tiny folder (copies and duplicates included) needs no more RAM than what its loader reads.
     tiny_loaded = sum(size for name, size in ((n, len(b)) for n, b in served.items())
                       if name.endswith("model.safetensors") and not name.startswith("text_encoders/"))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=tiny_loaded))
-    _check_ram(model_spec("demo-sd3"), ModelFiles(tiny))
+    _check_ram(MODELS_BY_ID["demo-sd3"], ModelFiles(tiny))
     monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=tiny_loaded - 1))
     with pytest.raises(NotEnoughMemory):
-        _check_ram(model_spec("demo-sd3"), ModelFiles(tiny))
+        _check_ram(MODELS_BY_ID["demo-sd3"], ModelFiles(tiny))
     monkeypatch.undo()
     with ModelManager(store, presets["cpu"]).use("sd35-medium") as pipe:
         assert type(pipe.transformer).__name__ == "SD3Transformer2DModel"

@@ -187,10 +187,10 @@ def test_video_workloads_count_the_tokens_the_transformer_sees():
 
 def test_defaults_sizes_and_licences_are_the_authors():
     """Each value is the one its authors publish (the catalog comments cite the source)."""
-    from pipelines.catalog import model_spec
+    from pipelines.catalog import MODELS_BY_ID
 
     def video(model_id):
-        defaults = model_spec(model_id).defaults
+        defaults = MODELS_BY_ID[model_id].defaults
         return defaults.steps, defaults.guidance, defaults.flow_shift
 
     # Wan2.1 README: T2V-1.3B at guidance 6, shift 8-12; generate.py: 40 steps for I2V, shift 16 for VACE.
@@ -198,10 +198,10 @@ def test_defaults_sizes_and_licences_are_the_authors():
     assert video("wan21-i2v-14b-480p")[0] == video("wan21-i2v-14b-720p")[0] == 40
     assert video("wan21-vace-1.3b")[2] == video("wan21-vace-14b")[2] == 16.0
     # diffusers' LTX-Video docs for 0.9.7 distilled: guidance 1 with guidance_rescale 0.7.
-    assert dict(model_spec("ltx-video-0.9.7-distilled").defaults.call_kwargs)["guidance_rescale"] == 0.7
+    assert dict(MODELS_BY_ID["ltx-video-0.9.7-distilled"].defaults.call_kwargs)["guidance_rescale"] == 0.7
     # SkyReels V2's README: long videos with addnoise_condition 20.
     for model_id in ("skyreels-v2-df-1.3b-540p", "skyreels-v2-df-14b-540p", "skyreels-v2-df-14b-720p"):
-        assert dict(model_spec(model_id).defaults.call_kwargs)["addnoise_condition"] == 20
-    assert model_spec("ace-step-15-xl-turbo").licence.startswith("MIT")
-    assert 15.5e9 < model_spec("omnigen-v1").weight_bytes < 16e9
-    assert model_spec("ltx-video-0.9.6-distilled").defaults.steps == 8
+        assert dict(MODELS_BY_ID[model_id].defaults.call_kwargs)["addnoise_condition"] == 20
+    assert MODELS_BY_ID["ace-step-15-xl-turbo"].licence.startswith("MIT")
+    assert 15.5e9 < MODELS_BY_ID["omnigen-v1"].weight_bytes < 16e9
+    assert MODELS_BY_ID["ltx-video-0.9.6-distilled"].defaults.steps == 8

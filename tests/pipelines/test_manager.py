@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines.catalog import model_spec
+from pipelines.catalog import MODELS_BY_ID
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import process_rss_bytes
 from pipelines.manager import ModelManager
@@ -104,7 +104,7 @@ def test_flux_redux_missing_offline_says_how_to_get_flux_dev_and_the_redux_prior
             pass
     message = str(error.value)
     # Each command carries the entry's download filter (one --include per pattern) before --local-dir.
-    include = " ".join(f'--include "{pattern}"' for pattern in model_spec("flux1-dev").allow_patterns)
+    include = " ".join(f'--include "{pattern}"' for pattern in MODELS_BY_ID["flux1-dev"].allow_patterns)
     assert f"hf download black-forest-labs/FLUX.1-dev {include} --local-dir {models_dir / 'flux1-dev'}" in message
     assert "hf download black-forest-labs/FLUX.1-Redux-dev" in message and str(models_dir / "flux1-redux-dev") in message
 
