@@ -22,7 +22,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="create a public Gradio share link (use with --auth)")
     parser.add_argument("--listen", action="store_true", help="serve on all network interfaces, not only this computer")
     parser.add_argument("--port", type=int, default=int(os.environ.get("ATELIER_PORT", 7860)), help="port (default 7860)")
-    parser.add_argument("--auth", metavar="USER:PASS", help="require this login for the UI and the API")
+    parser.add_argument(
+        "--auth", metavar="USER:PASS", action="append",
+        help="require a login for the UI and the API; repeat for several people (each sees only their own work)",
+    )
+    parser.add_argument(
+        "--auth-file", type=Path, metavar="FILE",
+        help="logins, one USER:PASS a line (blank lines and lines starting with # are skipped); with or without --auth",
+    )
     parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
     parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
     parser.add_argument(
@@ -38,14 +45,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--offline", action="store_true", help="never download (also when HF_HUB_OFFLINE=1)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab at start")
     args = parser.parse_args(argv)
-    if args.auth is not None and ":" not in args.auth:
-        parser.error("--auth takes USER:PASS")
+    try:
+        args.logins = read_logins(args.auth or [], args.auth_file)
+    except ValueError as error:
+        parser.error(str(error))
     return args
+
+
+def read_logins(flags: list[str], file: Path | None) -> list[tuple[str, str]] | None:
+    """The (user, password) pairs from `--auth` flags and an `--auth-file`; None for no login at all. ValueError
+    naming the flag or the file's line for a login without a name or a colon, and for a name given twice."""
+    given = [(f"--auth {flag.split(':', 1)[0]}", flag) for flag in flags]  # never the password, in a message
+    if file is not None:
+        try:
+            lines = file.read_text().splitlines()
+        except OSError as error:
+            raise ValueError(f"--auth-file: cannot read {file}: {error.strerror or error}") from None
+        given += [
+            (f"{file.name} line {number}", line.strip()) for number, line in enumerate(lines, start=1)
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    logins: dict[str, str] = {}
+    for where, text in given:
+        user, colon, password = text.partition(":")
+        if not colon or not user:
+            raise ValueError(f"{where}: a login is USER:PASS")
+        if user in logins:
+            raise ValueError(f"{where}: {user!r} is given twice")
+        logins[user] = password
+    return list(logins.items()) or None
 
 
 def exposure_warnings(args: argparse.Namespace) -> list[str]:
     """What to say, in the log and at the top of the page, when others can reach the app without a login."""
-    if args.auth:
+    if args.logins:
         return []
     if args.share:
         return [
@@ -156,12 +189,12 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     context = build_context(args)
     ui = build_ui(context)
-    auth = tuple(args.auth.split(":", 1)) if args.auth else None
     ui.launch(
         server_name="0.0.0.0" if args.listen else "127.0.0.1",
         server_port=args.port,
         share=args.share,
-        auth=auth,
+        # Each person logs in under their own name; with logins, each has their own outputs folder (tabs/context.py).
+        auth=args.logins,
         inbrowser=not args.no_browser,
         allowed_paths=[str(context.outputs.root)],
         show_error=True,
@@ -170,7 +203,11 @@ def main(argv: list[str] | None = None) -> None:
         max_file_size=MAX_UPLOAD_BYTES,
         # FastAPI's own /openapi.json would describe every route to anyone, login or not; Gradio's (behind the
         # login) is what gradio_client reads.
-        app_kwargs={"openapi_url": None, "middleware": [Middleware(AccessGuard)]},
+        # The guard also refuses one person's files to another, and turns a client's cancel into our Stop.
+        app_kwargs={
+            "openapi_url": None,
+            "middleware": [Middleware(AccessGuard, outputs=context.outputs, on_cancel=context.queue.cancel)],
+        },
     )
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, TypeVar
 
 from pipelines.errors import JobStopped, RetryAfterOutOfMemory
@@ -22,16 +22,30 @@ Result = TypeVar("Result")
 ProgressCallback = Callable[[float, str], None]
 
 HISTORY_LENGTH = 100
+# Cancelled events remembered so a job that reaches the queue after its cancel (it was still being checked or its
+# inputs read) is stopped at once; older ones are forgotten.
+CANCELLED_EVENTS_KEPT = 1000
+# How another person's job shows in the queue view when the app has logins.
+ANOTHER_JOB = "another job"
 _job_numbers = itertools.count(1)
 
 
 class QueuedJob:
     """A checked job's place in the queue: its progress and Stop. `check_stop` is called between denoising steps.
-    (What the job does is the runner's frozen job — ImageJob, VideoJob, … —; this is only its ticket.)"""
+    (What the job does is the runner's frozen job — ImageJob, VideoJob, … —; this is only its ticket.)
 
-    def __init__(self, on_progress: ProgressCallback | None = None, owner: str = "local", tab: str = "", summary: str = ""):
+    `owner` is the browser session or client connection that sent it (whose Stop reaches it); `user` the login it
+    came in under (None when the app has no logins); `event` the id the web server gave the request, by which a
+    client cancels it."""
+
+    def __init__(
+        self, on_progress: ProgressCallback | None = None, owner: str = "local", tab: str = "", summary: str = "",
+        user: str | None = None, event: str | None = None,
+    ):
         self.id = next(_job_numbers)
         self.owner = owner
+        self.user = user
+        self.event = event
         self.tab = tab
         self.summary = summary
         self.state = "waiting"
@@ -63,7 +77,7 @@ class QueuedJob:
 
 @dataclass(frozen=True)
 class JobView:
-    """One row of the queue view."""
+    """One row of the queue view. `user` (the login that sent the job) is not part of `as_dict`: see `seen_by`."""
 
     id: int
     tab: str
@@ -75,9 +89,17 @@ class JobView:
     submitted_at: float
     started_at: float | None
     finished_at: float | None
+    user: str | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {key: value for key, value in self.__dict__.items() if key != "user"}
+
+    def seen_by(self, viewer: str | None) -> "JobView":
+        """This row as the login `viewer` may see it: another person's job keeps its place, state and progress, but
+        not its tab, prompt or progress text. Without logins (`viewer` None) everyone sees every job."""
+        if viewer is None or self.user == viewer:
+            return self
+        return replace(self, tab="", summary=ANOTHER_JOB, text="", user=None)
 
 
 class JobQueue:
@@ -88,12 +110,18 @@ class JobQueue:
         self._waiting: list[QueuedJob] = []
         self._running: QueuedJob | None = None
         self._history: deque[JobView] = deque(maxlen=history_length)
+        self._cancelled: deque[tuple[str, str]] = deque(maxlen=CANCELLED_EVENTS_KEPT)
 
     @contextmanager
-    def run(self, owner: str, tab: str, summary: str, on_progress: ProgressCallback | None = None) -> Iterator[QueuedJob]:
+    def run(
+        self, owner: str, tab: str, summary: str, on_progress: ProgressCallback | None = None,
+        user: str | None = None, event: str | None = None,
+    ) -> Iterator[QueuedJob]:
         """Wait for this job's turn, then hold the GPU until the block ends. JobStopped if stopped while waiting."""
-        job = QueuedJob(on_progress, owner=owner, tab=tab, summary=summary)
+        job = QueuedJob(on_progress, owner=owner, tab=tab, summary=summary, user=user, event=event)
         with self._changed:
+            if event is not None and (owner, event) in self._cancelled:
+                job.stop()
             self._waiting.append(job)
             self._wait_for_turn(job)
             self._waiting.remove(job)
@@ -118,7 +146,7 @@ class JobQueue:
 
     def _wait_for_turn(self, job: QueuedJob) -> None:
         reported_ahead = None
-        while self._running is not None or self._waiting[0] is not job:
+        while job.stopped or self._running is not None or self._waiting[0] is not job:
             if job.stopped:
                 self._waiting.remove(job)
                 job.state, job.finished_at = "stopped", time.time()
@@ -140,6 +168,17 @@ class JobQueue:
             self._changed.notify_all()
         return len(jobs)
 
+    def cancel(self, owner: str, event: str) -> bool:
+        """Stop the job a client cancelled by its request's `event` id, as Stop does (running: at its next step;
+        waiting: it never runs), if `owner` sent it. A job not in the queue yet is stopped when it arrives."""
+        with self._changed:
+            self._cancelled.append((owner, event))
+            jobs = [job for job in [self._running, *self._waiting] if job is not None and (job.owner, job.event) == (owner, event)]
+            for job in jobs:
+                job.stop()
+            self._changed.notify_all()
+        return bool(jobs)
+
     def current(self) -> list[JobView]:
         """The running job, then the waiting ones in order."""
         with self._changed:
@@ -156,7 +195,7 @@ class JobQueue:
         return JobView(
             id=job.id, tab=job.tab, summary=job.summary, state=job.state, position=position,
             progress=round(job.fraction, 3), text=job.text, submitted_at=job.submitted_at,
-            started_at=job.started_at, finished_at=job.finished_at,
+            started_at=job.started_at, finished_at=job.finished_at, user=job.user,
         )
 
 

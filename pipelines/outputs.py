@@ -1,6 +1,7 @@
 """Saving results: atomically, never over an existing file, parameters embedded and in a JSON sidecar.
 
-Layout: `<outputs>/<kind>/<YYYY-MM-DD>/<NNNNN>-<model>-<seed>.<ext>` with `<same stem>.json` beside it.
+Layout: `<outputs>/<kind>/<YYYY-MM-DD>/<NNNNN>-<model>-<seed>.<ext>` with `<same stem>.json` beside it. With logins,
+each person's results (and kept inputs, and partial videos) live the same way under `<outputs>/users/<name>/`.
 A file appears under its final name only once it is complete (written to a temporary name, then linked
 into place with a call that fails rather than overwrite).
 """
@@ -8,6 +9,7 @@ into place with a call that fails rather than overwrite).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import logging
@@ -33,6 +35,8 @@ PARAMETERS_KEY = "atelier"
 PARTIAL_FOLDER = "partial"
 # Copies of the files results were made from, one per content (never listed: no sidecars); see `keep_input`.
 INPUTS_FOLDER = "inputs"
+# Each login's own outputs folder, `users/<user_folder_name(login)>/`, laid out as the outputs folder itself.
+USERS_FOLDER = "users"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,8}")
 # The names this module gives files while they are written (see `_temporary_beside`).
@@ -52,6 +56,15 @@ def safe_name(text: str, limit: int = 40) -> str:
     """A file-name fragment with no path separators, dots-only names or odd characters."""
     cleaned = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-_")
     return cleaned[:limit] or "output"
+
+
+def user_folder_name(user: str) -> str:
+    """The folder of a login under `users/`: the name itself where it is a safe file name, else its safe form and a
+    hash of the full name, so two logins never share a folder ("a.b" and "a-b", or two long names alike at first)."""
+    cleaned = safe_name(user)
+    if cleaned == user:
+        return cleaned
+    return f"{cleaned}-{hashlib.sha256(user.encode()).hexdigest()[:12]}"
 
 
 def safe_file_name(name) -> str:
@@ -87,6 +100,11 @@ class OutputStore:
         # Called as ("written", temporary file) and ("linked", result) while saving: crash tests kill the process
         # there, at an exact point, instead of guessing one with timers. None outside tests.
         self.stage_hook = stage_hook
+
+    def for_user(self, user: str) -> "OutputStore":
+        """The outputs folder of one login (`users/<name>/`): results, kept inputs and partial videos of that person
+        only. Its listing never reaches into another person's folder, nor the shared one."""
+        return OutputStore(self.root / USERS_FOLDER / user_folder_name(user), self.stage_hook)
 
     def save_image(self, image: Image.Image, parameters: dict, kind: str = "images") -> SavedOutput:
         parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
@@ -177,7 +195,9 @@ class OutputStore:
         return found
 
     def _sidecars_newest_first(self, kind: str | None) -> list[Path]:
-        kinds = [self.root / safe_name(kind)] if kind else sorted(p for p in self.root.glob("*") if p.is_dir())
+        kinds = [self.root / safe_name(kind)] if kind else sorted(
+            p for p in self.root.glob("*") if p.is_dir() and p.name not in (USERS_FOLDER, INPUTS_FOLDER, PARTIAL_FOLDER)
+        )
         keyed = []
         for sidecar in (sidecar for folder in kinds for sidecar in folder.glob("*/[0-9]*.json")):
             if not self._inside(sidecar):
@@ -250,16 +270,24 @@ class OutputStore:
             return Tidied(0, 0, 0)
         # `**` does not descend into linked folders, so nothing outside the outputs folder is removed.
         temporary = [path for path in self.root.glob("**/.*.tmp") if _TEMPORARY.fullmatch(path.name)]
-        partial_folder = self.root / PARTIAL_FOLDER
-        partial = list(partial_folder.glob("*.mp4")) if self._inside(partial_folder) else []
+        stores = [self, *self._user_stores()]
         return Tidied(
             temporary_files=sum(map(_removed, temporary)),
-            sidecars_rewritten=sum(map(self._rewrite_sidecar, self._results_without_sidecar())),
-            partial_videos=sum(map(_removed, partial)),
+            sidecars_rewritten=sum(map(self._rewrite_sidecar, [path for store in stores for path in store._results_without_sidecar()])),
+            partial_videos=sum(map(_removed, [path for store in stores for path in store._partial_videos()])),
         )
 
+    def _user_stores(self) -> list["OutputStore"]:
+        users = self.root / USERS_FOLDER
+        folders = sorted(folder for folder in users.glob("*") if folder.is_dir()) if self._inside(users) else []
+        return [OutputStore(folder, self.stage_hook) for folder in folders if self._inside(folder)]
+
+    def _partial_videos(self) -> list[Path]:
+        folder = self.root / PARTIAL_FOLDER
+        return list(folder.glob("*.mp4")) if self._inside(folder) else []
+
     def _results_without_sidecar(self) -> list[Path]:
-        skipped = (INPUTS_FOLDER, PARTIAL_FOLDER)
+        skipped = (INPUTS_FOLDER, PARTIAL_FOLDER, USERS_FOLDER)
         return [
             path for path in self.root.glob("*/*/*")
             if path.parts[-3] not in skipped and _RESULT.fullmatch(path.name) and path.suffix.lower() in EMBEDDED_READERS

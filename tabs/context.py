@@ -33,10 +33,30 @@ class AppContext:
     settings: SavedSettings = field(default_factory=lambda: SavedSettings(None))
     warnings: list[str] = field(default_factory=list)
 
+    def outputs_for(self, request) -> OutputStore:
+        """Where the person asking keeps their results: with logins, their own folder (`outputs/users/<name>/`);
+        without, the outputs folder itself."""
+        user = user_of(request)
+        return self.outputs if user is None else self.outputs.for_user(user)
+
 
 def owner_of(request) -> str:
-    """Whose job this is: the browser session (or gradio_client connection) that sent it."""
+    """Whose job this is: the browser session (or gradio_client connection) that sent it; its Stop reaches the job."""
     return getattr(request, "session_hash", None) or "local"
+
+
+def user_of(request) -> str | None:
+    """The login the request came in under; None when the app has no logins (then everyone sees everything)."""
+    return getattr(request, "username", None) or None
+
+
+def event_of() -> str | None:
+    """The id the server gave the request being handled: what gradio_client's `job.cancel()` names. Gradio keeps it
+    only in its own context variable (read the same way by gr.Progress and gr.Info; checked in Gradio 6.31, and
+    tests/test_app_cancel.py fails if it moves)."""
+    from gradio.context import LocalContext
+
+    return LocalContext.event_id.get(None)
 
 
 def model_choices(context: AppContext, task: Task) -> tuple[list[tuple[str, str]], str]:

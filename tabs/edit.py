@@ -273,12 +273,12 @@ def build(context: AppContext) -> EditTab:
         if chosen is not None and chosen.flux_tool:
             job = _tool_job(chosen, model, given, catalog)
             instruction_used, notes = job.request.prompt, (job.note,) if job.note else ()
-            work = lambda queued: run_flux_tool(job, context.manager, context.outputs, queued)
+            work = lambda queued: run_flux_tool(job, context.manager, context.outputs_for(session), queued)
             stopped = lambda: ToolResult(None, stopped=True)
         else:
             job = _edit_job(model, given, catalog, context.manager.preset)
             instruction_used, notes = job.request.instruction, None
-            work = lambda queued: edit_image(job, context.manager, context.outputs, queued)
+            work = lambda queued: edit_image(job, context.manager, context.outputs_for(session), queued)
             stopped = lambda: EditResult(None, stopped=True)
         remembered = {
             **values, "mode": mode_name, "model": model, "width": given["width"], "height": given["height"],

@@ -15,7 +15,7 @@ import gradio as gr
 
 from pipelines.errors import JobStopped
 from pipelines.jobs import QueuedJob
-from tabs.context import AppContext, owner_of
+from tabs.context import AppContext, event_of, owner_of, user_of
 from tabs.saved_settings import restored_values
 
 _NO_DEFAULT = inspect.Parameter.empty
@@ -138,11 +138,14 @@ class TabQueue:
     fields: FieldTable
 
     def run(self, values: dict, summary: str, work: Callable[[QueuedJob], Result], stopped: Callable[[], Result], session, progress) -> Result:
-        """`work(queued)` runs the checked job with the queue's ticket; `session` is Gradio's request (whose job)."""
+        """`work(queued)` runs the checked job with the queue's ticket; `session` is Gradio's request (whose job).
+        The job carries the request's event id, so a client's cancel of the request stops it as Stop does."""
         self.context.settings.update(self.section, self.fields.remembered_values(values))
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
         try:
-            with self.context.queue.run(owner_of(session), self.title, summary, report) as queued:
+            with self.context.queue.run(
+                owner_of(session), self.title, summary, report, user=user_of(session), event=event_of(),
+            ) as queued:
                 return work(queued)
         except JobStopped:
             return stopped()

@@ -197,7 +197,7 @@ def build(context: AppContext) -> ImageTab:
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
         summary = f"{job.spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
         outcome = queue.run(
-            remembered, summary, lambda queued: generate_image(job, context.manager, context.outputs, queued),
+            remembered, summary, lambda queued: generate_image(job, context.manager, context.outputs_for(session), queued),
             lambda: ImageResult([], stopped=True), session, progress,
         )
         return _shown(outcome, job.spec.demo, lora_note)
@@ -280,10 +280,10 @@ def build(context: AppContext) -> ImageTab:
         return tab.values_from(parameters_from_file(Path(path)), source=Path(path).name)
 
     @shown_to_user
-    def reuse_selected(path):
+    def reuse_selected(path, request: gr.Request):
         """A result of this tab's gallery: its settings, and its start image from the copy kept with it."""
         values = reuse_settings(path)
-        kept = KeptInputs(context.outputs)
+        kept = KeptInputs(context.outputs_for(request))
         inputs = tab.inputs_from(parameters_from_file(Path(path)), kept)
         kept.warn_missing()
         return (*values, *inputs)

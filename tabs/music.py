@@ -199,7 +199,7 @@ def build(context: AppContext) -> MusicTab:
         # The level and method are remembered as they ran: "off" and "auto" for what a script left out.
         remembered = {**values, "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD}
         result = queue.run(
-            remembered, f"{job.spec.name} · {job.task.label}", lambda queued: generate_music(job, context.manager, context.outputs, queued),
+            remembered, f"{job.spec.name} · {job.task.label}", lambda queued: generate_music(job, context.manager, context.outputs_for(session), queued),
             lambda: MusicResult(None, stopped=True), session, progress,
         )
         return _shown(result, job.spec.demo)

@@ -99,15 +99,17 @@ def build(
     listed = gr.State([])
     selected = gr.State(None)
 
-    def list_outputs(kind: str = "", model: str = "", limit: int = SHOWN_AT_MOST) -> list[dict]:
-        """Saved results, newest first: their parameters and `saved_path`; optionally of one kind (images, ...) and one model."""
+    def list_outputs(kind: str = "", model: str = "", limit: int = SHOWN_AT_MOST, request: gr.Request = None) -> list[dict]:
+        """Your saved results, newest first: their parameters and `saved_path`; optionally of one kind (images, ...) and
+        one model. With logins, only the results of the login asking."""
         limit = max(1, min(int(limit or SHOWN_AT_MOST), 10_000))
-        return [output_record(o) for o in context.outputs.list_outputs(kind or None, model or None, limit)]
+        return [output_record(o) for o in context.outputs_for(request).list_outputs(kind or None, model or None, limit)]
 
-    def show(kind_filter: str, model_filter: str):
-        outputs = context.outputs.list_outputs(kind_filter or None, model_filter or None, SHOWN_AT_MOST)
+    def show(kind_filter: str, model_filter: str, request: gr.Request):
+        store = context.outputs_for(request)
+        outputs = store.list_outputs(kind_filter or None, model_filter or None, SHOWN_AT_MOST)
         visible = [o for o in outputs if o.path.suffix.lower() in THUMBNAIL_SUFFIXES]
-        models = sorted({str(o.parameters.get("model")) for o in context.outputs.list_outputs(kind_filter or None, None, 2000)})
+        models = sorted({str(o.parameters.get("model")) for o in store.list_outputs(kind_filter or None, None, 2000)})
         model_update = gr.update(choices=[("All models", "")] + [(m, m) for m in models])
         return (
             [(str(o.path), caption(o)) for o in visible], [str(o.path) for o in visible],
@@ -146,7 +148,7 @@ def build(
     ]
 
     @shown_to_user
-    def reuse_settings(path: str | None):
+    def reuse_settings(path: str | None, request: gr.Request):
         if not path:
             raise gr.Error("Select a result first, or drop a file made by Atelier.")
         path = Path(path)
@@ -157,7 +159,7 @@ def build(
             raise gr.Error(f"{path.name} was made by a tab this app does not have ({result_kind or 'unknown'}).")
         values = dict(zip(map(id, target.components), target.values_from(used, path.name)))
         if target.inputs_from is not None:
-            kept = KeptInputs(context.outputs)
+            kept = KeptInputs(context.outputs_for(request))
             values.update(zip(map(id, target.input_components), target.inputs_from(used, kept)))
             kept.warn_missing()
         return [gr.Tabs(selected=target.tab_id)] + [values.get(id(component), gr.skip()) for component in every_component]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.loading.model_store import list_models
-from tabs.context import GPU_QUEUE, AppContext
+from tabs.context import GPU_QUEUE, AppContext, user_of
 from tabs.errors import shown_to_user
 
 GIB = 1024**3
@@ -39,7 +39,7 @@ def status_dict(context: AppContext) -> dict:
     }
 
 
-def status_line(context: AppContext) -> str:
+def status_line(context: AppContext, viewer: str | None = None) -> str:
     status = status_dict(context)
     loaded = status["resident_model_name"] or "no model loaded"
     if status["denoiser_plan"]:
@@ -50,20 +50,21 @@ def status_line(context: AppContext) -> str:
     vram = f"VRAM {status['vram_reserved_gb']:.1f}/{status['vram_total_gb']:.1f} GB · " if status["vram_total_gb"] else ""
     return (
         f"**{status['preset_label']}** on {status['device']} · {loaded} · {vram}RAM (this app) {status['process_ram_gb']:.1f} GB"
-        f" · {queue_line(context)}"
+        f" · {queue_line(context, viewer)}"
     )
 
 
-def queue_dict(context: AppContext) -> dict:
+def queue_dict(context: AppContext, viewer: str | None = None) -> dict:
+    """The queue as the login `viewer` may see it: another person's jobs only as "another job" (see JobView.seen_by)."""
     return {
-        "jobs": [view.as_dict() for view in context.queue.current()],
-        "recent": [view.as_dict() for view in context.queue.history()[-20:]],
+        "jobs": [view.seen_by(viewer).as_dict() for view in context.queue.current()],
+        "recent": [view.seen_by(viewer).as_dict() for view in context.queue.history()[-20:]],
     }
 
 
-def queue_table(context: AppContext) -> str:
+def queue_table(context: AppContext, viewer: str | None = None) -> str:
     """The queue view: the running job with its progress, then the waiting ones in order."""
-    jobs = context.queue.current()
+    jobs = [view.seen_by(viewer) for view in context.queue.current()]
     if not jobs:
         return "No jobs running or waiting."
     rows = ["| # | tab | job | state |", "| --- | --- | --- | --- |"]
@@ -73,13 +74,13 @@ def queue_table(context: AppContext) -> str:
     return "\n".join(rows)
 
 
-def queue_line(context: AppContext) -> str:
-    jobs = context.queue.current()
+def queue_line(context: AppContext, viewer: str | None = None) -> str:
+    jobs = [view.seen_by(viewer) for view in context.queue.current()]
     waiting = sum(job.state == "waiting" for job in jobs)
     running = next((job for job in jobs if job.state == "running"), None)
     if running is None:
         return "Queue: idle"
-    return f"Queue: {running.tab} {running.progress:.0%} · {waiting} waiting"
+    return f"Queue: {running.tab or running.summary} {running.progress:.0%} · {waiting} waiting"
 
 
 def models_list(context: AppContext) -> list[dict]:
@@ -92,9 +93,16 @@ def preset_explanation(context: AppContext) -> str:
 
 
 def build(context: AppContext) -> None:
+    # Called once at build (no request, an empty queue), then on each page load with the request.
+    def status_for(request: gr.Request = None) -> str:
+        return status_line(context, user_of(request))
+
+    def queue_for(request: gr.Request = None) -> str:
+        return queue_table(context, user_of(request))
+
     with gr.Row(equal_height=True):
         explanation = gr.Markdown(lambda: preset_explanation(context), elem_id="preset-explanation")
-        status_text = gr.Markdown(lambda: status_line(context), elem_id="status-line")
+        status_text = gr.Markdown(status_for, elem_id="status-line")
     with gr.Accordion("Hardware preset, status and models", open=False):
         with gr.Row():
             preset = gr.Dropdown(
@@ -108,7 +116,7 @@ def build(context: AppContext) -> None:
                 refresh = gr.Button("Refresh", size="sm")
                 unload = gr.Button("Unload model", size="sm")
         with gr.Accordion("Queue", open=True):
-            queue_view = gr.Markdown(lambda: queue_table(context), elem_id="queue-view")
+            queue_view = gr.Markdown(queue_for, elem_id="queue-view")
         with gr.Accordion("Status (JSON)", open=False):
             status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
         with gr.Accordion("Models", open=False):
@@ -116,13 +124,13 @@ def build(context: AppContext) -> None:
     timer = gr.Timer(3.0)
 
     @shown_to_user
-    def set_preset(preset_id: str):
+    def set_preset(preset_id: str, request: gr.Request):
         chosen = context.presets.get(preset_id)
         if chosen is None:
             raise gr.Error(f"preset: unknown preset {preset_id!r}; choose one of {', '.join(context.presets)}")
         context.manager.set_preset(chosen)
         context.settings.update("preset", {"id": chosen.id})
-        return preset_explanation(context), status_line(context)
+        return preset_explanation(context), status_line(context, user_of(request))
 
     preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
 
@@ -134,16 +142,20 @@ def build(context: AppContext) -> None:
 
     refresh.click(status, outputs=[status_json], api_name="status")
     refresh.click(models, outputs=[models_json], api_name="models")
-    timer.tick(lambda: (status_line(context), queue_table(context)), outputs=[status_text, queue_view], api_visibility="private")
+    def refreshed(request: gr.Request) -> tuple[str, str]:
+        return status_for(request), queue_for(request)
 
-    def queue() -> dict:
-        """The running job and those waiting (position, progress), and the last 20 finished (start, end, outcome)."""
-        return queue_dict(context)
+    timer.tick(refreshed, outputs=[status_text, queue_view], api_visibility="private")
+
+    def queue(request: gr.Request = None) -> dict:
+        """The running job and those waiting (position, progress), and the last 20 finished (start, end, outcome).
+        With logins, another person's jobs show only as "another job"."""
+        return queue_dict(context, user_of(request))
 
     gr.api(queue, api_name="queue", concurrency_limit=None)
 
-    def unload_model():
+    def unload_model(request: gr.Request):
         context.manager.unload()
-        return status_line(context)
+        return status_line(context, user_of(request))
 
     unload.click(unload_model, outputs=[status_text], api_name="unload", **GPU_QUEUE)

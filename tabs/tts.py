@@ -144,7 +144,7 @@ def build(context: AppContext) -> TtsTab:
         ).check(context.store.catalog)
         summary = f"{job.spec.name} · {len(job.request.text)} characters · {len(job.request.references)} reference clip(s)"
         result = queue.run(
-            values, summary, lambda queued: speak(job, context.manager, context.outputs, queued),
+            values, summary, lambda queued: speak(job, context.manager, context.outputs_for(session), queued),
             lambda: SpeechResult(None, stopped=True), session, progress,
         )
         return _shown(result, job.spec.demo)

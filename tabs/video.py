@@ -406,7 +406,7 @@ def build(context: AppContext) -> VideoTab:
 
         def work(queued):
             return generate_video(
-                job, context.manager, context.outputs, queued,
+                job, context.manager, context.outputs_for(session), queued,
                 on_preview=lambda picture, text: shown.put((preview, picture)),
                 on_partial=lambda path, text: shown.put((player, str(path))),
             )

@@ -127,3 +127,56 @@ def test_a_second_out_of_memory_reaches_the_caller():
 
     with pytest.raises(RetryAfterOutOfMemory):
         with_one_retry(QueuedJob(), attempt)
+
+
+def test_a_cancelled_request_stops_its_running_job_and_its_waiting_one_never_runs():
+    queue = JobQueue()
+    ran: list[str] = []
+    outcome: dict[str, str] = {}
+
+    def submit(name: str, event: str, steps: int) -> None:
+        try:
+            with queue.run("client-1", "Video", name, event=event) as job:
+                for _ in range(steps):
+                    job.check_stop()
+                    ran.append(name)
+                    time.sleep(0.01)
+            outcome[name] = "done"
+        except JobStopped:
+            outcome[name] = "stopped"
+
+    running = threading.Thread(target=submit, args=("long", "event-1", 100_000))
+    running.start()
+    wait_until(lambda: "long" in ran)
+    waiting = threading.Thread(target=submit, args=("queued", "event-2", 1))
+    waiting.start()
+    wait_until(lambda: len(queue.current()) == 2)
+
+    assert not queue.cancel("client-2", "event-2"), "only the client that sent a request cancels it"
+    assert queue.cancel("client-1", "event-2") and queue.cancel("client-1", "event-1")
+    running.join(10)
+    waiting.join(10)
+    assert outcome == {"long": "stopped", "queued": "stopped"} and "queued" not in ran
+    assert queue.current() == []
+
+
+def test_a_request_cancelled_before_its_job_reaches_the_queue_never_runs():
+    queue = JobQueue()
+    queue.cancel("client-1", "event-9")
+    with pytest.raises(JobStopped):
+        with queue.run("client-1", "Image", "too late", event="event-9"):
+            pytest.fail("a cancelled request ran")
+    with queue.run("client-1", "Image", "another request", event="event-10"):
+        pass
+    assert [v.state for v in queue.history()] == ["stopped", "done"]
+
+
+def test_with_logins_another_persons_job_shows_only_as_another_job():
+    queue = JobQueue()
+    with queue.run("session-a", "Image", "alice's secret prompt", user="alice"):
+        mine, = [view.seen_by("alice") for view in queue.current()]
+        theirs, = [view.seen_by("bob") for view in queue.current()]
+        everyone, = [view.seen_by(None) for view in queue.current()]
+    assert mine.summary == everyone.summary == "alice's secret prompt" and mine.tab == "Image"
+    assert (theirs.summary, theirs.tab, theirs.text, theirs.state) == ("another job", "", "", "running")
+    assert "alice" not in str(theirs.as_dict()) and "user" not in mine.as_dict()

@@ -231,3 +231,37 @@ def test_a_file_that_cannot_be_read_is_named_without_its_folder(tmp_path, name):
     with pytest.raises(ValueError, match=f"^{name} cannot be read") as error:
         read_parameters(folder / name)
     assert folder.name not in str(error.value)
+
+
+def test_each_login_saves_and_lists_in_its_own_folder_and_never_sees_the_others(tmp_path):
+    store = OutputStore(tmp_path)
+    shared = store.save_image(image(), {**PARAMETERS, "prompt": "before logins"})
+    alice = store.for_user("alice").save_image(image(), {**PARAMETERS, "prompt": "alice's"})
+    bob = store.for_user("bob").save_image(image(), {**PARAMETERS, "prompt": "bob's"})
+    assert alice.path.is_relative_to(tmp_path / "users" / "alice" / "images")
+    assert [o.path for o in store.for_user("alice").list_outputs()] == [alice.path]
+    assert [o.path for o in store.for_user("bob").list_outputs()] == [bob.path]
+    assert [o.path for o in store.list_outputs()] == [shared.path], "the shared listing does not reach into users/"
+    kept = store.for_user("alice").keep_input(alice.path)
+    assert store.for_user("alice").kept_input(kept) is not None and store.for_user("bob").kept_input(kept) is None
+
+
+@pytest.mark.parametrize("first, second", [("a.b", "a-b"), ("../bob", "bob"), ("x" * 50 + "1", "x" * 50 + "2"), ("Ω", "output")])
+def test_two_logins_never_share_a_folder_and_none_leaves_users(tmp_path, first, second):
+    store = OutputStore(tmp_path)
+    one, two = store.for_user(first).root, store.for_user(second).root
+    assert one != two and one.parent == two.parent == tmp_path / "users"
+
+
+def test_tidy_also_clears_what_a_kill_left_in_each_logins_folder(tmp_path):
+    import numpy as np
+
+    alice = OutputStore(tmp_path).for_user("alice")
+    partial = alice.write_partial_video(np.zeros((2, 64, 64, 3), dtype=np.uint8), 8, "job-3")
+    saved = alice.save_image(image(), PARAMETERS)
+    saved.sidecar.unlink()
+    leftover = saved.path.with_name(f".{'0' * 32}.tmp")
+    leftover.write_bytes(b"half")
+    tidied = OutputStore(tmp_path).tidy()
+    assert (tidied.partial_videos, tidied.sidecars_rewritten, tidied.temporary_files) == (1, 1, 1)
+    assert not partial.exists() and not leftover.exists() and [o.path for o in alice.list_outputs()] == [saved.path]
