@@ -24,6 +24,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(os.environ.get("ATELIER_PORT", 7860)), help="port (default 7860)")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this login for the UI and the API")
     parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
+    parser.add_argument(
+        "--ram-gb", type=float, default=0,
+        help="the RAM (GB) memory plans are made for (default: detected); a model is refused only when no plan fits it",
+    )
     parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
     parser.add_argument(
         "--loras-dir", type=Path, default=HERE / "loras",
@@ -87,7 +91,7 @@ def build_context(args: argparse.Namespace):
     )
     offline = args.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     store = ModelStore(args.models_dir, offline=offline, loras_dir=args.loras_dir)
-    manager = ModelManager(store, preset)
+    manager = ModelManager(store, preset, ram_bytes=int(args.ram_gb * 1e9) or hardware.ram_total_bytes)
     warnings.extend(exposure_warnings(args))
     for warning in warnings:
         log.warning(warning)

@@ -6,7 +6,9 @@ Policy:
   previous one, whose GPU memory and host RAM are released before the new one loads.
 - Every job runs inside `use(...)`, under one lock, so two jobs never share the GPU.
 - Before anything is released or read, a model is refused when a package it needs is missing, when no reader
-  knows how it is stored, or (after the release) when its weights cannot fit in free RAM.
+  knows how it is stored, when no RAM plan fits the machine's RAM (`memory/job_plan.py`, the plan `/plan` shows:
+  the message names its numbers), or (after the release) when its weights cannot fit in free RAM. The plan also says
+  whether the host arena can be pinned; where pinning would not fit, the arena is pageable.
 - Components are placed by the active preset (see `placement.py`); changing the preset unloads.
 - On GPU presets a transformer read as shipped from folders is placed by the memory engine (`memory/`): its
   weights are read once into a pinned host arena that is reused across models, and before each job the
@@ -47,6 +49,7 @@ from pipelines.jobs import ProgressCallback
 from pipelines.loading.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
+from pipelines.memory.job_plan import plan_job
 from pipelines.memory.planner import BlockPlan, Workload
 from pipelines.loading.model_store import ModelFiles, ModelStore
 from pipelines.placement import PlacementPlan
@@ -85,12 +88,15 @@ class ManagerStatus:
 
 
 class ModelManager:
-    def __init__(self, store: ModelStore, preset: Preset):
+    def __init__(self, store: ModelStore, preset: Preset, ram_bytes: int | None = None):
         self.store = store
         self._preset = preset
+        # The machine's RAM the plans are made for (`--ram-gb` overrides what was detected).
+        self.ram_bytes = ram_bytes or psutil.virtual_memory().total
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._arena: HostArena | None = None
+        self._pin_arena = True
 
     @property
     def preset(self) -> Preset:
@@ -191,6 +197,13 @@ class ModelManager:
             return self._loaded
         check_readable(spec, weights)
         files = self.store.ensure(spec, on_progress)
+        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value)
+        if not plan.ram_fits:
+            raise NotEnoughMemory(
+                f"{spec.name} does not fit this machine's RAM on the {self._preset.label} preset: it {plan.ram_reason}. "
+                "Choose a smaller model, or start with --ram-gb if the RAM was misread."
+            )
+        self._pin_arena = plan.pinned
         storage = storage_of(spec, files)
         reader = reader_for(spec, storage)
         self._release(next_denoiser_bytes=denoiser_bytes(spec, files))
@@ -253,8 +266,14 @@ class ModelManager:
         )
 
     def _host_arena(self) -> HostArena:
+        pinned = self.execution_device() == "cuda" and self._pin_arena
+        if self._arena is not None and self._arena.pinned != pinned:
+            self._arena.free()
+            self._arena = None
         if self._arena is None:
-            self._arena = HostArena(pinned=self.execution_device() == "cuda")
+            self._arena = HostArena(pinned=pinned)
+            if not pinned and self.execution_device() == "cuda":
+                self._arena.note = "The RAM plan has no room to pin the streamed weights: they wait in ordinary RAM (slower copies)."
         return self._arena
 
     def _release(self, next_denoiser_bytes: int = 0) -> None:

@@ -26,16 +26,12 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import NotEnoughMemory
 from pipelines.loading.loaders import ReadPipeline
 from pipelines.memory.block_streamer import BlockStreamer
-from pipelines.memory.planner import MIN_RING_SLOTS, BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
+from pipelines.memory.planner import ALLOCATOR_MARGIN_BYTES, MIN_RING_SLOTS, BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
-# Device memory above the plan's allocated bytes at the peak: PyTorch's caching allocator reserves in segments and
-# keeps freed blocks for reuse. Measured on an H100 (bench/bench_memory.py, reserved peak minus the plan): 0.40 GiB
-# for FLUX at 1024², 1.05 GiB for Wan2.1-14B at 832×480×81; rounded up.
-ALLOCATOR_MARGIN_BYTES = int(1.1 * GIB)
 # A function telling the device memory free to this process now (None off CUDA): `hardware.free_vram_bytes`.
 FreeVram = Callable[[], "int | None"]
 
