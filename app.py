@@ -31,6 +31,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="logins, one USER:PASS a line (blank lines and lines starting with # are skipped); with or without --auth",
     )
     parser.add_argument("--preset", help="hardware preset id (default: detected); see presets/")
+    parser.add_argument(
+        "--ram-gb", type=float, default=0,
+        help="the RAM (GB) memory plans are made for (default: detected); a model is refused only when no plan fits it",
+    )
     parser.add_argument("--models-dir", type=Path, default=HERE / "models", help="where model weights live")
     parser.add_argument(
         "--loras-dir", type=Path, default=HERE / "loras",
@@ -120,7 +124,7 @@ def build_context(args: argparse.Namespace):
     )
     offline = args.offline or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
     store = ModelStore(args.models_dir, offline=offline, loras_dir=args.loras_dir)
-    manager = ModelManager(store, preset)
+    manager = ModelManager(store, preset, ram_bytes=int(args.ram_gb * 1e9) or hardware.ram_total_bytes)
     warnings.extend(exposure_warnings(args))
     for warning in warnings:
         log.warning(warning)

@@ -87,12 +87,23 @@ def read_memory() -> MemoryReading:
     return MemoryReading(allocated, reserved, free, total, process_rss_bytes(), ram.available, ram.total)
 
 
+def free_vram_bytes(device: str) -> int | None:
+    """Device memory this process could allocate now: the driver's free memory plus what PyTorch holds cached but
+    unused. None off CUDA. (Other programs' use and, on Windows, the desktop's are already taken out by the driver.)"""
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    free, _ = torch.cuda.mem_get_info()
+    return free + torch.cuda.memory_reserved() - torch.cuda.memory_allocated()
+
+
 def release_freed_memory() -> None:
-    """Give memory that Python no longer references back to the GPU driver and to the OS."""
+    """Give memory that Python no longer references back to the GPU driver and to the OS: the device cache, and the
+    pinned host cache (PyTorch keeps freed pinned blocks until it is emptied; `empty_cache` leaves it alone)."""
     gc.collect()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
+        torch.accelerator.empty_host_cache()
     # glibc keeps freed heap pages; without trimming, RSS stays high after a model is released.
     if sys.platform.startswith("linux"):
         try:

@@ -6,7 +6,9 @@ Policy:
   previous one, whose GPU memory and host RAM are released before the new one loads.
 - Every job runs inside `use(...)`, under one lock, so two jobs never share the GPU.
 - Before anything is released or read, a model is refused when a package it needs is missing, when no reader
-  knows how it is stored, or (after the release) when its weights cannot fit in free RAM.
+  knows how it is stored, when no RAM plan fits the machine's RAM (`memory/job_plan.py`, the plan `/plan` shows:
+  the message names its numbers), or (after the release) when its weights cannot fit in free RAM. The plan also says
+  whether the host arena can be pinned; where pinning would not fit, the arena is pageable.
 - Components are placed by the active preset (see `placement.py`); changing the preset unloads.
 - On GPU presets a transformer read as shipped from folders is placed by the memory engine (`memory/`): its
   weights are read once into a pinned host arena that is reused across models, and before each job the
@@ -20,9 +22,11 @@ Policy:
   (`lora_library.AdapterCache`); a job without them runs with every adapter disabled.
 - Weights are stored as the preset says (`weights`: as shipped, fp8, int8, NF4) unless a job asks otherwise; a
   different dtype or format reloads the model.
-- Out of memory inside a job: the first time, device memory is freed, the plan steps down one notch
-  (fewer resident blocks, tiled VAE) and `RetryAfterOutOfMemory` tells the runner to run the step again;
-  the second time the model is unloaded and `NotEnoughMemory` raised. The next job starts clean.
+- Out of memory inside a job (placement included; cuBLAS's allocation failures, which arrive as a plain
+  RuntimeError, count too): device memory is freed, the plan steps down one notch (fewer resident blocks, one ring
+  slot, tiled VAE) and `RetryAfterOutOfMemory` tells the runner to run the step again. A second one in a row, or one
+  where no leaner plan exists, unloads the model and raises `NotEnoughMemory`. A job that succeeds resets the
+  count (the leaner plan stays). The next job starts clean.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ import torch
 
 from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
-from pipelines.hardware import MemoryReading, compute_dtype_for, read_memory, release_freed_memory
+from pipelines.hardware import MemoryReading, compute_dtype_for, free_vram_bytes, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
 from pipelines.loading.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
+from pipelines.memory.job_plan import plan_job
 from pipelines.memory.planner import BlockPlan, Workload
 from pipelines.loading.model_store import ModelFiles, ModelStore
 from pipelines.placement import PlacementPlan
@@ -65,6 +70,8 @@ class _Loaded:
     weights: WeightFormat
     adapters: AdapterCache | None
     load_seconds: float = 0.0
+    # Set by a step down after an out-of-memory; cleared when a job succeeds.
+    stepped_down: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,15 @@ class ManagerStatus:
 
 
 class ModelManager:
-    def __init__(self, store: ModelStore, preset: Preset):
+    def __init__(self, store: ModelStore, preset: Preset, ram_bytes: int | None = None):
         self.store = store
         self._preset = preset
+        # The machine's RAM the plans are made for (`--ram-gb` overrides what was detected).
+        self.ram_bytes = ram_bytes or psutil.virtual_memory().total
         self._lock = threading.RLock()
         self._loaded: _Loaded | None = None
         self._arena: HostArena | None = None
+        self._pin_arena = True
 
     @property
     def preset(self) -> Preset:
@@ -115,35 +125,42 @@ class ModelManager:
         chosen = weight_format(weights or self._preset.weights, self.execution_device(), self.compute_capability())
         with self._lock:
             loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen)
-            loaded.residency.admit(workload)
-            if loaded.adapters is not None:
-                loaded.adapters.activate(loras)
-            elif loras:
+            if loras and loaded.adapters is None:
                 raise InvalidRequest("loras", f"{loaded.spec.name} does not take LoRAs")
             try:
+                loaded.residency.admit(workload)
+                if loaded.adapters is not None:
+                    loaded.adapters.activate(loras)
                 yield loaded.pipe
+                loaded.stepped_down = False
                 return
-            except torch.OutOfMemoryError as error:
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
                 _drop_frames(error)
-                retry = self._step_down(loaded)
+                retry, why = self._step_down(loaded)
             finally:
                 loaded.residency.after_job()
             if retry is not None:
                 raise retry
             message = (
-                f"Out of memory running {loaded.spec.name} on the {self._preset.label} preset, also after stepping the "
-                "plan down. The model was unloaded; try a smaller size or batch, or a preset for less VRAM."
+                f"Out of memory running {loaded.spec.name} on the {self._preset.label} preset, {why}. The model was "
+                "unloaded; try a smaller size or batch, or a preset for less VRAM."
             )
             del loaded
             self._release()
             raise NotEnoughMemory(message)
 
-    def _step_down(self, loaded: _Loaded) -> RetryAfterOutOfMemory | None:
-        """One notch leaner after an out-of-memory; None when this model has stepped down already."""
+    def _step_down(self, loaded: _Loaded) -> tuple[RetryAfterOutOfMemory | None, str]:
+        """One notch leaner after an out-of-memory; None (and why) when this job stepped down already or nothing
+        leaner exists."""
         release_freed_memory()
+        if loaded.stepped_down:
+            return None, "also after stepping the plan down"
         if not loaded.residency.step_down():
-            return None
-        return RetryAfterOutOfMemory(f"Out of memory with {loaded.spec.name}; retrying with a leaner plan.")
+            return None, "and no leaner plan exists (every block streams through one slot, the VAE tiles)"
+        loaded.stepped_down = True
+        return RetryAfterOutOfMemory(f"Out of memory with {loaded.spec.name}; retrying with a leaner plan."), ""
 
     def unload(self) -> None:
         with self._lock:
@@ -180,6 +197,13 @@ class ModelManager:
             return self._loaded
         check_readable(spec, weights)
         files = self.store.ensure(spec, on_progress)
+        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value)
+        if not plan.ram_fits:
+            raise NotEnoughMemory(
+                f"{spec.name} does not fit this machine's RAM on the {self._preset.label} preset: it {plan.ram_reason}. "
+                "Choose a smaller model, or start with --ram-gb if the RAM was misread."
+            )
+        self._pin_arena = plan.pinned
         storage = storage_of(spec, files)
         reader = reader_for(spec, storage)
         self._release(next_denoiser_bytes=denoiser_bytes(spec, files))
@@ -226,7 +250,7 @@ class ModelManager:
             companion=self.store.companion(spec), component_repos=self.store.weights_spec(spec).component_repos,
         )
         read = reader(settings)
-        residency = place(read, spec, self._preset, device.type, dtype_name)
+        residency = place(read, spec, self._preset, device.type, dtype_name, free_vram=lambda: free_vram_bytes(device.type))
         adapters = None
         if storage is not Storage.NATIVE:
             # With the denoiser streamed, the (small) adapter weights stay on the device: the engine moves only the base's.
@@ -242,8 +266,14 @@ class ModelManager:
         )
 
     def _host_arena(self) -> HostArena:
+        pinned = self.execution_device() == "cuda" and self._pin_arena
+        if self._arena is not None and self._arena.pinned != pinned:
+            self._arena.free()
+            self._arena = None
         if self._arena is None:
-            self._arena = HostArena(pinned=self.execution_device() == "cuda")
+            self._arena = HostArena(pinned=pinned)
+            if not pinned and self.execution_device() == "cuda":
+                self._arena.note = "The RAM plan has no room to pin the streamed weights: they wait in ordinary RAM (slower copies)."
         return self._arena
 
     def _release(self, next_denoiser_bytes: int = 0) -> None:
@@ -279,6 +309,14 @@ def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
             f"{spec.name} needs {needed_bytes / 1e9:.1f} GB of RAM to load; {available / 1e9:.1f} GB is free. "
             "Close other programs, or choose a smaller model."
         )
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """torch's OutOfMemoryError, or cuBLAS failing to allocate its workspace, which arrives as a plain RuntimeError."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("CUBLAS_STATUS_ALLOC_FAILED" in text or "out of memory" in text.lower())
 
 
 def _drop_frames(error: BaseException) -> None:

@@ -5,15 +5,20 @@
 - `StreamedDenoiser`: the denoiser's blocks placed by the memory engine (`memory/`) for each job's size, the other
   components as above. A job is admitted with a block plan that fits, or refused before anything runs.
 
-Both step down one notch after an out-of-memory (the VAE tiles; the streamed denoiser also lets a quarter of its
-resident blocks stream), once per loaded model.
+After an out-of-memory both step down one notch, when a leaner one exists: the streamed denoiser lets a quarter of
+its resident blocks stream, or, with none resident, streams through one ring slot instead of two (copies then no
+longer overlap compute: slower, 0.7 GB less for Wan2.1 14B); the VAE tiles when it did not already. `step_down`
+says False when nothing changed, and the manager then refuses at once instead of running the same plan again.
+
+The streamed denoiser's budget is the preset's, capped at job start by what the device really has free minus
+`ALLOCATOR_MARGIN_BYTES`: the caching allocator holds more than the plan's allocated bytes.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Callable, Protocol
 
 import torch
 
@@ -21,12 +26,14 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import NotEnoughMemory
 from pipelines.loading.loaders import ReadPipeline
 from pipelines.memory.block_streamer import BlockStreamer
-from pipelines.memory.planner import BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
+from pipelines.memory.planner import ALLOCATOR_MARGIN_BYTES, MIN_RING_SLOTS, BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
+# A function telling the device memory free to this process now (None off CUDA): `hardware.free_vram_bytes`.
+FreeVram = Callable[[], "int | None"]
 
 
 class Residency(Protocol):
@@ -44,7 +51,7 @@ class Residency(Protocol):
         """Make room for one job of this size (None: the model's default size); NotEnoughMemory before anything runs."""
 
     def step_down(self) -> bool:
-        """One notch leaner after an out-of-memory; False when this model has stepped down already."""
+        """One notch leaner after an out-of-memory; False when no leaner plan exists."""
 
     def after_job(self) -> None:
         """Send visiting weights back to RAM."""
@@ -55,7 +62,6 @@ class WholeComponents:
     model_id: str
     pipe: object
     applied: AppliedPlacement
-    stepped_down: bool = False
     block_plan: BlockPlan | None = None
 
     @property
@@ -66,10 +72,8 @@ class WholeComponents:
         pass
 
     def step_down(self) -> bool:
-        if self.stepped_down:
+        if not _tile_vae(self.pipe):
             return False
-        self.stepped_down = True
-        _tile_vae(self.pipe)
         log.warning("out of memory with %s: tiled VAE, one more try", self.model_id)
         return True
 
@@ -87,34 +91,61 @@ class StreamedDenoiser:
     block_plan: BlockPlan | None = None
     # Resident blocks given up for good after an out-of-memory.
     demoted: int = 0
+    ring_slots: int = MIN_RING_SLOTS
+    # Device bytes given up for good after an out-of-memory (the ring slot dropped: not handed to resident blocks).
+    given_up_bytes: int = 0
+    free_vram: FreeVram = lambda: None
+    # Why the host arena is not pinned, if it is not (shown with the plan).
+    arena_note: str = ""
 
     @property
     def plan(self) -> PlacementPlan:
         return self.components.plan
 
-    def admit(self, workload: Workload | None) -> None:
-        workload = workload or _default_workload(self.spec)
+    def usable_bytes(self) -> tuple[int, str]:
+        """Device bytes the denoiser may plan with now, and what limits them."""
         # Visiting components have left the device by the time the denoiser runs; resident ones have not.
         usable = self.preset.usable_vram_bytes - self.plan.resident_bytes
-        plan = plan_blocks(self.shape, workload, usable, demote=self.demoted)
+        free = self.free_vram()
+        if free is not None and free - ALLOCATOR_MARGIN_BYTES < usable:
+            return max(free - ALLOCATOR_MARGIN_BYTES, 0), (
+                f"the GPU has {free / GIB:.1f} GiB free now, less {ALLOCATOR_MARGIN_BYTES / GIB:.1f} GiB the allocator "
+                "needs beside the plan"
+            )
+        return usable, f"the {self.preset.label} preset allows {usable / GIB:.1f} GiB"
+
+    def admit(self, workload: Workload | None) -> None:
+        workload = workload or _default_workload(self.spec)
+        usable, limit = self.usable_bytes()
+        plan = plan_blocks(self.shape, workload, usable - self.given_up_bytes, ring_slots=self.ring_slots, demote=self.demoted)
         if not plan.fits:
             raise NotEnoughMemory(
                 f"{self.spec.name} at this size needs {plan.device_bytes / GIB:.1f} GiB of GPU memory even with every "
-                f"block streamed ({plan.activation_bytes / GIB:.1f} GiB of it for activations); the {self.preset.label} "
-                f"preset allows {usable / GIB:.1f} GiB. Use a smaller size or batch."
+                f"block streamed ({plan.activation_bytes / GIB:.1f} GiB of it for activations); {limit}. "
+                "Use a smaller size or batch."
             )
+        if self.arena_note:
+            plan = replace(plan, notes=plan.notes + (self.arena_note,))
         applied = self.block_plan
         if applied is None or (applied.resident, applied.ring_slots) != (plan.resident, plan.ring_slots):
             self.streamer.place(set(plan.resident), ring_slots=max(plan.ring_slots, 1))
         self.block_plan = plan
 
     def step_down(self) -> bool:
-        if self.demoted:
-            return False
         resident = len(self.block_plan.resident) if self.block_plan else 0
-        self.demoted = max(1, resident // 4)
-        _tile_vae(self.components.pipe)
-        log.warning("out of memory with %s: %d fewer resident blocks, tiled VAE, one more try", self.spec.id, self.demoted)
+        if resident:
+            self.demoted += max(1, resident // 4)
+            change = f"{self.demoted} fewer resident blocks"
+        elif self.ring_slots > 1:
+            self.ring_slots = 1
+            self.given_up_bytes += max(self.shape.block_bytes, default=0)
+            change = "one ring slot (copies no longer overlap compute)"
+        else:
+            change = ""
+        tiled = _tile_vae(self.components.pipe)
+        if not change and not tiled:
+            return False
+        log.warning("out of memory with %s: %s, one more try", self.spec.id, ", ".join(filter(None, [change, "tiled VAE" if tiled else ""])))
         return True
 
     def after_job(self) -> None:
@@ -122,7 +153,7 @@ class StreamedDenoiser:
         self.components.after_job()
 
 
-def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtype_name: str) -> Residency:
+def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtype_name: str, free_vram: FreeVram = lambda: None) -> Residency:
     """Place a pipeline as read for `preset` on `device`: our own models stay where they read themselves, whole
     (they are small enough for every preset); diffusers pipelines as the preset's placement says, the denoiser
     by the memory engine when it holds it."""
@@ -144,7 +175,9 @@ def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtyp
     if read.streamer is None:
         return components
     shape = denoiser_shape(read.pipe.transformer, read.streamer.block_bytes, dtype.itemsize)
-    return StreamedDenoiser(spec, preset, components, read.streamer, shape)
+    return StreamedDenoiser(
+        spec, preset, components, read.streamer, shape, free_vram=free_vram, arena_note=read.streamer.arena.note,
+    )
 
 
 def _default_workload(spec: ModelSpec) -> Workload:
@@ -153,6 +186,10 @@ def _default_workload(spec: ModelSpec) -> Workload:
     return Workload(family.denoiser_tokens(defaults.width, defaults.height), family.denoiser_batch(defaults.guidance))
 
 
-def _tile_vae(pipe) -> None:
-    if getattr(pipe, "vae", None) is not None:
-        pipe.vae.enable_tiling()
+def _tile_vae(pipe) -> bool:
+    """Tile the VAE; False when there is none, or it tiles already."""
+    vae = getattr(pipe, "vae", None)
+    if vae is None or getattr(vae, "use_tiling", False):
+        return False
+    vae.enable_tiling()
+    return True

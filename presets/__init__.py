@@ -41,6 +41,10 @@ class Preset:
     weights: str
     # The denoiser's attention backend where the model takes one; "sdpa" is PyTorch's own.
     attention: str
+    # Host-to-GPU copy bandwidth the plan's seconds per step assume (GB/s; 0 without a GPU). PCIe 4.0 carries 1.97 GB/s
+    # per lane after encoding; pinned copies reach about 80% of a link (measured: 53.7 of 63 GB/s on an H100's PCIe 5.0
+    # ×16), so a laptop's PCIe 4.0 ×8 ≈ 13 GB/s and a desktop's PCIe 4.0 ×16 ≈ 25 GB/s.
+    host_link_gb_s: float
 
     @property
     def usable_vram_bytes(self) -> int:

@@ -1,11 +1,13 @@
-"""The header panel: hardware preset (choose and explain), live status, the model catalog.
-Endpoints: /set_preset, /status, /models."""
+"""The header panel: hardware preset (choose and explain), live status, the model catalog and whether each model
+runs here. Endpoints: /set_preset, /status, /models, /plan."""
 
 from __future__ import annotations
 
 import gradio as gr
 
+from pipelines.errors import InvalidRequest
 from pipelines.loading.model_store import list_models
+from pipelines.memory.job_plan import plan_job
 from tabs.context import GPU_QUEUE, AppContext, user_of
 from tabs.errors import shown_to_user
 
@@ -87,6 +89,45 @@ def models_list(context: AppContext) -> list[dict]:
     return [listing.as_dict() for listing in list_models(context.store, context.demo_mode)]
 
 
+def plan_dict(context: AppContext, model: str, preset: str = "", ram_gb: float = 0, width: int = 0, height: int = 0,
+              frames: int = 0) -> dict:
+    """Will `model` run on `preset` (empty: the active one) with `ram_gb` of RAM (0: this machine's), at this size (0:
+    the model's defaults)? From the catalog's sizes, whether the weights are on disk or not."""
+    spec = context.store.catalog.get(model)
+    if spec is None:
+        raise InvalidRequest("model", f"unknown model {model!r}")
+    chosen = context.presets.get(preset) if preset else context.manager.preset
+    if chosen is None:
+        raise InvalidRequest("preset", f"unknown preset {preset!r}; choose one of {', '.join(context.presets)}")
+    if ram_gb < 0 or width < 0 or height < 0 or frames < 0:
+        raise InvalidRequest("ram_gb", "RAM, size and frames must be 0 (the default) or more")
+    ram_bytes = int(ram_gb * 1e9) if ram_gb else context.manager.ram_bytes
+    return plan_job(spec, chosen, ram_bytes, int(width), int(height), int(frames)).as_dict()
+
+
+def plans_table(context: AppContext) -> str:
+    """Every model on the active preset at its default size: fits or not, peak RAM and VRAM, where its big parts wait."""
+    preset = context.manager.preset
+    rows = [
+        f"Plans for **{preset.label}** with {context.manager.ram_bytes / 1e9:.0f} GB of RAM, at each model's default size "
+        "(`/plan` takes another size, preset or RAM).",
+        "",
+        "| model | runs here | peak RAM GB | peak VRAM GiB | streamed GB / step | big parts |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for spec in context.store.catalog.all():
+        if context.demo_mode and not spec.demo:
+            continue
+        plan = plan_job(spec, preset, context.manager.ram_bytes)
+        big = sorted(plan.components, key=lambda component: -(component.ram_gb + component.gpu_gb))[:2]
+        parts = "; ".join(f"{component.name}: {component.tier}" for component in big)
+        verdict = "yes" if plan.fits else "no — " + plan.reason.replace("|", "/")
+        rows.append(
+            f"| {spec.label} | {verdict} | {plan.peak_ram_gb:.1f} | {plan.peak_vram_gb:.1f} | {plan.streamed_gb_per_step:.1f} | {parts} |"
+        )
+    return "\n".join(rows)
+
+
 def preset_explanation(context: AppContext) -> str:
     preset = context.manager.preset
     return f"**{preset.label}** — {preset.description}"
@@ -120,6 +161,7 @@ def build(context: AppContext) -> None:
         with gr.Accordion("Status (JSON)", open=False):
             status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
         with gr.Accordion("Models", open=False):
+            plans_view = gr.Markdown(lambda: plans_table(context), elem_id="models-plans")
             models_json = gr.JSON(lambda: models_list(context), elem_id="models-json")
     timer = gr.Timer(3.0)
 
@@ -132,7 +174,9 @@ def build(context: AppContext) -> None:
         context.settings.update("preset", {"id": chosen.id})
         return preset_explanation(context), status_line(context, user_of(request))
 
-    preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE)
+    preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE).then(
+        lambda: plans_table(context), outputs=[plans_view], api_visibility="private"
+    )
 
     def status() -> dict:
         return status_dict(context)
@@ -153,6 +197,14 @@ def build(context: AppContext) -> None:
         return queue_dict(context, user_of(request))
 
     gr.api(queue, api_name="queue", concurrency_limit=None)
+
+    @shown_to_user
+    def plan(model: str, preset: str = "", ram_gb: float = 0, width: int = 0, height: int = 0, frames: int = 0) -> dict:
+        """Will it run here? The memory plan of one job: fits, peak RAM (GB) and VRAM (GiB), GB streamed per step, a
+        lower bound on seconds per step, the reason, and each component's tier, storage dtype, GB in RAM and on the GPU."""
+        return plan_dict(context, model, preset, ram_gb, width, height, frames)
+
+    gr.api(plan, api_name="plan", concurrency_limit=None)
 
     def unload_model(request: gr.Request):
         context.manager.unload()

@@ -5,13 +5,23 @@ on the device for the whole job. Streamed blocks are copied, in the order the fo
 ring of device slots: while block i computes on the default stream, the copy of the next streamed block
 runs on a side stream; a block waits only for its own copy, and a slot is refilled only after the block
 that used it has finished. The order repeats every forward, so the tail of one step prefetches the head
-of the next. A block run out of order (a cache that skips blocks, a Stop mid-step) resynchronises the ring.
+of the next. A block run out of order (a Stop mid-step) resynchronises the ring.
+
+Three things keep the ring from copying in vain:
+- Nothing reaches the device before the denoiser's first forward of a job (`place` only decides): the text encoders
+  run first with the whole card to themselves; `offload` after the job gives it all back.
+- The order is the one the forward runs, recorded on the first forward: Wan VACE runs its `vace_blocks` before the
+  `blocks` it defines first, and prefetching in definition order cost two syncs and a re-prime every forward.
+- A block a step cache skips (TeaCache, FirstBlockCache) is not waited for and nothing after it is prefetched in that
+  forward: each block's forward marks that it computed, so the streamer sees a skip when a block's call ends without
+  its forward having run. The copies already in flight stay in their slots for the next forward.
 
 On the CPU the same code runs without streams, which is how tests check that streaming changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +74,22 @@ class _Slot:
     free: torch.cuda.Event | None = None
 
 
+@dataclass
+class _Held:
+    """A tensor outside the block lists (trunk parameters, every buffer): kept on the host, on the device during a job."""
+
+    owner: torch.nn.Module
+    name: str
+    is_parameter: bool
+    host: torch.Tensor
+
+    def bind(self, value: torch.Tensor) -> None:
+        if self.is_parameter:
+            self.owner._parameters[self.name].data = value
+        else:
+            self.owner._buffers[self.name] = value
+
+
 DtypeFor = Callable[[str], torch.dtype]
 
 
@@ -107,13 +133,30 @@ class BlockStreamer:
         self._cuda = self.device.type == "cuda"
         self._on_device = False
         self._copy_stream = torch.cuda.Stream(self.device) if self._cuda else None
-        self._model_hook = None
+        self._model_hooks: list = []
+        self._held: list[_Held] = []
+        # The streamed blocks' execution order as recorded on a complete forward (block index -> position).
+        self._rank: dict[int, int] = {}
+        self._order_known = False
+        self._recording: list[int] | None = None
+        self._ran = False  # set by a block's forward: the block computed (a step cache may skip it)
+        self._skipping = False  # a block of this forward was skipped: the rest of it is too
+        # Counters a user sees through tests and logs: bytes copied to the ring, and how often the ring restarted.
+        self.streamed_copy_bytes = 0
+        self.resyncs = 0
+        for block in self.blocks:
+            _mark_compute(block.module, self._computing, block.index)
 
     # -- sizes ------------------------------------------------------------------------------------
 
     @property
     def block_bytes(self) -> list[int]:
         return [block.nbytes for block in self.blocks]
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the trunk, the resident blocks and the ring are on the device now (only during a forward's job)."""
+        return self._on_device
 
     # -- set-up -----------------------------------------------------------------------------------
 
@@ -137,19 +180,19 @@ class BlockStreamer:
 
     @torch.inference_mode(False)  # device buffers are refilled by hooks that may run outside inference mode
     def place(self, resident: set[int], ring_slots: int | None = None) -> None:
-        """(Re)decide which blocks are resident; cheap to call again, the host copies stay where they are."""
+        """(Re)decide which blocks are resident; cheap to call again, the host copies stay where they are. Nothing
+        moves to the device here: the denoiser's next forward brings what it needs (`_before_forward`)."""
         self._uninstall_hooks()
-        self._synchronise()
+        self.offload()
         if ring_slots is not None:
             self.ring_slots = ring_slots
         self.resident = set(resident)
-        for block in self.blocks:
-            if block.index not in self.resident:
-                block.device_copy = None
-                block.bind(block.host)
-            for buffer_name, buffer in block.module.named_buffers():
-                set_buffer(block.module, buffer_name, buffer.to(self.device))
-        self._order = [block.index for block in self.blocks if block.index not in self.resident]
+        streamed = [block.index for block in self.blocks if block.index not in self.resident]
+        if all(index in self._rank for index in streamed):
+            streamed.sort(key=self._rank.__getitem__)
+        self._order = streamed
+        self._order_known = all(index in self._rank for index in streamed)
+        self._recording = None
         self._slots = [_Slot(None) for _ in range(self.ring_slots)] if self._order else []
         for index in self._order:
             block = self.blocks[index]
@@ -157,9 +200,24 @@ class BlockStreamer:
                 block.module.register_forward_pre_hook(lambda module, args, index=index: self._before_block(index)),
                 block.module.register_forward_hook(lambda module, args, output, index=index: self._after_block(index)),
             ]
-        self._model_hook = self.model.register_forward_pre_hook(lambda module, args: self._before_forward())
+        self._model_hooks = [
+            self.model.register_forward_pre_hook(lambda module, args: self._before_forward()),
+            self.model.register_forward_hook(lambda module, args, output: self._after_forward()),
+        ]
         self._consumed = 0
-        self._onload()
+
+    def hold_outside_blocks(self) -> None:
+        """Keep every tensor outside the block lists (the trunk, and every buffer) on the host between jobs; the
+        first forward of a job moves them to the device and `offload` binds the host copies again."""
+        in_blocks = {id(tensor.parameter) for block in self.blocks for tensor in block.tensors}
+        self._held = []
+        for name, parameter in self.model.named_parameters():
+            if id(parameter) not in in_blocks:
+                owner, local = _owner(self.model, name)
+                self._held.append(_Held(owner, local, True, parameter.data))
+        for name, buffer in self.model.named_buffers():
+            owner, local = _owner(self.model, name)
+            self._held.append(_Held(owner, local, False, buffer))
 
     def offload(self) -> None:
         """Give the device memory back (resident copies and ring) while other components run; the next
@@ -171,11 +229,15 @@ class BlockStreamer:
                 block.bind(block.host)
             for slot in self._slots:
                 slot.buffer = None
+            for held in self._held:
+                held.bind(held.host)
             self._on_device = False
 
     @torch.inference_mode(False)
     def _onload(self) -> None:
-        """Resident blocks onto the device (those not there yet), ring slots allocated, ring started."""
+        """Trunk and resident blocks onto the device, ring slots allocated, ring started."""
+        for held in self._held:
+            held.bind(held.host.to(self.device, non_blocking=True))
         for index in self.resident:
             block = self.blocks[index]
             if block.device_copy is None:
@@ -212,9 +274,11 @@ class BlockStreamer:
         else:
             target.copy_(block.host)
         slot.block = block_index
+        self.streamed_copy_bytes += block.nbytes
 
     def _resync(self, position: int) -> None:
         """Start the ring again so that streamed position `position` is the next one consumed."""
+        self.resyncs += 1
         self._synchronise()
         for index in self._order:
             self.blocks[index].bind(self.blocks[index].host)
@@ -225,12 +289,30 @@ class BlockStreamer:
         self._refill()
 
     def _before_forward(self) -> None:
+        self._skipping = False
+        if self._order and not self._order_known:
+            self._recording = []
         if not self._on_device:
             self._onload()
         elif self._order and self._order_index(self._consumed) != self._order[0]:
             self._resync(0)
 
+    def _after_forward(self) -> None:
+        """After a complete forward (every streamed block computed once), its order becomes the prefetch order."""
+        recorded, self._recording = self._recording, None
+        if recorded is None or sorted(recorded) != sorted(self._order):
+            return
+        self._rank = {index: position for position, index in enumerate(recorded)}
+        self._order_known = True
+        if recorded != self._order:
+            log.info("streamed blocks run in another order than defined; prefetching in the order they run")
+            self._order = recorded
+            self._resync(0)
+
     def _before_block(self, index: int) -> None:
+        self._ran = False
+        if self._skipping:
+            return  # a step cache skips the rest of this forward: nothing to wait for, nothing more to copy
         slot = self._slots[self._consumed % len(self._slots)]
         if slot.block != index:
             self._resync(self._order.index(index))
@@ -239,12 +321,29 @@ class BlockStreamer:
             torch.cuda.current_stream(self.device).wait_event(slot.ready)
         self.blocks[index].bind(slot.buffer)
 
+    def _computing(self, index: int) -> None:
+        """A block's forward starts: it computes. One of a forward already seen as skipped gets its weights now."""
+        if self._skipping and self._on_device and index not in self.resident and self._order:
+            self._skipping = False
+            self._before_block(index)
+        self._ran = True
+
     def _after_block(self, index: int) -> None:
+        if self._skipping:
+            return
         slot = self._slots[self._consumed % len(self._slots)]
+        self.blocks[index].bind(self.blocks[index].host)
+        if not self._ran:
+            # Skipped by a step cache: so are the blocks after it in this forward. The slot keeps its copy (TeaCache
+            # skips from the first block, whose copy the next forward then uses as it is).
+            self._skipping = True
+            self._recording = None
+            return
         if self._cuda:
             slot.free = torch.cuda.Event()
             slot.free.record(torch.cuda.current_stream(self.device))
-        self.blocks[index].bind(self.blocks[index].host)
+        if self._recording is not None:
+            self._recording.append(index)
         self._consumed += 1
         self._refill()
 
@@ -257,9 +356,22 @@ class BlockStreamer:
             for hook in block.hooks:
                 hook.remove()
             block.hooks = []
-        if self._model_hook is not None:
-            self._model_hook.remove()
-            self._model_hook = None
+        for hook in self._model_hooks:
+            hook.remove()
+        self._model_hooks = []
+
+
+def _mark_compute(module: torch.nn.Module, computing: Callable[[int], None], index: int) -> None:
+    """Wrap a block's forward so that the streamer hears when the block really computes. Set on the instance before
+    any step cache or compiled forward wraps it, so those call it only when the block runs."""
+    original = module.forward
+
+    @functools.wraps(original)
+    def forward(*args, **kwargs):
+        computing(index)
+        return original(*args, **kwargs)
+
+    module.forward = forward
 
 
 def _owner(module: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:

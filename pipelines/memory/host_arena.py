@@ -8,10 +8,16 @@ PyTorch's pinned allocator rounds every allocation up to a power of two (one 24 
 32 GB), and memory pinned any other way is not seen as pinned by `copy_`, which then blocks the host on
 every copy. So the arena is a few pinned chunks whose sizes are exact powers of two, each a multiple of
 the largest block, and blocks are laid out so that none straddles two chunks.
+
+That allocator also keeps freed pinned blocks cached until its host cache is emptied: without
+`release_pinned_memory()` an unloaded model's RAM stayed locked, and a growing arena stranded its old chunks.
+Pinning can fail near the RAM limit (or where the OS limits locked memory); the arena then falls back to
+pageable memory with a note, and the streamer's copies are synchronous from there on — slower, never a crash.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -53,12 +59,25 @@ def pinned_chunk_sizes(block_sizes: list[int]) -> list[int]:
     return chunks
 
 
+def _allocate(nbytes: int, pinned: bool) -> torch.Tensor:
+    return torch.empty(nbytes, dtype=torch.uint8, pin_memory=pinned)
+
+
+def release_pinned_memory() -> None:
+    """Hand pinned host memory no tensor uses any more back to the OS (PyTorch's host allocator caches it)."""
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.accelerator.empty_host_cache()
+
+
 class HostArena:
     def __init__(self, pinned: bool):
         self.pinned = pinned
         self._chunks: list[torch.Tensor] = []
         self._chunk = 0
         self._offset = 0
+        # Why the arena is pageable although pinned was asked for ("" while it is as asked).
+        self.note = ""
 
     @property
     def capacity_bytes(self) -> int:
@@ -74,10 +93,23 @@ class HostArena:
         self._chunk = self._offset = 0
         if _layout_fits([chunk.numel() for chunk in self._chunks], block_sizes):
             return
-        self.free()  # the smaller arena goes before the bigger one is taken
-        sizes = pinned_chunk_sizes(block_sizes) if self.pinned else [sum(align(size) for size in block_sizes)]
+        self.free()  # the smaller arena goes before the bigger one is taken, its pinned RAM back to the OS
         started = time.monotonic()
-        self._chunks = [torch.empty(size, dtype=torch.uint8, pin_memory=self.pinned) for size in sizes]
+        if self.pinned:
+            try:
+                sizes = pinned_chunk_sizes(block_sizes)
+                self._chunks = [_allocate(size, True) for size in sizes]
+            except RuntimeError as error:  # cudaHostAlloc failed: RAM nearly full, or locked memory limited
+                self.free()
+                self.pinned = False
+                self.note = (
+                    f"Could not pin {sum(sizes) / 1e9:.1f} GB of RAM ({str(error).splitlines()[0][:120]}); the streamed "
+                    "weights wait in ordinary RAM instead, and each step copies them more slowly."
+                )
+                log.warning("host arena: %s", self.note)
+        if not self.pinned:
+            sizes = [sum(align(size) for size in block_sizes)]
+            self._chunks = [_allocate(sizes[0], False)]
         log.info(
             "host arena: %.2f GB in %d %s chunk(s) in %.2f s",
             sum(sizes) / 1e9, len(sizes), "pinned" if self.pinned else "pageable", time.monotonic() - started,
@@ -95,5 +127,8 @@ class HostArena:
         return view
 
     def free(self) -> None:
+        had_pinned = self.pinned and bool(self._chunks)
         self._chunks = []
         self._chunk = self._offset = 0
+        if had_pinned:
+            release_pinned_memory()

@@ -1,7 +1,8 @@
 """Building a denoiser whose blocks are placed by a `BlockStreamer`, reading each weight once.
 
 The model is built on the meta device from its config (no memory), then every block tensor is read from
-the safetensors file straight into the host arena and every other tensor straight to the device.
+the safetensors file straight into the host arena and every other tensor into host memory; nothing reaches the
+device before the denoiser's first forward of a job.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _fill_from_module(model: torch.nn.Module):
 
 
 def _place_trunk(model: torch.nn.Module, device: torch.device, dtype_for, read, saved) -> None:
-    """Everything outside the block lists goes to the device for good (embeddings, norms, projections).
+    """Everything outside the block lists (embeddings, norms, projections) goes to `device`: the host, from where the
+    streamer takes it to the GPU at the denoiser's first forward of each job.
     Buffers saved in the checkpoint are loaded and cast like weights, as diffusers does; the others
     (computed at construction, such as rotary tables) keep their dtype."""
     in_blocks = {id(p) for _, block in find_blocks(model) for p in block.parameters()}
@@ -74,7 +76,8 @@ def load_streamed(model_class, folder: Path, device: torch.device, dtype: torch.
     try:
         streamer = BlockStreamer(model, arena, device, dtype_for, ring_slots)
         streamer.fill_host(_fill_from(weights))
-        _place_trunk(model, torch.device(device), dtype_for, weights.read, weights.__contains__)
+        _place_trunk(model, torch.device("cpu"), dtype_for, weights.read, weights.__contains__)
+        streamer.hold_outside_blocks()
     finally:
         weights.close()
     model.eval()
@@ -89,5 +92,6 @@ def stream_loaded(model: torch.nn.Module, device: torch.device, dtype: torch.dty
     streamer = BlockStreamer(model, arena, device, dtype_for, ring_slots)
     streamer.fill_host(_fill_from_module(model))
     # Loaded by diffusers already: buffers are as they should be, only their device changes.
-    _place_trunk(model, torch.device(device), dtype_for, lambda name: parameters[name].data, lambda name: False)
+    _place_trunk(model, torch.device("cpu"), dtype_for, lambda name: parameters[name].data, lambda name: False)
+    streamer.hold_outside_blocks()
     return streamer

@@ -17,6 +17,10 @@ ACTIVATION_FACTOR = 6.0
 # 20–25 MB on an H100 with a 12-block test transformer, rounded up.
 WORKSPACE_BYTES = 64 * 1024**2
 MIN_RING_SLOTS = 2
+# Device memory above the plan's allocated bytes at the peak: PyTorch's caching allocator reserves in segments and
+# keeps freed blocks for reuse. Measured on an H100 (bench/bench_memory.py, reserved peak minus the plan): 0.40 GiB
+# for FLUX at 1024², 1.05 GiB for Wan2.1-14B at 832×480×81; rounded up.
+ALLOCATOR_MARGIN_BYTES = int(1.1 * GIB)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ class WeightsFile:
             self.locations.update(_read_header(path))
         self._handles: dict[Path, int] = {}
         self._lock = threading.Lock()
+        # Without positional reads (Windows), each reading thread seeks its own handle: one shared handle would
+        # serialise the reads.
+        self._own: dict[tuple[int, Path], int] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.locations
@@ -87,11 +90,8 @@ class WeightsFile:
 
     def _read_at(self, path: Path, offset: int, view: memoryview) -> int:
         """Positional reads, so several threads can fill different tensors from one file at once."""
-        with self._lock:
-            if path not in self._handles:
-                self._handles[path] = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            fd = self._handles[path]
         if hasattr(os, "preadv"):
+            fd = self._handle(self._handles, path, path)
             done = 0
             while done < len(view):
                 got = os.preadv(fd, [view[done:]], offset + done)
@@ -99,12 +99,26 @@ class WeightsFile:
                     break
                 done += got
             return done
-        with self._lock:  # no positional read on this OS: one reader at a time
-            os.lseek(fd, offset, os.SEEK_SET)
-            with os.fdopen(os.dup(fd), "rb", buffering=0) as handle:
-                return handle.readinto(view) or 0
+        # No positional read on this OS: a handle per thread, each seeking on its own.
+        fd = self._handle(self._own, (threading.get_ident(), path), path)
+        os.lseek(fd, offset, os.SEEK_SET)
+        with open(fd, "rb", buffering=0, closefd=False) as handle:
+            done = 0
+            while done < len(view):
+                got = handle.readinto(view[done:])
+                if not got:
+                    break
+                done += got
+            return done
+
+    def _handle(self, handles: dict, key, path: Path) -> int:
+        with self._lock:
+            if key not in handles:
+                handles[key] = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            return handles[key]
 
     def close(self) -> None:
-        for fd in self._handles.values():
+        for fd in [*self._handles.values(), *self._own.values()]:
             os.close(fd)
         self._handles.clear()
+        self._own.clear()

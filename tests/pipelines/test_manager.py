@@ -190,3 +190,51 @@ def test_8gb_laptop_offloads_every_text_encoder_and_the_denoiser_sends_the_last_
         # Two pre-hooks on the denoiser: the block streamer's, and the one sending the last encoder back to RAM.
         assert len(pipe.transformer._forward_pre_hooks) == 2
     manager.unload()
+
+
+def test_a_cublas_allocation_failure_counts_as_out_of_memory(models_dir, presets):
+    manager = make_manager(models_dir, presets["8gb-laptop"])
+    with pytest.raises(RetryAfterOutOfMemory):
+        with manager.use("demo-sd3"):
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        with manager.use("demo-sd3"):
+            raise RuntimeError("shape mismatch")  # any other error is not mistaken for one
+
+
+def test_an_out_of_memory_while_placing_the_model_is_retried_too(models_dir, presets, monkeypatch):
+    manager = make_manager(models_dir, presets["8gb-laptop"])
+    with manager.use("demo-sd3"):
+        pass
+    residency = manager._loaded.residency
+    monkeypatch.setattr(residency, "admit", lambda workload: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory (placing)")))
+    with pytest.raises(RetryAfterOutOfMemory):
+        with manager.use("demo-sd3"):
+            pass
+
+
+def test_after_a_job_that_succeeds_a_later_out_of_memory_may_step_down_again(models_dir, presets):
+    manager = make_manager(models_dir, presets["8gb-laptop"])
+    with manager.use("demo-sd3") as pipe:
+        pipe.vae.disable_tiling()  # leaves the VAE as one leaner notch
+    with pytest.raises(RetryAfterOutOfMemory):
+        with manager.use("demo-sd3"):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+    with manager.use("demo-sd3") as pipe:
+        assert run_once(pipe).shape == (1, 256, 256, 3)  # the retry succeeds on the leaner plan
+    with pytest.raises(RetryAfterOutOfMemory):
+        with manager.use("demo-sd3"):
+            raise torch.OutOfMemoryError("CUDA out of memory (a later job)")
+    assert manager.status().model_id == "demo-sd3"
+
+
+def test_an_out_of_memory_with_nothing_leaner_left_refuses_at_once(models_dir, presets):
+    manager = make_manager(models_dir, presets["8gb-laptop"])  # the demo's blocks: streamed by the engine on this preset
+    with manager.use("demo-sd3"):
+        pass
+    residency = manager._loaded.residency
+    residency.step_down = lambda: False
+    with pytest.raises(NotEnoughMemory, match="no leaner plan exists") as refused:
+        with manager.use("demo-sd3"):
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+    assert not isinstance(refused.value, RetryAfterOutOfMemory) and manager.status().model_id is None

@@ -10,10 +10,12 @@ from pipelines.catalog import Catalog
 from pipelines.errors import NotEnoughMemory
 from pipelines.memory.planner import GIB, DenoiserShape, Workload
 from pipelines.placement import AppliedPlacement, PlacementPlan
-from pipelines.residency import StreamedDenoiser, WholeComponents
+from pipelines.residency import ALLOCATOR_MARGIN_BYTES, StreamedDenoiser, WholeComponents
 
 # FLUX as the planner sees it: 19 double blocks of 0.68 GB, 38 single blocks of 0.28 GB.
 FLUX = DenoiserShape(tuple([680_000_000] * 19 + [283_000_000] * 38), 128_000_000, 3072, 12288)
+# Wan2.1-14B: 40 blocks of 0.70 GB, 0.47 GB of trunk, width 5120, FFN 13824.
+WAN14B = DenoiserShape(tuple([702_000_000] * 40), 465_000_000, 5120, 13824)
 
 
 class FakeStreamer:
@@ -25,10 +27,10 @@ class FakeStreamer:
 
 
 class FakeVae:
-    tiled = False
+    use_tiling = False
 
     def enable_tiling(self):
-        self.tiled = True
+        self.use_tiling = True
 
 
 class FakeHook:
@@ -52,8 +54,8 @@ def streamed(presets, usable_gib: float) -> tuple[StreamedDenoiser, FakeStreamer
 def test_whole_components_admit_any_job_and_step_down_once_by_tiling_the_vae():
     components = whole()
     components.admit(Workload(10**9))
-    assert components.step_down() and components.pipe.vae.tiled
-    assert not components.step_down(), "one notch per loaded model"
+    assert components.step_down() and components.pipe.vae.use_tiling
+    assert not components.step_down(), "a VAE that tiles already is no leaner step"
     assert components.block_plan is None
 
 
@@ -73,12 +75,44 @@ def test_a_streamed_denoiser_places_its_blocks_once_per_plan_and_refuses_what_ca
         residency.admit(Workload(4096 * 64, batch=2))
 
 
-def test_a_streamed_denoiser_steps_down_a_quarter_of_its_resident_blocks_once(presets):
+def test_a_streamed_denoiser_steps_down_a_quarter_of_its_resident_blocks_at_a_time(presets):
     residency, streamer = streamed(presets, 12)
     residency.admit(Workload(4096))
     before = len(residency.block_plan.resident)
-    assert residency.step_down() and residency.components.pipe.vae.tiled
+    assert residency.step_down() and residency.components.pipe.vae.use_tiling
     residency.admit(Workload(4096))
     assert len(residency.block_plan.resident) == before - max(1, before // 4)
     assert len(streamer.placed) == 2
-    assert not residency.step_down()
+    steps = 1
+    while residency.block_plan.resident:
+        assert residency.step_down()
+        residency.admit(Workload(4096))
+        steps += 1
+    assert steps <= 12, "a quarter at a time reaches none resident in a few steps"
+
+
+def test_with_no_resident_block_the_step_down_streams_through_one_slot_then_says_nothing_leaner_exists(presets):
+    # Wan2.1 14B at 832×480×81 on a small budget: every block streams already and the VAE tiles already.
+    residency, streamer = streamed(presets, 7)
+    residency.shape = WAN14B
+    residency.components.pipe.vae.use_tiling = True
+    residency.admit(Workload(21 * 30 * 52))
+    assert not residency.block_plan.resident and residency.block_plan.ring_slots == 2
+    assert residency.step_down(), "one slot fewer is leaner: 0.7 GB less on the device"
+    residency.admit(Workload(21 * 30 * 52))
+    assert residency.block_plan.ring_slots == 1 and residency.block_plan.ring_bytes == 702_000_000
+    assert not residency.step_down(), "nothing leaner left: the manager refuses at once"
+
+
+def test_the_denoiser_plans_with_what_the_gpu_has_free_at_job_start_minus_the_allocator_margin(presets):
+    residency, _ = streamed(presets, 12)
+    residency.free_vram = lambda: 5 * GIB  # the desktop and another program hold the rest of the card
+    residency.admit(Workload(4096))
+    plan = residency.block_plan
+    assert plan.usable_bytes == 5 * GIB - ALLOCATOR_MARGIN_BYTES and plan.device_bytes <= plan.usable_bytes
+    residency.free_vram = lambda: 40 * GIB  # a big card: the preset's budget caps the plan
+    residency.admit(Workload(4096))
+    assert residency.block_plan.usable_bytes == 12 * GIB
+    residency.free_vram = lambda: int(1.5 * GIB)
+    with pytest.raises(NotEnoughMemory, match=r"the GPU has 1\.5 GiB free now"):
+        residency.admit(Workload(4096))
