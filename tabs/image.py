@@ -20,7 +20,7 @@ from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, r
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
-from tabs.uploads import parameters_from_file
+from tabs.uploads import checked_image, parameters_from_file
 
 # The Weights choice that leaves the format to the hardware preset.
 PRESET_WEIGHTS = "preset"
@@ -153,7 +153,7 @@ def build(context: AppContext) -> ImageTab:
                 "image", context.manager.execution_device(), spec.family
             )
             with gr.Accordion("Start from an image (image to image)", open=False):
-                init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
+                init_image = checked_image(gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init"))
                 strength = gr.Slider(
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
                     elem_id="image-strength",
@@ -202,7 +202,7 @@ def build(context: AppContext) -> ImageTab:
         )
         return _shown(outcome, job.spec.demo, lora_note)
 
-    handler = shown_to_user(fields.handler(generate_image_handler))
+    handler = shown_to_user(fields.handler(generate_image_handler), fields)
     generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
     prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
 
@@ -269,7 +269,10 @@ def build(context: AppContext) -> ImageTab:
             return gr.skip(), gr.skip()
         return start_image_size(path, chosen, family_spec(chosen.family))
 
-    init_image.upload(size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private")
+    # No progress shown on the size fields: a refused upload would leave them marked "Error" (its toast says why).
+    init_image.upload(
+        size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private", show_progress="hidden",
+    )
     tab = ImageTab(context, fields, [init_image])
     settings_components = tab.settings_components
 
