@@ -20,7 +20,7 @@ from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, r
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
-from tabs.uploads import checked_image, parameters_from_file
+from tabs.uploads import checked_image, parameters_from_file, upload_problem
 
 # The Weights choice that leaves the format to the hardware preset.
 PRESET_WEIGHTS = "preset"
@@ -262,16 +262,21 @@ def build(context: AppContext) -> ImageTab:
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
     @shown_to_user
-    def size_from_start_image(path, model_id):
-        """The start image's size, to the nearest size the model takes, in the width and height fields."""
+    def size_from_start_image(upload, model_id):
+        """The start image's size, to the nearest size the model takes, in the width and height fields. The upload
+        comes unprocessed and is checked here: a refused file is a warning that leaves the fields as they were (an
+        error would mark them "Error"); Generate refuses it again, naming it."""
         chosen = catalog.image_models().get(model_id)
-        if not path or chosen is None:
+        if not upload or chosen is None:
             return gr.skip(), gr.skip()
-        return start_image_size(path, chosen, family_spec(chosen.family))
+        refused = upload_problem(init_image, upload)
+        if refused:
+            gr.Warning(refused)
+            return gr.skip(), gr.skip()
+        return start_image_size(upload["path"], chosen, family_spec(chosen.family))
 
-    # No progress shown on the size fields: a refused upload would leave them marked "Error" (its toast says why).
     init_image.upload(
-        size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private", show_progress="hidden",
+        size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private", preprocess=False,
     )
     tab = ImageTab(context, fields, [init_image])
     settings_components = tab.settings_components

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -48,6 +49,15 @@ def checked_upload(label: str | None, file) -> None:
     except MediaError as error:
         text = f"{label}: {error}" if label else str(error)
         raise gr.Error(html.escape(text, quote=False)) from None
+
+
+def upload_problem(component, upload: dict) -> str | None:
+    """What is wrong with an unprocessed image upload (Gradio's file dict) as the slot's message, or None."""
+    try:
+        checked_upload(shown_label(component), SimpleNamespace(path=upload.get("path"), orig_name=upload.get("orig_name")))
+    except gr.Error as error:
+        return error.message
+    return None
 
 
 def checked_image(component, slot_name: str | None = None):
