@@ -6,11 +6,22 @@ class AtelierError(Exception):
 
 
 class InvalidRequest(AtelierError):
-    """A request value is out of range; the message names the field and what is accepted."""
+    """A request value is out of range; the message names the field and what is accepted. `field` is the API's
+    parameter name; a tab shows its control's label in its place (tabs/errors.py)."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")
         self.field = field
+        self.message = message
+
+
+class UnknownModel(InvalidRequest):
+    """A model id that is not among `known` (the ids of the models for the task). A tab names instead the models its
+    dropdown offers (demo models in demo mode), by the names the dropdown shows."""
+
+    def __init__(self, given, kind: str, known):
+        self.given, self.kind, self.known = given, kind, tuple(known)
+        super().__init__("model", f"unknown model {given!r}; choose {kind}: {', '.join(self.known)}")
 
 
 class ModelNotAvailable(AtelierError):

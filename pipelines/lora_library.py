@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 LORA_SUFFIX = ".safetensors"
 MAX_LORAS_PER_JOB = 8
+# The LoRA list as text (names and weights); MAX_LORAS_PER_JOB entries fit many times over.
+MAX_LORA_LIST_CHARS = 2_000
 # Weights beyond this only burn the image; negative weights (to subtract a style) are allowed.
 MAX_LORA_WEIGHT = 4.0
 # Adapters kept on a loaded pipeline; the least recently used beyond this are deleted (each holds its weights).
@@ -70,7 +72,11 @@ def parse_lora_list(value: str | Iterable[str | LoraChoice] | None) -> tuple[Lor
     entries or of LoraChoices, as LoraChoices; InvalidRequest names the entry that is wrong."""
     if not value:
         return ()
+    if isinstance(value, str) and len(value) > MAX_LORA_LIST_CHARS:
+        raise InvalidRequest("loras", f"has {len(value)} characters; at most {MAX_LORA_LIST_CHARS} are accepted")
     entries = value.replace("\n", ",").split(",") if isinstance(value, str) else list(value)
+    if len(entries) > MAX_LORA_LIST_CHARS // 10:
+        raise InvalidRequest("loras", f"{len(entries)} entries given; at most {MAX_LORAS_PER_JOB} LoRAs at once")
     choices: list[LoraChoice] = []
     for entry in entries:
         choice = entry if isinstance(entry, LoraChoice) else _parse_entry(str(entry).strip())

@@ -53,24 +53,26 @@ def _log_ffmpeg(failure: str, done: subprocess.CompletedProcess) -> None:
     log.warning("%s; ffmpeg exited with %d: %s", failure, done.returncode, done.stderr.decode(errors="replace").strip()[-2000:])
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path, name: str | None = None) -> tuple[int, int]:
     """The (width, height) an image file states in its header, read without decoding the pixels; MediaError
-    when it is not an image or is bigger than MAX_IMAGE_PIXELS."""
+    when it is not an image or is bigger than MAX_IMAGE_PIXELS. `name` is how the message names the file (the name
+    it was uploaded under; by default the file's own name)."""
     from PIL import Image
 
     path = Path(path)
+    name = name or path.name
     try:
         with Image.open(path) as image:
             width, height = image.size
     except Image.DecompressionBombError:
-        raise MediaError(f"{path.name} states a picture too big to read safely") from None
-    except OSError as error:
+        raise MediaError(f"{name} states a picture too big to read safely") from None
+    except (OSError, ValueError, SyntaxError) as error:
         # Pillow's message repeats the full path; the name is what the person knows.
         log.info("%s is not a readable image: %s", path, error)
-        raise MediaError(f"{path.name} is not a readable image (not a picture format this app reads, or damaged)") from None
+        raise MediaError(f"{name} is not a readable image (not a picture format this app reads, or damaged)") from None
     if width * height > MAX_IMAGE_PIXELS:
         raise MediaError(
-            f"{path.name} is {width}×{height} pixels; images up to {MAX_IMAGE_PIXELS // 1024**2} megapixels are accepted."
+            f"{name} is {width}×{height} pixels; images up to {MAX_IMAGE_PIXELS // 1024**2} megapixels are accepted"
         )
     return width, height
 
@@ -110,11 +112,36 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int =
     raw = _run(
         ["-i", str(path), "-t", f"{max_seconds + 1 / sample_rate:.6f}", "-vn", "-ac", str(channels), "-ar", str(sample_rate),
          "-f", "f32le", "-"],
-        # Without the name: its callers say "<name> is not readable audio: " first.
-        "ffmpeg could not decode it (not an audio format it knows, or damaged)",
+        # Without the name: its callers say "<name> is not readable audio" first.
+        "not an audio format this app reads, or damaged",
     )
     samples = np.frombuffer(raw, dtype="<f4").copy()
     return samples if channels == 1 else samples.reshape(-1, channels)
+
+
+def unreadable_audio(name: str, error: MediaError) -> str:
+    """The message for an audio file that could not be read: "<name> is not readable audio (…)", said once."""
+    text = str(error)
+    return text if text.startswith(name) else f"{name} is not readable audio ({text})"
+
+
+def audio_duration(path: Path) -> float | None:
+    """The length in seconds an audio or video file's header states, read without decoding it (ffmpeg describes its
+    input on stderr, "Duration: 01:00:00.00"); None where the header states none (a raw stream). MediaError when
+    ffmpeg cannot open the file at all."""
+    path = Path(path)
+    # Without an output ffmpeg exits with an error, after describing the input on stderr.
+    done = subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-i", str(path)], capture_output=True, timeout=FFMPEG_TIMEOUT_S)
+    text = done.stderr.decode(errors="replace")
+    if "Input #0" not in text or re.search(r"Stream #\S+: Audio:", text) is None:
+        failure = f"{path.name} is not readable audio (not an audio format this app reads, or damaged)"
+        _log_ffmpeg(failure, done)
+        raise MediaError(failure)
+    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", text)
+    if found is None:
+        return None
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
 # Container → ffmpeg encoder arguments. 16-bit PCM in WAV and FLAC keeps every sample of a 16-bit input

@@ -15,6 +15,8 @@ MAX_SEED = 2**32 - 1
 MAX_STEPS = 200
 MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 10_000
+# Short texts beside the prompt: a file name prefix, a list of LoRAs.
+MAX_SHORT_TEXT_CHARS = 2_000
 
 
 def whole_number(name: str, value, default: int) -> int:
@@ -50,6 +52,19 @@ def checked_prompt(value, name: str = "prompt", empty_hint: str = "describe the 
     if len(prompt) > most:
         raise InvalidRequest(name, f"has {len(prompt)} characters; at most {most} are accepted")
     return prompt
+
+
+def checked_text(value, name: str, most: int = MAX_PROMPT_CHARS) -> str:
+    """An optional text (a negative prompt, a transcript) without surrounding spaces, "" for none; longer than `most`
+    characters is refused by `name` before anything keeps or encodes it."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest(name, f"{type(value).__name__} given; write text")
+    text = value.strip()
+    if len(text) > most:
+        raise InvalidRequest(name, f"has {len(text)} characters; at most {most} are accepted")
+    return text
 
 
 def checked_steps(value, default: int, most: int = MAX_STEPS) -> int:

@@ -15,6 +15,7 @@ from pipelines.image.edit_runner import LIMITS, EditJob, EditRequest, EditResult
 from pipelines.image.flux_tools_runner import ToolJob, ToolRequest, ToolResult, preview_control, run_flux_tool
 from tabs.context import GPU_QUEUE, AppContext, choices_among, stop_handler
 from tabs.errors import shown_to_user
+from tabs.uploads import checked_image
 from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
 from tabs.speed import AUTO_METHOD, build_cache_controls, cache_note, speed_info, speed_values
@@ -175,26 +176,26 @@ def build(context: AppContext) -> EditTab:
                 slots, inserts = [], []
                 for number in range(1, INPUT_SLOTS + 1):
                     with gr.Column(min_width=160):
-                        slots.append(gr.Image(label=f"Image {number}", type="filepath", height=180, elem_id=f"edit-image-{number}"))
+                        slots.append(checked_image(gr.Image(label=f"Image {number}", type="filepath", height=180, elem_id=f"edit-image-{number}")))
                         inserts.append(gr.Button(f"Insert image {number} in the instruction", size="sm", elem_id=f"edit-insert-{number}"))
                 # The FLUX.1 tools: the depth map to follow, and the picture the model follows, beside Image 1.
                 with gr.Column(min_width=160, visible=False) as depth_column:
-                    depth_map = gr.Image(
+                    depth_map = checked_image(gr.Image(
                         label="Depth map (near = bright; empty: estimated from Image 1 by an installed depth model)",
                         type="filepath", height=180, elem_id="edit-depth-map",
-                    )
+                    ))
                 with gr.Column(min_width=160, visible=False) as preview_column:
                     control_preview = gr.Image(
                         label="What the model follows", type="pil", height=180, interactive=False, elem_id="edit-control-preview",
                     )
-            painter = gr.ImageEditor(
+            painter = checked_image(gr.ImageEditor(
                 label="Paint the area to repaint (the picture is Image 1)", type="filepath", layers=False, visible=False,
                 sources=["upload"], brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"), elem_id="edit-painter",
-            )
-            mask_file = gr.Image(
+            ))
+            mask_file = checked_image(gr.Image(
                 label="…or upload a mask (white = repaint, the image's size)", type="filepath", height=160, visible=False,
                 elem_id="edit-mask",
-            )
+            ), slot_name="Mask")
             with gr.Row():
                 sides = {
                     side: gr.Number(label=f"Extend {side} (px)", value=0, precision=0, visible=False, elem_id=f"edit-outpaint-{side}")
@@ -235,7 +236,7 @@ def build(context: AppContext) -> EditTab:
                 parameters = gr.JSON(label="Parameters", elem_id="edit-parameters")
     # For scripts: the input images as a list of files and the mask as a file (the page uses the slots and painter).
     api_images = gr.File(file_count="multiple", visible=False)
-    api_mask = gr.File(visible=False)
+    api_mask = gr.File(label="Mask", visible=False)
     api_trigger = gr.Button(visible=False)
 
     for number, insert in enumerate(inserts, start=1):
@@ -288,7 +289,7 @@ def build(context: AppContext) -> EditTab:
         outcome = queue.run(remembered, summary, work, stopped, session, progress)
         return _shown(outcome.output, outcome.seconds, outcome.notes if notes is None else notes, job.spec.demo)
 
-    edit_image_handler = shown_to_user(fields.handler(edit_image_body))
+    edit_image_handler = shown_to_user(fields.handler(edit_image_body), fields)
 
     @shown_to_user
     def edit_from_page(

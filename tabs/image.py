@@ -20,7 +20,7 @@ from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, r
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
-from tabs.uploads import parameters_from_file
+from tabs.uploads import checked_image, parameters_from_file, upload_problem
 
 # The Weights choice that leaves the format to the hardware preset.
 PRESET_WEIGHTS = "preset"
@@ -153,7 +153,7 @@ def build(context: AppContext) -> ImageTab:
                 "image", context.manager.execution_device(), spec.family
             )
             with gr.Accordion("Start from an image (image to image)", open=False):
-                init_image = gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init")
+                init_image = checked_image(gr.Image(label="Start image (optional)", type="filepath", height=200, elem_id="image-init"))
                 strength = gr.Slider(
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
                     elem_id="image-strength",
@@ -202,7 +202,7 @@ def build(context: AppContext) -> ImageTab:
         )
         return _shown(outcome, job.spec.demo, lora_note)
 
-    handler = shown_to_user(fields.handler(generate_image_handler))
+    handler = shown_to_user(fields.handler(generate_image_handler), fields)
     generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
     prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
 
@@ -262,14 +262,22 @@ def build(context: AppContext) -> ImageTab:
     gallery.select(on_select, outputs=[selected], api_visibility="private")
 
     @shown_to_user
-    def size_from_start_image(path, model_id):
-        """The start image's size, to the nearest size the model takes, in the width and height fields."""
+    def size_from_start_image(upload, model_id):
+        """The start image's size, to the nearest size the model takes, in the width and height fields. The upload
+        comes unprocessed and is checked here: a refused file is a warning that leaves the fields as they were (an
+        error would mark them "Error"); Generate refuses it again, naming it."""
         chosen = catalog.image_models().get(model_id)
-        if not path or chosen is None:
+        if not upload or chosen is None:
             return gr.skip(), gr.skip()
-        return start_image_size(path, chosen, family_spec(chosen.family))
+        refused = upload_problem(init_image, upload)
+        if refused:
+            gr.Warning(refused)
+            return gr.skip(), gr.skip()
+        return start_image_size(upload["path"], chosen, family_spec(chosen.family))
 
-    init_image.upload(size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private")
+    init_image.upload(
+        size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private", preprocess=False,
+    )
     tab = ImageTab(context, fields, [init_image])
     settings_components = tab.settings_components
 

@@ -205,7 +205,7 @@ def build(context: AppContext) -> MusicTab:
         return _shown(result, job.spec.demo)
 
     generate.click(
-        shown_to_user(fields.handler(music_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary],
+        shown_to_user(fields.handler(music_handler), fields), inputs=fields.inputs, outputs=[audio, parameters, summary],
         api_name="generate_music", **GPU_QUEUE,
     )
 

@@ -150,7 +150,7 @@ def build(context: AppContext) -> TtsTab:
         return _shown(result, job.spec.demo)
 
     generate.click(
-        shown_to_user(fields.handler(speak_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary], api_name="speak",
+        shown_to_user(fields.handler(speak_handler), fields), inputs=fields.inputs, outputs=[audio, parameters, summary], api_name="speak",
         **GPU_QUEUE,
     )
 

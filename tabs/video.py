@@ -22,6 +22,7 @@ from pipelines.video.video_request import VideoRequest, checked_fps, checked_win
 from pipelines.video.video_runner import VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.uploads import checked_image
 from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
 from tabs.speed import (
@@ -268,7 +269,7 @@ def build(context: AppContext) -> VideoTab:
             info = gr.Markdown(model_info(catalog, default_model), elem_id="video-model-info")
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A red fox trotting through snow at dawn", elem_id="video-prompt")
             negative_prompt = gr.Textbox(label="Negative prompt", lines=2, elem_id="video-negative")
-            image = gr.Image(label="Input image (image to video)", type="filepath", height=200, elem_id="video-image")
+            image = checked_image(gr.Image(label="Input image (image to video)", type="filepath", height=200, elem_id="video-image"))
             with gr.Row():
                 width = gr.Number(label="Width", value=defaults.width, precision=0, step=family.size_multiple, elem_id="video-width")
                 height = gr.Number(label="Height", value=defaults.height, precision=0, step=family.size_multiple, elem_id="video-height")
@@ -435,7 +436,7 @@ def build(context: AppContext) -> VideoTab:
         yield _shown(outcome["result"], job.spec.demo)
 
     generate.click(
-        shown_to_user(fields.handler(generate_video_body)), inputs=fields.inputs, outputs=outputs,
+        shown_to_user(fields.handler(generate_video_body), fields), inputs=fields.inputs, outputs=outputs,
         api_name="generate_video", **GPU_QUEUE,
     )
 

@@ -106,7 +106,7 @@ def test_bad_input_shows_an_error_toast_and_the_page_keeps_working(page, artifac
     generate(page, "a fox", width=1000)
     toast = page.locator("[data-testid=toast-body]").first
     toast.wait_for()
-    assert "width: 1000 is not accepted" in toast.inner_text()
+    assert "Width: 1000 is not accepted" in toast.inner_text()
     page.screenshot(path=str(artifacts / "image-error-toast.png"), animations="disabled")
     generate(page, "a fox", width=256)
     page.locator("#image-gallery img").first.wait_for()
@@ -263,7 +263,7 @@ def test_a_demo_generation_in_the_tts_tab_gives_speech(page, app, artifacts):
     page.locator("#tts-generate").click()
     toast = page.locator("[data-testid=toast-body]").first
     toast.wait_for()
-    assert "text: must not be empty" in toast.inner_text()
+    assert "Text: must not be empty" in toast.inner_text()
 
 
 def test_a_speech_result_is_listed_in_outputs_and_its_settings_go_back_to_the_tts_tab(page, app):
@@ -371,3 +371,48 @@ def test_reusing_an_image_to_image_result_in_the_image_tab_brings_its_start_imag
     page.locator("#image-gallery img").first.click()
     page.locator("#image-reuse").click()
     page.locator("#image-init img").first.wait_for(state="attached")
+
+
+def _toast_text(page) -> str:
+    toast = page.locator("[data-testid=toast-body]").first
+    toast.wait_for()
+    return toast.inner_text()
+
+
+def test_a_file_that_is_no_picture_in_the_start_image_names_the_slot_and_file_and_leaves_no_error_badges(page, artifacts, tmp_path):
+    broken = tmp_path / "holiday.png"
+    broken.write_bytes(b"not a picture\n" * 100)
+    page.get_by_role("tab", name="Image").click()
+    page.get_by_text("Start from an image (image to image)").click()
+    page.locator("#image-init input[type=file]").set_input_files(str(broken))
+    text = _toast_text(page)
+    page.screenshot(path=str(artifacts / "image-broken-start-image.png"), animations="disabled")
+    assert "Start image: holiday.png is not a readable image" in text
+    assert "preprocess" not in text and "Unidentified" not in text
+    for field in ("#image-width", "#image-height"):
+        assert not page.locator(field).get_by_text("Error", exact=True).is_visible(), f"{field} is marked Error"
+
+
+def test_a_placeholder_in_an_edit_message_stays_visible_and_fields_are_named_by_their_labels(page, tmp_path):
+    from PIL import Image
+
+    picture = tmp_path / "picture.png"
+    Image.new("RGB", (64, 48), (30, 120, 200)).save(picture)
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-mode").get_by_text("Instruction (OmniGen)").click()  # an earlier test may have left Inpaint
+    page.locator("#edit-image-1").wait_for(state="visible")
+    page.locator("#edit-image-1 input[type=file]").set_input_files(str(picture))
+    page.locator("#edit-image-1 img").first.wait_for()
+    page.locator("#edit-instruction textarea").fill("put the cat from <img><|image_2|></img> here")
+    page.locator("#edit-generate").click()
+    assert "Instruction: <img><|image_2|></img> refers to image 2, but only 1 image was given" in _toast_text(page)
+
+
+def test_a_tts_value_out_of_range_is_named_by_the_label_on_the_page(page, app):
+    page.get_by_role("tab", name="TTS").click()
+    wait_for_restored_values(page, app, "tts")
+    page.locator("#tts-text textarea").fill("Hello there.")
+    set_number(page, "tts-max-tokens", 99999)
+    page.locator("#tts-generate").click()
+    text = _toast_text(page)
+    assert "Max frames per chunk: 99999 is out of range" in text and "max_new_tokens" not in text

@@ -23,11 +23,11 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines.catalog import Catalog, ModelSpec, MusicDefaults, Task
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest, JobStopped, UnknownModel
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import parse_lora_list
 from pipelines.manager import ModelManager
-from pipelines.media import AUDIO_FORMATS, MediaError, read_audio
+from pipelines.media import AUDIO_FORMATS, MediaError, audio_duration, read_audio, unreadable_audio
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
@@ -136,7 +136,7 @@ class MusicRequest:
         models = catalog.for_task(Task.TEXT_TO_MUSIC)
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a music model: {', '.join(models)}")
+            raise UnknownModel(self.model, "a music model", models)
         defaults: MusicDefaults = spec.defaults
         tags = checked_prompt(self.tags, "tags", "describe the music: genre, instruments, mood, voice", MAX_TAGS_CHARS)
         lyrics = (self.lyrics or "").strip()
@@ -214,7 +214,7 @@ def _bpm(value) -> int | None:
         return None  # the model picks the tempo
     bpm = whole_number("bpm", value, 0)
     if not BPM_RANGE[0] <= bpm <= BPM_RANGE[1]:
-        raise InvalidRequest("bpm", f"{bpm} is out of range; use {BPM_RANGE[0]} to {BPM_RANGE[1]}, or leave it empty")
+        raise InvalidRequest("bpm", f"{bpm} is out of range; use {BPM_RANGE[0]} to {BPM_RANGE[1]}, or 0 to let the model choose")
     return bpm
 
 
@@ -248,11 +248,18 @@ def _language(value) -> str:
 
 
 def read_clip(path: str) -> InputClip:
+    """The clip at SAMPLE_RATE; its length is read from the header first, so an hour-long file is refused before
+    ten minutes of it are decoded (230 MB of samples, twice that while they are copied)."""
     name = Path(path).name
     try:
+        stated = audio_duration(Path(path))
+        if stated is not None and stated > MAX_SECONDS + 0.5:
+            raise InvalidRequest("audio", f"{name} is {stated / 60:.1f} minutes long; at most {MAX_SECONDS / 60:g} minutes are read; trim it first")
         samples = read_audio(Path(path), SAMPLE_RATE, MAX_SECONDS, channels=CHANNELS)
-    except (MediaError, OSError) as error:
-        raise InvalidRequest("audio", f"{name} is not readable audio: {error}") from None
+    except MediaError as error:
+        raise InvalidRequest("audio", unreadable_audio(name, error)) from None
+    except OSError as error:  # the upload vanished or cannot be opened; the message without its path
+        raise InvalidRequest("audio", f"{name} could not be read ({error.strerror or type(error).__name__})") from None
     seconds = len(samples) / SAMPLE_RATE
     if seconds > MAX_SECONDS:
         raise InvalidRequest("audio", f"{name} is longer than {MAX_SECONDS:g} s; trim it first")

@@ -16,14 +16,14 @@ from pathlib import Path
 import torch
 
 from pipelines.catalog import Catalog, ModelSpec, SpeechDefaults, Task
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest, JobStopped, UnknownModel
 from pipelines.networks.fish_speech.generation import SamplingSettings, build_prompt, codes_from, generate
 from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
-from pipelines.media import MediaError, read_audio
+from pipelines.media import MediaError, audio_duration, read_audio, unreadable_audio
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import checked_prompt, checked_seed, in_range, resolved_seed
+from pipelines.request_values import checked_prompt, checked_seed, checked_text, in_range, resolved_seed
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class SpeechRequest:
         models = catalog.for_task(Task.TEXT_TO_SPEECH)
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a speech model: {', '.join(models)}")
+            raise UnknownModel(self.model, "a speech model", models)
         text = checked_prompt(self.text, "text", "type what should be said", MAX_TEXT_CHARS)
         if len(self.references) > MAX_REFERENCES:
             raise InvalidRequest("reference_audio", f"{len(self.references)} clips given; at most {MAX_REFERENCES} are used")
@@ -119,9 +119,22 @@ def _checked_reference(reference: Reference) -> Reference:
         raise InvalidRequest(
             "reference_text", f"the reference clip {Path(reference.audio).name} needs its transcript (what is said in it)"
         )
-    if len(transcript) > MAX_TRANSCRIPT_CHARS:
-        raise InvalidRequest("reference_text", f"has {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARS} are accepted")
+    transcript = checked_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
+    _check_stated_length(Path(reference.audio))
     return Reference(str(reference.audio), transcript)
+
+
+def _check_stated_length(path: Path) -> None:
+    """A clip is refused from its header when it cannot be opened or states more than MAX_REFERENCE_SECONDS, before
+    the job waits in the queue (it is decoded when the job runs)."""
+    try:
+        stated = audio_duration(path)
+    except MediaError as error:
+        raise InvalidRequest("reference_audio", unreadable_audio(path.name, error)) from None
+    except OSError as error:
+        raise InvalidRequest("reference_audio", f"{path.name} could not be read ({error.strerror or type(error).__name__})") from None
+    if stated is not None and stated > MAX_REFERENCE_SECONDS + 0.5:
+        raise InvalidRequest("reference_audio", f"{path.name} is longer than {MAX_REFERENCE_SECONDS:g} s; use a clip of 10 to 30 s")
 
 
 def split_text(text: str, chunk_length: int) -> list[str]:
@@ -163,8 +176,10 @@ def _read_reference(reference: Reference, sample_rate: int) -> torch.Tensor:
     name = Path(reference.audio).name
     try:
         samples = read_audio(Path(reference.audio), sample_rate, MAX_REFERENCE_SECONDS)
-    except (MediaError, OSError) as error:
-        raise InvalidRequest("reference_audio", f"{name} is not readable audio: {error}") from None
+    except MediaError as error:
+        raise InvalidRequest("reference_audio", unreadable_audio(name, error)) from None
+    except OSError as error:  # the upload vanished or cannot be opened; the message without its path
+        raise InvalidRequest("reference_audio", f"{name} could not be read ({error.strerror or type(error).__name__})") from None
     seconds = len(samples) / sample_rate
     if seconds > MAX_REFERENCE_SECONDS:
         raise InvalidRequest("reference_audio", f"{name} is longer than {MAX_REFERENCE_SECONDS:g} s; use a clip of 10 to 30 s")

@@ -156,8 +156,10 @@ def _checked_images(given, mode: EditMode, spec: ModelSpec) -> tuple[tuple[str, 
     for number, path in enumerate(images, start=1):
         try:
             sizes.append(image_size(Path(path)))
-        except (MediaError, OSError) as error:
-            raise InvalidRequest("images", f"image {number}: {error}") from None
+        except MediaError as error:
+            raise InvalidRequest("images", f"Image {number}: {error}") from None
+        except OSError as error:  # the upload vanished or cannot be opened; its text repeats the full path
+            raise InvalidRequest("images", f"Image {number}: {Path(path).name} could not be read ({error.strerror or type(error).__name__})") from None
     return images, tuple(sizes)
 
 
@@ -189,8 +191,10 @@ def _checked_mask(mask, mode: EditMode, image_sizes) -> tuple[str | None, tuple[
         raise InvalidRequest("mask", "Inpaint needs a mask: paint over the area to repaint, or upload a mask (white = repaint)")
     try:
         mask_size = image_size(Path(mask))
-    except (MediaError, OSError) as error:
+    except MediaError as error:
         raise InvalidRequest("mask", str(error)) from None
+    except OSError as error:
+        raise InvalidRequest("mask", f"{Path(mask).name} could not be read ({error.strerror or type(error).__name__})") from None
     picture_size = image_sizes[0]
     if mask_size != picture_size:
         raise InvalidRequest(

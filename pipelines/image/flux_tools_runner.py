@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipelines.image import control_images
 from pipelines.catalog import Catalog, FamilySpec, ModelSpec, Task, family_spec
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest, JobStopped, UnknownModel
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size
@@ -71,7 +71,7 @@ class ToolRequest:
         models = tool_models(catalog)
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a FLUX.1 tool: {', '.join(models)}")
+            raise UnknownModel(self.model, "a FLUX.1 tool", models)
         family = family_spec(spec.family)
         mode = MODES[spec.task]
         image, image_size_ = _probed("image", self.image)

@@ -21,7 +21,7 @@ from pipelines.catalog import Catalog, FamilySpec, ModelSpec, family_spec
 from pipelines.speed.attention import apply_attention, check_attention
 from pipelines.loading.checkpoint_files import checkpoint_record
 from pipelines.speed.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
-from pipelines.errors import InvalidRequest, JobStopped
+from pipelines.errors import InvalidRequest, JobStopped, UnknownModel
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
@@ -29,7 +29,7 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
-    batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, number, resolved_seed, steps_from_picture,
+    batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, steps_from_picture,
     whole_number,
 )
 from pipelines.speed.step_cache import check_speed, step_cache
@@ -77,11 +77,11 @@ class ImageRequest:
         models = catalog.image_models()
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose an image model: {', '.join(models)}")
+            raise UnknownModel(self.model, "an image model", models)
         family = family_spec(spec.family)
         defaults = spec.defaults
         prompt = checked_prompt(self.prompt)
-        negative = (self.negative_prompt or "").strip()
+        negative = checked_text(self.negative_prompt, "negative_prompt")
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
         init_image = str(self.init_image) if self.init_image else None

@@ -142,9 +142,12 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = _load_pickled(path)
     except (OSError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, SafetensorError, EOFError) as error:
-        raise ModelLoadFailed(f"{path}: not a readable weights file ({type(error).__name__}: {error})") from None
+        # An OSError's text repeats the full path; the messages name the file only (its folder is the models folder).
+        log.warning("RIFE weights %s not readable: %s", path, error)
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+        raise ModelLoadFailed(f"{path.name}: not a readable weights file ({reason})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
-        raise ModelLoadFailed(f"{path}: holds no state dict of tensors; expected the RIFE flownet (a state dict)")
+        raise ModelLoadFailed(f"{path.name}: holds no state dict of tensors; expected the RIFE flownet (a state dict)")
     # Saved from distributed training: every key carries `module.`.
     return {key.removeprefix("module."): value for key, value in state.items()}
 
@@ -163,13 +166,13 @@ def _version(path: Path, state: Mapping[str, torch.Tensor]) -> tuple[str, int]:
     """(version, head channels) of an IFNet state dict; ModelLoadFailed naming the file otherwise."""
     for part, versions in OTHER_VERSIONS:
         if any(key.startswith(part) for key in state):
-            raise ModelLoadFailed(f"{path}: this looks like RIFE {versions}; only RIFE {SUPPORTED} can be used")
+            raise ModelLoadFailed(f"{Path(path).name}: this looks like RIFE {versions}; only RIFE {SUPPORTED} can be used")
     head = state.get("block0.lastconv.0.weight")
     if head is None or head.dim() != 4 or head.shape[1] not in VERSIONS_BY_HEAD_CHANNELS:
         example = next(iter(state), "none")
         outputs = " or ".join(map(str, VERSIONS_BY_HEAD_CHANNELS))
         raise ModelLoadFailed(
-            f"{path}: not a RIFE {SUPPORTED} flownet (no block0.lastconv.0.weight with {outputs} outputs; first key: "
+            f"{Path(path).name}: not a RIFE {SUPPORTED} flownet (no block0.lastconv.0.weight with {outputs} outputs; first key: "
             f"{example}). Use Practical-RIFE's flownet.pkl of version 4.6."
         )
     return VERSIONS_BY_HEAD_CHANNELS[head.shape[1]], head.shape[1]
@@ -191,7 +194,7 @@ def load_interpolator(path: Path, device: str = "cpu") -> LoadedInterpolator:
         net.load_state_dict(state, strict=True)
     except RuntimeError as error:
         reason = " ".join(str(error).split())  # torch lists the keys on several lines
-        raise ModelLoadFailed(f"{path}: the RIFE {version} weights do not fit the network ({reason})") from None
+        raise ModelLoadFailed(f"{path.name}: the RIFE {version} weights do not fit the network ({reason})") from None
     dtype = torch.float32 if device == "cpu" else torch.float16
     log.info("RIFE %s loaded from %s on %s", version, path, device)
     return LoadedInterpolator(net.to(device=device, dtype=dtype).eval(), version)

@@ -18,10 +18,12 @@ from pipelines.catalog import Catalog, FamilySpec, LongVideo, ModelSpec, Task, V
 from pipelines.speed.compiled_blocks import check_compile
 from pipelines.video.context_windows import ContextWindows
 from pipelines.video.diffusion_forcing import Chunk, check_forcing, chunks, rounds
-from pipelines.errors import InvalidRequest
+from pipelines.errors import InvalidRequest, UnknownModel
 from pipelines.video.interpolation import check_choice
 from pipelines.media import MediaError, image_size
-from pipelines.request_values import checked_guidance, checked_prompt, checked_seed, checked_steps, number, resolved_seed, whole_number
+from pipelines.request_values import (
+    MAX_SHORT_TEXT_CHARS, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, whole_number,
+)
 from pipelines.speed.step_cache import check_speed
 from pipelines.video.vace import JobShape, VaceInputs
 from pipelines.video.video_export import ExportSettings
@@ -88,10 +90,12 @@ class VideoRequest:
         models = catalog.video_models()
         spec = models.get(self.model)
         if spec is None:
-            raise InvalidRequest("model", f"unknown model {self.model!r}; choose a video model: {', '.join(models)}")
+            raise UnknownModel(self.model, "a video model", models)
         family = family_spec(spec.family)
         rules, defaults = family.video, spec.defaults
         prompt = checked_prompt(self.prompt, empty_hint="describe the video you want")
+        negative_prompt = checked_text(self.negative_prompt, "negative_prompt")
+        checked_text(self.export.filename_prefix, "filename_prefix", MAX_SHORT_TEXT_CHARS)
         image = str(self.image) if self.image else None
         if image is None and spec.task is Task.IMAGE_TO_VIDEO:
             raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")
@@ -128,7 +132,7 @@ class VideoRequest:
         if context["context_frames"] is not None and rules.long_video is LongVideo.CONTEXT_WINDOWS and cache_method != "none":
             raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
         request = replace(
-            self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
+            self, prompt=prompt, negative_prompt=negative_prompt, image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed, latent_window_size=window,
             interpolation=self.interpolation or "none", export=export, **context, **forcing,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,

@@ -38,7 +38,7 @@ def test_an_unreadable_file_is_named_without_its_folder_or_ffmpegs_output(broken
 def test_unreadable_audio_says_so_without_the_path(broken):
     with pytest.raises(MediaError) as error:
         read_audio(broken, 16000, 5)
-    assert str(error.value).startswith("ffmpeg could not decode it") and UPLOAD_FOLDER not in str(error.value)
+    assert str(error.value).startswith("not an audio format this app reads") and UPLOAD_FOLDER not in str(error.value)
 
 
 def test_a_failed_encode_names_the_format():

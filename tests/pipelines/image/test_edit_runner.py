@@ -200,7 +200,7 @@ def files(tmp_path):
     (dict(instruction="swap <img><|image_2|></img> in", images=["image"]), "instruction", "refers to image 2"),
     (dict(instruction="use <|image_1|>", images=[]), "instruction", "no image was given"),
     (dict(images=["image", "image", "small", "small"]), "images", "at most 3"),
-    (dict(images=["broken"]), "images", "image 1"),
+    (dict(images=["broken"]), "images", "Image 1: broken.png is not a readable image"),
     (dict(mode="inpaint", model="demo-flux-fill", images=["image"], mask="small_mask"), "mask", "must have the image's size"),
     (dict(mode="inpaint", model="demo-flux-fill", images=["image"], mask="empty_mask"), "mask", "empty"),
     (dict(mode="inpaint", model="demo-flux-fill", images=["image"]), "mask", "needs a mask"),
