@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 
 from pipelines.loading.model_store import list_models
-from tabs.context import GPU_QUEUE, AppContext
+from tabs.context import GPU_QUEUE, AppContext, named_api
 from tabs.errors import shown_to_user
 
 GIB = 1024**3
@@ -93,13 +93,13 @@ def preset_explanation(context: AppContext) -> str:
 
 def build(context: AppContext) -> None:
     with gr.Row(equal_height=True):
-        explanation = gr.Markdown(lambda: preset_explanation(context), elem_id="preset-explanation")
-        status_text = gr.Markdown(lambda: status_line(context), elem_id="status-line")
+        explanation = gr.Markdown(preset_explanation(context), label="Preset", elem_id="preset-explanation")
+        status_text = gr.Markdown(status_line(context), label="Status", elem_id="status-line")
     with gr.Accordion("Hardware preset, status and models", open=False):
         with gr.Row():
             preset = gr.Dropdown(
                 choices=[(p.label, p.id) for p in context.presets.values()],
-                value=lambda: context.manager.preset.id,
+                value=context.manager.preset.id,
                 label="Hardware preset",
                 elem_id="preset",
                 scale=1,
@@ -108,12 +108,20 @@ def build(context: AppContext) -> None:
                 refresh = gr.Button("Refresh", size="sm")
                 unload = gr.Button("Unload model", size="sm")
         with gr.Accordion("Queue", open=True):
-            queue_view = gr.Markdown(lambda: queue_table(context), elem_id="queue-view")
+            queue_view = gr.Markdown(queue_table(context), label="Queue", elem_id="queue-view")
         with gr.Accordion("Status (JSON)", open=False):
-            status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
+            status_json = gr.JSON(status_dict(context), label="Status", show_label=False, elem_id="status-json")
         with gr.Accordion("Models", open=False):
-            models_json = gr.JSON(lambda: models_list(context), elem_id="models-json")
-    timer = gr.Timer(3.0)
+            models_json = gr.JSON(models_list(context), label="Models", show_label=False, elem_id="models-json")
+    # Every second: a finished job leaves the status line within a second (at 3 s its percentage visibly lagged).
+    timer = gr.Timer(1.0)
+    # Fresh values for each page that opens (not an API endpoint: /status, /models and /queue are).
+    gr.on(
+        None,
+        lambda: (preset_explanation(context), status_line(context), context.manager.preset.id, queue_table(context),
+                 status_dict(context), models_list(context)),
+        outputs=[explanation, status_text, preset, queue_view, status_json, models_json], api_visibility="private",
+    )
 
     @shown_to_user
     def set_preset(preset_id: str):
@@ -140,7 +148,7 @@ def build(context: AppContext) -> None:
         """The running job and those waiting (position, progress), and the last 20 finished (start, end, outcome)."""
         return queue_dict(context)
 
-    gr.api(queue, api_name="queue", concurrency_limit=None)
+    named_api(queue, api_name="queue", returns="Queue", concurrency_limit=None)
 
     def unload_model():
         context.manager.unload()
