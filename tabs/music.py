@@ -94,16 +94,10 @@ def build(context: AppContext) -> MusicTab:
 
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row():
-                # Wide enough for the whole name ("ACE-Step 1.5 XL turbo — downloads 9.9 GB on first use").
-                model = gr.Dropdown(
-                    choices=choices, value=default_model, label="Model", elem_id="music-model", allow_custom_value=True, scale=3,
-                )
-                # A dropdown that takes other values, so scripts may also say "complete" (= extend) and a wrong name
-                # gets our message, which lists the tasks.
-                task = gr.Dropdown(
-                    choices=TASK_CHOICES, value="text2music", label="Task", elem_id="music-task", allow_custom_value=True, scale=2,
-                )
+            # A row of its own: wide enough for the whole name ("ACE-Step 1.5 XL Turbo — downloads 9.9 GB on first use").
+            model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="music-model", allow_custom_value=True)
+            # A dropdown that takes other values, so a wrong name gets our message, which lists the tasks.
+            task = gr.Dropdown(choices=TASK_CHOICES, value="text2music", label="Task", elem_id="music-task", allow_custom_value=True)
             tags = gr.Textbox(
                 label="Style (caption / tags)", lines=2, elem_id="music-tags",
                 placeholder="e.g. dreamy synth-pop, female vocals, 80s drum machine, warm analog bass",
