@@ -465,32 +465,32 @@ def build(context: AppContext) -> VideoTab:
     for control in long_inputs:
         control.change(long_video_note, inputs=long_inputs, outputs=[long_note], api_visibility="private")
 
-    def frames_from_duration(model_id, seconds, rate, windows, window, frame_count):
-        """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1…"""
+    def frames_for(model_id, seconds, rate, windows, window):
+        """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1… (None: no such model)."""
         chosen = catalog.video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
-            return gr.skip()
-        if frame_count and round(frame_count / rate, 2) == round(seconds, 2):  # the box left as it was
-            return gr.skip()
+            return None
         rules = family_spec(chosen.family).video
         most = rules.max_long_frames if windows and rules.long_video else rules.max_frames
         return rules.nearest_frames(min(round(seconds * rate) + 1, most), most, _window_or_default(window, chosen, rules))
 
-    def seconds_of(frame_count, rate):
-        """The length the frames make, as the summary states it: frames ÷ fps."""
+    def frames_from_duration(model_id, seconds, rate, windows, window):
+        made = frames_for(model_id, seconds, rate, windows, window)
+        return gr.skip() if made is None else made
+
+    def duration_from_frames(model_id, seconds, rate, windows, window, frame_count):
+        """The length the frames make (frames ÷ fps, as the summary says), unless the box already holds a duration that
+        makes these frames: the one being typed, which must not be overwritten under the cursor."""
         if not frame_count or not rate or frame_count <= 0 or rate <= 0:
+            return gr.skip()
+        if frames_for(model_id, seconds, rate, windows, window) == frame_count:
             return gr.skip()
         return round(frame_count / rate, 2)
 
-    # Converted when the duration is entered (Enter or leaving the box), not at each keystroke: the box then shows the
-    # length the nearest frame count really makes, which would overwrite the number being typed.
-    for entered in (duration.submit, duration.blur):
-        entered(
-            frames_from_duration, inputs=[model, duration, fps, context_frames, latent_window_size, frames], outputs=[frames],
-            api_visibility="private",
-        )
+    length_controls = [model, duration, fps, context_frames, latent_window_size]
+    duration.input(frames_from_duration, inputs=length_controls, outputs=[frames], api_visibility="private")
     for control in (frames, fps):
-        control.change(seconds_of, inputs=[frames, fps], outputs=[duration], api_visibility="private")
+        control.change(duration_from_frames, inputs=[*length_controls, frames], outputs=[duration], api_visibility="private")
     model.change(lambda model_id: model_info(catalog, model_id), inputs=[model], outputs=[info], api_visibility="private")
 
     def show_speed(model_id):
