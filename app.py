@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo", action="store_true", help="offer only the demo models (tiny, random weights)")
     parser.add_argument("--offline", action="store_true", help="never download (also when HF_HUB_OFFLINE=1)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser tab at start")
+    parser.add_argument(
+        "--verbose", action="store_true",
+        help="log everything: debug lines, tracebacks of refused requests, every library warning",
+    )
     args = parser.parse_args(argv)
     try:
         args.logins = read_logins(args.auth or [], args.auth_file)
@@ -78,6 +82,55 @@ def read_logins(flags: list[str], file: Path | None) -> list[tuple[str, str]] | 
             raise ValueError(f"{where}: {user!r} is given twice")
         logins[user] = password
     return list(logins.items()) or None
+
+
+# Libraries that log at INFO on every request or load; their warnings still show (once each).
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "PIL", "matplotlib", "multipart", "asyncio", "filelock", "fsspec")
+# Our own loggers: their warnings are about this run and may rightly repeat.
+OUR_LOGGERS = ("atelier", "pipelines", "tabs", "presets", "__main__")
+
+
+class OncePerMessage(logging.Filter):
+    """Lets each library warning through once per run: diffusers says "Attention backends are an experimental feature"
+    at every load, Python's warnings module repeats its own at every call site. Our own lines always pass."""
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or record.name.split(".")[0] in OUR_LOGGERS:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+def configure_logging(verbose: bool) -> None:
+    """One log: our INFO lines (loads, unloads, one line per refused request), each library warning once, no loading
+    bars. `verbose`: everything at DEBUG, tracebacks of refused requests included, every warning every time."""
+    import diffusers.utils.logging as diffusers_logging
+    import transformers.utils.logging as transformers_logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True,
+    )
+    logging.captureWarnings(True)
+    # diffusers and transformers log through handlers of their own; send their records to ours (and its filter).
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_default_handler()
+        library.enable_propagation()
+        library.set_verbosity(logging.INFO if verbose else logging.WARNING)
+        if not verbose:
+            # "Loading pipeline components…", "Loading weights…": a dozen bar lines per load; the page shows progress.
+            library.disable_progress_bar()
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(OncePerMessage())
 
 
 def exposure_warnings(args: argparse.Namespace) -> list[str]:
@@ -190,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     from tabs.context import GPU_WAITING_LIMIT
     from tabs.uploads import MAX_UPLOAD_BYTES
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     context = build_context(args)
     ui = build_ui(context)
     ui.launch(

@@ -88,3 +88,12 @@ def stop_handler(context: AppContext, when: str = "the current step"):
         return f"Stopping after {when}…" if stopped else "Nothing is running."
 
     return stop
+
+
+def named_api(fn: Callable, api_name: str, returns: str, **kwargs) -> None:
+    """`gr.api(fn)`, with its result called `returns` in the API listing (Gradio would call it "1st")."""
+    from gradio.context import get_blocks_context
+
+    dependency = gr.api(fn, api_name=api_name, **kwargs)
+    for block_id in dependency["outputs"]:
+        get_blocks_context().blocks[block_id].label = returns

@@ -35,6 +35,15 @@ def mode_choices(context: AppContext, mode_name: str) -> tuple[list[tuple[str, s
     return choices_among(context, lambda spec: spec.id in allowed)
 
 
+def _every_edit_model(context: AppContext) -> list[tuple[str, str]]:
+    """The models of every mode, each once, in the modes' order."""
+    every: dict[str, str] = {}
+    for name in EDIT_MODES:
+        for label, model_id in mode_choices(context, name)[0]:
+            every.setdefault(model_id, label)
+    return [(label, model_id) for model_id, label in every.items()]
+
+
 def model_info(catalog: Catalog, model_id: str, mode_name: str) -> str:
     spec = edit_models(mode_name, catalog).get(model_id)
     if spec is None:
@@ -172,6 +181,10 @@ def build(context: AppContext) -> EditTab:
                 placeholder="Make the sky stormy in <img><|image_1|></img>   ·   Put the person from <img><|image_1|></img> "
                 "into <img><|image_2|></img>   ·   for Inpaint/Outpaint: what to paint (may stay empty)",
             )
+            # Beside the instruction, where the eye is, above the inputs and options.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="edit-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
             with gr.Row():
                 slots, inserts = [], []
                 for number in range(1, INPUT_SLOTS + 1):
@@ -226,17 +239,16 @@ def build(context: AppContext) -> EditTab:
                 image_guidance = gr.Number(label="Image guidance", value=defaults.image_guidance, step=0.1, elem_id="edit-image-guidance")
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, elem_id="edit-seed")
             speed, cache_method, cache_threshold = build_cache_controls("edit", first_spec.family)
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="edit-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="edit-stop")
         with gr.Column(scale=2):
             result = gr.Image(label="Result", type="filepath", format="png", interactive=False, elem_id="edit-result")
-            note = gr.Markdown(elem_id="edit-note")
+            note = gr.Markdown(label="Note", elem_id="edit-note")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="edit-parameters")
     # For scripts: the input images as a list of files and the mask as a file (the page uses the slots and painter).
-    api_images = gr.File(file_count="multiple", visible=False)
+    api_images = gr.File(file_count="multiple", label="Images", visible=False)
     api_mask = gr.File(label="Mask", visible=False)
+    # The page lists the models of the chosen mode; a script may name any edit model (empty: the mode's default).
+    api_model = gr.Dropdown(choices=_every_edit_model(context), value=None, label="Model", visible=False, allow_custom_value=True)
     api_trigger = gr.Button(visible=False)
 
     for number, insert in enumerate(inserts, start=1):
@@ -322,7 +334,8 @@ def build(context: AppContext) -> EditTab:
         inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
-    api_trigger.click(edit_image_handler, inputs=fields.inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
+    api_inputs = [api_model if component is model else component for component in fields.inputs]
+    api_trigger.click(edit_image_handler, inputs=api_inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
     def apply_model_defaults(model_id, mode_name):

@@ -72,6 +72,20 @@ def page_message(error: AtelierError, labels: dict[str, str | None]) -> str:
     return html.escape(text, quote=False)
 
 
+def quiet_error(message: str) -> gr.Error:
+    """A `gr.Error` that Gradio does not print a traceback for (it would, ~35 lines, for every refused request)."""
+    return gr.Error(message, print_exception=False)
+
+
+def refused(where: str, message: str, cause: BaseException | None = None) -> gr.Error:
+    """A request refused for a reason the user can act on: one log line (the traceback only with --verbose), and the
+    error to raise."""
+    log.info("refused (%s): %s", where, " ".join(message.split()))
+    if cause is not None and log.isEnabledFor(logging.DEBUG):
+        log.debug("traceback of the refusal in %s", where, exc_info=cause)
+    return quiet_error(message)
+
+
 def shown_to_user(handler, fields=None):
     """Wrap an event handler (a function, or a generator that streams updates) so our errors show as a toast (and
     reach gradio_client as AppError). With the tab's FieldTable `fields`, the page names a bad value by its label."""
@@ -82,16 +96,18 @@ def shown_to_user(handler, fields=None):
     def translated(page: bool):
         try:
             yield
-        except gr.Error:
+        except gr.Error as error:
+            refused(handler.__name__, error.message, error)
+            error.print_exception = False
             raise
         except AtelierError as error:
             if isinstance(error, UnknownModel):
                 error = with_offered_models(error, offered, page)
-            raise gr.Error(page_message(error, labels) if page else str(error)) from None
+            raise refused(handler.__name__, page_message(error, labels) if page else str(error), error) from None
         except Exception as error:  # a bug: log the traceback, show a short message, keep serving
             log.exception("unexpected error in %s", handler.__name__)
             # Only the kind of error: its text may hold a path of the machine, which the log keeps.
-            raise gr.Error(f"Unexpected error ({type(error).__name__}). The app is still running; details are in the log.") from None
+            raise quiet_error(f"Unexpected error ({type(error).__name__}). The app is still running; details are in the log.") from None
 
     if inspect.isgeneratorfunction(handler):
 

@@ -16,6 +16,7 @@ import gradio as gr
 from pipelines.errors import JobStopped
 from pipelines.jobs import QueuedJob
 from tabs.context import AppContext, event_of, owner_of, user_of
+from tabs.errors import refused
 from tabs.saved_settings import restored_values
 
 _NO_DEFAULT = inspect.Parameter.empty
@@ -62,6 +63,9 @@ class FieldTable:
         if any(not field.remembered for field in self.remembered) or len(self.remembered) != sum(f.remembered for f in self.fields):
             raise ValueError(f"remembered_order must list exactly the remembered fields: {order}")
         self.api_fields = tuple(field for field in self.fields if field.api)
+        for field in self.fields:
+            if isinstance(field.component, gr.Slider):
+                _name_out_of_range(field.name, field.component)
 
     @property
     def inputs(self) -> list:
@@ -124,6 +128,20 @@ class FieldTable:
     def values_from_record(self, used: dict) -> tuple:
         """The remembered controls' values as a result's record gives them (Reuse settings)."""
         return tuple(field.recorded(used) for field in self.remembered)
+
+
+def _name_out_of_range(name: str, slider: gr.Slider) -> None:
+    """Gradio checks a slider's bounds before our request check runs, and its message names no field ("Value 0 is less
+    than minimum value 1.0."): say which, as our own check would."""
+    preprocess = slider.preprocess
+
+    def named(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise refused(name, f"{name}: {payload:g} is out of range; use {slider.minimum:g} to {slider.maximum:g}") from None
+
+    slider.preprocess = named
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import gradio as gr
 from pipelines.catalog import ModelSpec, Task, family_spec
 from pipelines.image.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image, start_image_size
 from pipelines.loading.weight_formats import WEIGHT_FORMATS
-from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
+from tabs.context import GPU_QUEUE, AppContext, model_choices, named_api, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
@@ -126,6 +126,10 @@ def build(context: AppContext) -> ImageTab:
             )
             info = gr.Markdown(model_info(spec), elem_id="image-model-info")
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A lighthouse on a cliff at dusk, oil painting", elem_id="image-prompt")
+            # Under the prompt, where the eye is: the options below run past the fold.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="image-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="image-stop")
             negative_prompt = gr.Textbox(
                 label="Negative prompt", value="", lines=2, interactive=family.supports_negative_prompt, elem_id="image-negative"
             )
@@ -158,9 +162,6 @@ def build(context: AppContext) -> ImageTab:
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
                     elem_id="image-strength",
                 )
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="image-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="image-stop")
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Results", columns=2, height=560, elem_id="image-gallery", format="png")
             result = gr.Markdown(label="Summary", elem_id="image-result")
@@ -252,7 +253,7 @@ def build(context: AppContext) -> ImageTab:
         return [{"name": lora.name, "family": lora.family.value if lora.family else None} for lora in context.store.loras.scan()]
 
     # For scripts. Not a GPU event: it only reads the LoRA folder.
-    gr.api(list_loras, api_name="loras", concurrency_limit=None)
+    named_api(list_loras, api_name="loras", returns="LoRAs", concurrency_limit=None)
 
     def on_select(event: gr.SelectData):
         value = event.value or {}

@@ -61,7 +61,7 @@ def build_lora_picker(context: AppContext, model: gr.Dropdown, default_model: st
             )
             refresh = gr.Button("Refresh", size="sm", scale=0, elem_id=f"{elem_prefix}-lora-refresh")
         text = gr.Textbox(
-            value="", label="Weights: one name:weight per line (1 = full strength, 0 = off, negative subtracts)", lines=2,
+            value="", label="LoRA weights", info="one name:weight per line (1 = full strength, 0 = off, negative subtracts)", lines=2,
             placeholder="style.safetensors:0.8", elem_id=f"{elem_prefix}-loras",
         )
         gr.Markdown(f"Put `.safetensors` LoRAs in `{context.store.loras.folder}`, then press Refresh.")

@@ -9,7 +9,7 @@ import gradio as gr
 
 from pipelines.catalog import Catalog, Task
 from pipelines.media import AUDIO_FORMATS
-from pipelines.audio.music_runner import BPM_RANGE, LIMITS, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music
+from pipelines.audio.music_runner import BPM_RANGE, LIMITS, TASK_ALIASES, TASKS, TIME_SIGNATURES, MusicRequest, MusicResult, generate_music
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
 from tabs.fields import Field, FieldTable, TabQueue
@@ -27,6 +27,8 @@ DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not
 LYRICS_PLACEHOLDER = "[verse]\nCity lights are fading slow\n[chorus]\nCarry me where the rivers go\n[bridge]\n…\n\nLeave empty for an instrumental."
 LANGUAGES = [("English", "en"), ("Chinese", "zh"), ("Japanese", "ja"), ("Korean", "ko"), ("Spanish", "es"), ("French", "fr"),
              ("German", "de"), ("Italian", "it"), ("Portuguese", "pt"), ("Russian", "ru"), ("Other / unknown", "unknown")]
+# The tasks, and "complete", the name ACE-Step's own scripts give Extend (the docs list both).
+TASK_CHOICES = [(t.label, t.name) for t in TASKS.values()] + [("Complete (= Extend)", "complete")]
 KEYS = ["auto"] + [f"{note} {mode}" for mode in ("major", "minor") for note in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")]
 
 
@@ -47,7 +49,7 @@ def _speed_value(catalog: Catalog, index: int):
 
 def task_controls(task_name: str) -> tuple:
     """Which controls a task shows: the input clip, the range, the cover strength; and what duration means."""
-    task = TASKS.get(task_name, TASKS["text2music"])
+    task = TASKS.get(TASK_ALIASES.get(task_name, task_name), TASKS["text2music"])
     duration_label = {"length": "Duration (seconds)", "added": "Seconds to add after the clip", "": "Duration"}
     return (
         gr.update(visible=task.needs_audio),
@@ -92,19 +94,19 @@ def build(context: AppContext) -> MusicTab:
 
     with gr.Row():
         with gr.Column(scale=3):
-            with gr.Row():
-                model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="music-model", allow_custom_value=True)
-                # A dropdown that takes other values, so scripts may also say "complete" (= extend) and a wrong name
-                # gets our message, which lists the tasks.
-                task = gr.Dropdown(
-                    choices=[(t.label, t.name) for t in TASKS.values()], value="text2music", label="Task", elem_id="music-task",
-                    allow_custom_value=True,
-                )
+            # A row of its own: wide enough for the whole name ("ACE-Step 1.5 XL Turbo — downloads 9.9 GB on first use").
+            model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="music-model", allow_custom_value=True)
+            # A dropdown that takes other values, so a wrong name gets our message, which lists the tasks.
+            task = gr.Dropdown(choices=TASK_CHOICES, value="text2music", label="Task", elem_id="music-task", allow_custom_value=True)
             tags = gr.Textbox(
                 label="Style (caption / tags)", lines=2, elem_id="music-tags",
                 placeholder="e.g. dreamy synth-pop, female vocals, 80s drum machine, warm analog bass",
             )
             lyrics = gr.Textbox(label="Lyrics, with [verse], [chorus], [bridge]… tags", lines=8, elem_id="music-lyrics", placeholder=LYRICS_PLACEHOLDER)
+            # Under the words, where the eye is: the clip, length and options below run past the fold.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="music-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="music-stop")
             input_audio = gr.Audio(label="Input clip", type="filepath", sources=["upload", "microphone"], visible=False, elem_id="music-input")
             with gr.Row():
                 start = gr.Number(label="Repaint from (s)", value=0, visible=False, elem_id="music-start")
@@ -133,12 +135,9 @@ def build(context: AppContext) -> MusicTab:
                 audio_format = gr.Dropdown(choices=list(AUDIO_FORMATS), value="wav", label="File format", elem_id="music-format", allow_custom_value=True)
             loras = build_lora_picker(context, model, default_model, "music").text
             speed, cache_method, cache_threshold = build_cache_controls("music", catalog.spec(default_model).family)
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="music-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="music-stop")
         with gr.Column(scale=2):
             audio = gr.Audio(label="Music", type="filepath", interactive=False, elem_id="music-audio")
-            summary = gr.Markdown(elem_id="music-result")
+            summary = gr.Markdown(label="Summary", elem_id="music-result")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="music-parameters")
 

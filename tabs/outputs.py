@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from pipelines.outputs import SavedOutput
-from tabs.context import AppContext
+from tabs.context import AppContext, named_api
 from tabs.errors import shown_to_user
 from tabs.kept_inputs import KeptInputs
 from tabs.uploads import parameters_from_file
@@ -123,7 +123,7 @@ def build(
     this_tab.select(show, inputs=[kind, model], outputs=listing, api_visibility="private")
 
     # For scripts: the same listing as data. Not a GPU event: it only reads the outputs folder.
-    gr.api(list_outputs, api_name="outputs", concurrency_limit=None)
+    named_api(list_outputs, api_name="outputs", returns="Outputs", concurrency_limit=None)
 
     def on_select(paths: list[str], event: gr.SelectData):
         if event.index is None or not 0 <= event.index < len(paths):

@@ -8,7 +8,7 @@ import gradio as gr
 from pipelines.errors import InvalidRequest
 from pipelines.loading.model_store import list_models
 from pipelines.memory.job_plan import plan_job
-from tabs.context import GPU_QUEUE, AppContext, user_of
+from tabs.context import GPU_QUEUE, AppContext, named_api, user_of
 from tabs.errors import shown_to_user
 
 GIB = 1024**3
@@ -142,13 +142,13 @@ def build(context: AppContext) -> None:
         return queue_table(context, user_of(request))
 
     with gr.Row(equal_height=True):
-        explanation = gr.Markdown(lambda: preset_explanation(context), elem_id="preset-explanation")
-        status_text = gr.Markdown(status_for, elem_id="status-line")
+        explanation = gr.Markdown(preset_explanation(context), label="Preset", elem_id="preset-explanation")
+        status_text = gr.Markdown(status_for(), label="Status", elem_id="status-line")
     with gr.Accordion("Hardware preset, status and models", open=False):
         with gr.Row():
             preset = gr.Dropdown(
                 choices=[(p.label, p.id) for p in context.presets.values()],
-                value=lambda: context.manager.preset.id,
+                value=context.manager.preset.id,
                 label="Hardware preset",
                 elem_id="preset",
                 scale=1,
@@ -157,13 +157,26 @@ def build(context: AppContext) -> None:
                 refresh = gr.Button("Refresh", size="sm")
                 unload = gr.Button("Unload model", size="sm")
         with gr.Accordion("Queue", open=True):
-            queue_view = gr.Markdown(queue_for, elem_id="queue-view")
+            queue_view = gr.Markdown(queue_for(), label="Queue", elem_id="queue-view")
         with gr.Accordion("Status (JSON)", open=False):
-            status_json = gr.JSON(lambda: status_dict(context), elem_id="status-json")
+            status_json = gr.JSON(status_dict(context), label="Status", show_label=False, elem_id="status-json")
         with gr.Accordion("Models", open=False):
-            plans_view = gr.Markdown(lambda: plans_table(context), elem_id="models-plans")
-            models_json = gr.JSON(lambda: models_list(context), elem_id="models-json")
-    timer = gr.Timer(3.0)
+            plans_view = gr.Markdown(plans_table(context), label="Plans", elem_id="models-plans")
+            models_json = gr.JSON(models_list(context), label="Models", show_label=False, elem_id="models-json")
+    # Every second: a finished job leaves the status line within a second (at 3 s its percentage visibly lagged).
+    timer = gr.Timer(1.0)
+
+    def opened(request: gr.Request):
+        return (
+            preset_explanation(context), status_for(request), context.manager.preset.id, queue_for(request),
+            status_dict(context), plans_table(context), models_list(context),
+        )
+
+    # Fresh values for each page that opens (not an API endpoint: /status, /models and /queue are).
+    gr.on(
+        None, opened, outputs=[explanation, status_text, preset, queue_view, status_json, plans_view, models_json],
+        api_visibility="private",
+    )
 
     @shown_to_user
     def set_preset(preset_id: str, request: gr.Request):
@@ -196,7 +209,7 @@ def build(context: AppContext) -> None:
         With logins, another person's jobs show only as "another job"."""
         return queue_dict(context, user_of(request))
 
-    gr.api(queue, api_name="queue", concurrency_limit=None)
+    named_api(queue, api_name="queue", returns="Queue", concurrency_limit=None)
 
     @shown_to_user
     def plan(model: str, preset: str = "", ram_gb: float = 0, width: int = 0, height: int = 0, frames: int = 0) -> dict:

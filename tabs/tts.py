@@ -76,6 +76,10 @@ def build(context: AppContext) -> TtsTab:
                 label="Text", lines=6, elem_id="tts-text",
                 placeholder="Type what should be said. Long texts are split at sentence ends and read chunk by chunk.",
             )
+            # Under the text, where the eye is: the voice and options below run past the fold.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="tts-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="tts-stop")
             with gr.Row():
                 reference_audio = gr.Audio(label="Voice to clone (10–30 s, optional)", type="filepath", sources=["upload", "microphone"], elem_id="tts-reference")
                 reference_text = gr.Textbox(label="What is said in that clip", lines=4, elem_id="tts-reference-text")
@@ -99,12 +103,9 @@ def build(context: AppContext) -> TtsTab:
                     label="Compile the decode step (torch.compile; the first run takes longer, later runs are faster — for GPUs)",
                     value=False, elem_id="tts-compile",
                 )
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="tts-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="tts-stop")
         with gr.Column(scale=2):
             audio = gr.Audio(label="Speech", type="filepath", interactive=False, elem_id="tts-audio")
-            summary = gr.Markdown(elem_id="tts-result")
+            summary = gr.Markdown(label="Summary", elem_id="tts-result")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="tts-parameters")
 

@@ -268,6 +268,10 @@ def build(context: AppContext) -> VideoTab:
             model = gr.Dropdown(choices=choices, value=default_model, label="Model", elem_id="video-model", allow_custom_value=True)
             info = gr.Markdown(model_info(catalog, default_model), elem_id="video-model-info")
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="A red fox trotting through snow at dawn", elem_id="video-prompt")
+            # Under the prompt, where the eye is: the options below run past the fold.
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="video-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
             negative_prompt = gr.Textbox(label="Negative prompt", lines=2, elem_id="video-negative")
             image = checked_image(gr.Image(label="Input image (image to video)", type="filepath", height=200, elem_id="video-image"))
             with gr.Row():
@@ -367,14 +371,12 @@ def build(context: AppContext) -> VideoTab:
                     pingpong = gr.Checkbox(label="Pingpong (forward then back)", value=False, elem_id="video-pingpong")
                     filename_prefix = gr.Textbox(label="File name prefix", value="", elem_id="video-prefix")
                     save_output = gr.Checkbox(label="Save under outputs/ (else only return the file)", value=True, elem_id="video-save")
-            with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="video-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="video-stop")
         with gr.Column(scale=3):
-            player = gr.Video(label="Video (FramePack: the video so far after each section)", interactive=False, elem_id="video-player")
+            # FramePack shows the video so far here after each section; the final video replaces it.
+            player = gr.Video(label="Video", interactive=False, elem_id="video-player")
             preview = gr.Image(label="Preview of the latents while denoising", interactive=False, height=240, elem_id="video-preview")
             result_file = gr.File(label="File", interactive=False, elem_id="video-file")
-            summary = gr.Markdown(elem_id="video-result")
+            summary = gr.Markdown(label="Summary", elem_id="video-result")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="video-parameters")
 
@@ -427,13 +429,17 @@ def build(context: AppContext) -> VideoTab:
         # carries Gradio's progress tracking into the thread.
         worker = threading.Thread(target=contextvars.copy_context().run, args=(run,), daemon=True)
         worker.start()
+        last_preview = None
         while (item := shown.get()) is not None:
             target, value = item
+            if target is preview:
+                last_preview = value
             yield tuple(value if component is target else gr.skip() for component in outputs)
         worker.join()
         if "error" in outcome:
             raise outcome["error"]
-        yield _shown(outcome["result"], job.spec.demo)
+        # The last preview stays on the page, and is a value (not "unchanged") in what a script gets.
+        yield (*_shown(outcome["result"], job.spec.demo), last_preview)
 
     generate.click(
         shown_to_user(fields.handler(generate_video_body), fields), inputs=fields.inputs, outputs=outputs,
@@ -460,19 +466,32 @@ def build(context: AppContext) -> VideoTab:
     for control in long_inputs:
         control.change(long_video_note, inputs=long_inputs, outputs=[long_note], api_visibility="private")
 
-    def frames_from_duration(model_id, seconds, rate, windows, window):
-        """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1…"""
+    def frames_for(model_id, seconds, rate, windows, window):
+        """Seconds to frames on the model's rule: FramePack's whole sections, Wan's 4k+1… (None: no such model)."""
         chosen = catalog.video_models().get(model_id)
         if chosen is None or not seconds or not rate or seconds <= 0 or rate <= 0:
-            return gr.skip()
+            return None
         rules = family_spec(chosen.family).video
         most = rules.max_long_frames if windows and rules.long_video else rules.max_frames
         return rules.nearest_frames(min(round(seconds * rate) + 1, most), most, _window_or_default(window, chosen, rules))
 
-    duration.input(
-        frames_from_duration, inputs=[model, duration, fps, context_frames, latent_window_size], outputs=[frames],
-        api_visibility="private",
-    )
+    def frames_from_duration(model_id, seconds, rate, windows, window):
+        made = frames_for(model_id, seconds, rate, windows, window)
+        return gr.skip() if made is None else made
+
+    def duration_from_frames(model_id, seconds, rate, windows, window, frame_count):
+        """The length the frames make (frames ÷ fps, as the summary says), unless the box already holds a duration that
+        makes these frames: the one being typed, which must not be overwritten under the cursor."""
+        if not frame_count or not rate or frame_count <= 0 or rate <= 0:
+            return gr.skip()
+        if frames_for(model_id, seconds, rate, windows, window) == frame_count:
+            return gr.skip()
+        return round(frame_count / rate, 2)
+
+    length_controls = [model, duration, fps, context_frames, latent_window_size]
+    duration.input(frames_from_duration, inputs=length_controls, outputs=[frames], api_visibility="private")
+    for control in (frames, fps):
+        control.change(duration_from_frames, inputs=[*length_controls, frames], outputs=[duration], api_visibility="private")
     model.change(lambda model_id: model_info(catalog, model_id), inputs=[model], outputs=[info], api_visibility="private")
 
     def show_speed(model_id):
@@ -531,7 +550,7 @@ def build(context: AppContext) -> VideoTab:
 def _shown(result: VideoResult, demo: bool) -> tuple:
     if result.video is None:
         note = f" {result.frames_note}" if result.frames_note else ""
-        return None, {"video": None, "stopped": result.stopped, "parameters": None}, f"Stopped; nothing was saved.{note}", None, gr.skip()
+        return None, {"video": None, "stopped": result.stopped, "parameters": None}, f"Stopped; nothing was saved.{note}", None
     video = result.video
     path = str(video.path)
     summary = (
@@ -545,4 +564,4 @@ def _shown(result: VideoResult, demo: bool) -> tuple:
         summary += "\n\n" + DEMO_NOTE
     playable = path if video.path.suffix in PLAYABLE_SUFFIXES else None
     used = {"video": path, "stopped": False, "saved": video.saved is not None, "parameters": video.parameters}
-    return path, used, summary, playable, gr.skip()
+    return path, used, summary, playable

@@ -58,8 +58,8 @@ def test_extend_through_the_api_adds_the_seconds_asked_for(client, song):
         (dict(tags=""), "tags: must not be empty"),
         (dict(task="repaint"), "audio: the repaint task needs an input clip"),
         (dict(task="dance"), "task: 'dance' is not offered"),
-        # The slider refuses it before our check does, with its own message.
-        (dict(duration=0.2), "Value 0.2 is less than minimum value 1.0"),
+        # The slider refuses it before our check does, naming the field as our check would.
+        (dict(duration=0.2), "duration: 0.2 is out of range; use 1 to 600"),
         (dict(key="Z major"), "key: 'Z major' is not a key"),
         (dict(audio_format="ogg"), "audio_format: 'ogg' is not offered"),
     ],

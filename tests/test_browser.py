@@ -416,3 +416,63 @@ def test_a_tts_value_out_of_range_is_named_by_the_label_on_the_page(page, app):
     page.locator("#tts-generate").click()
     text = _toast_text(page)
     assert "Max frames per chunk: 99999 is out of range" in text and "max_new_tokens" not in text
+
+
+GENERATING_TABS = ["Image", "Edit", "Video", "TTS", "Music"]
+VIEWPORT_HEIGHT = 1000
+
+
+def test_generate_and_stop_are_in_view_on_every_tab_at_1400x1000(page, artifacts):
+    for name in GENERATING_TABS:
+        page.get_by_role("tab", name=name).click()
+        prefix = name.lower()
+        page.locator(f"#{prefix}-generate").wait_for()
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts / f"above-the-fold-{prefix}.png"), animations="disabled")
+        for button in ("generate", "stop"):
+            box = page.locator(f"#{prefix}-{button}").bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT_HEIGHT, (name, button, box)
+
+
+def test_the_music_model_name_fits_its_dropdown(page, app):
+    """The longest name the Model dropdown can show (a real model not yet downloaded, when online: "ACE-Step 1.5 XL
+    Turbo — downloads 9.9 GB on first use") is shown whole."""
+    from gradio_client import Client
+
+    models = Client(app.url, verbose=False).predict(api_name="/models")
+    longest = max(
+        (f"{m['label']} — downloads {m['weight_gb']:.1f} GB on first use" for m in models if m["task"] == "text_to_music" and not m["demo"]), key=len,
+    )
+    page.get_by_role("tab", name="Music").click()
+    field = page.locator("#music-model input")
+    field.wait_for()
+    shown, room = field.evaluate("(input, text) => { input.value = text; return [input.scrollWidth, input.clientWidth]; }", longest)
+    assert shown <= room, f"{longest!r} needs {shown} px, the dropdown shows {room}"
+
+
+def test_the_video_panel_is_titled_for_any_model_and_the_duration_follows_the_frames(page, app):
+    page.get_by_role("tab", name="Video").click()
+    wait_for_restored_values(page, app, "video")
+    assert "FramePack" not in page.locator("#video-player").inner_text()
+    set_number(page, "video-fps", 16)
+    set_number(page, "video-frames", 33)
+    page.wait_for_function("() => document.querySelector('#video-duration input')?.value === '2.06'")
+    set_number(page, "video-fps", 8)
+    page.wait_for_function("() => document.querySelector('#video-duration input')?.value === '4.12'")
+    # A duration typed becomes the nearest frame count the model takes; the box keeps what was typed.
+    set_number(page, "video-duration", 1)
+    page.wait_for_function("() => document.querySelector('#video-frames input')?.value === '9'")
+    assert page.locator("#video-duration input").input_value() == "1"
+
+
+def test_the_status_line_says_idle_soon_after_a_job_finishes(page):
+    """The status line's queue part is refreshed every second: a finished job's percentage does not linger (it did for up
+    to 3 s). Three jobs, so a lucky refresh right after one cannot hide a slow one."""
+    for number in range(3):
+        set_number(page, "image-seed", 100 + number)
+        generate(page, "a lighthouse at dusk", steps=1)
+        page.locator("#image-result").get_by_text(f"seeds: {100 + number}").wait_for()
+        page.wait_for_function(
+            "() => document.querySelector('#status-line')?.innerText.includes('Queue: idle')", timeout=2000,
+        )
