@@ -197,7 +197,7 @@ class ModelManager:
             return self._loaded
         check_readable(spec, weights)
         files = self.store.ensure(spec, on_progress)
-        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value)
+        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value, bytes_on_disk=bytes_to_read(spec, files))
         if not plan.ram_fits:
             raise NotEnoughMemory(
                 f"{spec.name} does not fit this machine's RAM on the {self._preset.label} preset: it {plan.ram_reason}. "

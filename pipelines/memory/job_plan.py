@@ -183,13 +183,18 @@ def _ram_budget(ram_bytes: int) -> int:
 
 
 def plan_job(spec: ModelSpec, preset: Preset, ram_bytes: int, width: int = 0, height: int = 0, frames: int = 0,
-             weights: str | None = None) -> JobPlan:
-    """The plan for one job of `spec` at this size on `preset` with `ram_bytes` of RAM in the machine."""
+             weights: str | None = None, bytes_on_disk: int | None = None) -> JobPlan:
+    """The plan for one job of `spec` at this size on `preset` with `ram_bytes` of RAM in the machine. Sizes come from
+    the catalog; `bytes_on_disk`, when the weights are there, is what the loader will really read (a fine-tune, a
+    smaller variant, a demo model in a real repo's layout), shared out over the components as the catalog weighs them."""
     weights = weights or preset.weights
     width, height, frames = job_size(spec, width, height, frames)
     budget = _ram_budget(ram_bytes)
     storage = preset.dtype if weights == "as shipped" else weights
     parts = {name: size for name, size in spec.component_bytes.items() if name != "lora"}
+    if bytes_on_disk is not None and sum(parts.values()):
+        scale = bytes_on_disk / sum(parts.values())
+        parts = {name: int(size * scale) for name, size in parts.items()}
     if spec.family not in FAMILIES and preset.device == "cuda":
         # Our own models (Fish Speech) stay resident whole on every GPU preset, as shipped.
         components = tuple(ComponentPlan(name, "GPU-resident", "as shipped", 0.0, round(size / GB, 2)) for name, size in parts.items())

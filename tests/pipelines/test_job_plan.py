@@ -71,3 +71,12 @@ def test_a_load_that_no_ram_plan_fits_is_refused_naming_the_numbers(demo_models_
     roomy = ModelManager(ModelStore(demo_models_dir, offline=True), replace(presets["8gb-laptop"]), ram_bytes=32 * GB)
     with roomy.use("demo-sd3"):
         pass
+
+
+def test_weights_on_disk_are_planned_by_what_the_loader_reads_not_by_the_catalogs_sizes(presets):
+    """A smaller file than the catalog's (a demo model saved in SD3's real layout, a pruned fine-tune) fits where the
+    full model would not."""
+    spec, cpu = CATALOG.spec("sd3-medium"), presets["cpu"]
+    assert not plan_job(spec, cpu, 24 * GB).ram_fits, "15.5 GB in float32 on a 24 GB machine"
+    small = plan_job(spec, cpu, 24 * GB, bytes_on_disk=2 * GB)
+    assert small.ram_fits and small.peak_ram_gb < plan_job(spec, cpu, 24 * GB).peak_ram_gb
