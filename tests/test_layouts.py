@@ -1,6 +1,7 @@
 """The catalog against what the real repos hold (the layout manifests in `tests/layouts/`, one per repo).
 
-For every real catalog entry, HiDream's and Redux's companion repos and FramePack's component repos:
+For every real catalog entry, the companion repos (HiDream's Llama, Redux's prior, LTX-Video 0.9.7's latent upscaler)
+and FramePack's component repos:
 (a) the download filter (`allow_patterns`, matched by huggingface_hub's own `filter_repo_objects`) picks exactly the
     files the loader reads;
 (b) the RAM check before a load counts exactly those files' weight bytes;
@@ -23,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
-from pipelines.catalog import FAMILIES, MODELS
+from pipelines.catalog import FAMILIES, MODELS, MODELS_BY_ID
 from pipelines.tiny import build_tiny_companion, build_tiny_component_repo, build_tiny_model
 from tests.hub_server import load_manifest, manifest_path
 
@@ -46,7 +47,9 @@ def _sources():
     """(test id, what is downloaded, its allow_patterns, the variant loaded, the components loaded or None for a root
     layout, how its tiny stand-in is built)."""
     sources, seen = [], set()
-    demo_companions = {(c.encoder_class, c.prior_pipeline_class): c.id for s in MODELS if s.demo and s.companion for c in [s.companion]}
+    demo_companions = {
+        (c.encoder_class, c.prior_pipeline_class, c.upsampler_pipeline_class): c.id for s in MODELS if s.demo and s.companion for c in [s.companion]
+    }
     for spec in MODELS:
         if spec.demo or spec.checkpoint is not None:
             continue
@@ -60,10 +63,12 @@ def _sources():
         companion = spec.companion
         if companion is not None and companion.repo not in seen:
             seen.add(companion.repo)
-            demo_id = demo_companions[(companion.encoder_class, companion.prior_pipeline_class)]
+            demo_id = demo_companions[(companion.encoder_class, companion.prior_pipeline_class, companion.upsampler_pipeline_class)]
             sources.append(SimpleNamespace(
                 id=f"companion-{companion.id}", repo=companion.repo, patterns=companion.allow_patterns, variant=None, spec=None,
-                skipped_as_none=set(), build=lambda folder, demo_id=demo_id: build_tiny_companion(demo_id, folder),
+                # A latent upsampler is loaded with the model's own VAE passed in: the repo's copy is never read.
+                skipped_as_none={"vae"} if companion.upsampler_pipeline_class else set(),
+                build=lambda folder, demo_id=demo_id: build_tiny_companion(demo_id, folder),
             ))
         for source in spec.component_repos:
             if source.repo not in seen:
@@ -78,6 +83,14 @@ def _sources():
 
 SOURCES = _sources()
 IDS = [source.id for source in SOURCES]
+# Entries whose weights are another entry's repo but that read a companion of their own as well (LTX-Video 0.9.7 with its
+# latent upscaler): their RAM check counts both.
+_SHARED_REPO_WITH_COMPANION = [
+    SimpleNamespace(id=spec.id, repo=spec.repo, patterns=spec.allow_patterns, variant=spec.variant, spec=spec, skipped_as_none=_passed_as_none(spec))
+    for spec in MODELS
+    if not spec.demo and spec.base and spec.repo and spec.companion is not None and spec.companion != MODELS_BY_ID[spec.base].companion
+]
+RAM_SOURCES = [s for s in SOURCES if s.spec is not None] + _SHARED_REPO_WITH_COMPANION
 
 
 def _loaded_components(source, manifest) -> list[str] | None:
@@ -165,7 +178,7 @@ def _materialize(folder, files: dict[str, int], paths) -> None:
             handle.truncate(files[path])
 
 
-@pytest.mark.parametrize("source", [s for s in SOURCES if s.spec is not None], ids=[s.id for s in SOURCES if s.spec is not None])
+@pytest.mark.parametrize("source", RAM_SOURCES, ids=[s.id for s in RAM_SOURCES])
 def test_ram_check_counts_exactly_the_weights_the_loader_reads(source, tmp_path, monkeypatch):
     # _check_ram lives in pipelines/manager.py today; it may move to a loaders module.
     import psutil

@@ -290,7 +290,14 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
         schedulers=(),
         text_tokens=128,
         guidance_doubles_batch=True,
-        component_roles=frozen({"text_encoder": Role.TEXT_ENCODER, "transformer": Role.DENOISER, "vae": Role.VAE}),
+        component_roles=frozen({
+            "text_encoder": Role.TEXT_ENCODER,
+            "transformer": Role.DENOISER,
+            # LTX-Video 0.9.7's spatial upscaler (a companion, see `UpsamplePass`): a small model run once between
+            # the two passes, placed like the VAE.
+            "latent_upsampler": Role.VAE,
+            "vae": Role.VAE,
+        }),
         video=VideoRules(
             frame_multiple=8, min_frames=9, max_frames=257, default_fps=24, pixels_per_token=32,
             fps_argument="frame_rate", image_to_video_pipeline_class="LTXImageToVideoPipeline",

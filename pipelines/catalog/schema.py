@@ -94,6 +94,26 @@ class EditDefaults:
 
 
 @dataclass(frozen=True)
+class UpsamplePass:
+    """A model's second pass at twice the size, as its authors run it (LTX-Video 0.9.7): the base pass runs at
+    `base_scale` of the asked size (rounded down to the family's size multiple) and hands over its latents; the latent
+    upsampler (the model's companion) doubles them per side; a short denoise at that size sharpens them; the frames
+    are then resized to the asked size."""
+
+    base_scale: float
+    # The second pass's schedule, entered at `denoise_strength` (diffusers skips the first steps of the list).
+    timesteps: tuple[float, ...]
+    denoise_strength: float
+    # How closely the upsampled latents keep the base pass's per-channel statistics (AdaIN; 0 = not at all).
+    adain_factor: float
+
+    @property
+    def steps(self) -> int:
+        """The denoising steps the second pass runs: diffusers' `get_timesteps` keeps int(n × strength) of n."""
+        return min(int(len(self.timesteps) * self.denoise_strength), len(self.timesteps))
+
+
+@dataclass(frozen=True)
 class VideoDefaults:
     steps: int
     guidance: float
@@ -107,6 +127,11 @@ class VideoDefaults:
     # (keyword, value) pairs this model's pipeline call gets beside the user's values (the decode noise of LTX's
     # timestep-aware VAEs). Pairs, not a mapping: defaults are turned into plain data with `asdict`.
     call_kwargs: tuple[tuple[str, object], ...] = ()
+    # The authors' own timestep schedule (LTX-Video 0.9.7 distilled), used when a job runs its length in steps with
+    # no flow shift of its own; otherwise the pipeline makes its own schedule for the steps asked.
+    timesteps: tuple[float, ...] = ()
+    # A second pass at twice the size through the model's latent upsampler (its companion).
+    upsample: UpsamplePass | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +170,8 @@ class CompanionRepo:
     `<models_dir>/<id>/`, shared by every model that names them. Either a text encoder and its tokenizer at that
     repo's root (HiDream's Llama 3.1), filling two components of the pipeline; or a prior: a whole diffusers
     pipeline that runs before the main one and hands it its conditioning (FLUX.1 Redux's SigLIP image encoder and
-    image embedder, which turn a picture into the prompt embeddings of FLUX.1 [dev])."""
+    image embedder, which turn a picture into the prompt embeddings of FLUX.1 [dev]); or a latent upsampler: a
+    diffusers pipeline that runs between a model's two passes (LTX-Video 0.9.7's spatial upscaler, see `UpsamplePass`)."""
 
     id: str
     name: str
@@ -158,6 +184,9 @@ class CompanionRepo:
     encoder_class: str = ""
     # A prior companion: its diffusers pipeline class. Its components join the loaded pipeline as `prior_<name>`.
     prior_pipeline_class: str = ""
+    # A latent-upsampler companion: its diffusers pipeline class. Only its `latent_upsampler/` is read (the repo's
+    # `vae/` is a copy of the model's own, which is passed in); it joins the loaded pipeline as `latent_upsampler`.
+    upsampler_pipeline_class: str = ""
     allow_patterns: tuple[str, ...] = ("*.json", "*.safetensors")
     folder_marker: str = "config.json"
 

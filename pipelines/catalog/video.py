@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pipelines.catalog.families import FAMILIES, entry
-from pipelines.catalog.schema import CallDefaults, ComponentRepo, Family, ModelSpec, Task, VideoDefaults, frozen
+from pipelines.catalog.families import DEMO_LICENCE, FAMILIES, entry
+from pipelines.catalog.schema import (
+    CallDefaults, CompanionRepo, ComponentRepo, Family, ModelSpec, Task, UpsamplePass, VideoDefaults, frozen,
+)
 
 # Wan2.1: UMT5-XXL text encoder and the Wan VAE (shipped in float32) are shared by every size, and by SkyReels V2.
 _WAN_ENCODERS = {"text_encoder": 11_400_000_000, "vae": 508_000_000}
@@ -19,6 +21,34 @@ _WAN_I2V_ENCODERS = {**_WAN_ENCODERS, "image_encoder": 1_260_000_000}
 _LTX_ENCODERS = {"text_encoder": 9_520_000_000, "vae": 840_000_000}
 # Timestep-aware VAEs (LTX-Video 0.9.1 and later) decode from slightly noised latents, as Lightricks recommends.
 _LTX_DECODE_NOISE = (("decode_timestep", 0.05), ("decode_noise_scale", 0.025))
+# LTX-Video 0.9.7 distilled, as diffusers' LTX-Video page runs it ("LTX-Video 0.9.7 distilled", docs/source/en/api/
+# pipelines/ltx_video.md): LTXConditionPipeline, guidance 1.0 (guidance- and timestep-distilled), guidance_rescale 0.7,
+# image_cond_noise_scale 0.0, decode_timestep 0.05 and decode_noise_scale 0.025 (`_LTX_DECODE_NOISE`), and "the
+# following custom timesteps for the best results". The base pass's schedule, "to prepare for upscaling" (it ends at
+# 0.03, so a single pass at the asked size gives a finished video too):
+_LTX_097_DISTILLED_TIMESTEPS = (1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03)
+_LTX_097_DISTILLED_KWARGS = (*_LTX_DECODE_NOISE, ("guidance_rescale", 0.7), ("image_cond_noise_scale", 0.0))
+# The same page's two-pass example: the base pass at `downscale_factor = 2 / 3` of the expected size (rounded down to the
+# VAE's 32 px), `pipe_upsample(latents=..., adain_factor=1.0)`, then "Upscaling: [1000, 909, 725, 421, 0]" at the
+# doubled size with `denoise_strength=0.999` ("effectively, 4 inference steps out of 5"), then each frame resized to
+# the expected size.
+_LTX_097_UPSAMPLE = UpsamplePass(
+    base_scale=2 / 3, timesteps=(1000.0, 909.0, 725.0, 421.0, 0.0), denoise_strength=0.999, adain_factor=1.0,
+)
+# Lightricks' 0.9.7 spatial latent upscaler, published as diffusers' LTXLatentUpsamplePipeline (model_index.json,
+# latent_upsampler/, and vae/: a copy of the model's own VAE, which is passed in instead; see
+# tests/layouts/Lightricks__ltxv-spatial-upscaler-0.9.7.json). 126.3M parameters (diffusers' conversion config for 0.9.7:
+# 128 channels, 512 mid channels, 4 blocks per stage, 3D), 505 MB in float32.
+LTXV_SPATIAL_UPSCALER_097 = CompanionRepo(
+    id="ltxv-spatial-upscaler-0.9.7",
+    name="LTX-Video 0.9.7 spatial latent upscaler",
+    repo="Lightricks/ltxv-spatial-upscaler-0.9.7",
+    licence=FAMILIES[Family.LTX].licence,
+    upsampler_pipeline_class="LTXLatentUpsamplePipeline",
+    allow_patterns=("model_index.json", "latent_upsampler/*"),
+    folder_marker="latent_upsampler/config.json",
+)
+_LTX_UPSAMPLER_BYTES = 505_000_000
 # SkyReels V2 long videos: each chunk's conditioning frames (the previous chunk's end) are lightly re-noised, which
 # improves consistency (SkyReels-V2's README, github.com/SkyworkAI/SkyReels-V2: every long-video example passes
 # `--addnoise_condition 20`; diffusers' SkyReelsV2DiffusionForcingPipeline example and warning recommend 20). The
@@ -213,16 +243,30 @@ VIDEO = (
         id="ltx-video-0.9.7-distilled",
         name="LTX-Video 0.9.7 13B distilled (fast)",
         repo="Lightricks/LTX-Video-0.9.7-distilled",
-        # Step- and guidance-distilled: 8 steps, no classifier-free guidance (guidance 1 runs one pass per step).
-        # diffusers' LTX-Video docs (docs/source/en/api/pipelines/ltx_video.md, "LTX-Video 0.9.7 distilled"): guidance
-        # 1.0, guidance_rescale 0.7, and the custom timesteps [1000, 993, 987, 981, 975, 909, 725, 0.03] for the base
-        # pass, with LTXConditionPipeline and the 0.9.7 latent upsampler. Not yet here: LTXPipeline computes its own
-        # sigmas and refuses custom timesteps, so the schedule needs the condition pipeline (see docs/models.md).
+        # LTXConditionPipeline: it takes the authors' timesteps (LTXPipeline computes its own sigmas and refuses them),
+        # and the start picture as a condition of its own. Settings and their sources: `_LTX_097_DISTILLED_*` above.
+        pipeline_class="LTXConditionPipeline",
         defaults=VideoDefaults(
-            steps=8, guidance=1.0, width=768, height=512, frames=121, fps=24, flow_shift=None,
-            call_kwargs=(*_LTX_DECODE_NOISE, ("guidance_rescale", 0.7)),
+            steps=len(_LTX_097_DISTILLED_TIMESTEPS), guidance=1.0, width=768, height=512, frames=121, fps=24,
+            flow_shift=None, call_kwargs=_LTX_097_DISTILLED_KWARGS, timesteps=_LTX_097_DISTILLED_TIMESTEPS,
         ),
         component_bytes={"transformer": 26_000_000_000, **_LTX_ENCODERS},
+    ),
+    entry(
+        Family.LTX, Task.TEXT_TO_VIDEO,
+        id="ltx-video-0.9.7-distilled-upscaled",
+        name="LTX-Video 0.9.7 13B distilled + latent upscaler (two passes, sharper)",
+        # The same weights as `ltx-video-0.9.7-distilled`, with the spatial upscaler stored once beside them.
+        repo="Lightricks/LTX-Video-0.9.7-distilled",
+        base="ltx-video-0.9.7-distilled",
+        pipeline_class="LTXConditionPipeline",
+        defaults=VideoDefaults(
+            steps=len(_LTX_097_DISTILLED_TIMESTEPS), guidance=1.0, width=768, height=512, frames=121, fps=24,
+            flow_shift=None, call_kwargs=_LTX_097_DISTILLED_KWARGS, timesteps=_LTX_097_DISTILLED_TIMESTEPS,
+            upsample=_LTX_097_UPSAMPLE,
+        ),
+        component_bytes={"transformer": 26_000_000_000, **_LTX_ENCODERS, "latent_upsampler": _LTX_UPSAMPLER_BYTES},
+        companion=LTXV_SPATIAL_UPSCALER_097,
     ),
 )
 
@@ -310,6 +354,40 @@ VIDEO_DEMOS = (
             steps=4, guidance=3.0, width=64, height=64, frames=9, fps=24, flow_shift=None, call_kwargs=_LTX_DECODE_NOISE,
         ),
         component_bytes=_TINY_VIDEO_BYTES,
+    ),
+    # LTX-Video 0.9.7 distilled's path on the tiny LTX weights: the condition pipeline with a two-step schedule (the
+    # real one's first and last timesteps), and the two passes with a one-step second pass.
+    entry(
+        Family.LTX, Task.TEXT_TO_VIDEO,
+        id="demo-ltx-distilled",
+        name="LTX-Video 0.9.7 distilled path (tiny)",
+        demo=True,
+        base="demo-ltx",
+        pipeline_class="LTXConditionPipeline",
+        defaults=VideoDefaults(
+            steps=2, guidance=1.0, width=64, height=64, frames=9, fps=24, flow_shift=None,
+            call_kwargs=_LTX_097_DISTILLED_KWARGS, timesteps=(1000.0, 0.03),
+        ),
+        component_bytes=_TINY_VIDEO_BYTES,
+    ),
+    entry(
+        Family.LTX, Task.TEXT_TO_VIDEO,
+        id="demo-ltx-distilled-upscaled",
+        name="LTX-Video 0.9.7 distilled + latent upscaler path (tiny)",
+        demo=True,
+        base="demo-ltx",
+        pipeline_class="LTXConditionPipeline",
+        defaults=VideoDefaults(
+            steps=2, guidance=1.0, width=64, height=64, frames=9, fps=24, flow_shift=None,
+            call_kwargs=_LTX_097_DISTILLED_KWARGS, timesteps=(1000.0, 0.03),
+            # Strength 0.999 skips the first timestep, as in the real schedule: one step at 421.
+            upsample=UpsamplePass(base_scale=2 / 3, timesteps=(1000.0, 421.0), denoise_strength=0.999, adain_factor=1.0),
+        ),
+        component_bytes={**_TINY_VIDEO_BYTES, "latent_upsampler": 650_000},
+        companion=replace(
+            LTXV_SPATIAL_UPSCALER_097, id="demo-ltxv-spatial-upscaler", name="LTX-Video spatial latent upscaler (tiny)",
+            repo=None, licence=DEMO_LICENCE,
+        ),
     ),
     entry(
         Family.HUNYUANVIDEO, Task.TEXT_TO_VIDEO,

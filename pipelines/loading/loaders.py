@@ -10,7 +10,8 @@ A reader takes frozen `ReadSettings` (what to read, in which dtype and weight fo
 takes the denoiser) and returns a `ReadPipeline`: the pipeline on the host (or, for our own models, on its device)
 with what the reading knows about it. Where its components then live is the manager's business (`residency.py`).
 Reading covers the weight formats (NF4 and GGUF while reading, fp8/int8 right after), a LoRA fused at load,
-companions (HiDream's Llama encoder, FLUX.1 Redux's prior) and, on the CPU, aligned copies of mapped weights.
+companions (HiDream's Llama encoder, FLUX.1 Redux's prior, LTX-Video 0.9.7's latent upsampler) and, on the CPU, aligned
+copies of mapped weights.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
     spec, files = settings.spec, settings.files
     family = family_spec(spec.family)
     prior_order = _attach_prior(pipe, settings.companion, files, settings.dtype)
+    upsampler = _attach_upsampler(pipe, settings.companion, files, settings.dtype)
     if files.lora_file is not None:
         # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
         pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -231,8 +233,12 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
         # on the file's byte layout, and differ from the memory engine's aligned copies (memory/aligned_weights.py).
         copied = sum(align_cpu_weights(getattr(pipe, name)) for name in names)
         log.debug("%s: %.1f MB of weights copied to aligned memory", spec.id, copied / 1e6)
-    # A prior runs first: its image encoder leaves the device when the text encoders come.
-    order = tuple(name for name in [*prior_order, *pipe.model_cpu_offload_seq.split("->")] if name in names)
+    # A prior runs first: its image encoder leaves the device when the text encoders come. The latent upsampler runs
+    # between the two passes, after the transformer and before the VAE decodes.
+    sequence = pipe.model_cpu_offload_seq.split("->")
+    if upsampler:
+        sequence.insert(sequence.index("vae"), LATENT_UPSAMPLER)
+    order = tuple(name for name in [*prior_order, *sequence] if name in names)
     return ReadPipeline(pipe, names, order, streamer=streamer)
 
 
@@ -297,6 +303,22 @@ def _attach_prior(pipe, companion: CompanionRepo | None, files: ModelFiles, dtyp
     return [PRIOR_PREFIX + name for name in prior.model_cpu_offload_seq.split("->")]
 
 
+LATENT_UPSAMPLER = "latent_upsampler"
+
+
+def _attach_upsampler(pipe, companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> bool:
+    """Load a latent-upsampler companion (LTX-Video 0.9.7's spatial upscaler) as diffusers' docs do,
+    `LTXLatentUpsamplePipeline.from_pretrained(repo, vae=pipeline.vae)`: the model's own VAE is passed in, so the
+    repo's copy of it is neither downloaded nor read. Its upsampler hangs on the pipeline as `latent_upsampler`, a plain
+    attribute like a prior's components; the runner pairs it with the VAE between the two passes."""
+    if companion is None or not companion.upsampler_pipeline_class:
+        return False
+    upsample_class = getattr(diffusers, companion.upsampler_pipeline_class)
+    upsample = upsample_class.from_pretrained(files.companion_folder, vae=pipe.vae, dtype=dtype, use_safetensors=True)
+    setattr(pipe, LATENT_UPSAMPLER, upsample.latent_upsampler)
+    return True
+
+
 # -- sizes on disk ----------------------------------------------------------------------------------
 # Only the files a read brings into RAM are counted: a repo folder may also hold what the loader never reads (the
 # root's single-file checkpoints, ComfyUI's `text_encoders/`, `vae copy/`, fp16 duplicates beside the weights loaded,
@@ -345,7 +367,10 @@ def _pipeline_components(spec: ModelSpec, folder: Path, leave_out: set[str] = fr
 
 def _companion_components(spec: ModelSpec) -> list[str] | None:
     """A prior companion (FLUX.1 Redux's) is a diffusers folder whose components join the pipeline as `prior_<name>`;
-    an encoder companion (HiDream's Llama) is one model at its folder's root."""
+    of a latent-upsampler companion only `latent_upsampler/` is read; an encoder companion (HiDream's Llama) is one
+    model at its folder's root."""
+    if spec.companion.upsampler_pipeline_class:
+        return [LATENT_UPSAMPLER]
     if not spec.companion.prior_pipeline_class:
         return None
     roles = family_spec(spec.family).component_roles

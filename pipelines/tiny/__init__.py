@@ -61,6 +61,7 @@ _LORA_BUILDERS = {
 _COMPANION_BUILDERS = {
     "demo-llama": hidream.build_llama,
     "demo-flux-redux-prior": flux.build_redux_prior,
+    "demo-ltxv-spatial-upscaler": ltx.build_latent_upsampler,
 }
 
 

@@ -1,7 +1,10 @@
 """Tiny LTX-Video: the real component classes and the real latent layout (VAE 32× per side with a 4×4 patchify,
 8× in time with the first frame kept alone, transformer patch 1), so the same sizes (multiples of 32) and frame
 counts (8k+1) are valid as for the real checkpoints. The VAE is timestep-aware like 0.9.1 and later, and the
-scheduler shifts with the video's length as the real one does."""
+scheduler shifts with the video's length as the real one does.
+
+`build_latent_upsampler` writes the tiny twin of LTX-Video 0.9.7's spatial upscaler in its repo's layout (an
+LTXLatentUpsamplePipeline: `model_index.json`, `latent_upsampler/`, and `vae/`, a copy of the model's VAE)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXLatentUpsamplePipeline, LTXPipeline, LTXVideoTransformer3DModel
+from diffusers.pipelines.ltx.modeling_latent_upsampler import LTXLatentUpsamplerModel
 
 from pipelines.tiny import tokenizers
 from pipelines.tiny.sd3 import tiny_t5
@@ -72,3 +76,13 @@ def build(folder: Path, seed: int) -> None:
     # Lightricks' repos ship the T5 tokenizer as `spiece.model` alone: the demo loads it the same way.
     shutil.rmtree(folder / "tokenizer")
     tokenizers.save_sentencepiece_t5(folder / "tokenizer", model_max_length=128)
+
+
+def build_latent_upsampler(folder: Path, seed: int) -> None:
+    """The spatial upscaler's tiny twin: the real class and its ×2 spatial layout (diffusers' conversion config for
+    0.9.7: 3D, spatial upsampling only), on the tiny VAE's latent channels."""
+    torch.manual_seed(seed + 3)
+    upsampler = LTXLatentUpsamplerModel(
+        in_channels=LATENT_CHANNELS, mid_channels=32, num_blocks_per_stage=1, dims=3, spatial_upsample=True, temporal_upsample=False,
+    )
+    LTXLatentUpsamplePipeline(vae=tiny_vae(seed), latent_upsampler=upsampler).save_pretrained(folder)

@@ -203,3 +203,72 @@ def test_the_8gb_preset_streams_framepacks_transformer_and_offloads_its_encoders
     assert engine.status().block_plan is not None and "transformer" not in plan.components
     assert {plan.components[name].value for name in ("text_encoder", "text_encoder_2", "image_encoder")} == {"offload"}
     assert streamed.shape == (9, 64, 96, 3) and np.array_equal(streamed, resident)
+
+
+# -- LTX-Video 0.9.7 distilled: the condition pipeline, the authors' timesteps and the latent upsampler --------------
+
+def test_ltx_097_distilled_entries_state_the_settings_diffusers_documents():
+    from pipelines.catalog import MODELS_BY_ID
+
+    single, upscaled = MODELS_BY_ID["ltx-video-0.9.7-distilled"], MODELS_BY_ID["ltx-video-0.9.7-distilled-upscaled"]
+    for spec in (single, upscaled):
+        assert spec.pipeline_class == "LTXConditionPipeline" and spec.defaults.guidance == 1.0
+        assert spec.defaults.timesteps == (1000, 993, 987, 981, 975, 909, 725, 0.03) and spec.defaults.steps == 8
+        assert dict(spec.defaults.call_kwargs)["guidance_rescale"] == 0.7
+    assert single.defaults.upsample is None and single.companion is None
+    upsample = upscaled.defaults.upsample
+    assert (upsample.timesteps, upsample.denoise_strength, upsample.steps) == ((1000, 909, 725, 421, 0), 0.999, 4)
+    assert upscaled.base == single.id and upscaled.companion.repo == "Lightricks/ltxv-spatial-upscaler-0.9.7"
+    assert upscaled.companion.allow_patterns == ("model_index.json", "latent_upsampler/*"), "the repo's VAE copy is not fetched"
+
+
+def test_the_condition_pipeline_runs_its_timesteps_as_given_even_where_the_repo_shifts_dynamically(demo_models_dir):
+    from types import SimpleNamespace
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from pipelines.video.video_runner import _flow_shift
+
+    # The tiny LTX scheduler's config is LTX-Video 0.9.1's: dynamic shifting and a terminal stretch to 0.1.
+    pipe = SimpleNamespace(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(demo_models_dir / "demo" / "demo-ltx" / "scheduler"))
+    with pytest.raises(ValueError, match="mu"):
+        pipe.scheduler.set_timesteps(timesteps=[1000.0, 0.03])
+    with _flow_shift(pipe, None, fixed_schedule=True):
+        pipe.scheduler.set_timesteps(timesteps=[1000.0, 993.0, 725.0, 0.03])
+        assert pipe.scheduler.sigmas.tolist() == pytest.approx([1.0, 0.993, 0.725, 0.00003, 0.0])
+    assert pipe.scheduler.config.use_dynamic_shifting, "the model's own scheduler is back after the job"
+
+
+@pytest.mark.parametrize("with_picture", [False, True])
+def test_the_distilled_demo_runs_the_authors_timesteps_with_guidance_rescale_and_records_them(manager, outputs, picture, with_picture):
+    values = {"image": picture} if with_picture else {}
+    result = make(manager, outputs, model="demo-ltx-distilled", width=64, height=64, frames=9, **values)
+    video = read_video(result.video.path)
+    assert video.frames.shape == (9, 64, 64, 3) and video.fps == 24
+    saved = read_parameters(result.video.path)
+    assert saved["schedule"] == {"base": [1000.0, 0.03]}, "the timesteps the pipeline ran are the model's own"
+    assert saved["model_settings"]["guidance_rescale"] == 0.7 and saved["upsample"] is None
+    assert (saved["image"] is not None) == with_picture
+
+
+def test_another_step_count_runs_the_condition_pipelines_own_schedule(manager, outputs):
+    saved = read_parameters(make(manager, outputs, model="demo-ltx-distilled", frames=9, steps=3).video.path)
+    assert len(saved["schedule"]["base"]) == 3 and saved["schedule"]["base"][0] == 1000.0
+
+
+@pytest.mark.parametrize("size, base, upsampled", [((64, 64), [32, 32], [64, 64]), ((96, 64), [64, 32], [128, 64])])
+def test_the_two_pass_demo_upsamples_the_latents_and_denoises_again_at_twice_the_size(manager, outputs, size, base, upsampled):
+    previews = []
+    request = VideoRequest(prompt="a fox", model="demo-ltx-distilled-upscaled", width=size[0], height=size[1], frames=9, seed=2)
+    result = run(request, manager, outputs, QueuedJob(), on_preview=lambda image, text: previews.append((image.size, text)))
+    video = read_video(result.video.path)
+    # The asked size: the upsampled size itself at 64×64, resized down from it otherwise (as diffusers' example does).
+    assert video.frames.shape == (9, size[1], size[0], 3) and video.fps == 24
+    saved = read_parameters(result.video.path)
+    assert saved["schedule"] == {"base": [1000.0, 0.03], "upsampled": [421.0]}, "2 base steps, then 1 at the doubled size"
+    assert saved["upsample"] == {
+        "upsampler": "LTX-Video spatial latent upscaler (tiny)", "base_size": base, "upsampled_size": upsampled,
+        "timesteps": [1000.0, 421.0], "denoise_strength": 0.999, "adain_factor": 1.0, "resized_to": list(size),
+    }
+    assert [text for _, text in previews] == ["Base pass, step 2/2", "Upsampled pass, step 1/1"]
+    assert {image_size for image_size, _ in previews} == {size}
