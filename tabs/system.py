@@ -217,7 +217,7 @@ def build(context: AppContext) -> None:
         lower bound on seconds per step, the reason, and each component's tier, storage dtype, GB in RAM and on the GPU."""
         return plan_dict(context, model, preset, ram_gb, width, height, frames)
 
-    gr.api(plan, api_name="plan", concurrency_limit=None)
+    named_api(plan, api_name="plan", returns="Plan", concurrency_limit=None)
 
     def unload_model(request: gr.Request):
         context.manager.unload()
