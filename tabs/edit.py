@@ -82,9 +82,9 @@ class EditTab:
         images += [None] * (INPUT_SLOTS - len(images))
         return (*map(kept.path, images), kept.path(used.get("mask")), kept.path(tool_inputs.get("depth_map")))
 
-    def last_values(self) -> list:
+    def last_values(self, in_browser, request: gr.Request) -> list:
         offered = [model_id for name in EDIT_MODES for _, model_id in mode_choices(self.context, name)[0]]
-        return self.fields.last_values(self.context, "edit", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         mode = used.get("mode")
@@ -280,12 +280,8 @@ def build(context: AppContext) -> EditTab:
             instruction_used, notes = job.request.instruction, None
             work = lambda queued: edit_image(job, context.manager, context.outputs, queued)
             stopped = lambda: EditResult(None, stopped=True)
-        remembered = {
-            **values, "mode": mode_name, "model": model, "width": given["width"], "height": given["height"],
-            "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD,
-        }
         summary = f"{job.spec.name} · {EDIT_MODES[mode_name].label} · {instruction_used[:60]}"
-        outcome = queue.run(remembered, summary, work, stopped, session, progress)
+        outcome = queue.run(summary, work, stopped, session, progress)
         return _shown(outcome.output, outcome.seconds, outcome.notes if notes is None else notes, job.spec.demo)
 
     edit_image_handler = shown_to_user(fields.handler(edit_image_body))
@@ -316,12 +312,13 @@ def build(context: AppContext) -> EditTab:
         )
 
     numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high]
-    generate.click(
+    edited = generate.click(
         edit_from_page,
         inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
     api_trigger.click(edit_image_handler, inputs=fields.inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
+    queue.remember_after(edited)
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
     def apply_model_defaults(model_id, mode_name):

@@ -23,7 +23,7 @@ from pipelines.jobs import QueuedJob
 from pipelines.manager import ModelManager
 from pipelines.media import MediaError, read_audio
 from pipelines.outputs import OutputStore, SavedOutput
-from pipelines.request_values import checked_prompt, checked_seed, in_range, resolved_seed
+from pipelines.request_values import checked_prompt, checked_seed, checked_text, in_range, resolved_seed
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,13 @@ class SpeechResult:
 
 
 def _checked_reference(reference: Reference) -> Reference:
-    transcript = (reference.transcript or "").strip()
+    transcript = checked_text("reference_text", reference.transcript, MAX_TRANSCRIPT_CHARS)
     if not reference.audio:
         raise InvalidRequest("reference_audio", "a transcript was given without its audio clip")
     if not transcript:
         raise InvalidRequest(
             "reference_text", f"the reference clip {Path(reference.audio).name} needs its transcript (what is said in it)"
         )
-    if len(transcript) > MAX_TRANSCRIPT_CHARS:
-        raise InvalidRequest("reference_text", f"has {len(transcript)} characters; at most {MAX_TRANSCRIPT_CHARS} are accepted")
     return Reference(str(reference.audio), transcript)
 
 

@@ -21,7 +21,9 @@ from pipelines.video.diffusion_forcing import Chunk, check_forcing, chunks, roun
 from pipelines.errors import InvalidRequest
 from pipelines.video.interpolation import check_choice
 from pipelines.media import MediaError, image_size
-from pipelines.request_values import checked_guidance, checked_prompt, checked_seed, checked_steps, number, resolved_seed, whole_number
+from pipelines.request_values import (
+    MAX_PROMPT_CHARS, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, whole_number,
+)
 from pipelines.speed.step_cache import check_speed
 from pipelines.video.vace import JobShape, VaceInputs
 from pipelines.video.video_export import ExportSettings
@@ -128,7 +130,7 @@ class VideoRequest:
         if context["context_frames"] is not None and rules.long_video is LongVideo.CONTEXT_WINDOWS and cache_method != "none":
             raise InvalidRequest("speed", "step caching does not work with context windows yet; set Speed to off for a long video")
         request = replace(
-            self, prompt=prompt, negative_prompt=(self.negative_prompt or "").strip(), image=image, width=width, height=height,
+            self, prompt=prompt, negative_prompt=checked_text("negative_prompt", self.negative_prompt, MAX_PROMPT_CHARS), image=image, width=width, height=height,
             frames=frames, fps=fps, steps=steps, guidance=guidance, flow_shift=flow_shift, seed=seed, latent_window_size=window,
             interpolation=self.interpolation or "none", export=export, **context, **forcing,
             speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
