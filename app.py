@@ -143,8 +143,10 @@ def build_ui(context):
                     )
                 }
                 outputs.build(context, tabs, outputs_tab, targets, outputs.ImageDestination("edit", edit_tab.first_image))
-        # Each browser's (or, with a login, each user's) last values, remembered by the page after a job of the tab.
+        # Each browser's (or, with a login, each user's) last values, remembered by the page after a job of the tab. The
+        # stores are placed here, outside the tabs, so every one is read when the page opens (a tab mounts when shown).
         for tab in (image_tab, edit_tab, tts_tab, video_tab, music_tab):
+            tab.fields.memory.state.render()
             ui.load(tab.last_values, inputs=[tab.fields.memory.state], outputs=tab.settings_components, api_visibility="private")
     # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
     ui.queue(api_open=False, default_concurrency_limit=1)

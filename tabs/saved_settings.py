@@ -209,7 +209,7 @@ def restorable(fields, values: dict, offered_models) -> dict:
         if field.name == "model" or test(value):
             kept[field.name] = value
         else:
-            log.info("not restoring %s = %.80r: it does not suit its control", field.name, value)
+            log.info("not restoring %s = %.80r: its control cannot take it, or it needs an upload a page cannot get back", field.name, value)
     return kept
 
 
@@ -227,8 +227,10 @@ class RememberedValues:
         self.settings, self.tab, self.fields = settings, tab, fields
         self._components = {field.name: field.component for field in fields}
         # A fixed key and secret: the values survive a restart of the app. The secret is sent to every page, so it
-        # only keeps the values from being read at a glance; the values are the page's own.
-        self.state = gr.BrowserState({}, storage_key=f"atelier-{tab}", secret="atelier-remembered-values")
+        # only keeps the values from being read at a glance; the values are the page's own. Rendered by the app outside
+        # the tabs (`render()`): a store inside a tab would read the browser's storage only once that tab is shown,
+        # after the page's load event has run.
+        self.state = gr.BrowserState({}, storage_key=f"atelier-{tab}", secret="atelier-remembered-values", render=False)
 
     def after(self, *events) -> None:
         """Remember the tab's controls once each of `events` (a Generate click) has finished without an error."""
