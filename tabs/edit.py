@@ -312,13 +312,13 @@ def build(context: AppContext) -> EditTab:
         )
 
     numbers = [steps, guidance, image_guidance, seed, width, height, *sides.values(), feather, keep, canny_low, canny_high]
-    edited = generate.click(
+    generate.click(
         edit_from_page,
         inputs=[mode, model, instruction, *slots, painter, mask_file, *numbers, depth_map, speed, cache_method, cache_threshold, strength],
         outputs=[result, parameters, note], api_visibility="private", **GPU_QUEUE,
     )
     api_trigger.click(edit_image_handler, inputs=fields.inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
-    queue.remember_after(edited)
+    queue.remember_on(generate.click)
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
     def apply_model_defaults(model_id, mode_name):

@@ -39,7 +39,7 @@ class Field:
     `name` is the API parameter (and the key it is remembered under); `component` the control, or None for an API
     parameter with no control of its own. `default` is what a script that leaves the parameter out gets (none: the
     parameter is required). `remembered` puts the field among the values a page gets back when it opens again
-    (see `remember_after`) and that Reuse settings fills; `from_record` reads its value from a result's parameters (by default the record's entry of that name).
+    (see `remember_on`) and that Reuse settings fills; `from_record` reads its value from a result's parameters (by default the record's entry of that name).
     `api` False keeps a remembered control out of the handler's parameters. `restore_if` is the test a remembered
     value must pass to come back when a page opens, in place of its control's own (see `suits_control`): `never` for a
     value that means nothing without an upload the page cannot give back."""
@@ -123,11 +123,11 @@ class FieldTable:
         handler.__annotations__ = {"request": gr.Request}
         return handler
 
-    def remember_after(self, context: AppContext, section: str, *events) -> None:
-        """Remember the controls' values, for this browser (or logged-in user), after each of `events` (the page's
-        Generate) finished without an error; API calls are never remembered."""
+    def remember_on(self, context: AppContext, section: str, *triggers) -> None:
+        """Remember the controls' values, for this browser (or logged-in user), on each of `triggers` (the page's
+        Generate click); a script's call to the tab's endpoint is never remembered."""
         self.memory = RememberedValues(context.settings, section, self.remembered)
-        self.memory.after(*events)
+        self.memory.on(*triggers)
 
     def last_values(self, in_browser, request, offered_models) -> list:
         """The remembered controls' values for the page's load event: this browser's (or this user's) last values that
@@ -142,8 +142,8 @@ class FieldTable:
 @dataclass(frozen=True)
 class TabQueue:
     """The path every job of one tab takes once its request is checked: it waits its turn in the queue, runs with
-    progress and Stop, and a Stop gives the tab's stopped result. (The page remembers its values afterwards:
-    `remember_after`.)"""
+    progress and Stop, and a Stop gives the tab's stopped result. (The page remembers its values as it sends them:
+    `remember_on`.)"""
 
     context: AppContext
     # Where the tab's values are remembered ("image") and its name in the queue's list ("Image").
@@ -160,6 +160,6 @@ class TabQueue:
         except JobStopped:
             return stopped()
 
-    def remember_after(self, *events) -> None:
-        """The page's values are remembered after each of `events` (see `FieldTable.remember_after`)."""
-        self.fields.remember_after(self.context, self.section, *events)
+    def remember_on(self, *triggers) -> None:
+        """The page's values are remembered on each of `triggers` (see `FieldTable.remember_on`)."""
+        self.fields.remember_on(self.context, self.section, *triggers)

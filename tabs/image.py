@@ -198,9 +198,9 @@ def build(context: AppContext) -> ImageTab:
         return _shown(outcome, job.spec.demo, lora_note)
 
     handler = shown_to_user(fields.handler(generate_image_handler))
-    clicked = generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
-    submitted = prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
-    queue.remember_after(clicked, submitted)
+    generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
+    prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
+    queue.remember_on(generate.click, prompt.submit)
 
     stop.click(stop_handler(context), outputs=[result], api_name="stop")
 

@@ -207,11 +207,11 @@ def build(context: AppContext) -> MusicTab:
         )
         return _shown(result, job.spec.demo)
 
-    made = generate.click(
+    generate.click(
         shown_to_user(fields.handler(music_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary],
         api_name="generate_music", **GPU_QUEUE,
     )
-    queue.remember_after(made)
+    queue.remember_on(generate.click)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
     return MusicTab(context, fields, [input_audio])

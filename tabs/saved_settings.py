@@ -2,8 +2,8 @@
 
 - The hardware preset is the machine's: it lives in the settings file (`"preset"`), for every browser.
 - A tab's last values are a person's: each browser keeps its own in its local storage; with a login (`--auth`) they
-  live in that user's section of the settings file (`"users"`). Only the page remembers them, after a job of the tab
-  finished (`RememberedValues`); an API call never does.
+  live in that user's section of the settings file (`"users"`). Only the page remembers them, when its Generate is
+  pressed (`RememberedValues`); an API call never does.
 
 Remembering is a convenience, never a reason to refuse to start or to fail a job: a damaged file is set aside as
 `settings.json.bad`, a value that cannot be saved is not kept, and every remembered value is checked against its
@@ -219,8 +219,8 @@ def user_of(request) -> str | None:
 
 
 class RememberedValues:
-    """A tab's remembered values. Written by a page event that runs after a job of the tab finished (never by an API
-    call); kept in the browser's local storage, or with a login in that user's section of the settings file; read
+    """A tab's remembered values. Written by a page event that runs with the page's Generate (never by an API call);
+    kept in the browser's local storage, or with a login in that user's section of the settings file; read
     back by the page's load event, each value checked against its control."""
 
     def __init__(self, settings: SavedSettings, tab: str, fields):
@@ -232,12 +232,14 @@ class RememberedValues:
         # after the page's load event has run.
         self.state = gr.BrowserState({}, storage_key=f"atelier-{tab}", secret="atelier-remembered-values", render=False)
 
-    def after(self, *events) -> None:
-        """Remember the tab's controls once each of `events` (a Generate click) has finished without an error."""
-        for event in events:
-            event.success(
+    def on(self, *triggers) -> None:
+        """Remember the tab's controls on each of `triggers` (`generate.click`): a second, private listener of the
+        page's own click, so the values are those the job was sent with, saved while it runs (a reload as soon as
+        the result shows finds them), and a script, which calls only the named endpoint, never reaches it."""
+        for trigger in triggers:
+            trigger(
                 self.remember, inputs={field.component for field in self.fields}, outputs=[self.state],
-                api_visibility="private", concurrency_limit=None,
+                api_visibility="private", concurrency_limit=None, show_progress="hidden",
             )
 
     def remember(self, shown: dict, request: gr.Request):

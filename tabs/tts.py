@@ -150,11 +150,11 @@ def build(context: AppContext) -> TtsTab:
         )
         return _shown(result, job.spec.demo)
 
-    spoken = generate.click(
+    generate.click(
         shown_to_user(fields.handler(speak_handler)), inputs=fields.inputs, outputs=[audio, parameters, summary], api_name="speak",
         **GPU_QUEUE,
     )
-    queue.remember_after(spoken)
+    queue.remember_on(generate.click)
 
     stop.click(stop_handler(context, "the current frame"), outputs=[summary], api_visibility="private")
     return TtsTab(context, fields, [reference_audio, extra_audio, extra_text])

@@ -428,11 +428,11 @@ def build(context: AppContext) -> VideoTab:
             raise outcome["error"]
         yield _shown(outcome["result"], job.spec.demo)
 
-    made = generate.click(
+    generate.click(
         shown_to_user(fields.handler(generate_video_body)), inputs=fields.inputs, outputs=outputs,
         api_name="generate_video", **GPU_QUEUE,
     )
-    tab_queue.remember_after(made)
+    tab_queue.remember_on(generate.click)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
 

@@ -384,7 +384,7 @@ def test_two_browsers_keep_their_own_remembered_prompts_and_a_script_changes_nei
         page.goto(app.url)
         generate(page, prompt)
         page.locator("#image-gallery img").first.wait_for()
-        # The page remembers its values once the job has finished: wait for that before reloading.
+        # The page remembers its values beside the job: wait for them to be stored before reloading.
         page.wait_for_function("() => localStorage.getItem('atelier-image') !== null")
         opened.append((context, page, prompt))
     Client(app.url, verbose=False).predict(prompt="a script's prompt", model="demo-sd3", steps=1, seed=3, api_name="/generate_image")
@@ -413,7 +413,7 @@ def test_with_a_login_the_last_values_follow_the_user_to_another_browser(browser
             if visit == "first":
                 generate(page, "alice's lighthouse")
                 page.locator("#image-gallery img").first.wait_for()
-                # Remembered on the server, in alice's section, once the job has finished.
+                # Remembered on the server, in alice's section.
                 for _ in range(300):
                     if "alice's lighthouse" in (server.settings_path.read_text() if server.settings_path.exists() else ""):
                         break
