@@ -69,9 +69,11 @@ def test_a_lone_surrogate_is_refused_at_its_field_and_the_next_jobs_still_run(ap
     values |= {"tags": "rock", "lyrics": "a\ud800b", "duration": 1.0, "steps": 2, "seed": 7}
     done = raw_queue_call(app, "generate_music", list(values.values()))
     assert not done["success"] and "lyrics: has a character that is not valid text at position 2" in done["output"]["error"]
+    # Other tabs first: before, the unsavable value stayed in memory and failed every job until a Music job replaced it.
+    assert client.predict(text="Still speaking.", max_new_tokens=16, api_name="/speak")[0]
+    assert len(client.predict(prompt="still drawing", model="demo-sd3", steps=1, api_name="/generate_image")[0]) == 1
     _, used, _ = client.predict(tags="after the bad request", lyrics="la la", duration=1.0, steps=2, seed=8, api_name="/generate_music")
     assert used["parameters"]["lyrics"] == "la la"
-    assert client.predict(text="Still speaking.", max_new_tokens=16, api_name="/speak")[0]
 
 
 # -- starts and the preset panel, in this process on a machine without a GPU --------------------------------------
