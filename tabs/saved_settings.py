@@ -196,8 +196,8 @@ def suits_control(component, value) -> bool:
 
 def restorable(fields, values: dict, offered_models) -> dict:
     """The values among `values` that may come back in `fields`' controls: nothing when the model is no longer
-    offered (the others were chosen for it); else each that suits its control and passes the field's own test.
-    Each value left out is logged."""
+    offered (the others were chosen for it); else each that passes its field's own test (`restore_if`) or, without
+    one, suits its control. Each value left out is logged."""
     if values.get("model") not in offered_models:
         return {}
     kept = {}
