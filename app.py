@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--outputs-dir", type=Path, default=HERE / "outputs", help="where results are saved")
     parser.add_argument(
         "--settings-file", type=Path, default=HERE / "settings.json",
-        help="where the chosen preset and each tab's last values are remembered between starts",
+        help="where the chosen hardware preset is remembered between starts (and, with --auth, each user's last values)",
     )
     parser.add_argument("--demo", action="store_true", help="offer only the demo models (tiny, random weights)")
     parser.add_argument("--offline", action="store_true", help="never download (also when HF_HUB_OFFLINE=1)")
@@ -164,13 +164,19 @@ def build_context(args: argparse.Namespace):
     hardware = detect_hardware()
     preset, warnings = choose_preset(presets, hardware.vram_total_bytes, hardware.ram_total_bytes)
     remembered = settings.get("preset").get("id")
-    if remembered in presets and not args.preset:
-        preset = presets[remembered]
-        log.info("preset %s, as chosen last time", remembered)
     if args.preset:
         if args.preset not in presets:
             raise SystemExit(f"--preset: unknown preset {args.preset!r}; choose one of {', '.join(presets)}")
         preset = presets[args.preset]
+    elif remembered in presets and presets[remembered].device == "cuda" and not hardware.gpu_name:
+        log.warning("not using the preset %s chosen last time: it is for a GPU and this machine has none", remembered)
+    elif remembered in presets:
+        preset = presets[remembered]
+        log.info("preset %s, as chosen last time", remembered)
+    elif remembered is not None:
+        log.warning("not using the preset %r chosen last time: there is no such preset now", remembered)
+    if preset.device == "cuda" and not hardware.gpu_name:
+        log.warning("--preset %s: this machine has no NVIDIA GPU; every job runs on the processor", preset.id)
     log.info(
         "hardware: %s, %.1f GB VRAM, %.1f GB RAM; preset %s",
         hardware.gpu_name or "no GPU", hardware.vram_total_bytes / 1e9, hardware.ram_total_bytes / 1e9, preset.id,
@@ -227,8 +233,11 @@ def build_ui(context):
                     )
                 }
                 outputs.build(context, tabs, outputs_tab, targets, outputs.ImageDestination("edit", edit_tab.first_image))
+        # Each browser's (or, with a login, each user's) last values, remembered by the page after a job of the tab. The
+        # stores are placed here, outside the tabs, so every one is read when the page opens (a tab mounts when shown).
         for tab in (image_tab, edit_tab, tts_tab, video_tab, music_tab):
-            ui.load(tab.last_values, outputs=tab.settings_components, api_visibility="private")
+            tab.fields.memory.state.render()
+            ui.load(tab.last_values, inputs=[tab.fields.memory.state], outputs=tab.settings_components, api_visibility="private")
     # Closing the REST route keeps every call on the queue, where the GPU's limit of one job applies.
     ui.queue(api_open=False, default_concurrency_limit=1)
     return ui

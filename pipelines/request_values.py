@@ -44,27 +44,32 @@ def in_range(name: str, value, default, limits: tuple) -> int | float:
     return value
 
 
-def checked_prompt(value, name: str = "prompt", empty_hint: str = "describe the image you want", most: int = MAX_PROMPT_CHARS) -> str:
-    """The prompt without surrounding spaces; empty or longer than `most` characters is refused by `name`."""
-    prompt = (value or "").strip()
-    if not prompt:
-        raise InvalidRequest(name, f"must not be empty; {empty_hint}")
-    if len(prompt) > most:
-        raise InvalidRequest(name, f"has {len(prompt)} characters; at most {most} are accepted")
-    return prompt
-
-
-def checked_text(value, name: str, most: int = MAX_PROMPT_CHARS) -> str:
-    """An optional text (a negative prompt, a transcript) without surrounding spaces, "" for none; longer than `most`
-    characters is refused by `name` before anything keeps or encodes it."""
+def checked_text(name: str, value, most: int = MAX_PROMPT_CHARS) -> str:
+    """Free text (may be empty) without surrounding spaces. Refused by `name`: anything but text, more than `most`
+    characters, or characters that cannot be written as UTF-8 (a lone surrogate such as "\\ud800", which a raw
+    request can carry): such text could not be saved with a result, nor shown back."""
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidRequest(name, f"{type(value).__name__} given; write text")
+        raise InvalidRequest(name, f"must be text, not {type(value).__name__}")
     text = value.strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidRequest(
+            name, f"has a character that is not valid text at position {error.start + 1} ({text[error.start]!r}); remove it"
+        ) from None
     if len(text) > most:
         raise InvalidRequest(name, f"has {len(text)} characters; at most {most} are accepted")
     return text
+
+
+def checked_prompt(value, name: str = "prompt", empty_hint: str = "describe the image you want", most: int = MAX_PROMPT_CHARS) -> str:
+    """The prompt as `checked_text` reads it; empty is refused too."""
+    prompt = checked_text(name, value or "", most)
+    if not prompt:
+        raise InvalidRequest(name, f"must not be empty; {empty_hint}")
+    return prompt
 
 
 def checked_steps(value, default: int, most: int = MAX_STEPS) -> int:

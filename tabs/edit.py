@@ -92,9 +92,9 @@ class EditTab:
         images += [None] * (INPUT_SLOTS - len(images))
         return (*map(kept.path, images), kept.path(used.get("mask")), kept.path(tool_inputs.get("depth_map")))
 
-    def last_values(self) -> list:
+    def last_values(self, in_browser, request: gr.Request) -> list:
         offered = [model_id for name in EDIT_MODES for _, model_id in mode_choices(self.context, name)[0]]
-        return self.fields.last_values(self.context, "edit", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         mode = used.get("mode")
@@ -293,12 +293,8 @@ def build(context: AppContext) -> EditTab:
             instruction_used, notes = job.request.instruction, None
             work = lambda queued: edit_image(job, context.manager, context.outputs_for(session), queued)
             stopped = lambda: EditResult(None, stopped=True)
-        remembered = {
-            **values, "mode": mode_name, "model": model, "width": given["width"], "height": given["height"],
-            "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD,
-        }
         summary = f"{job.spec.name} · {EDIT_MODES[mode_name].label} · {instruction_used[:60]}"
-        outcome = queue.run(remembered, summary, work, stopped, session, progress)
+        outcome = queue.run(summary, work, stopped, session, progress)
         return _shown(outcome.output, outcome.seconds, outcome.notes if notes is None else notes, job.spec.demo)
 
     edit_image_handler = shown_to_user(fields.handler(edit_image_body), fields)
@@ -336,6 +332,7 @@ def build(context: AppContext) -> EditTab:
     )
     api_inputs = [api_model if component is model else component for component in fields.inputs]
     api_trigger.click(edit_image_handler, inputs=api_inputs, outputs=[result, parameters, note], api_name="edit_image", **GPU_QUEUE)
+    queue.remember_on(generate.click)
     stop.click(stop_handler(context), outputs=[note], api_visibility="private")
 
     def apply_model_defaults(model_id, mode_name):

@@ -1,4 +1,5 @@
-"""A tab's inputs as one table, and the one path every job of a tab takes (check → remember → queue → shown).
+"""A tab's inputs as one table, and the one path every job of a tab takes (check → queue → shown; the page then
+remembers its values).
 
 Each tab lists its fields once — API name, control, default for scripts, whether it is remembered, how a result's
 record gives it back — and every list Gradio wants (the handler's parameters, the event's inputs, the remembered
@@ -17,7 +18,7 @@ from pipelines.errors import JobStopped
 from pipelines.jobs import QueuedJob
 from tabs.context import AppContext, event_of, owner_of, user_of
 from tabs.errors import refused
-from tabs.saved_settings import restored_values
+from tabs.saved_settings import RememberedValues
 
 _NO_DEFAULT = inspect.Parameter.empty
 Result = TypeVar("Result")
@@ -27,15 +28,22 @@ def _recorded(name: str) -> Callable[[dict], Any]:
     return lambda used: used.get(name)
 
 
+def never(value) -> bool:
+    """A `restore_if` for a remembered value that never comes back when a page opens (Reuse settings still fills it)."""
+    return False
+
+
 @dataclass(frozen=True)
 class Field:
     """One input of a tab.
 
     `name` is the API parameter (and the key it is remembered under); `component` the control, or None for an API
     parameter with no control of its own. `default` is what a script that leaves the parameter out gets (none: the
-    parameter is required). `remembered` puts the field among the values kept between starts and filled by Reuse
-    settings; `from_record` reads its value from a result's parameters (by default the record's entry of that name).
-    `api` False keeps a remembered control out of the handler's parameters."""
+    parameter is required). `remembered` puts the field among the values a page gets back when it opens again
+    (see `remember_on`) and that Reuse settings fills; `from_record` reads its value from a result's parameters (by default the record's entry of that name).
+    `api` False keeps a remembered control out of the handler's parameters. `restore_if` is the test a remembered
+    value must pass to come back when a page opens, in place of its control's own (see `suits_control`): `never` for a
+    value that means nothing without an upload the page cannot give back."""
 
     name: str
     component: Any = None
@@ -43,6 +51,7 @@ class Field:
     remembered: bool = False
     from_record: Callable[[dict], Any] | None = None
     api: bool = True
+    restore_if: Callable[[Any], bool] | None = None
 
     def recorded(self, used: dict) -> Any:
         return (self.from_record or _recorded(self.name))(used)
@@ -66,6 +75,7 @@ class FieldTable:
         for field in self.fields:
             if isinstance(field.component, gr.Slider):
                 _name_out_of_range(field.name, field.component)
+        self.memory: RememberedValues | None = None
 
     @property
     def inputs(self) -> list:
@@ -117,13 +127,16 @@ class FieldTable:
         handler.__annotations__ = {"request": gr.Request}
         return handler
 
-    def remembered_values(self, values: dict) -> dict:
-        """The remembered fields among a handler's values, to keep for the next start."""
-        return {field.name: values[field.name] for field in self.remembered if field.name in values}
+    def remember_on(self, context: AppContext, section: str, *triggers) -> None:
+        """Remember the controls' values, for this browser (or logged-in user), on each of `triggers` (the page's
+        Generate click); a script's call to the tab's endpoint is never remembered."""
+        self.memory = RememberedValues(context.settings, section, self.remembered)
+        self.memory.on(*triggers)
 
-    def last_values(self, context: AppContext, section: str, offered_models) -> list:
-        """The remembered controls' values from the last start (unchanged controls where none were saved)."""
-        return restored_values(context.settings, section, self.remembered_names, offered_models)
+    def last_values(self, in_browser, request, offered_models) -> list:
+        """The remembered controls' values for the page's load event: this browser's (or this user's) last values that
+        still suit their controls, the others left as they are."""
+        return self.memory.restored(in_browser, request, offered_models)
 
     def values_from_record(self, used: dict) -> tuple:
         """The remembered controls' values as a result's record gives them (Reuse settings)."""
@@ -146,8 +159,9 @@ def _name_out_of_range(name: str, slider: gr.Slider) -> None:
 
 @dataclass(frozen=True)
 class TabQueue:
-    """The path every job of one tab takes once its request is checked: its values are remembered for the next
-    start, it waits its turn in the queue, runs with progress and Stop, and a Stop gives the tab's stopped result."""
+    """The path every job of one tab takes once its request is checked: it waits its turn in the queue, runs with
+    progress and Stop, and a Stop gives the tab's stopped result. (The page remembers its values as it sends them:
+    `remember_on`.)"""
 
     context: AppContext
     # Where the tab's values are remembered ("image") and its name in the queue's list ("Image").
@@ -155,10 +169,9 @@ class TabQueue:
     title: str
     fields: FieldTable
 
-    def run(self, values: dict, summary: str, work: Callable[[QueuedJob], Result], stopped: Callable[[], Result], session, progress) -> Result:
+    def run(self, summary: str, work: Callable[[QueuedJob], Result], stopped: Callable[[], Result], session, progress) -> Result:
         """`work(queued)` runs the checked job with the queue's ticket; `session` is Gradio's request (whose job).
         The job carries the request's event id, so a client's cancel of the request stops it as Stop does."""
-        self.context.settings.update(self.section, self.fields.remembered_values(values))
         report = (lambda fraction, text: progress(fraction, desc=text)) if progress is not None else None
         try:
             with self.context.queue.run(
@@ -167,3 +180,7 @@ class TabQueue:
                 return work(queued)
         except JobStopped:
             return stopped()
+
+    def remember_on(self, *triggers) -> None:
+        """The page's values are remembered on each of `triggers` (see `FieldTable.remember_on`)."""
+        self.fields.remember_on(self.context, self.section, *triggers)

@@ -64,10 +64,10 @@ class ImageTab:
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         return (kept.path(used.get("init_image")),)
 
-    def last_values(self) -> list:
-        """The values last used in this tab (saved across starts); unchanged controls where none were saved."""
+    def last_values(self, in_browser, request: gr.Request) -> list:
+        """The values this browser (or user) last used in this tab; unchanged controls where none were remembered."""
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_IMAGE)[0]]
-        return self.fields.last_values(self.context, "image", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         spec = self.context.store.catalog.image_models().get(used.get("model"))
@@ -190,15 +190,10 @@ def build(context: AppContext) -> ImageTab:
             attention=None if values["attention"] == PRESET_ATTENTION else values["attention"],
         ).check(catalog)
         checked = job.request
-        # Remembered as the controls should show them next time: the level, method and backend as checked.
-        remembered = {
-            **values, "speed": checked.speed, "cache_method": values["cache_method"] or AUTO_METHOD, "compile": checked.compile,
-            "attention": values["attention"] or PRESET_ATTENTION,
-        }
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
         summary = f"{job.spec.name} · {checked.width}×{checked.height} · {checked.batch} image(s) · {checked.prompt[:60]}{lora_note}"
         outcome = queue.run(
-            remembered, summary, lambda queued: generate_image(job, context.manager, context.outputs_for(session), queued),
+            summary, lambda queued: generate_image(job, context.manager, context.outputs_for(session), queued),
             lambda: ImageResult([], stopped=True), session, progress,
         )
         return _shown(outcome, job.spec.demo, lora_note)
@@ -206,6 +201,7 @@ def build(context: AppContext) -> ImageTab:
     handler = shown_to_user(fields.handler(generate_image_handler), fields)
     generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
     prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
+    queue.remember_on(generate.click, prompt.submit)
 
     stop.click(stop_handler(context), outputs=[result], api_name="stop")
 

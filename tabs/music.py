@@ -47,6 +47,10 @@ def _speed_value(catalog: Catalog, index: int):
     return lambda used: speed_values(used, catalog.spec(used["model"]).family)[index]
 
 
+def _runs_without_clip(task_name) -> bool:
+    return task_name in TASKS and not TASKS[task_name].needs_audio
+
+
 def task_controls(task_name: str) -> tuple:
     """Which controls a task shows: the input clip, the range, the cover strength; and what duration means."""
     task = TASKS.get(TASK_ALIASES.get(task_name, task_name), TASKS["text2music"])
@@ -77,9 +81,9 @@ class MusicTab:
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
         return (kept.path(used.get("input_audio")),)
 
-    def last_values(self) -> list:
+    def last_values(self, in_browser, request: gr.Request) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_MUSIC)[0]]
-        return self.fields.last_values(self.context, "music", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in self.context.store.catalog.for_task(Task.TEXT_TO_MUSIC):
@@ -161,7 +165,8 @@ def build(context: AppContext) -> MusicTab:
             Field("steps", steps, default=None, remembered=True, from_record=_as_recorded("steps")),
             Field("guidance", guidance, default=None, remembered=True, from_record=_as_recorded("guidance")),
             Field("seed", seed, default=-1, remembered=True, from_record=_as_recorded("seed")),
-            Field("task", task, default="text2music", remembered=True, from_record=_as_recorded("task")),
+            # A task that works on a clip comes back only through Reuse settings, which brings the clip too.
+            Field("task", task, default="text2music", remembered=True, from_record=_as_recorded("task"), restore_if=_runs_without_clip),
             Field("audio", input_audio, default=None),
             Field("start", start, default=None, remembered=True, from_record=lambda used: used.get("start") or 0),
             Field("end", end, default=None, remembered=True, from_record=lambda used: -1 if used.get("end") is None else used["end"]),
@@ -195,10 +200,8 @@ def build(context: AppContext) -> MusicTab:
             cache_method=None if values["cache_method"] in (None, AUTO_METHOD) else values["cache_method"],
             cache_threshold=values["cache_threshold"],
         ).check(catalog)
-        # The level and method are remembered as they ran: "off" and "auto" for what a script left out.
-        remembered = {**values, "speed": job.request.speed, "cache_method": values["cache_method"] or AUTO_METHOD}
         result = queue.run(
-            remembered, f"{job.spec.name} · {job.task.label}", lambda queued: generate_music(job, context.manager, context.outputs_for(session), queued),
+            f"{job.spec.name} · {job.task.label}", lambda queued: generate_music(job, context.manager, context.outputs_for(session), queued),
             lambda: MusicResult(None, stopped=True), session, progress,
         )
         return _shown(result, job.spec.demo)
@@ -207,6 +210,7 @@ def build(context: AppContext) -> MusicTab:
         shown_to_user(fields.handler(music_handler), fields), inputs=fields.inputs, outputs=[audio, parameters, summary],
         api_name="generate_music", **GPU_QUEUE,
     )
+    queue.remember_on(generate.click)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
     return MusicTab(context, fields, [input_audio])

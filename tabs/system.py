@@ -3,6 +3,8 @@ runs here. Endpoints: /set_preset, /status, /models, /plan."""
 
 from __future__ import annotations
 
+import logging
+
 import gradio as gr
 
 from pipelines.errors import InvalidRequest
@@ -11,7 +13,13 @@ from pipelines.memory.job_plan import plan_job
 from tabs.context import GPU_QUEUE, AppContext, named_api, user_of
 from tabs.errors import shown_to_user
 
+log = logging.getLogger(__name__)
 GIB = 1024**3
+NO_GPU_WARNING = (
+    "⚠️ No NVIDIA GPU was found: every job runs on the processor whatever this preset says. Its offloading and "
+    "streaming only move weights from RAM to RAM here, which saves no memory and makes jobs slower; choose **CPU only**. "
+    "This choice is not remembered for the next start."
+)
 
 
 def status_dict(context: AppContext) -> dict:
@@ -128,9 +136,14 @@ def plans_table(context: AppContext) -> str:
     return "\n".join(rows)
 
 
+def gpu_preset_without_gpu(context: AppContext) -> bool:
+    return context.manager.preset.device == "cuda" and context.manager.execution_device() != "cuda"
+
+
 def preset_explanation(context: AppContext) -> str:
     preset = context.manager.preset
-    return f"**{preset.label}** — {preset.description}"
+    explanation = f"**{preset.label}** — {preset.description}"
+    return f"{explanation}\n\n{NO_GPU_WARNING}" if gpu_preset_without_gpu(context) else explanation
 
 
 def build(context: AppContext) -> None:
@@ -184,7 +197,12 @@ def build(context: AppContext) -> None:
         if chosen is None:
             raise gr.Error(f"preset: unknown preset {preset_id!r}; choose one of {', '.join(context.presets)}")
         context.manager.set_preset(chosen)
-        context.settings.update("preset", {"id": chosen.id})
+        # The preset is the machine's, so it is kept in the settings file for every browser; a GPU preset on a machine
+        # without one is a mistake not to repeat at the next start.
+        if gpu_preset_without_gpu(context):
+            log.warning("preset %s: %s", chosen.id, NO_GPU_WARNING)
+        else:
+            context.settings.update("preset", {"id": chosen.id})
         return preset_explanation(context), status_line(context, user_of(request))
 
     preset.input(set_preset, inputs=[preset], outputs=[explanation, status_text], api_name="set_preset", **GPU_QUEUE).then(

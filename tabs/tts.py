@@ -11,7 +11,7 @@ from pipelines.errors import InvalidRequest
 from pipelines.audio.speech_runner import LIMITS, PRECISIONS, Reference, SpeechRequest, SpeechResult, speak
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
-from tabs.fields import Field, FieldTable, TabQueue
+from tabs.fields import Field, FieldTable, TabQueue, never
 from tabs.kept_inputs import KeptInputs
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not speech."
@@ -55,9 +55,9 @@ class TtsTab:
         first, more = (references[0] if references else None), references[1:]
         return kept.path(first), kept.paths(more), "\n".join(str(reference.get("transcript", "")) for reference in more)
 
-    def last_values(self) -> list:
+    def last_values(self, in_browser, request: gr.Request) -> list:
         offered = [model_id for _, model_id in model_choices(self.context, Task.TEXT_TO_SPEECH)[0]]
-        return self.fields.last_values(self.context, "tts", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in self.context.store.catalog.for_task(Task.TEXT_TO_SPEECH):
@@ -115,7 +115,8 @@ def build(context: AppContext) -> TtsTab:
         [
             Field("text", text, remembered=True),
             Field("reference_audio", reference_audio, default=None),
-            Field("reference_text", reference_text, default=None, remembered=True, from_record=_first_transcript),
+            # Its clip cannot come back with a reloaded page, and a transcript without its clip cannot run.
+            Field("reference_text", reference_text, default=None, remembered=True, from_record=_first_transcript, restore_if=never),
             Field("temperature", temperature, default=None, remembered=True),
             Field("top_p", top_p, default=None, remembered=True),
             Field("repetition_penalty", repetition_penalty, default=None, remembered=True),
@@ -145,7 +146,7 @@ def build(context: AppContext) -> TtsTab:
         ).check(context.store.catalog)
         summary = f"{job.spec.name} · {len(job.request.text)} characters · {len(job.request.references)} reference clip(s)"
         result = queue.run(
-            values, summary, lambda queued: speak(job, context.manager, context.outputs_for(session), queued),
+            summary, lambda queued: speak(job, context.manager, context.outputs_for(session), queued),
             lambda: SpeechResult(None, stopped=True), session, progress,
         )
         return _shown(result, job.spec.demo)
@@ -154,6 +155,7 @@ def build(context: AppContext) -> TtsTab:
         shown_to_user(fields.handler(speak_handler), fields), inputs=fields.inputs, outputs=[audio, parameters, summary], api_name="speak",
         **GPU_QUEUE,
     )
+    queue.remember_on(generate.click)
 
     stop.click(stop_handler(context, "the current frame"), outputs=[summary], api_visibility="private")
     return TtsTab(context, fields, [reference_audio, extra_audio, extra_text])

@@ -246,9 +246,9 @@ class VideoTab:
             kept.path(used.get("mask")),
         )
 
-    def last_values(self) -> list:
+    def last_values(self, in_browser, request: gr.Request) -> list:
         offered = [model_id for _, model_id in _offered_video_models(self.context)[0]]
-        return self.fields.last_values(self.context, "video", offered)
+        return self.fields.last_values(in_browser, request, offered)
 
     def values_from(self, used: dict, source: str) -> tuple:
         if used.get("model") not in self.context.store.catalog.video_models():
@@ -396,12 +396,6 @@ def build(context: AppContext) -> VideoTab:
     def generate_video_body(values: dict, session, progress):
         job = request_from(values, default_model).check(catalog, context.store.models_dir)
         request = job.request
-        # Remembered as given, with the choices the check filled in.
-        remembered = {
-            **values, "model": request.model, "speed": request.speed, "cache_method": values["cache_method"] or AUTO_METHOD,
-            "compile": request.compile, "attention": values["attention"] or PRESET_ATTENTION,
-            "keep_unmasked": bool(values["keep_unmasked"]),
-        }
         summary_text = f"{job.spec.name} · {request.width}×{request.height} · {request.frames} frames · {request.prompt[:60]}"
         # (component, value) pairs for the page while the job runs: latent previews, and the video so far.
         shown: queue.Queue = queue.Queue()
@@ -417,7 +411,7 @@ def build(context: AppContext) -> VideoTab:
         def run():
             try:
                 outcome["result"] = tab_queue.run(
-                    remembered, summary_text, work, lambda: VideoResult(None, stopped=True, frames_note=job.frames_note()),
+                    summary_text, work, lambda: VideoResult(None, stopped=True, frames_note=job.frames_note()),
                     session, progress,
                 )
             except BaseException as error:  # handed to the request's thread, where shown_to_user reports it
@@ -445,6 +439,7 @@ def build(context: AppContext) -> VideoTab:
         shown_to_user(fields.handler(generate_video_body), fields), inputs=fields.inputs, outputs=outputs,
         api_name="generate_video", **GPU_QUEUE,
     )
+    tab_queue.remember_on(generate.click)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
 

@@ -476,3 +476,56 @@ def test_the_status_line_says_idle_soon_after_a_job_finishes(page):
         page.wait_for_function(
             "() => document.querySelector('#status-line')?.innerText.includes('Queue: idle')", timeout=2000,
         )
+
+
+def test_two_browsers_keep_their_own_remembered_prompts_and_a_script_changes_neither(browser, app):
+    from gradio_client import Client
+
+    opened = []
+    for prompt in ("the first browser's lighthouse", "the second browser's barn"):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT_MS)
+        page.goto(app.url)
+        generate(page, prompt)
+        page.locator("#image-gallery img").first.wait_for()
+        # The page remembers its values beside the job: wait for them to be stored before reloading.
+        page.wait_for_function("() => localStorage.getItem('atelier-image') !== null")
+        opened.append((context, page, prompt))
+    Client(app.url, verbose=False).predict(prompt="a script's prompt", model="demo-sd3", steps=1, seed=3, api_name="/generate_image")
+    for context, page, prompt in opened:
+        page.reload()
+        page.wait_for_function("(text) => document.querySelector('#image-prompt textarea')?.value === text", arg=prompt)
+        assert page.locator("#image-steps input").input_value() == "2"
+        context.close()
+
+
+def test_with_a_login_the_last_values_follow_the_user_to_another_browser(browser, demo_models_dir, tmp_path):
+    from tests.app_server import AppServer
+
+    server = AppServer(
+        "--models-dir", str(demo_models_dir), "--outputs-dir", str(tmp_path / "outputs"), "--auth", "alice:wonderland",
+    ).wait_ready()
+    try:
+        for visit in ("first", "second"):
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(UI_TIMEOUT_MS)
+            page.goto(server.url)
+            page.locator("input[type=text]").first.fill("alice")
+            page.locator("input[type=password]").fill("wonderland")
+            page.keyboard.press("Enter")
+            if visit == "first":
+                generate(page, "alice's lighthouse")
+                page.locator("#image-gallery img").first.wait_for()
+                # Remembered on the server, in alice's section.
+                for _ in range(300):
+                    if "alice's lighthouse" in (server.settings_path.read_text() if server.settings_path.exists() else ""):
+                        break
+                    page.wait_for_timeout(200)
+                assert json.loads(server.settings_path.read_text())["users"]["alice"]["image"]["prompt"] == "alice's lighthouse"
+            else:
+                page.wait_for_function("() => document.querySelector('#image-prompt textarea')?.value === \"alice's lighthouse\"")
+            context.close()
+    finally:
+        server.stop()

@@ -31,7 +31,7 @@ from pipelines.media import AUDIO_FORMATS, MediaError, audio_duration, read_audi
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
-    MAX_GUIDANCE, MAX_STEPS, checked_guidance, checked_prompt, checked_seed, checked_steps, in_range, number, resolved_seed,
+    MAX_GUIDANCE, MAX_STEPS, checked_guidance, checked_prompt, checked_seed, checked_text, checked_steps, in_range, number, resolved_seed,
     whole_number,
 )
 from pipelines.speed.step_cache import check_speed, step_cache
@@ -139,9 +139,7 @@ class MusicRequest:
             raise UnknownModel(self.model, "a music model", models)
         defaults: MusicDefaults = spec.defaults
         tags = checked_prompt(self.tags, "tags", "describe the music: genre, instruments, mood, voice", MAX_TAGS_CHARS)
-        lyrics = (self.lyrics or "").strip()
-        if len(lyrics) > MAX_LYRICS_CHARS:
-            raise InvalidRequest("lyrics", f"has {len(lyrics)} characters; at most {MAX_LYRICS_CHARS} are read by the model")
+        lyrics = checked_text("lyrics", self.lyrics, MAX_LYRICS_CHARS)
         task_name = TASK_ALIASES.get(str(self.task or "text2music").strip().lower(), str(self.task or "text2music").strip().lower())
         task = TASKS.get(task_name)
         if task is None:

@@ -112,14 +112,13 @@ class SpeechResult:
 
 
 def _checked_reference(reference: Reference) -> Reference:
-    transcript = (reference.transcript or "").strip()
+    transcript = checked_text("reference_text", reference.transcript, MAX_TRANSCRIPT_CHARS)
     if not reference.audio:
         raise InvalidRequest("reference_audio", "a transcript was given without its audio clip")
     if not transcript:
         raise InvalidRequest(
             "reference_text", f"the reference clip {Path(reference.audio).name} needs its transcript (what is said in it)"
         )
-    transcript = checked_text(transcript, "reference_text", MAX_TRANSCRIPT_CHARS)
     _check_stated_length(Path(reference.audio))
     return Reference(str(reference.audio), transcript)
 

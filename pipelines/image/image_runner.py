@@ -29,8 +29,8 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
-    batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, steps_from_picture,
-    whole_number,
+    MAX_PROMPT_CHARS, batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed,
+    steps_from_picture, whole_number,
 )
 from pipelines.speed.step_cache import check_speed, step_cache
 from pipelines.loading.weight_formats import WEIGHT_FORMATS
@@ -81,7 +81,7 @@ class ImageRequest:
         family = family_spec(spec.family)
         defaults = spec.defaults
         prompt = checked_prompt(self.prompt)
-        negative = checked_text(self.negative_prompt, "negative_prompt")
+        negative = checked_text("negative_prompt", self.negative_prompt, MAX_PROMPT_CHARS)
         if negative and not family.supports_negative_prompt:
             raise InvalidRequest("negative_prompt", f"{spec.name} does not use a negative prompt; leave it empty")
         init_image = str(self.init_image) if self.init_image else None

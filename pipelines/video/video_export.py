@@ -19,7 +19,7 @@ import numpy as np
 from pipelines.errors import InvalidRequest
 from pipelines.media import encode_video
 from pipelines.outputs import OutputStore, SavedOutput, safe_name
-from pipelines.request_values import number, whole_number
+from pipelines.request_values import MAX_SHORT_TEXT_CHARS, checked_text, number, whole_number
 
 MAX_FRAME_RATE = 120.0
 MAX_LOOP_COUNT = 100
@@ -65,7 +65,8 @@ class ExportSettings:
         loop_count = whole_number("loop_count", self.loop_count, 0)
         if not 0 <= loop_count <= MAX_LOOP_COUNT:
             raise InvalidRequest("loop_count", f"{loop_count} is out of range; use 0 to {MAX_LOOP_COUNT}")
-        prefix = safe_name(self.filename_prefix, MAX_PREFIX_CHARS) if (self.filename_prefix or "").strip() else ""
+        given = checked_text("filename_prefix", self.filename_prefix, MAX_SHORT_TEXT_CHARS)
+        prefix = safe_name(given, MAX_PREFIX_CHARS) if given else ""
         return replace(
             self, frame_rate=frame_rate, loop_count=loop_count, pingpong=bool(self.pingpong), filename_prefix=prefix,
             save_output=bool(self.save_output),

@@ -22,7 +22,7 @@ from pipelines.errors import InvalidRequest, UnknownModel
 from pipelines.video.interpolation import check_choice
 from pipelines.media import MediaError, image_size
 from pipelines.request_values import (
-    MAX_SHORT_TEXT_CHARS, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, whole_number,
+    checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, whole_number,
 )
 from pipelines.speed.step_cache import check_speed
 from pipelines.video.vace import JobShape, VaceInputs
@@ -94,8 +94,7 @@ class VideoRequest:
         family = family_spec(spec.family)
         rules, defaults = family.video, spec.defaults
         prompt = checked_prompt(self.prompt, empty_hint="describe the video you want")
-        negative_prompt = checked_text(self.negative_prompt, "negative_prompt")
-        checked_text(self.export.filename_prefix, "filename_prefix", MAX_SHORT_TEXT_CHARS)
+        negative_prompt = checked_text("negative_prompt", self.negative_prompt)
         image = str(self.image) if self.image else None
         if image is None and spec.task is Task.IMAGE_TO_VIDEO:
             raise InvalidRequest("image", f"{spec.name} makes a video from a picture; give an input image")

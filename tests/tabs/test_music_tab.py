@@ -1,5 +1,5 @@
 """The Music tab's one field table: the API's parameters and the remembered controls in their fixed orders, and the
-path of a job (checked, then remembered, then queued)."""
+path of a job (checked, then queued; only the page remembers values)."""
 
 import gradio as gr
 import numpy as np
@@ -46,10 +46,8 @@ def test_a_range_past_the_end_of_the_clip_is_refused_before_anything_is_remember
     assert tab.context.settings.get("music") == {}
 
 
-def test_a_job_remembers_its_values_with_the_speed_and_method_a_script_left_out(built):
+def test_a_scripts_job_remembers_nothing_for_any_page(built):
     tab, handler = built
-    audio, used, _ = handler(tags="lo-fi piano", duration=1.0, steps=2, seed=3)
-    remembered = tab.context.settings.get("music")
-    assert tuple(remembered) == music.SETTINGS_FIELDS
-    assert (remembered["tags"], remembered["seed"], remembered["speed"], remembered["cache_method"]) == ("lo-fi piano", 3, "off", "auto")
+    audio, used, _ = handler(tags="lo-fi piano", duration=1.0, steps=2, seed=3, task="text2music")
     assert audio and used["parameters"]["seed"] == 3
+    assert tab.context.settings.get("music") == {} and tab.context.settings.get("users") == {}
