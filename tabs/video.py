@@ -18,7 +18,7 @@ from pipelines.errors import InvalidRequest
 from pipelines.video.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video.interpolation import offered as offered_interpolations
 from pipelines.video.video_export import FORMATS, ExportSettings
-from pipelines.video.video_request import VideoRequest, checked_fps, checked_window, fitted_start_size, sections_note
+from pipelines.video.video_request import VideoRequest, checked_fps, checked_window, fitted_start_size, long_video_note, sections_note
 from pipelines.video.video_runner import VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
@@ -81,7 +81,7 @@ def _window_or_default(value, spec, rules):
 
 
 def describe_long_video(
-    catalog: Catalog, models_dir, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend,
+    catalog: Catalog, model_id, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, blend,
     ar_step=0, causal_block_size=None, latent_window_size=None,
 ):
     """The length context windows, chunks, sections or asynchronous blocks make and the transformer passes they take,
@@ -99,14 +99,13 @@ def describe_long_video(
         return sections_note(spec, rules, made, int(fps), int(steps), window)
     if (not context_frames and not ar_step) or spec is None:
         return "Empty window length: the whole video at once."
-    # The long-video settings as a job would check them (the prompt is not among this note's inputs: any will do).
     request = VideoRequest(
-        prompt="length", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
+        prompt="", model=model_id, frames=frames, fps=fps, steps=steps, guidance=guidance, context_frames=context_frames,
         context_overlap=context_overlap, context_stride=context_stride, context_blend=blend or "linear",
         ar_step=ar_step or 0, causal_block_size=causal_block_size,
     )
     try:
-        return request.check(catalog, models_dir).length_note()
+        return long_video_note(catalog, request)
     except InvalidRequest as error:
         return f"⚠️ {error}"
 
@@ -452,7 +451,7 @@ def build(context: AppContext) -> VideoTab:
         control.change(length_text, inputs=length_inputs, outputs=[length], api_visibility="private")
 
     def long_video_note(*values):
-        return describe_long_video(catalog, context.store.models_dir, *values)
+        return describe_long_video(catalog, *values)
 
     long_inputs = [
         model, frames, fps, steps, guidance, context_frames, context_overlap, context_stride, context_blend, ar_step, causal_block_size,

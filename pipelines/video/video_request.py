@@ -259,6 +259,28 @@ class VideoJob:
         )
 
 
+def long_video_note(catalog: Catalog, request: VideoRequest) -> str:
+    """The length a long-video request makes and the transformer passes it takes (context windows, chunks,
+    asynchronous blocks), from its length settings alone — what the Video tab shows while they change, checked as the
+    job's check checks them, without its prompt or input files. InvalidRequest names a bad setting."""
+    models = catalog.video_models()
+    spec = models.get(request.model)
+    if spec is None:
+        raise UnknownModel(request.model, "a video model", models)
+    family = family_spec(spec.family)
+    rules, defaults = family.video, spec.defaults
+    context_frames = None if request.context_frames in (None, "", 0) else whole_number("context_frames", request.context_frames, 0)
+    frames = _checked_frames(whole_number("frames", request.frames, defaults.frames), spec, rules, context_frames, None)
+    context = _checked_context(request, context_frames, frames, rules)
+    steps = checked_steps(request.steps, defaults.steps)
+    forcing = _checked_forcing(request, spec, rules, frames, context, steps, models)
+    checked = replace(
+        request, frames=frames, fps=checked_fps(request.fps, defaults.fps), steps=steps,
+        guidance=checked_guidance(request.guidance, defaults.guidance), latent_window_size=None, **context, **forcing,
+    )
+    return VideoJob(checked, spec, family, seed=0, frames_requested=frames).length_note()
+
+
 def checked_fps(value, default: int) -> int:
     fps = whole_number("fps", value, default)
     if not 1 <= fps <= MAX_FPS:
