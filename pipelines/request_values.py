@@ -72,6 +72,16 @@ def checked_prompt(value, name: str = "prompt", empty_hint: str = "describe the 
     return prompt
 
 
+def checked_size(width, height, default: tuple[int, int], family, model_name: str) -> tuple[int, int]:
+    """Width and height as asked (`default` where not given), each a side `family` makes; InvalidRequest names the
+    side that is not and the nearest that is."""
+    sides = whole_number("width", width, default[0]), whole_number("height", height, default[1])
+    for name, value in zip(("width", "height"), sides):
+        if problem := family.size_problem(value):
+            raise InvalidRequest(name, f"{value} is not accepted by {model_name}; {problem}")
+    return sides
+
+
 def checked_steps(value, default: int, most: int = MAX_STEPS) -> int:
     steps = whole_number("steps", value, default)
     if not 1 <= steps <= most:

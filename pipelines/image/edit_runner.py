@@ -28,7 +28,7 @@ from pipelines.image.masks import Extension, extended_canvas, feathered, keep_un
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
-    checked_guidance, checked_seed, checked_steps, in_range, resolved_seed, steps_from_picture, whole_number,
+    checked_guidance, checked_seed, checked_size, checked_steps, in_range, resolved_seed, steps_from_picture,
 )
 from pipelines.speed.step_cache import check_speed, step_cache
 from presets import Preset
@@ -128,11 +128,7 @@ class EditRequest:
                     f"Output size {default[0]}×{default[1]}: the first image's size, in multiples of {family.size_multiple} px "
                     f"and at most {max_input_side} px a side."
                 )
-        width = whole_number("width", self.width, default[0])
-        height = whole_number("height", self.height, default[1])
-        for name, value in (("width", width), ("height", height)):
-            if problem := family.size_problem(value):
-                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        width, height = checked_size(self.width, self.height, default, family, spec.name)
         return width, height
 
     @property

@@ -25,7 +25,9 @@ from pipelines.manager import ModelManager
 from pipelines.media import MediaError, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
-from pipelines.request_values import checked_guidance, checked_prompt, checked_seed, checked_steps, resolved_seed, whole_number
+from pipelines.request_values import (
+    checked_guidance, checked_prompt, checked_seed, checked_size, checked_steps, resolved_seed, whole_number,
+)
 from pipelines.speed.step_cache import check_speed, step_cache
 
 log = logging.getLogger(__name__)
@@ -88,11 +90,7 @@ class ToolRequest:
         input_size = image_size_ or map_size
         # The input's aspect ratio, at most the model's default pixel area.
         default_width, default_height = family.fitted_size(input_size, spec.defaults.width * spec.defaults.height, enlarge=False)
-        width = whole_number("width", self.width, default_width)
-        height = whole_number("height", self.height, default_height)
-        for name, value in (("width", width), ("height", height)):
-            if problem := family.size_problem(value):
-                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        width, height = checked_size(self.width, self.height, (default_width, default_height), family, spec.name)
         steps = checked_steps(self.steps, spec.defaults.steps)
         guidance = checked_guidance(self.guidance, spec.defaults.guidance)
         seed = checked_seed(self.seed)

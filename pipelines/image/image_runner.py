@@ -29,8 +29,8 @@ from pipelines.media import MediaError, file_digest, image_size
 from pipelines.memory.planner import Workload
 from pipelines.outputs import OutputStore, SavedOutput, run_record
 from pipelines.request_values import (
-    MAX_PROMPT_CHARS, batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed,
-    steps_from_picture, whole_number,
+    MAX_PROMPT_CHARS, batch_seeds, checked_guidance, checked_prompt, checked_seed, checked_size, checked_steps, checked_text, number,
+    resolved_seed, steps_from_picture, whole_number,
 )
 from pipelines.speed.step_cache import check_speed, step_cache
 from pipelines.loading.weight_formats import WEIGHT_FORMATS
@@ -88,11 +88,7 @@ class ImageRequest:
         default_width, default_height = defaults.width, defaults.height
         if init_image is not None:
             default_width, default_height = start_image_size(init_image, spec, family)
-        width = whole_number("width", self.width, default_width)
-        height = whole_number("height", self.height, default_height)
-        for name, value in (("width", width), ("height", height)):
-            if problem := family.size_problem(value):
-                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        width, height = checked_size(self.width, self.height, (default_width, default_height), family, spec.name)
         if family.max_pixels and width * height > family.max_pixels:
             square = math.isqrt(family.max_pixels) // family.size_multiple * family.size_multiple
             raise InvalidRequest(

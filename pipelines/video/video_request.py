@@ -22,7 +22,7 @@ from pipelines.errors import InvalidRequest, UnknownModel
 from pipelines.video.interpolation import check_choice
 from pipelines.media import MediaError, image_size
 from pipelines.request_values import (
-    checked_guidance, checked_prompt, checked_seed, checked_steps, checked_text, number, resolved_seed, whole_number,
+    checked_guidance, checked_prompt, checked_seed, checked_size, checked_steps, checked_text, number, resolved_seed, whole_number,
 )
 from pipelines.speed.step_cache import check_speed
 from pipelines.video.vace import JobShape, VaceInputs
@@ -153,12 +153,7 @@ class VideoRequest:
             default_size = fitted_default_size(spec, family, (sources.video.width, sources.video.height))
         if start_image is not None:
             default_size = fitted_default_size(spec, family, start_image.size)
-        width = whole_number("width", self.width, default_size[0])
-        height = whole_number("height", self.height, default_size[1])
-        for name, value in (("width", width), ("height", height)):
-            problem = family.size_problem(value)
-            if problem:
-                raise InvalidRequest(name, f"{value} is not accepted by {spec.name}; {problem}")
+        width, height = checked_size(self.width, self.height, default_size, family, spec.name)
         return width, height
 
 

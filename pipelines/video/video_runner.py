@@ -277,7 +277,7 @@ def generate_video(
     on_partial: PartialCallback | None = None,
 ) -> VideoResult:
     # 1. The job was checked, and its input files read, when it was made.
-    request, spec, rules, seed = job.request, job.spec, job.rules, job.seed
+    request, spec, seed = job.request, job.spec, job.seed
     started = time.monotonic()
     queued.report(0.0, f"Loading {spec.name}")
 

@@ -17,12 +17,12 @@ MEGABYTE_OF_TEXT = "x" * 1_000_000
 
 
 def test_checked_text_strips_allows_empty_and_refuses_too_long_by_name():
-    assert checked_text("  a blurry photo ", "negative_prompt") == "a blurry photo"
-    assert checked_text(None, "negative_prompt") == ""
+    assert checked_text("negative_prompt", "  a blurry photo ") == "a blurry photo"
+    assert checked_text("negative_prompt", None) == ""
     with pytest.raises(InvalidRequest, match=f"negative_prompt: has {MAX_PROMPT_CHARS + 1} characters; at most {MAX_PROMPT_CHARS}"):
-        checked_text("x" * (MAX_PROMPT_CHARS + 1), "negative_prompt")
-    with pytest.raises(InvalidRequest, match="negative_prompt: int given; write text"):
-        checked_text(5, "negative_prompt")
+        checked_text("negative_prompt", "x" * (MAX_PROMPT_CHARS + 1))
+    with pytest.raises(InvalidRequest, match="negative_prompt: must be text, not int"):
+        checked_text("negative_prompt", 5)
 
 
 def test_an_image_requests_negative_prompt_of_a_megabyte_is_refused():
