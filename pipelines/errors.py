@@ -19,9 +19,11 @@ class UnknownModel(InvalidRequest):
     """A model id that is not among `known` (the ids of the models for the task). A tab names instead the models its
     dropdown offers (demo models in demo mode), by the names the dropdown shows."""
 
-    def __init__(self, given, kind: str, known):
+    def __init__(self, given, kind: str, known, head: str | None = None):
         self.given, self.kind, self.known = given, kind, tuple(known)
-        super().__init__("model", f"unknown model {given!r}; choose {kind}: {', '.join(self.known)}")
+        # What is wrong, before the list: "unknown model 'x'", or the Edit tab's "'x' is not a model for Inpaint".
+        self.head = head or f"unknown model {given!r}"
+        super().__init__("model", f"{self.head}; choose {kind}: {', '.join(self.known)}")
 
 
 class ModelNotAvailable(AtelierError):

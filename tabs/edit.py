@@ -297,7 +297,7 @@ def build(context: AppContext) -> EditTab:
         outcome = queue.run(summary, work, stopped, session, progress)
         return _shown(outcome.output, outcome.seconds, outcome.notes if notes is None else notes, job.spec.demo)
 
-    edit_image_handler = shown_to_user(fields.handler(edit_image_body), fields)
+    edit_image_handler = shown_to_user(fields.handler(edit_image_body), fields, offered=tuple(_every_edit_model(context)))
 
     @shown_to_user
     def edit_from_page(

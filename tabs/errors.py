@@ -60,7 +60,7 @@ def with_offered_models(error: UnknownModel, offered: tuple[tuple[str, str], ...
     if not listed:
         return error
     names = [name for name, _ in listed] if page else [model_id for _, model_id in listed]
-    return InvalidRequest("model", f"unknown model {error.given!r}; choose {error.kind}: {', '.join(names)}")
+    return InvalidRequest("model", f"{error.head}; choose {error.kind}: {', '.join(names)}")
 
 
 def page_message(error: AtelierError, labels: dict[str, str | None]) -> str:
@@ -86,11 +86,13 @@ def refused(where: str, message: str, cause: BaseException | None = None) -> gr.
     return quiet_error(message)
 
 
-def shown_to_user(handler, fields=None):
+def shown_to_user(handler, fields=None, offered: tuple[tuple[str, str], ...] | None = None):
     """Wrap an event handler (a function, or a generator that streams updates) so our errors show as a toast (and
     reach gradio_client as AppError). With the tab's FieldTable `fields`, the page names a bad value by its label."""
     labels = field_labels(fields) if fields is not None else {}
-    offered = offered_models(fields)
+    # The models a message may list: the tab's Model dropdown's, unless the tab says (the Edit tab's dropdown shows one
+    # mode's models at a time, its messages may name any mode's).
+    offered = offered_models(fields) if offered is None else offered
 
     @contextlib.contextmanager
     def translated(page: bool):

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 
 from pipelines.catalog import Catalog, FamilySpec, ModelSpec, Task, family_spec
-from pipelines.errors import InvalidRequest
+from pipelines.errors import InvalidRequest, UnknownModel
 from pipelines.image.masks import Extension, read_mask
 from pipelines.media import MediaError, image_size
 from pipelines.request_values import checked_prompt, in_range
@@ -117,7 +117,7 @@ def check_mode_inputs(mode: EditMode, model: str, catalog: Catalog, images, inst
     models = edit_models(mode.name, catalog)
     spec = models.get(model)
     if spec is None:
-        raise InvalidRequest("model", f"{model!r} is not a model for {mode.label}; choose one of {', '.join(models)}")
+        raise UnknownModel(model, "one of", models, head=f"{model!r} is not a model for {mode.label}")
     family = family_spec(spec.family)
     notes: list[str] = []
     images, image_sizes = _checked_images(images, mode, spec)

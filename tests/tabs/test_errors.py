@@ -69,3 +69,17 @@ def test_a_bug_shows_its_kind_and_no_path():
     handler = shown_to_user(raising(FileNotFoundError(2, "No such file or directory", "/tmp/gradio/abc123/secret.png")))
     shown = message(handler, PAGE)
     assert "FileNotFoundError" in shown and "/tmp" not in shown and "secret.png" not in shown
+
+
+def test_an_edit_mode_lists_the_offered_models_of_that_mode_when_the_dropdown_shows_another_mode(fields):
+    """The Edit tab's dropdown shows one mode's models; its message for another mode lists that mode's offered models
+    (the demo ones in demo mode), not every model the catalog has for it."""
+    from pipelines.catalog import Catalog
+    from pipelines.image.edit_modes import EDIT_MODES, check_mode_inputs
+
+    with pytest.raises(UnknownModel) as raised:
+        check_mode_inputs(EDIT_MODES["inpaint"], "omnigen-v1", Catalog(), [], "", None, {})
+    offered = (("FLUX.1 Fill (tiny)", "demo-flux-fill"), ("OmniGen (tiny)", "demo-omnigen"))
+    handler = shown_to_user(raising(raised.value), fields, offered=offered)
+    assert message(handler, SCRIPT) == "model: 'omnigen-v1' is not a model for Inpaint; choose one of: demo-flux-fill"
+    assert message(handler, PAGE) == "Model: 'omnigen-v1' is not a model for Inpaint; choose one of: FLUX.1 Fill (tiny)"
