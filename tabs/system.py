@@ -192,7 +192,7 @@ def build(context: AppContext) -> None:
     )
 
     @shown_to_user
-    def set_preset(preset_id: str, request: gr.Request):
+    def set_preset(preset_id: str, request: gr.Request = None):
         chosen = context.presets.get(preset_id)
         if chosen is None:
             raise gr.Error(f"preset: unknown preset {preset_id!r}; choose one of {', '.join(context.presets)}")

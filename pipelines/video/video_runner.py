@@ -302,7 +302,9 @@ def generate_video(
             current = passes[0] if steps_done <= passes[0].steps else passes[1]
             text = f"{'Base' if current is passes[0] else 'Upsampled'} pass, step {step + 1}/{current.steps}"
             fraction, last_step = steps_done / sum(p.steps for p in passes), current.steps
-        schedule.setdefault(current.name, []).append(round(float(timestep), 3))
+        # Diffusion forcing passes one timestep per latent frame: the schedule records the noisiest frame's.
+        noisiest = timestep.max() if torch.is_tensor(timestep) else timestep
+        schedule.setdefault(current.name, []).append(round(float(noisiest), 3))
         queued.report(fraction * 0.95, text)
         if on_preview is not None and ((step + 1) % PREVIEW_EVERY == 0 or step + 1 == last_step):
             on_preview(latent_preview(callback_kwargs["latents"], job, (current.width, current.height)), text)
