@@ -209,8 +209,12 @@ def test_an_image_result_is_sent_from_outputs_to_the_edit_tab(page):
 
 
 def test_the_last_values_come_back_after_a_reload(page):
+    stored_before = page.evaluate("() => localStorage.getItem('atelier-image')")
     generate(page, "remembered after a reload", steps=2)
     page.locator("#image-gallery img").first.wait_for()
+    # The page stores its values in the browser as the job is sent; the store lands a moment after the click's other
+    # listener answers, so a reload waits for it as a person's would have.
+    page.wait_for_function("(before) => localStorage.getItem('atelier-image') !== before", arg=stored_before)
     page.reload()
     page.wait_for_function(
         "() => document.querySelector('#image-prompt textarea')?.value === 'remembered after a reload'"
