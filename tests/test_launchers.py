@@ -72,15 +72,18 @@ def test_launch_sh_installs_once_then_starts_the_app(app_copy, tmp_path):
         server.stop()
 
 
-def fake_nvidia_smi(folder: Path, driver: str) -> Path:
-    """A stand-in for nvidia-smi that reports one GPU with this driver version."""
+def fake_nvidia_smi(folder: Path, driver: str | None) -> Path:
+    """A stand-in for nvidia-smi that reports one GPU with this driver version, or (None) finds no GPU."""
     bin_dir = folder / "fake-bin"
     bin_dir.mkdir(exist_ok=True)
     script = bin_dir / "nvidia-smi"
-    script.write_text(
-        "#!/bin/sh\n"
-        'case "$*" in *driver_version*) echo "' + driver + '" ;; *) echo "GPU 0: NVIDIA GeForce RTX 3070 Laptop GPU (UUID: GPU-0)" ;; esac\n'
-    )
+    if driver is None:
+        script.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not find an NVIDIA GPU' >&2\nexit 9\n")
+    else:
+        script.write_text(
+            "#!/bin/sh\n"
+            'case "$*" in *driver_version*) echo "' + driver + '" ;; *) echo "GPU 0: NVIDIA GeForce RTX 3070 Laptop GPU (UUID: GPU-0)" ;; esac\n'
+        )
     script.chmod(0o755)
     return bin_dir
 
@@ -95,10 +98,7 @@ def fake_nvidia_smi(folder: Path, driver: str) -> Path:
     ],
 )
 def test_launch_sh_picks_a_torch_build_the_driver_supports(tmp_path, driver, expected):
-    path = os.environ["PATH"] if driver is None else f"{fake_nvidia_smi(tmp_path, driver)}:{os.environ['PATH']}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}, "PATH": path}
-    if driver is None and shutil.which("nvidia-smi"):
-        pytest.skip("this machine has a real nvidia-smi")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ATELIER_")}, "PATH": f"{fake_nvidia_smi(tmp_path, driver)}:{os.environ['PATH']}"}
     result = subprocess.run(["bash", "launch.sh", "--torch-choice"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
