@@ -119,8 +119,11 @@ def read_audio(path: Path, sample_rate: int, max_seconds: float, channels: int =
     return samples if channels == 1 else samples.reshape(-1, channels)
 
 
-def unreadable_audio(name: str, error: MediaError) -> str:
-    """The message for an audio file that could not be read: "<name> is not readable audio (…)", said once."""
+def unreadable_audio(name: str, error: MediaError | OSError) -> str:
+    """The message for an audio file that could not be read: "<name> is not readable audio (…)", said once; for a file
+    that vanished or cannot be opened, "<name> could not be read (…)" without its path."""
+    if isinstance(error, OSError):
+        return f"{name} could not be read ({error.strerror or type(error).__name__})"
     text = str(error)
     return text if text.startswith(name) else f"{name} is not readable audio ({text})"
 

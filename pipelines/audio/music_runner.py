@@ -254,10 +254,8 @@ def read_clip(path: str) -> InputClip:
         if stated is not None and stated > MAX_SECONDS + 0.5:
             raise InvalidRequest("audio", f"{name} is {stated / 60:.1f} minutes long; at most {MAX_SECONDS / 60:g} minutes are read; trim it first")
         samples = read_audio(Path(path), SAMPLE_RATE, MAX_SECONDS, channels=CHANNELS)
-    except MediaError as error:
+    except (MediaError, OSError) as error:  # OSError: the upload vanished or cannot be opened
         raise InvalidRequest("audio", unreadable_audio(name, error)) from None
-    except OSError as error:  # the upload vanished or cannot be opened; the message without its path
-        raise InvalidRequest("audio", f"{name} could not be read ({error.strerror or type(error).__name__})") from None
     seconds = len(samples) / SAMPLE_RATE
     if seconds > MAX_SECONDS:
         raise InvalidRequest("audio", f"{name} is longer than {MAX_SECONDS:g} s; trim it first")

@@ -128,10 +128,8 @@ def _check_stated_length(path: Path) -> None:
     the job waits in the queue (it is decoded when the job runs)."""
     try:
         stated = audio_duration(path)
-    except MediaError as error:
+    except (MediaError, OSError) as error:
         raise InvalidRequest("reference_audio", unreadable_audio(path.name, error)) from None
-    except OSError as error:
-        raise InvalidRequest("reference_audio", f"{path.name} could not be read ({error.strerror or type(error).__name__})") from None
     if stated is not None and stated > MAX_REFERENCE_SECONDS + 0.5:
         raise InvalidRequest("reference_audio", f"{path.name} is longer than {MAX_REFERENCE_SECONDS:g} s; use a clip of 10 to 30 s")
 
@@ -175,10 +173,8 @@ def _read_reference(reference: Reference, sample_rate: int) -> torch.Tensor:
     name = Path(reference.audio).name
     try:
         samples = read_audio(Path(reference.audio), sample_rate, MAX_REFERENCE_SECONDS)
-    except MediaError as error:
+    except (MediaError, OSError) as error:  # OSError: the upload vanished or cannot be opened
         raise InvalidRequest("reference_audio", unreadable_audio(name, error)) from None
-    except OSError as error:  # the upload vanished or cannot be opened; the message without its path
-        raise InvalidRequest("reference_audio", f"{name} could not be read ({error.strerror or type(error).__name__})") from None
     seconds = len(samples) / sample_rate
     if seconds > MAX_REFERENCE_SECONDS:
         raise InvalidRequest("reference_audio", f"{name} is longer than {MAX_REFERENCE_SECONDS:g} s; use a clip of 10 to 30 s")
