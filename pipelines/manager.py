@@ -7,8 +7,10 @@ Policy:
 - Every job runs inside `use(...)`, under one lock, so two jobs never share the GPU.
 - Before anything is released or read, a model is refused when a package it needs is missing, when no reader
   knows how it is stored, when no RAM plan fits the machine's RAM (`memory/job_plan.py`, the plan `/plan` shows:
-  the message names its numbers), or (after the release) when its weights cannot fit in free RAM. The plan also says
-  whether the host arena can be pinned; where pinning would not fit, the arena is pageable.
+  the message names its numbers), or (after the release) when the weights it holds in RAM cannot fit in free RAM. The
+  plan also says whether the host arena can be pinned (where pinning would not fit, the arena is pageable), how each
+  component is stored and which text encoders are read from disk as used: the reader gets those (`ReadSettings.stored`,
+  `ReadSettings.on_disk`).
 - Components are placed by the active preset (see `placement.py`); changing the preset unloads.
 - On GPU presets a transformer read as shipped from folders is placed by the memory engine (`memory/`): its
   weights are read once into a pinned host arena that is reused across models, and before each job the
@@ -49,7 +51,7 @@ from pipelines.jobs import ProgressCallback
 from pipelines.loading.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
-from pipelines.memory.job_plan import plan_job
+from pipelines.memory.job_plan import JobPlan, plan_job, read_choices
 from pipelines.memory.planner import BlockPlan, Workload
 from pipelines.loading.model_store import ModelFiles, ModelStore
 from pipelines.placement import PlacementPlan
@@ -207,10 +209,10 @@ class ModelManager:
         storage = storage_of(spec, files)
         reader = reader_for(spec, storage)
         self._release(next_denoiser_bytes=denoiser_bytes(spec, files))
-        _check_ram(spec, files)
+        _check_ram(spec, files, read_choices(plan)[1])
         started = time.monotonic()
         try:
-            loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights)
+            loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights, plan)
         except NotEnoughMemory:
             release_freed_memory()
             raise
@@ -241,13 +243,16 @@ class ModelManager:
             raise InvalidRequest("model", f"unknown model {model_id!r}") from None
 
     def _read_and_place(
-        self, spec: ModelSpec, files: ModelFiles, storage: Storage, reader: Reader, dtype_name: str, weights: WeightFormat
+        self, spec: ModelSpec, files: ModelFiles, storage: Storage, reader: Reader, dtype_name: str, weights: WeightFormat,
+        plan: JobPlan,
     ) -> _Loaded:
         device = torch.device(self.execution_device())
+        stored, on_disk = read_choices(plan)
         settings = ReadSettings(
             spec, files, getattr(torch, dtype_name), weights, device,
             arena=self._host_arena() if self._streams_denoiser(spec, storage, weights) else None,
             companion=self.store.companion(spec), component_repos=self.store.weights_spec(spec).component_repos,
+            stored=stored, on_disk=on_disk,
         )
         read = reader(settings)
         residency = place(read, spec, self._preset, device.type, dtype_name, free_vram=lambda: free_vram_bytes(device.type))
@@ -299,10 +304,14 @@ class ModelManager:
         )
 
 
-def _check_ram(spec: ModelSpec, files: ModelFiles) -> None:
+def _check_ram(spec: ModelSpec, files: ModelFiles, on_disk: frozenset[str] = frozenset()) -> None:
     """Refuse a load that cannot fit in RAM before reading a byte of it. Only the files the reader loads count
-    (`loaders.bytes_to_read`), not the copies and duplicates a repo folder may hold beside them."""
+    (`loaders.bytes_to_read`), not the copies and duplicates a repo folder may hold beside them, and not the share of
+    the components the plan reads from disk as used (`on_disk`, weighed as the catalog weighs them)."""
     needed_bytes = bytes_to_read(spec, files)
+    parts = {name: size for name, size in spec.component_bytes.items() if name != "lora"}
+    if on_disk and sum(parts.values()):
+        needed_bytes -= needed_bytes * sum(size for name, size in parts.items() if name in on_disk) // sum(parts.values())
     available = psutil.virtual_memory().available
     if needed_bytes > available:
         raise NotEnoughMemory(

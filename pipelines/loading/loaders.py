@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Mapping
@@ -68,6 +68,10 @@ class ReadSettings:
     arena: HostArena | None = None
     companion: CompanionRepo | None = None
     component_repos: tuple[ComponentRepo, ...] = ()
+    # The RAM plan's choices (`memory/job_plan.read_choices`): component name → "as shipped" | "int8" | "fp8", and the
+    # components read from disk as used.
+    stored: Mapping[str, str] = field(default_factory=dict)
+    on_disk: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class DenoiserShape:
     # Activations per token held through the whole forward beside one block's working set: VACE's control blocks run
     # first and keep one hint (hidden-size wide) per control layer until the main block it is added to.
     held_width: int = 0
+    # Blocks stored quantized (int8, fp8) are expanded into one block of the compute dtype on the device before they
+    # run: this scratch is held for the whole forward (0 for blocks stored as shipped).
+    scratch_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,10 +60,11 @@ class BlockPlan:
     usable_bytes: int
     fits: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    scratch_bytes: int = 0
 
     @property
     def device_bytes(self) -> int:
-        return self.trunk_bytes + self.resident_bytes + self.ring_bytes + self.activation_bytes
+        return self.trunk_bytes + self.resident_bytes + self.ring_bytes + self.activation_bytes + self.scratch_bytes
 
     def describe(self) -> str:
         return (
@@ -70,15 +74,17 @@ class BlockPlan:
         )
 
 
-def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2) -> DenoiserShape:
+def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_bytes: int = 0) -> DenoiserShape:
     """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan describe their width as heads ×
-    head size, ACE-Step as `hidden_size`; the feed-forward is 4× wide unless the config says otherwise)."""
+    head size, ACE-Step as `hidden_size`; the feed-forward is 4× wide unless the config says otherwise).
+    `block_bytes` are the blocks as stored; `scratch_bytes`, for quantized blocks, the largest block in the compute
+    dtype (the device scratch they are expanded into)."""
     config = model.config
     hidden = getattr(config, "hidden_size", None) or config.num_attention_heads * config.attention_head_dim
     widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     held = len(getattr(config, "vace_layers", None) or ()) * hidden
-    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held)
+    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held, scratch_bytes)
 
 
 def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
@@ -109,7 +115,7 @@ def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, rin
         streamed = [blocks[i] for i in range(total) if i not in set(resident)]
         ring = ring_slots * max(streamed, default=0)
         resident_bytes = sum(blocks[i] for i in resident)
-        if shape.trunk_bytes + resident_bytes + ring + activations <= usable_bytes:
+        if shape.trunk_bytes + resident_bytes + ring + shape.scratch_bytes + activations <= usable_bytes:
             best = count
             break
     fits = best is not None
@@ -119,7 +125,8 @@ def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, rin
     ring = ring_slots * max(streamed, default=0) if streamed else 0
     notes = ()
     if not fits:
-        notes = (f"needs {(shape.trunk_bytes + ring_slots * max(blocks) + activations) / GIB:.2f} GiB on the device even with every block streamed",)
+        least = shape.trunk_bytes + ring_slots * max(blocks) + shape.scratch_bytes + activations
+        notes = (f"needs {least / GIB:.2f} GiB on the device even with every block streamed",)
     return BlockPlan(
         resident=resident,
         ring_slots=ring_slots if streamed else 0,
@@ -131,4 +138,5 @@ def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, rin
         usable_bytes=usable_bytes,
         fits=fits,
         notes=notes,
+        scratch_bytes=shape.scratch_bytes,
     )

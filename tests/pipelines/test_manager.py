@@ -238,3 +238,35 @@ def test_an_out_of_memory_with_nothing_leaner_left_refuses_at_once(models_dir, p
         with manager.use("demo-sd3"):
             raise torch.OutOfMemoryError("CUDA out of memory (injected)")
     assert not isinstance(refused.value, RetryAfterOutOfMemory) and manager.status().model_id is None
+
+
+def test_the_reader_gets_the_ram_plans_storages_and_disk_tier(models_dir, presets, monkeypatch):
+    """The manager loads by the plan /plan shows: with the tiny FLUX planned as the real FLUX.1 dev on a 16 GB machine
+    (its denoiser only fits in int8, both text encoders are read from disk as used), the reader in the reader table is told exactly so."""
+    from pipelines import manager as manager_module
+    from pipelines.catalog import Catalog
+    from pipelines.loading import loaders
+    from pipelines.memory.job_plan import plan_job, read_choices
+
+    plans, seen = [], []
+
+    def plan_as_flux_dev(spec, preset, ram_bytes, **kwargs):
+        plans.append(plan_job(Catalog().spec("flux1-dev"), preset, ram_bytes, weights=kwargs.get("weights")))
+        return plans[-1]
+
+    real_reader = loaders.READERS[loaders.Storage.FOLDER]
+    monkeypatch.setattr(manager_module, "plan_job", plan_as_flux_dev)
+    monkeypatch.setitem(loaders.READERS, loaders.Storage.FOLDER, lambda settings: seen.append(settings) or real_reader(settings))
+    manager = ModelManager(ModelStore(models_dir, offline=True), presets["8gb-laptop"], ram_bytes=16 * 10**9)
+    with manager.use("demo-flux") as pipe:
+        assert type(pipe).__name__ == "FluxPipeline"
+    (settings,) = seen
+    assert (dict(settings.stored), settings.on_disk) == read_choices(plans[0])
+    assert settings.stored["transformer"] == "int8" and settings.stored["text_encoder_2"] == "as shipped"
+    assert settings.on_disk == {"text_encoder", "text_encoder_2"}
+    # A machine with room for it as shipped: every component as shipped, T5 still read from disk (it runs once a job).
+    seen.clear()
+    roomy = ModelManager(ModelStore(models_dir, offline=True), presets["8gb-laptop"], ram_bytes=64 * 10**9)
+    with roomy.use("demo-flux"):
+        pass
+    assert set(seen[0].stored.values()) == {"as shipped"} and seen[0].on_disk == {"text_encoder_2"}
