@@ -80,3 +80,92 @@ def test_weights_on_disk_are_planned_by_what_the_loader_reads_not_by_the_catalog
     assert not plan_job(spec, cpu, 24 * GB).ram_fits, "15.5 GB in float32 on a 24 GB machine"
     small = plan_job(spec, cpu, 24 * GB, bytes_on_disk=2 * GB)
     assert small.ram_fits and small.peak_ram_gb < plan_job(spec, cpu, 24 * GB).peak_ram_gb
+
+
+# -- the RAM plan: tiers and storages chosen against the machine ---------------------------------------------------
+
+def _targets():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "plan_targets.py"
+    module_spec = importlib.util.spec_from_file_location("plan_targets", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+TARGETS = _targets()
+# At their default sizes these video models need more GPU memory for one block's activations than an 8 GB card has,
+# whatever their weights: their RAM plan fits, their size does not (GiB needed with the allocator's margin).
+ACTIVATION_BOUND = {"wan21-t2v-14b": 14.77, "wan21-i2v-14b-480p": 9.00, "wan21-vace-14b": 20.70,
+                    "skyreels-v2-df-14b-540p": 10.97, "hunyuanvideo-t2v": 12.09}
+
+
+@pytest.mark.parametrize("ram_gb, model", [(32, m) for m in TARGETS.TARGETS_32GB] + [(16, m) for m in TARGETS.TARGETS_16GB])
+def test_every_target_model_has_a_plan_inside_the_reference_laptops_ram_and_vram(presets, ram_gb, model):
+    plan = plan_job(CATALOG.spec(model), presets["8gb-laptop"], ram_gb * GB)
+    assert plan.ram_fits and plan.peak_ram_gb <= 0.9 * ram_gb, plan.ram_reason
+    if model in ACTIVATION_BOUND:
+        assert not plan.fits and "GiB of activations" in plan.reason
+        assert plan.peak_vram_gb == pytest.approx(ACTIVATION_BOUND[model], abs=0.02)
+    else:
+        assert plan.fits and plan.peak_vram_gb <= 8 and plan.reason.startswith("fits"), plan.reason
+
+
+def test_the_documented_targets_table_is_what_plan_gives(presets):
+    text = (TARGETS.DOC).read_text()
+    assert TARGETS.markdown() in text, "run `python bench/plan_targets.py --write`"
+
+
+def test_flux_falls_from_pinned_as_shipped_to_int8_as_the_ram_shrinks_and_says_what_it_costs(presets):
+    spec, laptop = CATALOG.spec("flux1-dev"), presets["8gb-laptop"]
+    roomy, middling, small = (plan_job(spec, laptop, ram * GB) for ram in (64, 30, 16))
+    tiers = [{c.name: (c.tier.split(",")[0], c.stored) for c in plan.components} for plan in (roomy, middling, small)]
+    assert tiers[0]["transformer"] == ("pinned arena", "as shipped") and tiers[0]["text_encoder"][0] == "pageable RAM"
+    assert tiers[1]["transformer"] == ("pageable RAM (pinning would not fit)", "as shipped")
+    assert tiers[2]["transformer"] == ("pageable RAM (pinning would not fit)", "int8")
+    assert tiers[2]["text_encoder"][0].startswith("disk") and tiers[2]["text_encoder_2"][0].startswith("disk")
+    assert all(plan.fits for plan in (roomy, middling, small)) and not [n for n in roomy.notes if "int8" in n or "fit" in n]
+    # T5 (9.52 GB) runs once a job: it is read from disk even where RAM could hold it.
+    assert roomy.disk_gb_per_job == pytest.approx(9.52, abs=0.01) and tiers[0]["text_encoder_2"][0].startswith("disk")
+    # int8 streams half the bytes; the notes say why and what it costs.
+    assert small.streamed_gb_per_step < middling.streamed_gb_per_step / 2
+    assert any("transformer is stored in int8" in note for note in small.notes)
+    assert any("does not fit" in note and "GB of RAM" in note for note in small.notes)
+    assert any("text_encoder_2 is read from disk as it runs: 9.5 GB per job" in note for note in small.notes)
+
+
+def test_a_format_the_user_chose_is_kept(presets):
+    plan = plan_job(CATALOG.spec("flux1-dev"), presets["8gb-laptop"], 64 * GB, weights="fp8")
+    stored = {c.name: c.stored for c in plan.components}
+    assert stored["transformer"] == "fp8" and stored["text_encoder"] == "as shipped"
+
+
+@pytest.mark.parametrize("model, ram_gb, needs", [("hidream-i1-full", 8, "needs 19.8 GB of RAM"), ("flux1-dev", 12, "needs 14.3 GB")])
+def test_when_no_plan_fits_the_leanest_one_is_refused_naming_its_numbers(presets, model, ram_gb, needs):
+    plan = plan_job(CATALOG.spec(model), presets["8gb-laptop"], ram_gb * GB)
+    assert not plan.fits and not plan.ram_fits
+    assert needs in plan.reason and f"this machine's {ram_gb} GB leaves {0.9 * ram_gb:.1f} GB" in plan.reason
+    assert {c.stored for c in plan.components if c.name == "transformer"} == {"int8"}
+
+
+def test_a_quantized_denoiser_streams_half_the_bytes_and_holds_one_bf16_block_to_expand_them(presets):
+    from pipelines.memory.planner import Workload, plan_blocks
+
+    spec = CATALOG.spec("flux1-dev")
+    shipped, int8 = denoiser_shape_from_catalog(spec), denoiser_shape_from_catalog(spec, 0.505)
+    assert int8.scratch_bytes == max(shipped.block_bytes) and shipped.scratch_bytes == 0
+    assert sum(int8.block_bytes) == pytest.approx(0.505 * sum(shipped.block_bytes), rel=1e-6)
+    plan = plan_blocks(int8, Workload(4096), 4 * 1024**3)
+    assert plan.device_bytes == plan.trunk_bytes + plan.resident_bytes + plan.ring_bytes + plan.activation_bytes + int8.scratch_bytes
+    assert plan.device_bytes <= 4 * 1024**3
+
+
+def test_read_choices_give_the_readers_each_components_storage_and_the_disk_tier(presets):
+    from pipelines.memory.job_plan import read_choices
+
+    plan = plan_job(CATALOG.spec("hidream-i1-full"), presets["8gb-laptop"], 32 * GB)
+    stored, on_disk = read_choices(plan)
+    assert stored["transformer"] == "int8" and stored["text_encoder_4"] == "as shipped"
+    assert on_disk == {"text_encoder_2", "text_encoder_3", "text_encoder_4"}
