@@ -120,18 +120,19 @@ def plans_table(context: AppContext) -> str:
         f"Plans for **{preset.label}** with {context.manager.ram_bytes / 1e9:.0f} GB of RAM, at each model's default size "
         "(`/plan` takes another size, preset or RAM).",
         "",
-        "| model | runs here | peak RAM GB | peak VRAM GiB | streamed GB / step | big parts |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| model | runs here | peak RAM GB | peak VRAM GiB | streamed GB / step | disk GB / job | big parts: tier, storage |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for spec in context.store.catalog.all():
         if context.demo_mode and not spec.demo:
             continue
         plan = plan_job(spec, preset, context.manager.ram_bytes)
-        big = sorted(plan.components, key=lambda component: -(component.ram_gb + component.gpu_gb))[:2]
-        parts = "; ".join(f"{component.name}: {component.tier}" for component in big)
+        big = sorted(plan.components, key=lambda c: -(c.ram_gb + c.gpu_gb + c.disk_gb_per_job))[:3]
+        parts = "; ".join(f"{component.name}: {component.tier}, {component.storage}" for component in big)
         verdict = "yes" if plan.fits else "no — " + plan.reason.replace("|", "/")
         rows.append(
-            f"| {spec.label} | {verdict} | {plan.peak_ram_gb:.1f} | {plan.peak_vram_gb:.1f} | {plan.streamed_gb_per_step:.1f} | {parts} |"
+            f"| {spec.label} | {verdict} | {plan.peak_ram_gb:.1f} | {plan.peak_vram_gb:.1f} | {plan.streamed_gb_per_step:.1f} | "
+            f"{plan.disk_gb_per_job:.1f} | {parts} |"
         )
     return "\n".join(rows)
 
@@ -232,7 +233,9 @@ def build(context: AppContext) -> None:
     @shown_to_user
     def plan(model: str, preset: str = "", ram_gb: float = 0, width: int = 0, height: int = 0, frames: int = 0) -> dict:
         """Will it run here? The memory plan of one job: fits, peak RAM (GB) and VRAM (GiB), GB streamed per step, a
-        lower bound on seconds per step, the reason, and each component's tier, storage dtype, GB in RAM and on the GPU."""
+        lower bound on seconds per step, GB read from disk per job, the reason and notes (what a leaner plan costs), and
+        each component's tier (GPU, pinned arena, pageable RAM, disk), storage dtype, stored format, GB in RAM, on the
+        GPU and read from disk per job."""
         return plan_dict(context, model, preset, ram_gb, width, height, frames)
 
     named_api(plan, api_name="plan", returns="Plan", concurrency_limit=None)

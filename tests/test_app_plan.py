@@ -41,8 +41,8 @@ def test_plan_refuses_wan_14b_at_480p_on_the_8gb_laptop_and_says_why(client):
     assert plan["seconds_per_step_estimate"] > 0
 
 
-def test_more_ram_lets_a_model_fit_that_32_gb_cannot_hold(client):
-    small = client.predict("flux1-dev", "24gb", 16, 0, 0, 0, api_name="/plan")
+def test_more_ram_lets_a_model_fit_that_8_gb_cannot_hold(client):
+    small = client.predict("flux1-dev", "24gb", 8, 0, 0, 0, api_name="/plan")
     large = client.predict("flux1-dev", "24gb", 64, 0, 0, 0, api_name="/plan")
     assert not small["fits"] and "GB of RAM" in small["reason"]
     assert large["fits"] and large["seconds_per_step_estimate"] is not None
@@ -51,3 +51,19 @@ def test_more_ram_lets_a_model_fit_that_32_gb_cannot_hold(client):
 def test_an_unknown_model_is_named(client):
     with pytest.raises(AppError, match="unknown model 'nope'"):
         client.predict("nope", "", 0, 0, 0, 0, api_name="/plan")
+
+
+def test_plan_says_which_parts_wait_on_disk_and_which_are_stored_in_int8_and_what_it_costs(client):
+    """FLUX.1 dev on the reference laptop with 16 GB: its transformer only fits in int8, its text encoders are read
+    from disk as used; with 32 GB it runs as shipped, T5 still read from disk."""
+    small = client.predict("flux1-dev", "8gb-laptop", 16, 0, 0, 0, api_name="/plan")
+    large = client.predict("flux1-dev", "8gb-laptop", 32, 0, 0, 0, api_name="/plan")
+    assert small["fits"] and large["fits"] and small["peak_ram_gb"] <= 14.4 and large["peak_vram_gb"] <= 8
+    parts = {component["name"]: component for component in small["components"]}
+    assert parts["transformer"]["stored"] == "int8" and parts["transformer"]["storage"] == "int8"
+    assert parts["text_encoder_2"]["tier"].startswith("disk") and parts["text_encoder_2"]["ram_gb"] == 0
+    assert parts["text_encoder_2"]["disk_gb_per_job"] == 9.52
+    assert small["disk_gb_per_job"] == pytest.approx(9.77, abs=0.01)
+    assert any("int8" in note for note in small["notes"]) and any("does not fit" in note for note in small["notes"])
+    assert {c["name"]: c["stored"] for c in large["components"]}["transformer"] == "as shipped"
+    assert large["disk_gb_per_job"] == 9.52 and "read from disk per job" in large["reason"]
