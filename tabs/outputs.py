@@ -55,13 +55,19 @@ def output_record(output: SavedOutput) -> dict:
 
 
 def described(parameters: dict) -> str:
-    """What a result was asked for: the image prompt, the spoken text or the music's style."""
+    """What a result was asked for: the image prompt, the spoken text or the music's style; for an upscaled one, the
+    scale and the file it was made from."""
+    if parameters.get("kind") == UPSCALED_KIND:
+        source = parameters.get("source") if isinstance(parameters.get("source"), dict) else {}
+        return f"×{parameters.get('scale', '?')} of {source.get('file', '?')}"
     return str(parameters.get("prompt") or parameters.get("text") or parameters.get("tags") or "")
 
 
 def caption(output: SavedOutput) -> str:
     parameters = output.parameters
     prompt = described(parameters)
+    if parameters.get("kind") == UPSCALED_KIND:
+        return f"{parameters.get('model', '?')} · {prompt[:40]}"
     return f"{parameters.get('model', '?')} · seed {parameters.get('seed', '?')} · {prompt[:40]}"
 
 
