@@ -222,9 +222,16 @@ VIDEO_ENCODERS = {
 LOOPING_SUFFIXES = (".gif", ".webp")
 
 
-def encode_video(frames: np.ndarray, fps: float, suffix: str, comment: str, loop_count: int = 0) -> bytes:
+# The sound of another file carried into a new MP4 or WebM (`encode_video(audio_from=…)`); GIF and WebP have none.
+AUDIO_IN_VIDEO = {".mp4": ["-c:a", "aac", "-b:a", "192k"], ".webm": ["-c:a", "libopus", "-b:a", "160k"]}
+
+
+def encode_video(
+    frames: np.ndarray, fps: float, suffix: str, comment: str, loop_count: int = 0, audio_from: Path | None = None,
+) -> bytes:
     """The bytes of a video file of `frames` (n, height, width, 3 uint8) at `fps`, with `comment` (the
-    parameters) embedded: the `comment` tag of MP4/WebM, a GIF comment extension, a WebP XMP chunk."""
+    parameters) embedded: the `comment` tag of MP4/WebM, a GIF comment extension, a WebP XMP chunk. `audio_from`: a
+    file whose audio streams (if it has any) go into an MP4 or WebM as they are timed there."""
     count, height, width, _ = frames.shape
     raw = np.ascontiguousarray(frames, dtype=np.uint8).tobytes()
     with tempfile.TemporaryDirectory() as folder:
@@ -232,9 +239,14 @@ def encode_video(frames: np.ndarray, fps: float, suffix: str, comment: str, loop
         metadata = Path(folder) / "metadata.txt"
         metadata.write_text(";FFMETADATA1\ncomment=" + escape_ffmetadata(comment) + "\n", encoding="utf-8")
         looping = ["-loop", str(loop_count)] if suffix in LOOPING_SUFFIXES else []
+        sound = []
+        if audio_from is not None and suffix in AUDIO_IN_VIDEO:
+            # "?": a source without sound is no error. Without -shortest the file lasts as long as the longer stream.
+            sound = ["-i", str(audio_from), "-map", "0:v", "-map", "2:a?", *AUDIO_IN_VIDEO[suffix]]
         _run(
             ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:g}", "-i", "-",
-             "-i", str(metadata), "-map_metadata", "1", *VIDEO_ENCODERS[suffix], *looping, "-frames:v", str(count), str(target)],
+             "-i", str(metadata), *sound, "-map_metadata", "1", *VIDEO_ENCODERS[suffix], *looping, "-frames:v", str(count),
+             str(target)],
             f"ffmpeg could not encode the video as {suffix.lstrip('.').upper()}", stdin=raw,
         )
         data = target.read_bytes()

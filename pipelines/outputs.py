@@ -126,11 +126,13 @@ class OutputStore:
 
     def save_video(
         self, frames, fps: float, suffix: str, parameters: dict, loop_count: int = 0, prefix: str = "", kind: str = "videos",
+        audio_from: Path | None = None,
     ) -> SavedOutput:
         """Frames encoded as `suffix` (see `media.VIDEO_ENCODERS`) with the parameters embedded, and the sidecar.
-        `prefix` starts the file name; it is reduced to a safe name fragment, so it never points outside the folder."""
+        `prefix` starts the file name; it is reduced to a safe name fragment, so it never points outside the folder.
+        `audio_from`: a file whose sound goes into the video (MP4, WebM)."""
         parameters = {**parameters, "kind": kind, "app": "Atelier", "app_version": __version__}
-        data = encode_video(frames, fps, suffix, json.dumps(parameters, ensure_ascii=False), loop_count)
+        data = encode_video(frames, fps, suffix, json.dumps(parameters, ensure_ascii=False), loop_count, audio_from)
         stem = f"{safe_name(str(parameters.get('model', 'output')))}-{parameters.get('seed', 0)}"
         if prefix:
             stem = f"{safe_name(prefix)}-{stem}"

@@ -10,7 +10,9 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.catalog import ModelSpec, Task, family_spec
-from pipelines.image.image_runner import DEFAULT_STRENGTH, ImageRequest, ImageResult, generate_image, start_image_size
+from pipelines.image.image_runner import (
+    DEFAULT_HIRES_STRENGTH, DEFAULT_STRENGTH, MAX_HIRES_SCALE, ImageRequest, ImageResult, generate_image, start_image_size,
+)
 from pipelines.loading.weight_formats import WEIGHT_FORMATS
 from tabs.context import GPU_QUEUE, AppContext, model_choices, named_api, stop_handler
 from tabs.errors import shown_to_user
@@ -20,6 +22,7 @@ from tabs.lora_picker import build_lora_picker, fitting_lora_text, lora_names, r
 from tabs.speed import (
     AUTO_METHOD, PRESET_ATTENTION, build_speed_controls, compile_and_attention_values, speed_info, speed_values,
 )
+from tabs.upscale import build_controls as build_upscale_controls, described as upscale_summary, wire_result_button
 from tabs.uploads import checked_image, parameters_from_file, upload_problem
 
 # The Weights choice that leaves the format to the hardware preset.
@@ -27,7 +30,7 @@ PRESET_WEIGHTS = "preset"
 # The order of the remembered controls: the order of /reuse_settings' outputs, which scripts rely on.
 REMEMBERED_ORDER = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
-    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention",
+    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention", "hires_scale", "hires_strength",
 )
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
@@ -106,6 +109,12 @@ def _field_table(controls: dict) -> FieldTable:
             Field("cache_threshold", controls["cache_threshold"], default=None, remembered=True),
             Field("compile", controls["compile"], default="off", remembered=True),
             Field("attention", controls["attention"], default=PRESET_ATTENTION, remembered=True),
+            # Hires fix: results made before it existed had none (1 = off).
+            Field("hires_scale", controls["hires_scale"], default=1.0, remembered=True, from_record=lambda used: used.get("hires_scale") or 1.0),
+            Field(
+                "hires_strength", controls["hires_strength"], default=DEFAULT_HIRES_STRENGTH, remembered=True,
+                from_record=lambda used: used.get("hires_strength", DEFAULT_HIRES_STRENGTH),
+            ),
         ],
         remembered_order=REMEMBERED_ORDER,
     )
@@ -162,12 +171,22 @@ def build(context: AppContext) -> ImageTab:
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
                     elem_id="image-strength",
                 )
+            with gr.Accordion("Hires fix (enlarge, then repaint at a low strength)", open=False):
+                hires_scale = gr.Slider(
+                    1.0, MAX_HIRES_SCALE, value=1.0, step=0.25, label="Hires scale (1 = off)", elem_id="image-hires-scale",
+                )
+                hires_strength = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_HIRES_STRENGTH, step=0.05, label="Hires strength: how much the enlarged image is repainted",
+                    elem_id="image-hires-strength",
+                )
         with gr.Column(scale=3):
             gallery = gr.Gallery(label="Results", columns=2, height=560, elem_id="image-gallery", format="png")
             result = gr.Markdown(label="Summary", elem_id="image-result")
             with gr.Row():
                 reuse = gr.Button("Reuse settings of the selected image", size="sm", elem_id="image-reuse")
                 settings_file = gr.File(label="…or drop an Atelier PNG / JSON here", file_types=[".png", ".json"], height=80)
+            with gr.Accordion("Upscale the selected image (or the first)", open=False):
+                upscale_controls = build_upscale_controls(context, "image")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="image-parameters")
     selected = gr.State(None)
@@ -176,6 +195,7 @@ def build(context: AppContext) -> ImageTab:
         prompt=prompt, negative_prompt=negative_prompt, model=model, width=width, height=height, steps=steps, guidance=guidance,
         seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength, loras=loras, weights=weights,
         speed=speed, cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_blocks, attention=attention,
+        hires_scale=hires_scale, hires_strength=hires_strength,
     ))
     queue = TabQueue(context, "image", "Image", fields)
 
@@ -188,6 +208,7 @@ def build(context: AppContext) -> ImageTab:
             cache_method=None if values["cache_method"] == AUTO_METHOD else values["cache_method"],
             cache_threshold=values["cache_threshold"], compile=values["compile"],
             attention=None if values["attention"] == PRESET_ATTENTION else values["attention"],
+            hires_scale=values["hires_scale"], hires_strength=values["hires_strength"],
         ).check(catalog)
         checked = job.request
         lora_note = f" · LoRAs: {', '.join(choice.as_text() for choice in checked.loras)}" if checked.loras else ""
@@ -257,6 +278,14 @@ def build(context: AppContext) -> ImageTab:
         return image.get("path") if isinstance(image, dict) else None
 
     gallery.select(on_select, outputs=[selected], api_visibility="private")
+
+    def show_upscaled(outcome):
+        if outcome.output is None:
+            return gr.skip(), gr.skip(), upscale_summary(outcome)
+        path = str(outcome.output.path)
+        return [(path, "upscaled")], {"images": [path], "stopped": False, "parameters": [outcome.output.parameters]}, upscale_summary(outcome)
+
+    wire_result_button(context, upscale_controls, "Image", [selected, gallery], [gallery, parameters, result], show_upscaled)
 
     @shown_to_user
     def size_from_start_image(upload, model_id):

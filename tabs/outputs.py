@@ -1,5 +1,6 @@
 """The Outputs tab: past results with their parameters, filtered by tab and model; "reuse settings" sends a
-result's settings back to the tab that made it, also for a PNG / MP4 / WAV / FLAC / MP3 / JSON dropped here. Endpoint: /outputs."""
+result's settings back to the tab that made it, also for a PNG / MP4 / WAV / FLAC / MP3 / JSON dropped here; Upscale makes
+the selected picture or video (or any dropped one) bigger with an upscaler. Endpoints: /outputs, /upscale."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from typing import Callable
 import gradio as gr
 
 from pipelines.outputs import SavedOutput
-from tabs.context import AppContext, named_api
+from pipelines.image.upscale import UPSCALED_KIND, offered_upscalers
+from tabs.context import GPU_QUEUE, AppContext, named_api
 from tabs.errors import shown_to_user
+from tabs.fields import TabQueue
 from tabs.kept_inputs import KeptInputs
+from tabs.upscale import build_controls, described as upscale_summary, run_upscale, upscale_fields
 from tabs.uploads import parameters_from_file
 
 # Each kind of result (its folder under outputs/) and the tab that makes it.
-KIND_LABELS = {"images": "Image", "edit": "Edit", "speech": "TTS", "videos": "Video", "music": "Music"}
+KIND_LABELS = {"images": "Image", "edit": "Edit", "speech": "TTS", "videos": "Video", "music": "Music", UPSCALED_KIND: "Upscale"}
 # Files whose parameters do not say their kind.
 KIND_BY_SUFFIX = {".png": "images", ".wav": "speech", ".mp4": "videos", ".webm": "videos", ".gif": "videos"}
 SHOWN_AT_MOST = 200
@@ -51,13 +55,19 @@ def output_record(output: SavedOutput) -> dict:
 
 
 def described(parameters: dict) -> str:
-    """What a result was asked for: the image prompt, the spoken text or the music's style."""
+    """What a result was asked for: the image prompt, the spoken text or the music's style; for an upscaled one, the
+    scale and the file it was made from."""
+    if parameters.get("kind") == UPSCALED_KIND:
+        source = parameters.get("source") if isinstance(parameters.get("source"), dict) else {}
+        return f"×{parameters.get('scale', '?')} of {source.get('file', '?')}"
     return str(parameters.get("prompt") or parameters.get("text") or parameters.get("tags") or "")
 
 
 def caption(output: SavedOutput) -> str:
     parameters = output.parameters
     prompt = described(parameters)
+    if parameters.get("kind") == UPSCALED_KIND:
+        return f"{parameters.get('model', '?')} · {prompt[:40]}"
     return f"{parameters.get('model', '?')} · seed {parameters.get('seed', '?')} · {prompt[:40]}"
 
 
@@ -95,6 +105,17 @@ def build(
                 file_types=[".png", ".json", ".mp4", ".webm", ".gif", ".webp", *AUDIO_SUFFIXES],
                 height=130, elem_id="outputs-drop",
             )
+    with gr.Accordion("Upscale the selected picture or video", open=False, elem_id="outputs-upscale-panel"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                upscale_source = gr.File(
+                    # No file_types: Gradio's own refusal would not name the field; the request check does.
+                    label="Picture or video to upscale (the selected result, or drop one)", height=130, elem_id="outputs-upscale-file",
+                )
+                upscale_controls = build_controls(context, "outputs")
+            with gr.Column(scale=1):
+                upscaled = gr.File(label="Upscaled", interactive=False, elem_id="outputs-upscaled")
+                upscale_note = gr.Markdown(label="Summary", elem_id="outputs-upscale-note")
     shown = gr.State([])
     listed = gr.State([])
     selected = gr.State(None)
@@ -127,21 +148,47 @@ def build(
 
     def on_select(paths: list[str], event: gr.SelectData):
         if event.index is None or not 0 <= event.index < len(paths):
-            return None, None
+            return None, None, gr.skip()
         path = paths[event.index]
-        return path, parameters_from_file(Path(path))
+        return path, parameters_from_file(Path(path)), path
 
-    gallery.select(on_select, inputs=[shown], outputs=[selected, details], api_visibility="private")
+    gallery.select(on_select, inputs=[shown], outputs=[selected, details, upscale_source], api_visibility="private")
 
     def on_row_select(paths: list[str], event: gr.SelectData):
         row = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
         if row is None or not 0 <= row < len(paths):
-            return None, None, None
+            return None, None, None, gr.skip()
         path = paths[row]
         audio = path if Path(path).suffix.lower() in AUDIO_SUFFIXES else None
-        return path, parameters_from_file(Path(path)), audio
+        return path, parameters_from_file(Path(path)), audio, path if audio is None else gr.skip()
 
-    table.select(on_row_select, inputs=[listed], outputs=[selected, details, preview], api_visibility="private")
+    table.select(on_row_select, inputs=[listed], outputs=[selected, details, preview, upscale_source], api_visibility="private")
+
+    # Upscale: the one endpoint for scripts, /upscale(file, model, scale, tile); Reuse settings of an upscaled result
+    # fills these controls and the source kept with it.
+    offered = list(offered_upscalers(context.store, context.demo_mode))
+    upscale_table = upscale_fields(upscale_source, upscale_controls, offered[0] if offered else None)
+    upscale_queue = TabQueue(context, "upscale", "Upscale", upscale_table)
+
+    def upscale_body(values: dict, session, progress):
+        result = run_upscale(context, upscale_queue, values["file"], values["model"], values["scale"], values["tile"], session, progress)
+        if result.output is None:
+            return None, {"file": None, "stopped": True, "parameters": None}, upscale_summary(result)
+        used = {"file": str(result.output.path), "stopped": False, "parameters": result.output.parameters}
+        return str(result.output.path), used, upscale_summary(result)
+
+    upscale_controls.button.click(
+        shown_to_user(upscale_table.handler(upscale_body), upscale_table), inputs=upscale_table.inputs,
+        outputs=[upscaled, details, upscale_note], api_name="upscale", **GPU_QUEUE,
+    )
+    targets = {
+        **targets,
+        UPSCALED_KIND: ReuseTarget(
+            "outputs", upscale_table.remembered_components,
+            lambda used, source: upscale_table.values_from_record(used), [upscale_source],
+            lambda used, kept: (kept.path(used.get("source")),),
+        ),
+    }
 
     every_component = [
         component for target in targets.values() for component in (*target.components, *target.input_components)

@@ -22,6 +22,7 @@ from pipelines.video.video_request import VideoRequest, checked_fps, checked_win
 from pipelines.video.video_runner import VideoResult, generate_video
 from tabs.context import GPU_QUEUE, AppContext, model_choices, stop_handler
 from tabs.errors import shown_to_user
+from tabs.upscale import build_controls as build_upscale_controls, described as upscale_summary, wire_result_button
 from tabs.uploads import checked_image
 from tabs.fields import Field, FieldTable, TabQueue
 from tabs.kept_inputs import KeptInputs
@@ -376,6 +377,8 @@ def build(context: AppContext) -> VideoTab:
             preview = gr.Image(label="Preview of the latents while denoising", interactive=False, height=240, elem_id="video-preview")
             result_file = gr.File(label="File", interactive=False, elem_id="video-file")
             summary = gr.Markdown(label="Summary", elem_id="video-result")
+            with gr.Accordion("Upscale this video", open=False):
+                upscale_controls = build_upscale_controls(context, "video")
             with gr.Accordion("Parameters used", open=False):
                 parameters = gr.JSON(label="Parameters", elem_id="video-parameters")
 
@@ -441,6 +444,15 @@ def build(context: AppContext) -> VideoTab:
     tab_queue.remember_on(generate.click)
 
     stop.click(stop_handler(context), outputs=[summary], api_visibility="private")
+
+    def show_upscaled(outcome):
+        if outcome.output is None:
+            return gr.skip(), gr.skip(), upscale_summary(outcome), gr.skip()
+        path = outcome.output.path
+        used = {"video": str(path), "stopped": False, "saved": True, "parameters": outcome.output.parameters}
+        return str(path), used, upscale_summary(outcome), str(path) if path.suffix in PLAYABLE_SUFFIXES else None
+
+    wire_result_button(context, upscale_controls, "Video", [result_file], [result_file, parameters, summary, player], show_upscaled)
 
     length_inputs = [model, frames, fps, interpolation, pingpong, loop_count, video_format, context_frames, latent_window_size]
 

@@ -533,3 +533,14 @@ def test_with_a_login_the_last_values_follow_the_user_to_another_browser(browser
             context.close()
     finally:
         server.stop()
+
+
+def test_upscale_under_the_image_results_shows_the_bigger_image(page, artifacts):
+    generate(page, "a red barn", width=256)
+    page.locator("#image-gallery img").first.wait_for()
+    page.get_by_text("Upscale the selected image (or the first)").click()
+    page.locator("#image-upscale").click()
+    page.wait_for_function("() => document.querySelector('#image-result')?.innerText.includes('Upscaled ×2')")
+    assert "to 512×512" in page.locator("#image-result").inner_text()
+    page.locator("#image-gallery img").first.wait_for()
+    page.screenshot(path=str(artifacts / "image-upscaled.png"), animations="disabled", full_page=True)

@@ -1,7 +1,8 @@
 """Text to image: one request in, saved PNGs out.
 
     1. the checked job (`ImageRequest.check` makes it once)   2. load (manager.use)   3. set the sampler
-    4. for each image of the batch: denoise (Stop and progress between steps), decode   5. save
+    4. for each image of the batch: denoise (Stop and progress between steps), decode; the hires fix, if asked
+    5. save
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 16
 DEFAULT_STRENGTH = 0.6
+# Hires fix: how much bigger the second pass makes the image (1 = off), and how much of it that pass repaints.
+MAX_HIRES_SCALE = 4.0
+DEFAULT_HIRES_STRENGTH = 0.35
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,9 @@ class ImageRequest:
     compile: str = "off"
     # The denoiser's attention backend (pipelines/speed/attention.py); None means the preset's.
     attention: str | None = None
+    # Hires fix (`_hires_fix`): the image is enlarged `hires_scale`× and repainted at `hires_strength`; 1 is off.
+    hires_scale: float = 1.0
+    hires_strength: float = DEFAULT_HIRES_STRENGTH
 
     def check(self, catalog: Catalog) -> "ImageJob":
         """The job this request asks for, every value filled in and in range; InvalidRequest names the first bad field."""
@@ -114,11 +121,12 @@ class ImageRequest:
             raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         compile_choice = check_compile(self.compile, cache_method)
+        hires_scale, hires_strength = _checked_hires(self.hires_scale, self.hires_strength, spec, family, width, height)
         request = replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
-            compile=compile_choice, attention=check_attention(self.attention),
+            compile=compile_choice, attention=check_attention(self.attention), hires_scale=hires_scale, hires_strength=hires_strength,
         )
         return ImageJob(request, spec, family, batch_seeds(resolved_seed(seed), batch))
 
@@ -264,6 +272,9 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
                 image, cache_record, compiled, attention = with_one_retry(
                     queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras)
                 )
+            first_size = image.size
+            # 4b. Hires fix (optional): enlarged, then repainted at a low strength, in this job.
+            image, hires_record = _hires_fix(manager, job, queued, image, seed, loras, label) if request.hires_scale > 1 else (image, None)
         except JobStopped:
             log.info("stopped after %d of %d images", len(saved), len(seeds))
             return ImageResult(saved, stopped=True, seconds=time.monotonic() - started, seeds=seeds[: len(saved)])
@@ -294,14 +305,16 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
             "demo": spec.demo,
             **run_record(manager, image_started),
         }
-        # The size made is the one recorded; what was asked stays beside it.
-        parameters.update(width=image.width, height=image.height, requested_size=[request.width, request.height])
+        # The size made is the one recorded; what was asked stays beside it. With the hires fix, width and height are
+        # the first pass's (what Reuse settings gives back) and `hires` holds the file's size.
+        parameters.update(width=first_size[0], height=first_size[1], requested_size=[request.width, request.height])
+        parameters["hires"] = hires_record
         saved.append(outputs.save_image(image, parameters))
         if compiled.note():
             compile_note = compiled.note()
             queued.report((index + 1) / len(seeds), compile_note)
-        if image.size != (request.width, request.height):
-            size_note = _size_note(spec, family, request, image.size)
+        if first_size != (request.width, request.height):
+            size_note = _size_note(spec, family, request, first_size)
             queued.report((index + 1) / len(seeds), size_note)
     queued.report(1.0, "Done")
     return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note)
@@ -314,3 +327,59 @@ def _size_note(spec: ModelSpec, family: FamilySpec, request: ImageRequest, made:
         side = math.isqrt(area)
         note += f": {spec.name} always renders the pixel area of {side}×{side}, keeping the aspect ratio"
     return note + "."
+
+
+def _checked_hires(scale, strength, spec: ModelSpec, family: FamilySpec, width: int, height: int) -> tuple[float, float]:
+    """The hires fix's scale and strength, in range and usable with this model at this size; InvalidRequest names the
+    field otherwise."""
+    scale = number("hires_scale", scale, 1.0)
+    strength = number("hires_strength", strength, DEFAULT_HIRES_STRENGTH)
+    if not 1.0 <= scale <= MAX_HIRES_SCALE:
+        raise InvalidRequest("hires_scale", f"{scale:g} is out of range; use 1 (off) to {MAX_HIRES_SCALE:g}")
+    if not 0.0 <= strength <= 1.0:
+        raise InvalidRequest("hires_strength", f"{strength:g} is out of range; use 0 (only enlarge) to 1 (repaint all)")
+    if scale == 1.0:
+        return scale, strength
+    if not family.img2img_pipeline_class or family.fixed_pixel_area:
+        why = "has no image-to-image mode" if not family.img2img_pipeline_class else "always renders the same pixel area"
+        raise InvalidRequest("hires_scale", f"{spec.name} {why}, so it has no hires fix; use 1")
+    big_width, big_height = hires_size(family, width, height, scale)
+    too_big = max(round(width * scale), round(height * scale)) > family.max_size
+    if too_big or (family.max_pixels and big_width * big_height > family.max_pixels):
+        raise InvalidRequest(
+            "hires_scale", f"{width}×{height} at ×{scale:g} is more than {spec.name} makes (sides up to {family.max_size}"
+            + (f", {family.max_pixels:,} pixels" if family.max_pixels else "") + "); use a smaller scale"
+        )
+    return scale, strength
+
+
+def hires_size(family: FamilySpec, width: int, height: int, scale: float) -> tuple[int, int]:
+    """The second pass's size: `scale` × the first's, to the nearest sides the family makes."""
+    return family.nearest_size(width * scale), family.nearest_size(height * scale)
+
+
+def _hires_fix(manager, job: ImageJob, queued: QueuedJob, image: Image.Image, seed: int, loras, label: str) -> tuple[Image.Image, dict]:
+    """Hires fix, in the same job: the first image enlarged (Lanczos: the second pass repaints the detail, and a plain
+    resize keeps the result the same on every machine whatever upscalers it has), then image to image with the same
+    model, prompt and seed at `hires_strength`. Returns the image and its record."""
+    request, spec, family = job.request, job.spec, job.family
+    size = hires_size(family, image.width, image.height, request.hires_scale)
+    enlarged = image.resize(size, Image.Resampling.LANCZOS)
+    if request.hires_strength == 0.0:
+        return enlarged, {"size": list(size), "upscaler": "lanczos", "steps_run": 0}
+    steps_run = max(1, steps_from_picture(request.steps, request.hires_strength))
+
+    def on_step_end(pipeline, step, timestep, callback_kwargs):
+        queued.check_stop()
+        queued.report(min(0.99, (step + 1) / steps_run), f"{label} · hires fix {size[0]}×{size[1]} · step {step + 1}/{steps_run}")
+        return callback_kwargs
+
+    kwargs = dict(
+        prompt=request.prompt, width=size[0], height=size[1], num_inference_steps=request.steps, guidance_scale=request.guidance,
+        callback_on_step_end=on_step_end, image=enlarged, strength=request.hires_strength, **family.call_kwargs,
+    )
+    if family.supports_negative_prompt:
+        kwargs["negative_prompt"] = request.negative_prompt or None
+    workload = Workload(family.denoiser_tokens(*size), family.denoiser_batch(request.guidance))
+    made, *_ = with_one_retry(queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras))
+    return made, {"size": list(made.size), "upscaler": "lanczos", "steps_run": steps_run}

@@ -3,7 +3,9 @@
 Lookup order for a real model: `<models_dir>/<id>/` (a diffusers folder), then the Hugging Face cache, then
 a download into `<models_dir>/<id>/` when online. Demo models are built by our own code into
 `<models_dir>/demo/<id>/` the first time they are needed. Every folder is loaded the same way afterwards.
-LoRAs people add themselves live apart, in the LoRA library (`loras_dir`).
+LoRAs people add themselves live apart, in the LoRA library (`loras_dir`). Upscalers (ESRGAN, SwinIR, HAT…: one
+file each, read by spandrel) live in `<models_dir>/upscalers/`; the demo's tiny ones are built into
+`<models_dir>/demo/upscalers/`.
 
 A checkpoint file in `<models_dir>/` (see `checkpoint_files.py`) loads against its base model's folder: the
 base's own folder when it is here, else `<models_dir>/bases/<base id>/`, which holds only what the file lacks
@@ -26,12 +28,16 @@ from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
 from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_component_repo, build_tiny_lora, build_tiny_model
+from pipelines.tiny.upscalers import build_demo_upscalers
 
 log = logging.getLogger(__name__)
 
 _DEMO_STAMP = "atelier-demo.json"
 # What a whole-pipeline checkpoint file needs from its base repo: configs and tokenizers, no weights.
 _CONFIG_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/*.model")
+UPSCALERS_FOLDER = "upscalers"
+# The single-file formats spandrel reads (a `.pth`/`.pt`/`.ckpt` is a pickled state dict, read with weights_only).
+UPSCALER_SUFFIXES = (".pth", ".safetensors", ".pt", ".ckpt")
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,19 @@ class ModelStore:
         if spec.demo:
             return True
         return self.find_local(spec) is not None
+
+    def upscaler_files(self) -> dict[str, Path]:
+        """The upscaler files in `<models_dir>/upscalers/`, by file name (what the Upscale model choice shows)."""
+        folder = self.models_dir / UPSCALERS_FOLDER
+        found = sorted(folder.glob("*")) if folder.is_dir() else []
+        return {path.name: path for path in found if path.suffix.lower() in UPSCALER_SUFFIXES and path.is_file()}
+
+    def demo_upscaler_files(self) -> dict[str, Path]:
+        """The demo's tiny random-weight upscalers, built into `<models_dir>/demo/upscalers/` the first time."""
+        folder = self.models_dir / "demo" / UPSCALERS_FOLDER
+        if not _demo_is_current(folder):
+            _build_atomically(folder, build_demo_upscalers)
+        return {path.name: path for path in sorted(folder.glob("*")) if path.suffix.lower() in UPSCALER_SUFFIXES}
 
     # -- getting things ---------------------------------------------------------------------------
 
