@@ -68,3 +68,21 @@ def test_enhance_a_video_and_teacache_run_on_it(manager, outputs, picture):
                   enhance_weight=2.0).video.parameters
     assert record["enhance"]["applications"] > 0 and record["step_cache"]["method"] == "teacache"
     assert record["step_cache"]["calls_skipped"] > 0
+
+
+def test_its_memory_plan_streams_the_t2v_transformer_layout_beside_its_larger_llava_encoder(presets):
+    """The released I2V transformer keeps T2V's 16 input channels (token replace), so its 13B blocks are T2V's; its
+    Llava encoder (Llama-3-8B with its LM head, a CLIP vision tower and a projector) is larger than T2V's Llama."""
+    from pipelines.memory.job_plan import denoiser_layout, plan_job
+
+    catalog = Catalog()
+    t2v, i2v = catalog.spec("hunyuanvideo-t2v"), catalog.spec("hunyuanvideo-i2v")
+    assert denoiser_layout(i2v) == denoiser_layout(t2v) and denoiser_layout(i2v) is not None
+    plans = {spec.id: plan_job(spec, presets["8gb-laptop"], 128 * 10**9, 960, 544, 129).as_dict() for spec in (t2v, i2v)}
+    parts = {model: {c["name"]: c for c in plan["components"]} for model, plan in plans.items()}
+    assert parts["hunyuanvideo-i2v"]["transformer"] == parts["hunyuanvideo-t2v"]["transformer"]
+    assert "streamed" in parts["hunyuanvideo-i2v"]["transformer"]["tier"]
+    # Held the same way as T2V's encoder, in proportion to its bytes (16.71 GB against 15.0 GB).
+    encoders = [parts[model]["text_encoder"] for model in ("hunyuanvideo-i2v", "hunyuanvideo-t2v")]
+    assert encoders[0]["tier"] == encoders[1]["tier"]
+    assert encoders[0]["ram_gb"] / encoders[1]["ram_gb"] == pytest.approx(16.71 / 15.0, rel=0.01)
