@@ -86,3 +86,17 @@ def test_its_memory_plan_streams_the_t2v_transformer_layout_beside_its_larger_ll
     encoders = [parts[model]["text_encoder"] for model in ("hunyuanvideo-i2v", "hunyuanvideo-t2v")]
     assert encoders[0]["tier"] == encoders[1]["tier"]
     assert encoders[0]["ram_gb"] / encoders[1]["ram_gb"] == pytest.approx(16.71 / 15.0, rel=0.01)
+
+
+def test_the_8gb_preset_streams_its_transformer_with_enhance_a_video_and_makes_the_same_video(demo_models_dir, presets, outputs, picture):
+    """The memory engine binds the streamed weights to the blocks; Enhance-A-Video wraps attention processors only, so
+    the streamed job makes the resident job's video, enhanced alike."""
+    made = {}
+    for preset in ("cpu", "8gb-laptop"):
+        engine = ModelManager(ModelStore(demo_models_dir, offline=True), presets[preset])
+        result = make(engine, outputs, image=picture, frames=5, width=64, height=64, enhance_weight=2.0)
+        made[preset] = (read_video(result.video.path).frames, result.video.parameters["enhance"])
+        if preset == "8gb-laptop":
+            assert engine.status().block_plan is not None and engine.status().plan.components["text_encoder"].value == "offload"
+    assert np.array_equal(made["cpu"][0], made["8gb-laptop"][0])
+    assert made["cpu"][1]["applications"] == made["8gb-laptop"][1]["applications"] > 0
