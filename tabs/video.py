@@ -14,6 +14,7 @@ import gradio as gr
 from pipelines.video import vace
 from pipelines.catalog import Catalog, Task, family_spec
 from pipelines.video.context_windows import BLENDS
+from pipelines.video.enhance import MAX_ENHANCE_WEIGHT
 from pipelines.errors import InvalidRequest
 from pipelines.video.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video.interpolation import offered as offered_interpolations
@@ -194,12 +195,15 @@ def video_fields(context: AppContext, controls: Mapping[str, Any]) -> FieldTable
                 "vace_strength", control("vace_strength"), default=None, remembered=True,
                 from_record=lambda used: vace.DEFAULT_STRENGTH if used.get("vace_strength") is None else used["vace_strength"],
             ),
+            # Appended last (API order is public); records from before it existed ran without it.
+            Field("enhance_weight", control("enhance_weight"), default=None, remembered=True, from_record=lambda used: used.get("enhance_weight") or 0.0),
         ],
         remembered_order=(
             "model", "prompt", "negative_prompt", "width", "height", "frames", "fps", "steps", "guidance", "flow_shift", "seed",
             "format", "loop_count", "pingpong", "filename_prefix", "save_output", "interpolation",
             "context_frames", "context_overlap", "context_stride", "context_blend", "ar_step", "causal_block_size",
             "latent_window_size", "speed", "cache_method", "cache_threshold", "compile", "attention", "keep_unmasked", "vace_strength",
+            "enhance_weight",
         ),
     )
 
@@ -223,7 +227,7 @@ def request_from(values: dict, default_model: str) -> VideoRequest:
         attention=None if attention in (None, PRESET_ATTENTION) else attention,
         reference_images=tuple(values["reference_images"] or ()), video=values["video"], mask=values["mask"],
         keep_unmasked=bool(values["keep_unmasked"]), latent_window_size=values["latent_window_size"],
-        vace_strength=values["vace_strength"],
+        vace_strength=values["vace_strength"], enhance_weight=values["enhance_weight"],
     )
 
 
@@ -297,6 +301,10 @@ def build(context: AppContext) -> VideoTab:
             )
             speed, cache_method, cache_threshold, compile_blocks, attention = build_speed_controls(
                 "video", context.manager.execution_device(), spec.family
+            )
+            enhance_weight = gr.Slider(
+                0.0, MAX_ENHANCE_WEIGHT, value=0.0, step=0.1, label="Enhance-A-Video weight (0 = off)", elem_id="video-enhance-weight",
+                info="Wan2.1, HunyuanVideo and LTX-Video: lifts how strongly frames attend to each other (sharper, steadier); try 1–4",
             )
             with gr.Accordion("VACE: reference images, video editing with a mask", open=True, visible=family.video.vace_inputs) as vace_panel:
                 gr.Markdown(
@@ -392,6 +400,7 @@ def build(context: AppContext) -> VideoTab:
         cache_threshold=cache_threshold, ar_step=ar_step, causal_block_size=causal_block_size, compile=compile_blocks,
         attention=attention, reference_images=reference_images, video=vace_video, mask=vace_mask,
         keep_unmasked=keep_unmasked, latent_window_size=latent_window_size, vace_strength=vace_strength,
+        enhance_weight=enhance_weight,
     ))
     tab_queue = TabQueue(context, "video", "Video", fields)
 

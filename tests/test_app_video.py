@@ -112,3 +112,29 @@ def test_generate_video_makes_framepack_sections_and_plays_the_video_so_far_afte
     players = [update[3] for update in job.outputs() if isinstance(update, (list, tuple)) and len(update) == 5]
     partial_lengths = [len(read_video(path).frames) for path in players if isinstance(path, str) and path.endswith("-partial.mp4")]
     assert partial_lengths[0] == 5 and set(partial_lengths) <= {5, 17}
+
+
+def test_hunyuanvideo_image_to_video_runs_through_the_api_from_a_picture(client, start_picture):
+    file, used, summary, player, _ = client.predict(
+        prompt="the picture comes alive", model="demo-hunyuanvideo-i2v", image=handle_file(str(start_picture)), frames=5,
+        fps=24, steps=2, seed=3, width=None, height=None, api_name="/generate_video",
+    )
+    video = read_video(file)
+    # All 5 frames (token replace keeps the first); 96×64 at the demo's 64×64 pixel count, on the 16-pixel grid.
+    assert video.frames.shape == (5, 64, 80, 3) and video.fps == 24.0
+    parameters = used["parameters"]
+    assert (parameters["model"], parameters["steps"], parameters["seed"]) == ("demo-hunyuanvideo-i2v", 2, 3)
+    assert parameters["image"]["file"] == "start.png" and player is not None and "random weights" in summary
+
+
+def test_enhance_weight_is_taken_recorded_and_refused_where_the_model_has_none(client):
+    _, used, _, _, _ = client.predict(
+        prompt="an enhanced fox", model="demo-wan", frames=9, steps=2, seed=8, enhance_weight=2.5, api_name="/generate_video",
+    )
+    parameters = used["parameters"]
+    assert parameters["enhance_weight"] == 2.5
+    assert parameters["enhance"]["weight"] == 2.5 and parameters["enhance"]["applications"] > 0
+    with pytest.raises(Exception) as error:
+        client.predict(prompt="a fox", model="demo-skyreels-v2", steps=2, enhance_weight=1.0, api_name="/generate_video")
+    assert type(error.value).__name__ == "AppError"
+    assert "enhance_weight: SkyReels V2 DF (tiny) has no Enhance-A-Video" in str(error.value)

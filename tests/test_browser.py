@@ -544,3 +544,51 @@ def test_upscale_under_the_image_results_shows_the_bigger_image(page, artifacts)
     assert "to 512×512" in page.locator("#image-result").inner_text()
     page.locator("#image-gallery img").first.wait_for()
     page.screenshot(path=str(artifacts / "image-upscaled.png"), animations="disabled", full_page=True)
+
+
+def choose_video_model(page, label: str) -> None:
+    field = page.locator("#video-model input")
+    field.click()
+    field.fill(label.split(" [")[0])
+    page.get_by_role("option", name=label).click()
+
+
+def test_the_video_tab_makes_a_hunyuanvideo_i2v_video_from_a_start_picture(page, app, artifacts, tmp_path):
+    from PIL import Image
+
+    start = tmp_path / "hunyuan-start.png"
+    Image.new("RGB", (96, 64), (30, 90, 200)).save(start)
+    page.get_by_role("tab", name="Video").click()
+    wait_for_restored_values(page, app, "video")
+    choose_video_model(page, "HunyuanVideo I2V (tiny) [demo · random weights]")
+    page.locator("#video-model-info").get_by_text("needs an input image").wait_for()
+    page.locator("#video-image input[type=file]").set_input_files(str(start))
+    # The picture's 3:2 at the demo's pixel count, on the 16-pixel grid.
+    page.wait_for_function("() => document.querySelector('#video-width input')?.value === '80'")
+    page.locator("#video-prompt textarea").fill("a hunyuan video from a picture")
+    set_number(page, "video-frames", 5)
+    set_number(page, "video-steps", 2)
+    page.locator("#video-generate").click()
+    page.get_by_text("5 frames at 24 fps").first.wait_for()
+    page.locator("#video-player video").wait_for()
+    assert "random weights" in page.locator("#video-result").inner_text()
+    page.screenshot(path=str(artifacts / "video-hunyuanvideo-i2v.png"), animations="disabled", full_page=True)
+
+
+def test_an_enhance_weight_set_in_the_video_tab_is_used_and_comes_back_with_reuse(page, app):
+    page.get_by_role("tab", name="Video").click()
+    wait_for_restored_values(page, app, "video")
+    choose_video_model(page, "Wan2.1 T2V (tiny) [demo · random weights]")
+    page.locator("#video-prompt textarea").fill("an enhanced fox in the browser")
+    set_number(page, "video-frames", 5)
+    set_number(page, "video-steps", 2)
+    set_number(page, "video-seed", 4321)
+    weight = page.locator("#video-enhance-weight input[type=number]")
+    weight.fill("2.5")
+    weight.press("Tab")
+    page.locator("#video-generate").click()
+    page.get_by_text("seed 4321").first.wait_for()
+    weight.fill("0")
+    weight.press("Tab")
+    reuse_from_outputs(page, "an enhanced fox in the browser", "4321")
+    page.wait_for_function("() => document.querySelector('#video-enhance-weight input[type=number]')?.value === '2.5'")

@@ -348,7 +348,9 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
     ),
     Family.HUNYUANVIDEO: FamilySpec(
         family=Family.HUNYUANVIDEO,
-        pipeline_classes=frozen({Task.TEXT_TO_VIDEO: "HunyuanVideoPipeline"}),
+        # Image to video: the I2V model's own repo (its Llava text encoder reads the picture too; its transformer takes
+        # the picture's latents in place of the first latent frame).
+        pipeline_classes=frozen({Task.TEXT_TO_VIDEO: "HunyuanVideoPipeline", Task.IMAGE_TO_VIDEO: "HunyuanVideoImageToVideoPipeline"}),
         licence="Tencent Hunyuan Community License (not licensed in the EU, UK and South Korea; see the model card).",
         # TeaCache's authors' HunyuanVideo thresholds (0.1 ≈ 1.6×, 0.15 ≈ 2.1×), as for FramePack.
         speed=_teacache_speeds(0.1, 0.15),

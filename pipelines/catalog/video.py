@@ -67,6 +67,12 @@ _FRAMEPACK_BYTES = {
 }
 # HunyuanVideo text to video: its 13B transformer (bf16) with the same encoders and VAE as FramePack.
 _HUNYUANVIDEO_BYTES = {key: value for key, value in _FRAMEPACK_BYTES.items() if key != "image_encoder"}
+# HunyuanVideo image to video: the same 13B transformer shape (the released token-replace weights keep 16 input channels),
+# and a Llava-Llama-3-8B text encoder that reads the picture too. Its bytes from parameter counts (Llama-3-8B with its
+# LM head 8.03B, the CLIP ViT-L/14-336 vision tower 0.30B, the projector 0.02B; fp16), not read from the repo. The CLIP-L
+# text encoder and the VAE are the models T2V has (Tencent: "hunyuanvideo and hunyuanvideo-i2v share the same VAE"),
+# in the I2V repo's own copies: see docs/models.md.
+_HUNYUANVIDEO_I2V_BYTES = {**_HUNYUANVIDEO_BYTES, "text_encoder": 16_710_000_000}
 HUNYUANVIDEO_BASE = ComponentRepo(
     id="hunyuanvideo-base",
     name="HunyuanVideo text encoders and VAE",
@@ -301,6 +307,19 @@ HUNYUAN = (
         defaults=VideoDefaults(steps=6, guidance=6.0, width=960, height=544, frames=129, fps=24, flow_shift=17.0),
         component_bytes=_HUNYUANVIDEO_BYTES,
     ),
+    entry(
+        Family.HUNYUANVIDEO, Task.IMAGE_TO_VIDEO,
+        id="hunyuanvideo-i2v",
+        name="HunyuanVideo I2V 13B",
+        repo="hunyuanvideo-community/HunyuanVideo-I2V",
+        # Steps 50 and 129 frames: HunyuanVideoImageToVideoPipeline's defaults in diffusers 0.42.1. Guidance 6.0: the
+        # pipeline's example for this repo (`pipe(image=image, prompt=prompt, guidance_scale=6.0)`; embedded guidance,
+        # one pass per step). Flow shift 7.0: Tencent's HunyuanVideo-I2V README, "for more stable videos" with
+        # --i2v-stability (17 for more motion). Size: as the T2V entry's, the smaller of HunyuanVideo's trained
+        # resolutions (the pipeline's default is 1280×720); a start picture keeps its aspect at this pixel count.
+        defaults=VideoDefaults(steps=50, guidance=6.0, width=960, height=544, frames=129, fps=24, flow_shift=7.0),
+        component_bytes=_HUNYUANVIDEO_I2V_BYTES,
+    ),
 )
 
 VIDEO_DEMOS = (
@@ -393,6 +412,14 @@ VIDEO_DEMOS = (
         Family.HUNYUANVIDEO, Task.TEXT_TO_VIDEO,
         id="demo-hunyuanvideo",
         name="HunyuanVideo T2V (tiny)",
+        demo=True,
+        defaults=VideoDefaults(steps=4, guidance=6.0, width=64, height=64, frames=9, fps=24, flow_shift=7.0),
+        component_bytes={**_TINY_VIDEO_BYTES, "text_encoder_2": 200_000},
+    ),
+    entry(
+        Family.HUNYUANVIDEO, Task.IMAGE_TO_VIDEO,
+        id="demo-hunyuanvideo-i2v",
+        name="HunyuanVideo I2V (tiny)",
         demo=True,
         defaults=VideoDefaults(steps=4, guidance=6.0, width=64, height=64, frames=9, fps=24, flow_shift=7.0),
         component_bytes={**_TINY_VIDEO_BYTES, "text_encoder_2": 200_000},

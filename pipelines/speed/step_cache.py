@@ -30,7 +30,8 @@ class TeaCacheRule:
 
     # Attributes of the transformer holding its blocks, run one after another on `hidden_states`.
     block_lists: tuple[str, ...]
-    # "norm1": the first block's norm1(hidden_states, emb=temb)[0] (FLUX); "temb": the timestep projection the
+    # "norm1": the first block's norm1(hidden_states, emb=temb)[0] (FLUX); "norm1_modulation": the same value computed
+    # from norm1's layers, for blocks whose norm1 takes more inputs (HunyuanVideo I2V's token replace); "temb": the timestep projection the
     # blocks receive (Wan's "ret_steps" mode, LTX, ACE-Step); "t_embedder": the output of the transformer's `t_embedder`, the
     # timestep embedding before the pooled text is added to it (HiDream).
     probe: str
@@ -73,9 +74,13 @@ TEACACHE_RULES: dict[Family, TeaCacheRule] = {
         ("transformer_blocks", "single_transformer_blocks"), "norm1",
         (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
     ),
-    # HunyuanVideo's own text-to-video transformer: the same blocks, probe and polynomial (TeaCache4HunyuanVideo).
+    # HunyuanVideo's own text-to-video transformer: the same blocks, probe and polynomial (TeaCache4HunyuanVideo). Its
+    # image-to-video transformer is the same network fine-tuned, its blocks' norm1 taking the start picture's frame
+    # apart ("token replace"); the probe is the modulation the text-to-video blocks apply, computed from norm1's own
+    # weights over all tokens, so both kinds compare the same thing. The polynomial was fitted on text to video and
+    # not refitted for I2V (none was published): the thresholds' speed-ups are the T2V ones, approximately.
     Family.HUNYUANVIDEO: TeaCacheRule(
-        ("transformer_blocks", "single_transformer_blocks"), "norm1",
+        ("transformer_blocks", "single_transformer_blocks"), "norm1_modulation",
         (7.33226126e02, -4.01131952e02, 6.75869174e01, -3.14987800e00, 9.61237896e-02), output_index=0,
     ),
     # No polynomial was published for ACE-Step: the identity, i.e. the plain relative change of the timestep projection
@@ -210,8 +215,17 @@ class _TeaCache:
 
 
 # What TeaCache compares between steps, by TeaCacheRule.probe: (state, first block, its hidden_states, its temb) -> tensor.
+def _norm1_modulation(block, hidden_states: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+    """What an AdaLayerNormZero norm1 returns first (its attention input), from its own layers: the token-replace
+    variant's forward wants the first frame's embedding and size too, but has the same layers."""
+    norm = block.norm1
+    shift, scale = norm.linear(norm.silu(temb)).chunk(6, dim=1)[:2]
+    return norm.norm(hidden_states) * (1 + scale[:, None]) + shift[:, None]
+
+
 _PROBES = {
     "norm1": lambda state, block, hidden_states, temb: block.norm1(hidden_states, emb=temb)[0],
+    "norm1_modulation": lambda state, block, hidden_states, temb: _norm1_modulation(block, hidden_states, temb),
     "temb": lambda state, block, hidden_states, temb: temb,
     "t_embedder": lambda state, block, hidden_states, temb: state.timestep_embedding,
 }

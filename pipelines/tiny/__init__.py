@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.catalog import Family, Task
-from pipelines.tiny import ace_step, cogview4, fish_speech, flux, framepack, hidream, hunyuanvideo, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan
+from pipelines.tiny import (
+    ace_step, cogview4, fish_speech, flux, framepack, hidream, hunyuanvideo, hunyuanvideo_i2v, ltx, omnigen, sd3, sd15, sdxl, skyreels_v2, wan,
+)
 
 # Bump when a builder changes, so demo folders built by an older version are rebuilt.
 BUILDER_VERSION = 4
@@ -33,10 +35,11 @@ _BUILDERS = {
     Family.FRAMEPACK: framepack.build_transformer,
     Family.HUNYUANVIDEO: hunyuanvideo.build,
 }
-# Models of a family with weights of their own for another task: Wan's image-to-video model (LTX runs image to video
+# Models of a family with weights of their own for another task: Wan's and HunyuanVideo's image-to-video models (LTX runs image to video
 # on its text-to-video model), FLUX.1 Fill, and FLUX.1 Canny and Depth (control transformers).
 _TASK_BUILDERS = {
     (Family.WAN, Task.IMAGE_TO_VIDEO): wan.build_image_to_video,
+    (Family.HUNYUANVIDEO, Task.IMAGE_TO_VIDEO): hunyuanvideo_i2v.build,
     (Family.FLUX, Task.INPAINT): flux.build_fill,
     (Family.FLUX, Task.CANNY_TO_IMAGE): flux.build_control,
     (Family.FLUX, Task.DEPTH_TO_IMAGE): flux.build_control,

@@ -18,6 +18,7 @@ from pipelines.catalog import Catalog, FamilySpec, LongVideo, ModelSpec, Task, V
 from pipelines.speed.compiled_blocks import check_compile
 from pipelines.video.context_windows import ContextWindows
 from pipelines.video.diffusion_forcing import Chunk, check_forcing, chunks, rounds
+from pipelines.video.enhance import ENHANCE_RULES, MAX_ENHANCE_WEIGHT
 from pipelines.errors import InvalidRequest, UnknownModel
 from pipelines.video.interpolation import check_choice
 from pipelines.media import MediaError, image_size
@@ -83,6 +84,9 @@ class VideoRequest:
     # Sections (FramePack): latent frames per section (the pipeline's `latent_window_size`; 4 video frames each).
     # None: the family's default; ignored by families that do not make sections.
     latent_window_size: int | None = None
+    # Enhance-A-Video (pipelines/video/enhance.py): how strongly the self-attention's cross-frame intensity lifts its
+    # output, 0 (off: the model untouched) to 10; Wan2.1, HunyuanVideo and LTX-Video only.
+    enhance_weight: float = 0.0
 
     def check(self, catalog: Catalog, models_dir: Path) -> "VideoJob":
         """The job this request asks for: defaults filled in, frames rounded to the model's rule, the input files read;
@@ -139,6 +143,7 @@ class VideoRequest:
             reference_images=tuple(str(path) for path in self.reference_images), video=str(self.video) if self.video else None,
             mask=str(self.mask) if self.mask else None, keep_unmasked=bool(self.keep_unmasked),
             vace_strength=vace.checked_strength(self.vace_strength, spec, rules),
+            enhance_weight=_checked_enhance_weight(self.enhance_weight, self.compile, spec),
         )
         return VideoJob(
             request, spec, family, resolved_seed(seed), requested if frames_given else frames, start_image, inputs, input_note,
@@ -362,6 +367,21 @@ def chunk_layout(rules: VideoRules, frames: int, context_frames: int | None, con
 def _offering(models: dict[str, ModelSpec], offers) -> list[str]:
     """The ids of the models whose family's video rules `offers(rules)`, for an error naming them."""
     return [spec.id for spec in models.values() if offers(family_spec(spec.family).video)]
+
+
+def _checked_enhance_weight(value, compile_setting, spec: ModelSpec) -> float:
+    """Enhance-A-Video's weight: 0 (off) up to MAX_ENHANCE_WEIGHT, for the families it wraps; not with compiled blocks,
+    whose traced attention the wrapper would change under the compiler."""
+    weight = number("enhance_weight", value, 0.0)
+    if not 0.0 <= weight <= MAX_ENHANCE_WEIGHT:
+        raise InvalidRequest("enhance_weight", f"{weight:g} is out of range; use 0 (off) to {MAX_ENHANCE_WEIGHT:g}")
+    if weight and spec.family not in ENHANCE_RULES:
+        raise InvalidRequest(
+            "enhance_weight", f"{spec.name} has no Enhance-A-Video; set it to 0, or choose a Wan2.1, HunyuanVideo or LTX-Video model",
+        )
+    if weight and compile_setting == "on":
+        raise InvalidRequest("enhance_weight", "Enhance-A-Video does not work with compiled blocks yet; set it to 0 or Compile to off")
+    return weight
 
 
 def _checked_start_image(image: str | None, spec: ModelSpec, models: dict[str, ModelSpec]) -> Image.Image | None:

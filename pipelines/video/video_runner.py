@@ -32,6 +32,7 @@ from pipelines.loading.loaders import LATENT_UPSAMPLER
 from pipelines.loading.checkpoint_files import checkpoint_record
 from pipelines.speed.compiled_blocks import compiled_blocks, inductor_cache_dir
 from pipelines.video.context_windows import windowed_transformer
+from pipelines.video.enhance import enhanced_attention
 from pipelines.errors import JobStopped
 from pipelines.video.interpolation import CHOICES as INTERPOLATIONS
 from pipelines.video.interpolation import interpolate, weights_record
@@ -203,7 +204,8 @@ def _run_passes(pipe, runner, job: VideoJob, kwargs: dict) -> np.ndarray:
 
 def _make_frames(manager, job: VideoJob, workload, queued: QueuedJob, kwargs, records: dict, partial: PartialVideo | None) -> np.ndarray:
     """The frames, from the job's seed's noise, with its flow shift, step cache and compiled blocks for this job
-    only; `records` receives what the cache did ("step_cache") and what compiling cost ("compiled_blocks"). A model
+    only; `records` receives what the cache did ("step_cache"), what compiling cost ("compiled_blocks") and what
+    Enhance-A-Video did ("enhance"). A model
     made in sections writes the video so far to `partial` after each section; the partial file is gone when this
     returns, whatever happened."""
     request, spec = job.request, job.spec
@@ -218,8 +220,13 @@ def _make_frames(manager, job: VideoJob, workload, queued: QueuedJob, kwargs, re
         queued.check_stop()
         attention = apply_attention(pipe.transformer, request.attention, manager.preset.attention, manager.execution_device())
         runner = _for_task(pipe, job.family, "image" in kwargs, spec)
-        frames = _run_passes(pipe, runner, job, kwargs)
-    records.update(step_cache=cache.record(), compiled_blocks=compiled.record(), compile_note=compiled.note(), attention=attention)
+        # After the attention backend is set: the wrappers keep the processors as the backend left them.
+        with enhanced_attention(pipe.transformer, spec.family, request.enhance_weight) as enhance:
+            frames = _run_passes(pipe, runner, job, kwargs)
+    records.update(
+        step_cache=cache.record(), compiled_blocks=compiled.record(), compile_note=compiled.note(), attention=attention,
+        enhance=enhance.record(),
+    )
     return frames
 
 
@@ -379,6 +386,8 @@ def _parameters(job: VideoJob, manager: ModelManager, outputs: OutputStore, reco
         # Whether the blocks ran compiled, and what compiling cost in this job (0 graphs: reused).
         "compiled_blocks": records["compiled_blocks"],
         "attention": records["attention"],
+        # Enhance-A-Video: the weight (also among the request's values) and what it did.
+        "enhance": records["enhance"],
         "seed": job.seed,
         "frames_note": job.frames_note(),
         "length_note": job.length_note(),

@@ -147,8 +147,10 @@ def test_video_entry_is_complete_and_consistent(spec):
     for size in (defaults.width, defaults.height):
         assert family.min_size <= size <= family.max_size and size % family.size_multiple == 0
     assert set(spec.component_bytes) <= set(family.component_roles)
-    # Every image-to-video model encodes its picture (Wan I2V: CLIP; FramePack: SigLIP).
-    assert ("image_encoder" in spec.component_bytes) == (spec.task is Task.IMAGE_TO_VIDEO)
+    # Every image-to-video model encodes its picture (Wan I2V: CLIP; FramePack: SigLIP), with an encoder of its own
+    # except HunyuanVideo I2V, whose Llava text encoder reads the picture beside the prompt.
+    own_encoder = spec.task is Task.IMAGE_TO_VIDEO and spec.family is not Family.HUNYUANVIDEO
+    assert ("image_encoder" in spec.component_bytes) == own_encoder
     if rules.image_to_video_pipeline_class:
         assert hasattr(diffusers, rules.image_to_video_pipeline_class)
     if not spec.demo:

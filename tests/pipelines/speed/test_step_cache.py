@@ -24,6 +24,11 @@ CASES = {
     "demo-hunyuanvideo": (
         diffusers.HunyuanVideoPipeline, Family.HUNYUANVIDEO, dict(width=64, height=64, num_frames=5, num_inference_steps=8),
     ),
+    # Token replace: the start picture's latents stand in for the first latent frame, its own modulation in norm1.
+    "demo-hunyuanvideo-i2v": (
+        diffusers.HunyuanVideoImageToVideoPipeline, Family.HUNYUANVIDEO,
+        dict(image=Image.new("RGB", (64, 64), "red"), width=64, height=64, num_frames=5, num_inference_steps=8, guidance_scale=6.0),
+    ),
     # One section of 2 latent frames.
     "demo-framepack": (
         diffusers.HunyuanVideoFramepackPipeline, Family.FRAMEPACK,
