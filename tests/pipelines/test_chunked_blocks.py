@@ -102,7 +102,7 @@ def test_a_wrapped_attention_processor_keeps_the_blocks_own_forward():
 def test_models_without_a_lean_forward_are_not_lean_capable():
     from pipelines.tiny import flux
 
-    assert not lean_capable(flux.tiny_transformer(1)) if hasattr(flux, "tiny_transformer") else True
+    assert not lean_capable(flux.tiny_transformer(1))
     assert lean_capable(wan.tiny_vace_transformer(1)) and lean_capable(hunyuanvideo.tiny_transformer(1))
 
 
