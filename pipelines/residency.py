@@ -17,7 +17,8 @@ The streamed denoiser's budget is the preset's, capped at job start by what the 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol
 
 import torch
@@ -26,6 +27,7 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import NotEnoughMemory
 from pipelines.loading.loaders import ReadPipeline
 from pipelines.memory.block_streamer import BlockStreamer
+from pipelines.memory.chunked_blocks import LeanSettings, lean_blocks, lean_capable
 from pipelines.memory.planner import ALLOCATOR_MARGIN_BYTES, MIN_RING_SLOTS, BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
 from presets import Preset
@@ -97,6 +99,8 @@ class StreamedDenoiser:
     free_vram: FreeVram = lambda: None
     # Why the host arena is not pinned, if it is not (shown with the plan).
     arena_note: str = ""
+    # The lean block forward, on for the job in progress when its plan runs the blocks in token chunks.
+    lean: ExitStack = field(default_factory=ExitStack)
 
     @property
     def plan(self) -> PlacementPlan:
@@ -130,6 +134,10 @@ class StreamedDenoiser:
         if applied is None or (applied.resident, applied.ring_slots) != (plan.resident, plan.ring_slots):
             self.streamer.place(set(plan.resident), ring_slots=max(plan.ring_slots, 1))
         self.block_plan = plan
+        self.lean.close()
+        if plan.chunk_tokens:
+            settings = LeanSettings(plan.chunk_tokens, hints_on_host=bool(plan.host_bytes))
+            self.lean.enter_context(lean_blocks(self.components.pipe.transformer, settings))
 
     def step_down(self) -> bool:
         resident = len(self.block_plan.resident) if self.block_plan else 0
@@ -149,6 +157,7 @@ class StreamedDenoiser:
         return True
 
     def after_job(self) -> None:
+        self.lean.close()
         # The streamer is in the placement's chain of visitors: this offloads it too.
         self.components.after_job()
 
@@ -174,7 +183,7 @@ def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtyp
     components = WholeComponents(spec.id, read.pipe, applied)
     if read.streamer is None:
         return components
-    shape = denoiser_shape(read.pipe.transformer, read.streamer.block_bytes, dtype.itemsize)
+    shape = denoiser_shape(read.pipe.transformer, read.streamer.block_bytes, dtype.itemsize, lean=lean_capable(read.pipe.transformer))
     return StreamedDenoiser(
         spec, preset, components, read.streamer, shape, free_vram=free_vram, arena_note=read.streamer.arena.note,
     )

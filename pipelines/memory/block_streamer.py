@@ -371,6 +371,8 @@ def _mark_compute(module: torch.nn.Module, computing: Callable[[int], None], ind
         computing(index)
         return original(*args, **kwargs)
 
+    # A forward that replaces this one for a job (the lean forward, memory/chunked_blocks.py) tells the streamer too.
+    forward.computing = functools.partial(computing, index)
     module.forward = forward
 
 

@@ -226,6 +226,8 @@ def _plan_gpu(spec: ModelSpec, preset: Preset, parts: Mapping[str, int], size: t
             note = "nothing streams: the step is bound by compute, for which no figure exists here"
         if not pinned:
             notes.append("the denoiser's blocks wait in pageable RAM (pinning them would not fit): copies run at about a third of the speed")
+        if blocks.fits:
+            notes.extend(blocks.notes)
     for name in sorted(n for n, kind in stored.items() if kind in QUALITY):
         notes.append(f"{name} is stored in {stored[name]}: {QUALITY[stored[name]]}")
     for name in sorted(on_disk):
@@ -259,7 +261,8 @@ def _denoiser(spec, preset, choice, resident_bytes, size, reason):
     if not blocks.fits:
         reason = reason or (
             f"the denoiser at {width}×{height}" + (f"×{frames}" if frames else "") + f" needs {blocks.device_bytes / GIB:.2f} GiB "
-            f"of GPU memory even with every block streamed ({blocks.activation_bytes / GIB:.2f} GiB of activations), "
+            f"of GPU memory even with every block streamed{' and run in token chunks' if shape.lean else ''} "
+            f"({blocks.activation_bytes / GIB:.2f} GiB of activations), "
             f"{(blocks.device_bytes + ALLOCATOR_MARGIN_BYTES) / GIB:.2f} GiB with the allocator's margin; the preset allows "
             f"{preset.usable_vram_bytes / GIB:.2f} GiB"
         )
@@ -272,8 +275,12 @@ def _denoiser(spec, preset, choice, resident_bytes, size, reason):
         tier += f", {len(blocks.resident)} of {len(shape.block_bytes)} blocks GPU-resident, the rest streamed"
     else:
         tier += ", every block streamed"
+    if blocks.chunk_tokens:
+        tier += f", blocks run in chunks of {blocks.chunk_tokens} tokens"
     dtype = preset.dtype if choice.denoiser == SHIPPED else choice.denoiser
-    return ComponentPlan("transformer", tier, dtype, round(arena / GB, 2), round(blocks.device_bytes / GB, 2), choice.denoiser), blocks, pinned, reason
+    # VACE's hints wait in host RAM beside the arena when the blocks run lean.
+    ram = round((arena + blocks.host_bytes) / GB, 2)
+    return ComponentPlan("transformer", tier, dtype, ram, round(blocks.device_bytes / GB, 2), choice.denoiser), blocks, pinned, reason
 
 
 def _finish(spec, preset, components, vram, streamed, seconds, note, budget, pinned, size, reason, notes=()) -> JobPlan:

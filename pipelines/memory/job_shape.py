@@ -25,6 +25,9 @@ class Layout:
     widest_layer: int
     trunk_share: float = 0.02
     held_width: int = 0
+    # Whether the blocks have a lean forward (memory/chunked_blocks.py), and what the model itself holds per token.
+    lean: bool = False
+    model_held_width: int = 0
 
 
 # Per family, by transformer bytes (the variant nearest the catalog's bytes is used).
@@ -39,14 +42,17 @@ LAYOUTS: dict[Family, tuple[tuple[int, Layout], ...]] = {
     Family.HIDREAM: ((34_200_000_000, Layout(((16, 2.0), (32, 1.0)), 2560, 10240)),),
     Family.COGVIEW4: ((12_800_000_000, Layout(((28, 1.0),), 4096, 10240)),),
     Family.OMNIGEN: ((7_600_000_000, Layout(((32, 1.0),), 3072, 8192)),),
-    Family.WAN: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960)), (28_600_000_000, Layout(((40, 1.0),), 5120, 13824)),
-                 (32_800_000_000, Layout(((40, 1.0),), 5120, 13824, 0.04))),
-    Family.SKYREELS_V2: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960)), (28_600_000_000, Layout(((40, 1.0),), 5120, 13824))),
-    Family.WAN_VACE: ((4_310_000_000, Layout(((30, 1.0), (15, 1.0)), 1536, 8960, 0.02, 15 * 1536)),
-                      (34_680_000_000, Layout(((40, 1.0), (8, 1.0)), 5120, 13824, 0.02, 8 * 5120))),
+    Family.WAN: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960, lean=True)),
+                 (28_600_000_000, Layout(((40, 1.0),), 5120, 13824, lean=True)),
+                 (32_800_000_000, Layout(((40, 1.0),), 5120, 13824, 0.04, lean=True))),
+    # Diffusion forcing expands the modulation to every token: 7 hidden widths held through the blocks (planner.py).
+    Family.SKYREELS_V2: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960, lean=True, model_held_width=7 * 1536)),
+                         (28_600_000_000, Layout(((40, 1.0),), 5120, 13824, lean=True, model_held_width=7 * 5120))),
+    Family.WAN_VACE: ((4_310_000_000, Layout(((30, 1.0), (15, 1.0)), 1536, 8960, 0.02, 15 * 1536, lean=True)),
+                      (34_680_000_000, Layout(((40, 1.0), (8, 1.0)), 5120, 13824, 0.02, 8 * 5120, lean=True))),
     Family.LTX: ((3_850_000_000, Layout(((28, 1.0),), 2048, 8192)), (26_000_000_000, Layout(((48, 1.0),), 4096, 16384))),
-    Family.FRAMEPACK: ((25_700_000_000, Layout(((20, 2.0), (40, 1.0)), 3072, 12288)),),
-    Family.HUNYUANVIDEO: ((25_700_000_000, Layout(((20, 2.0), (40, 1.0)), 3072, 12288)),),
+    Family.FRAMEPACK: ((25_700_000_000, Layout(((20, 2.0), (40, 1.0)), 3072, 12288, lean=True)),),
+    Family.HUNYUANVIDEO: ((25_700_000_000, Layout(((20, 2.0), (40, 1.0)), 3072, 12288, lean=True)),),
     Family.ACE_STEP: ((9_000_000_000, Layout(((32, 1.0),), 2560, 9728)),),
 }
 
@@ -73,7 +79,7 @@ def denoiser_shape_from_catalog(spec: ModelSpec, stored_share: float = 1.0, dtyp
     blocks = tuple(int(size * stored_share) for size in shipped)
     scratch = max(shipped) if stored_share < 1 else 0
     return DenoiserShape(blocks, total - sum(shipped), layout.hidden_size, layout.widest_layer, dtype_bytes, layout.held_width,
-                         scratch_bytes=scratch)
+                         scratch_bytes=scratch, lean=layout.lean, model_held_width=layout.model_held_width)
 
 
 def job_size(spec: ModelSpec, width: int = 0, height: int = 0, frames: int = 0) -> tuple[int, int, int]:

@@ -5,6 +5,16 @@ of streaming slots, and the activations of one block at this request's size. Eve
 Activations scale with tokens × the widest layer; the factor was measured on an H100 with full-size
 random-weight models (bench/bench_memory.py: peak minus weights, FLUX 1024² and Wan2.1-14B 832×480×81 both
 came out at 4.3–4.7 widest-layer tensors) and is rounded up for headroom.
+
+When those activations do not fit even with every block streamed, a denoiser whose blocks have a lean forward
+(`chunked_blocks.py`: Wan2.1, SkyReels V2, VACE, HunyuanVideo, FramePack) runs its blocks over chunks of tokens. Its
+activations are then `LEAN_HELD_WIDTHS` hidden-width tensors per token (counted in chunked_blocks.py: the block's input,
+its output or the stream it updates in place, the self-attention's K and V — 4 — plus half a width for the rotary tables,
+float32, head size × 2 per token: at most a fifth of a width for these models) and one chunk's working set,
+`ACTIVATION_FACTOR` widest-layer tensors per chunk token (the whole-block factor, kept for headroom). The chunk is the
+largest of `LEAN_CHUNK_TOKENS` that fits. VACE's hints then wait in host RAM (`BlockPlan.host_bytes`). These figures are
+counted from the code, not measured on a GPU; on the CPU the held memory of one block fell as counted
+(tests/pipelines/test_chunked_blocks.py).
 """
 
 from __future__ import annotations
@@ -21,6 +31,14 @@ MIN_RING_SLOTS = 2
 # keeps freed blocks for reuse. Measured on an H100 (bench/bench_memory.py, reserved peak minus the plan): 0.40 GiB
 # for FLUX at 1024², 1.05 GiB for Wan2.1-14B at 832×480×81; rounded up.
 ALLOCATOR_MARGIN_BYTES = int(1.1 * GIB)
+LEAN_HELD_WIDTHS = 4.5
+# Chunk sizes tried, largest first: big enough that a chunk's matmuls keep a GPU busy.
+LEAN_CHUNK_TOKENS = (8192, 4096, 2048, 1024)
+# The arithmetic a lean block adds: the cross-attention's text keys and values (512 tokens) are projected once per chunk.
+# For Wan2.1 14B at 8,192 tokens a chunk that is 512 × 2 × 5120² against 8,192 × (6 × 5120² + 2 × 5120 × 13,824)
+# multiply-adds: about 1%. Counted, not measured on a GPU.
+LEAN_SLOWDOWN_NOTE = ("blocks run in token chunks of {chunk} tokens ({lean:.2f} GiB of activations instead of {normal:.2f}): "
+                      "about 1% more arithmetic (the text keys are projected once per chunk); not measured on a GPU")
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,11 @@ class DenoiserShape:
     # Blocks stored quantized (int8, fp8) are expanded into one block of the compute dtype on the device before they
     # run: this scratch is held for the whole forward (0 for blocks stored as shipped).
     scratch_bytes: int = 0
+    # Whether the blocks have a lean forward (run over chunks of tokens when the activations would not fit otherwise).
+    lean: bool = False
+    # Activations per token the model itself holds through its blocks, lean or not: SkyReels V2's diffusion forcing
+    # expands its modulation to every token (six hidden-width tensors and the time embedding: 7 widths).
+    model_held_width: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,9 @@ class BlockPlan:
     fits: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
     scratch_bytes: int = 0
+    # Tokens per chunk when the blocks run lean (0: their own forward), and the host RAM VACE's hints then wait in.
+    chunk_tokens: int = 0
+    host_bytes: int = 0
 
     @property
     def device_bytes(self) -> int:
@@ -74,23 +100,43 @@ class BlockPlan:
         )
 
 
-def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_bytes: int = 0) -> DenoiserShape:
+def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_bytes: int = 0, lean: bool = False) -> DenoiserShape:
     """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan describe their width as heads ×
     head size, ACE-Step as `hidden_size`; the feed-forward is 4× wide unless the config says otherwise).
     `block_bytes` are the blocks as stored; `scratch_bytes`, for quantized blocks, the largest block in the compute
-    dtype (the device scratch they are expanded into)."""
+    dtype (the device scratch they are expanded into); `lean`, whether its blocks have a lean forward."""
     config = model.config
     hidden = getattr(config, "hidden_size", None) or config.num_attention_heads * config.attention_head_dim
     widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     held = len(getattr(config, "vace_layers", None) or ()) * hidden
-    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held, scratch_bytes)
+    model_held = SKYREELS_HELD_WIDTHS * hidden if type(model).__name__.startswith("SkyReelsV2") else 0
+    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held, scratch_bytes,
+                         lean, model_held)
+
+
+# SkyReels V2 (diffusion forcing): its per-token modulation, 6 widths, and time embedding, 1 (transformer_skyreels_v2.py).
+SKYREELS_HELD_WIDTHS = 7
 
 
 def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
     widest = max(shape.hidden_size, shape.widest_layer)
-    per_token = ACTIVATION_FACTOR * widest + shape.held_width
+    per_token = ACTIVATION_FACTOR * widest + shape.held_width + shape.model_held_width
     return int(per_token * workload.tokens * shape.bytes_per_activation * workload.batch) + WORKSPACE_BYTES
+
+
+def lean_activation_bytes(shape: DenoiserShape, workload: Workload, chunk_tokens: int) -> int:
+    """One lean block's activations: `LEAN_HELD_WIDTHS` hidden widths per token (VACE's hints wait in host RAM), what the
+    model itself holds, and one chunk's working set."""
+    widest = max(shape.hidden_size, shape.widest_layer)
+    held = (LEAN_HELD_WIDTHS * shape.hidden_size + shape.model_held_width) * workload.tokens
+    chunk = ACTIVATION_FACTOR * widest * min(chunk_tokens, workload.tokens)
+    return int((held + chunk) * shape.bytes_per_activation * workload.batch) + WORKSPACE_BYTES
+
+
+def hint_host_bytes(shape: DenoiserShape, workload: Workload) -> int:
+    """Host RAM VACE's hints take when its blocks run lean."""
+    return int(shape.held_width * workload.tokens * shape.bytes_per_activation * workload.batch)
 
 
 def spread(count: int, total: int) -> list[int]:
@@ -105,28 +151,38 @@ def spread(count: int, total: int) -> list[int]:
 
 def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, ring_slots: int = MIN_RING_SLOTS,
                 demote: int = 0) -> BlockPlan:
-    """The most resident blocks that fit. `demote` keeps that many fewer (the step down after an OOM)."""
+    """The most resident blocks that fit. `demote` keeps that many fewer (the step down after an OOM). When the
+    activations do not fit even with every block streamed and the blocks have a lean forward, they run lean: in the
+    largest chunk of tokens that fits."""
     blocks = shape.block_bytes
     activations = activation_bytes(shape, workload)
+    best = _most_resident(shape, activations, usable_bytes, ring_slots)
+    chunk, host, lean_notes = 0, 0, ()
+    if best is None and shape.lean:
+        for tokens in LEAN_CHUNK_TOKENS:
+            lean = lean_activation_bytes(shape, workload, tokens)
+            best = _most_resident(shape, lean, usable_bytes, ring_slots)
+            if best is not None:
+                chunk, host = min(tokens, workload.tokens), hint_host_bytes(shape, workload)
+                lean_notes = (LEAN_SLOWDOWN_NOTE.format(chunk=chunk, lean=lean / GIB, normal=activations / GIB),)
+                if host:
+                    lean_notes += (f"VACE's hints wait in host RAM ({host / 1e9:.1f} GB), {2 * host / 1e9:.1f} GB more over "
+                                   "the host link per forward (not measured on a GPU)",)
+                activations = lean
+                break
+        else:
+            activations = lean_activation_bytes(shape, workload, LEAN_CHUNK_TOKENS[-1])
     total = len(blocks)
-    best = None
-    for count in range(total, -1, -1):
-        resident = spread(count, total)
-        streamed = [blocks[i] for i in range(total) if i not in set(resident)]
-        ring = ring_slots * max(streamed, default=0)
-        resident_bytes = sum(blocks[i] for i in resident)
-        if shape.trunk_bytes + resident_bytes + ring + shape.scratch_bytes + activations <= usable_bytes:
-            best = count
-            break
     fits = best is not None
     count = max((best or 0) - demote, 0)
     resident = frozenset(spread(count, total))
     streamed = [blocks[i] for i in range(total) if i not in resident]
     ring = ring_slots * max(streamed, default=0) if streamed else 0
-    notes = ()
+    notes = lean_notes
     if not fits:
         least = shape.trunk_bytes + ring_slots * max(blocks) + shape.scratch_bytes + activations
-        notes = (f"needs {least / GIB:.2f} GiB on the device even with every block streamed",)
+        how = " and run in token chunks" if shape.lean else ""
+        notes = (f"needs {least / GIB:.2f} GiB on the device even with every block streamed{how}",)
     return BlockPlan(
         resident=resident,
         ring_slots=ring_slots if streamed else 0,
@@ -139,4 +195,19 @@ def plan_blocks(shape: DenoiserShape, workload: Workload, usable_bytes: int, rin
         fits=fits,
         notes=notes,
         scratch_bytes=shape.scratch_bytes,
+        chunk_tokens=chunk,
+        host_bytes=host,
     )
+
+
+def _most_resident(shape: DenoiserShape, activations: int, usable_bytes: int, ring_slots: int) -> int | None:
+    """How many blocks can stay resident beside these activations (None: not even with every block streamed)."""
+    blocks, total = shape.block_bytes, len(shape.block_bytes)
+    for count in range(total, -1, -1):
+        resident = set(spread(count, total))
+        streamed = [blocks[i] for i in range(total) if i not in resident]
+        ring = ring_slots * max(streamed, default=0)
+        resident_bytes = sum(blocks[i] for i in resident)
+        if shape.trunk_bytes + resident_bytes + ring + shape.scratch_bytes + activations <= usable_bytes:
+            return count
+    return None

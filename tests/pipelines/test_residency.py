@@ -116,3 +116,23 @@ def test_the_denoiser_plans_with_what_the_gpu_has_free_at_job_start_minus_the_al
     residency.free_vram = lambda: int(1.5 * GIB)
     with pytest.raises(NotEnoughMemory, match=r"the GPU has 1\.5 GiB free now"):
         residency.admit(Workload(4096))
+
+
+# -- the lean block forward, on for a job whose plan runs the blocks in token chunks ---------------------------------
+
+def test_a_job_too_big_for_whole_blocks_runs_them_lean_and_the_blocks_come_back_after_the_job(presets):
+    from pipelines.tiny import wan
+
+    transformer = wan.tiny_transformer(1, image_to_video=False)
+    preset = replace(presets["8gb-laptop"], vram_budget_gb=6.8, vram_reserve_gb=0.0)
+    pipe = SimpleNamespace(vae=FakeVae(), transformer=transformer)
+    components = WholeComponents("demo-wan", pipe, AppliedPlacement(PlacementPlan("cuda", "bfloat16", {}, False, 1, 0, 0, resident_bytes=0)))
+    residency = StreamedDenoiser(Catalog().spec("demo-wan"), preset, components, FakeStreamer(), replace(WAN14B, lean=True))
+    # 832×480×81: 32,760 tokens (+512 text): whole blocks need 7.0 GiB, more than the 5.7 GiB left.
+    residency.admit(Workload(33_272))
+    assert residency.block_plan.fits and residency.block_plan.chunk_tokens == 8192
+    assert all("forward" in vars(block) for block in transformer.blocks)
+    residency.after_job()
+    assert not any("forward" in vars(block) for block in transformer.blocks)
+    residency.admit(Workload(4096))
+    assert residency.block_plan.chunk_tokens == 0 and not any("forward" in vars(block) for block in transformer.blocks)
