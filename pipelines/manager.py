@@ -48,7 +48,7 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import MemoryReading, compute_dtype_for, free_vram_bytes, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
-from pipelines.loading.loaders import Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
+from pipelines.loading.loaders import NO_ATTACHMENTS, Attachments, Reader, ReadSettings, Storage, bytes_to_read, check_readable, denoiser_bytes, reader_for, storage_of
 from pipelines.lora_library import ActiveLora, AdapterCache
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.job_plan import JobPlan, plan_job, read_choices
@@ -72,6 +72,7 @@ class _Loaded:
     weights: WeightFormat
     adapters: AdapterCache | None
     load_seconds: float = 0.0
+    attachments: Attachments = NO_ATTACHMENTS
     # Set by a step down after an out-of-memory; cleared when a job succeeds.
     stepped_down: bool = False
 
@@ -119,14 +120,16 @@ class ModelManager:
     def use(
         self, model_id: str, workload: Workload | None = None, on_progress: ProgressCallback | None = None,
         dtype: str | None = None, weights: str | None = None, loras: Sequence[ActiveLora] = (),
+        attachments: Attachments = NO_ATTACHMENTS,
     ) -> Iterator[object]:
         """Hold the GPU for one job with `model_id` loaded and placed for `workload`; yields the pipeline.
         `on_progress` hears about a download, if one is needed. `dtype` and `weights` ask for a precision or a weight
         format other than the preset's (the model is reloaded when it was loaded otherwise). `loras` are active,
-        with their weights, for this job only."""
+        with their weights, for this job only. `attachments` (ControlNets, an IP-Adapter) are read with the model and
+        placed like its components; other attachments than the loaded model's reload it."""
         chosen = weight_format(weights or self._preset.weights, self.execution_device(), self.compute_capability())
         with self._lock:
-            loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen)
+            loaded = self._ensure_loaded(model_id, on_progress, dtype or self.compute_dtype(), chosen, attachments)
             if loras and loaded.adapters is None:
                 raise InvalidRequest("loras", f"{loaded.spec.name} does not take LoRAs")
             try:
@@ -192,13 +195,18 @@ class ModelManager:
 
     # -- loading ----------------------------------------------------------------------------------
 
-    def _ensure_loaded(self, model_id: str, on_progress: ProgressCallback | None, dtype_name: str, weights: WeightFormat) -> _Loaded:
+    def _ensure_loaded(
+        self, model_id: str, on_progress: ProgressCallback | None, dtype_name: str, weights: WeightFormat,
+        attachments: Attachments = NO_ATTACHMENTS,
+    ) -> _Loaded:
         spec = self._spec(model_id)
         # No local name for the loaded model here: it would keep the model alive through the release below.
-        if self._loaded is not None and (self._loaded.spec, self._loaded.dtype_name, self._loaded.weights) == (spec, dtype_name, weights):
+        wanted = (spec, dtype_name, weights, attachments)
+        if self._loaded is not None and (self._loaded.spec, self._loaded.dtype_name, self._loaded.weights, self._loaded.attachments) == wanted:
             return self._loaded
         check_readable(spec, weights)
         files = self.store.ensure(spec, on_progress)
+        attached = {source.id: self.store.ensure_attached(spec, source, on_progress) for source in attachments.sources()}
         plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value, bytes_on_disk=bytes_to_read(spec, files))
         if not plan.ram_fits:
             raise NotEnoughMemory(
@@ -212,7 +220,7 @@ class ModelManager:
         _check_ram(spec, files, read_choices(plan)[1])
         started = time.monotonic()
         try:
-            loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights, plan)
+            loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights, plan, attachments, attached)
         except NotEnoughMemory:
             release_freed_memory()
             raise
@@ -244,7 +252,7 @@ class ModelManager:
 
     def _read_and_place(
         self, spec: ModelSpec, files: ModelFiles, storage: Storage, reader: Reader, dtype_name: str, weights: WeightFormat,
-        plan: JobPlan,
+        plan: JobPlan, attachments: Attachments = NO_ATTACHMENTS, attached: dict | None = None,
     ) -> _Loaded:
         device = torch.device(self.execution_device())
         stored, on_disk = read_choices(plan)
@@ -252,7 +260,7 @@ class ModelManager:
             spec, files, getattr(torch, dtype_name), weights, device,
             arena=self._host_arena() if self._streams_denoiser(spec, storage, weights) else None,
             companion=self.store.companion(spec), component_repos=self.store.weights_spec(spec).component_repos,
-            stored=stored, on_disk=on_disk,
+            stored=stored, on_disk=on_disk, attachments=attachments, attached_folders=attached,
         )
         read = reader(settings)
         residency = place(read, spec, self._preset, device.type, dtype_name, free_vram=lambda: free_vram_bytes(device.type))
@@ -260,7 +268,7 @@ class ModelManager:
         if storage is not Storage.NATIVE:
             # With the denoiser streamed, the (small) adapter weights stay on the device: the engine moves only the base's.
             adapters = AdapterCache(read.pipe, spec.name, device=device if read.streamer is not None else None)
-        return _Loaded(spec, read.pipe, residency, dtype_name, weights, adapters)
+        return _Loaded(spec, read.pipe, residency, dtype_name, weights, adapters, attachments=attachments)
 
     def _streams_denoiser(self, spec: ModelSpec, storage: Storage, weights: WeightFormat) -> bool:
         """The memory engine streams plain transformer weights read from folders; quantized or file-read ones are

@@ -10,6 +10,8 @@ from pathlib import Path
 import gradio as gr
 
 from pipelines.catalog import ModelSpec, Task, family_spec
+from pipelines.catalog.controls import CONTROLNETS, IP_ADAPTERS
+from pipelines.image.controlnets import IP_SCALE_LIMITS
 from pipelines.image.image_runner import (
     DEFAULT_HIRES_STRENGTH, DEFAULT_STRENGTH, MAX_HIRES_SCALE, ImageRequest, ImageResult, generate_image, start_image_size,
 )
@@ -30,8 +32,13 @@ PRESET_WEIGHTS = "preset"
 # The order of the remembered controls: the order of /reuse_settings' outputs, which scripts rely on.
 REMEMBERED_ORDER = (
     "model", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seed", "batch", "scheduler", "strength", "loras",
-    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention", "hires_scale", "hires_strength",
+    "weights", "speed", "cache_method", "cache_threshold", "compile", "attention", "control_types", "control_strengths",
+    "control_starts", "control_ends", "ip_adapter_scale", "ip_adapter", "hires_scale", "hires_strength",
 )
+# Every control type some ControlNet serves; the request says which ones the chosen model takes.
+CONTROL_TYPES = tuple(dict.fromkeys(kind for controlnet in CONTROLNETS for kind in controlnet.types))
+# The IP-Adapter choice that leaves it to the model (its first).
+MODEL_IP_ADAPTER = "auto"
 
 DEMO_NOTE = "⚠️ **Demo model with random weights**: the result is noise, not what a real model would make."
 
@@ -65,7 +72,7 @@ class ImageTab:
         return self.fields.remembered_components
 
     def inputs_from(self, used: dict, kept: KeptInputs) -> tuple:
-        return (kept.path(used.get("init_image")),)
+        return kept.path(used.get("init_image")), kept.paths(used.get("control_images")), kept.paths(used.get("ip_adapter_images"))
 
     def last_values(self, in_browser, request: gr.Request) -> list:
         """The values this browser (or user) last used in this tab; unchanged controls where none were remembered."""
@@ -86,6 +93,7 @@ def _field_table(controls: dict) -> FieldTable:
     """/generate_image's parameters in order (the first ten required, as scripts have always sent them), and how a
     result's record gives each remembered control back."""
     strength = lambda used: used.get("strength") if used.get("strength") is not None else DEFAULT_STRENGTH
+    numbers = lambda name: lambda used: ", ".join(f"{value:g}" for value in used.get(name) or ())
     return FieldTable(
         [
             Field("prompt", controls["prompt"], remembered=True, from_record=lambda used: used.get("prompt", "")),
@@ -109,6 +117,19 @@ def _field_table(controls: dict) -> FieldTable:
             Field("cache_threshold", controls["cache_threshold"], default=None, remembered=True),
             Field("compile", controls["compile"], default="off", remembered=True),
             Field("attention", controls["attention"], default=PRESET_ATTENTION, remembered=True),
+            # ControlNets: one picture per control, lists (or one value for all) of types, strengths, starts and ends.
+            Field("control_images", controls["control_images"], default=None),
+            Field("control_types", controls["control_types"], default=(), remembered=True,
+                  from_record=lambda used: list(used.get("control_types") or [])),
+            Field("control_strengths", controls["control_strengths"], default="", remembered=True, from_record=numbers("control_strengths")),
+            Field("control_starts", controls["control_starts"], default="", remembered=True, from_record=numbers("control_starts")),
+            Field("control_ends", controls["control_ends"], default="", remembered=True, from_record=numbers("control_ends")),
+            # IP-Adapter: reference pictures and their scale (0: off).
+            Field("ip_adapter_images", controls["ip_adapter_images"], default=None),
+            Field("ip_adapter_scale", controls["ip_adapter_scale"], default=0.0, remembered=True,
+                  from_record=lambda used: used.get("ip_adapter_scale") or 0.0),
+            Field("ip_adapter", controls["ip_adapter"], default=MODEL_IP_ADAPTER, remembered=True,
+                  from_record=lambda used: used.get("ip_adapter") or MODEL_IP_ADAPTER),
             # Hires fix: results made before it existed had none (1 = off).
             Field("hires_scale", controls["hires_scale"], default=1.0, remembered=True, from_record=lambda used: used.get("hires_scale") or 1.0),
             Field(
@@ -171,6 +192,38 @@ def build(context: AppContext) -> ImageTab:
                     0.0, 1.0, value=DEFAULT_STRENGTH, step=0.05, label="Strength: how much to repaint (0 keeps the image)",
                     elem_id="image-strength",
                 )
+            with gr.Accordion("ControlNet and IP-Adapter", open=False, elem_id="image-controls"):
+                gr.Markdown(
+                    "**ControlNet**: a picture per control and its type (canny: edges found here; depth: estimated by the "
+                    "installed depth model, or the picture is a depth map; pose, tile and the others: the picture as "
+                    "given). Strength 0–2, start and end (0–1) of the steps it acts on: one value for all, or one per "
+                    "picture, separated by commas. **IP-Adapter**: reference pictures that steer the image like a prompt."
+                )
+                with gr.Row():
+                    control_images = gr.File(label="Control images", file_count="multiple", file_types=["image"], elem_id="image-control-images")
+                    control_gallery = gr.Gallery(
+                        label="Controls as the ControlNets saw them", height=140, columns=3, interactive=False, elem_id="image-control-gallery",
+                    )
+                control_types = gr.Dropdown(
+                    label="Control types (one per picture, in order)", choices=list(CONTROL_TYPES), multiselect=True,
+                    allow_custom_value=True, elem_id="image-control-types",
+                )
+                with gr.Row():
+                    control_strengths = gr.Textbox(label="Strengths (0–2)", value="", placeholder="1.0", elem_id="image-control-strengths")
+                    control_starts = gr.Textbox(label="Starts (0–1)", value="", placeholder="0", elem_id="image-control-starts")
+                    control_ends = gr.Textbox(label="Ends (0–1)", value="", placeholder="1", elem_id="image-control-ends")
+                with gr.Row():
+                    ip_adapter_images = gr.File(
+                        label="IP-Adapter reference images", file_count="multiple", file_types=["image"], elem_id="image-ip-images",
+                    )
+                    with gr.Column():
+                        ip_adapter_scale = gr.Slider(
+                            *IP_SCALE_LIMITS, value=0.0, step=0.05, label="IP-Adapter scale (0 = off)", elem_id="image-ip-scale",
+                        )
+                        ip_adapter = gr.Dropdown(
+                            label="IP-Adapter", choices=[("The model's first", MODEL_IP_ADAPTER), *[(a.name, a.id) for a in IP_ADAPTERS]],
+                            value=MODEL_IP_ADAPTER, allow_custom_value=True, elem_id="image-ip-adapter",
+                        )
             with gr.Accordion("Hires fix (enlarge, then repaint at a low strength)", open=False):
                 hires_scale = gr.Slider(
                     1.0, MAX_HIRES_SCALE, value=1.0, step=0.25, label="Hires scale (1 = off)", elem_id="image-hires-scale",
@@ -195,6 +248,8 @@ def build(context: AppContext) -> ImageTab:
         prompt=prompt, negative_prompt=negative_prompt, model=model, width=width, height=height, steps=steps, guidance=guidance,
         seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength, loras=loras, weights=weights,
         speed=speed, cache_method=cache_method, cache_threshold=cache_threshold, compile=compile_blocks, attention=attention,
+        control_images=control_images, control_types=control_types, control_strengths=control_strengths, control_starts=control_starts,
+        control_ends=control_ends, ip_adapter_images=ip_adapter_images, ip_adapter_scale=ip_adapter_scale, ip_adapter=ip_adapter,
         hires_scale=hires_scale, hires_strength=hires_strength,
     ))
     queue = TabQueue(context, "image", "Image", fields)
@@ -208,6 +263,10 @@ def build(context: AppContext) -> ImageTab:
             cache_method=None if values["cache_method"] == AUTO_METHOD else values["cache_method"],
             cache_threshold=values["cache_threshold"], compile=values["compile"],
             attention=None if values["attention"] == PRESET_ATTENTION else values["attention"],
+            control_images=tuple(values["control_images"] or ()), control_types=values["control_types"] or (),
+            control_strengths=values["control_strengths"], control_starts=values["control_starts"], control_ends=values["control_ends"],
+            ip_adapter_images=tuple(values["ip_adapter_images"] or ()), ip_adapter_scale=values["ip_adapter_scale"],
+            ip_adapter=None if values["ip_adapter"] in (MODEL_IP_ADAPTER, "") else values["ip_adapter"],
             hires_scale=values["hires_scale"], hires_strength=values["hires_strength"],
         ).check(catalog)
         checked = job.request
@@ -223,6 +282,10 @@ def build(context: AppContext) -> ImageTab:
     generate.click(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_name="generate_image", **GPU_QUEUE)
     prompt.submit(handler, inputs=fields.inputs, outputs=[gallery, parameters, result], api_visibility="private", **GPU_QUEUE)
     queue.remember_on(generate.click, prompt.submit)
+    # The prepared control pictures of the last result, beside the control inputs.
+    parameters.change(
+        lambda used: (used or {}).get("prepared_controls") or None, inputs=[parameters], outputs=[control_gallery], api_visibility="private",
+    )
 
     stop.click(stop_handler(context), outputs=[result], api_name="stop")
 
@@ -304,7 +367,7 @@ def build(context: AppContext) -> ImageTab:
     init_image.upload(
         size_from_start_image, inputs=[init_image, model], outputs=[width, height], api_visibility="private", preprocess=False,
     )
-    tab = ImageTab(context, fields, [init_image])
+    tab = ImageTab(context, fields, [init_image, control_images, ip_adapter_images])
     settings_components = tab.settings_components
 
     @shown_to_user
@@ -323,7 +386,7 @@ def build(context: AppContext) -> ImageTab:
         return (*values, *inputs)
 
     reuse.click(
-        reuse_selected, inputs=[selected], outputs=[*settings_components, init_image], api_name="reuse_selected", api_visibility="private",
+        reuse_selected, inputs=[selected], outputs=[*settings_components, init_image, control_images, ip_adapter_images], api_name="reuse_selected", api_visibility="private",
     )
     settings_file.upload(reuse_settings, inputs=[settings_file], outputs=settings_components, api_name="reuse_settings")
 
@@ -335,10 +398,14 @@ def _shown(outcome: ImageResult, demo: bool, lora_note: str):
     summary = f"{len(outcome.outputs)} image(s) in {outcome.seconds:.1f} s · seeds: {', '.join(map(str, outcome.seeds)) or '—'}{lora_note}"
     if outcome.stopped:
         summary = f"Stopped. {summary}"
-    for note in (outcome.size_note, outcome.compile_note):
+    for note in (outcome.size_note, outcome.compile_note, outcome.control_note):
         if note:
             summary += f"\n\n{note}"
     if demo:
         summary += "\n\n" + DEMO_NOTE
-    used = {"images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs]}
+    used = {
+        "images": [str(o.path) for o in outcome.outputs], "stopped": outcome.stopped, "parameters": [o.parameters for o in outcome.outputs],
+        # The control pictures as the ControlNets saw them (kept copies).
+        "prepared_controls": outcome.prepared_controls,
+    }
     return images, used, summary

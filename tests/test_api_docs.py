@@ -190,7 +190,7 @@ def test_reuse_settings_gives_the_documented_image_fields_in_order(client, app):
     values = client.predict(handle_file(str(sidecar)), api_name="/reuse_settings")
     names = documented_endpoints()["/reuse_settings"].returns
     by_name = dict(zip(names, values))
-    assert len(values) == len(names) == 20
+    assert len(values) == len(names) == 26
     assert (by_name["Model"], by_name["Prompt"], by_name["Seed (-1 = random)"], by_name["Steps"]) == ("demo-sd3", "a fox", 5, 1)
     assert by_name["LoRA weights"] == "detail.safetensors:0.5"
 

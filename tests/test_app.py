@@ -133,7 +133,9 @@ def test_reuse_settings_restores_every_field_from_a_png_made_by_the_app(client):
         "demo-sd3", "a red barn", "fog", 256, 272, 3, 6.5, 99, "Heun", 0.6, "", "as shipped"
     )
     # Speed off, method and threshold the level's, not compiled, PyTorch's attention (the CPU preset's own choice).
-    assert list(speed)[:5] == ["off", "auto", None, "off", "preset"]
+    assert list(speed[:5]) == ["off", "auto", None, "off", "preset"]
+    # No ControlNet, no IP-Adapter, no hires fix.
+    assert list(speed[5:]) == [[], "", "", "", 0.0, "auto", 1.0, 0.35]
 
 
 def test_reuse_settings_refuses_a_file_without_atelier_parameters(client, tmp_path):
@@ -230,3 +232,30 @@ def test_attention_and_compile_through_the_api(client):
         client.predict(prompt="a fox", model="demo-flux", steps=1, speed="fast", compile="on", api_name="/generate_image")
     with pytest.raises(Exception, match="SageAttention .* needs an NVIDIA GPU"):
         client.predict(prompt="a fox", model="demo-flux", steps=1, attention="sage", api_name="/generate_image")
+
+
+def test_controlnet_and_ip_adapter_through_the_api_are_recorded_and_restored(client, tmp_path):
+    from gradio_client import handle_file
+
+    control = tmp_path / "edges.png"
+    picture = Image.new("RGB", (320, 256))
+    picture.paste((255, 255, 255), (80, 64, 240, 192))
+    picture.save(control)
+    common = dict(prompt="a fox", model="demo-sd15", width=256, height=256, steps=2, seed=4, api_name="/generate_image")
+    _, plain, _ = client.predict(**common)
+    _, used, summary = client.predict(
+        **common, control_images=[handle_file(str(control))], control_types=["canny"], control_strengths="0.7",
+        control_starts="0.1", control_ends="0.9", ip_adapter_images=[handle_file(str(control))], ip_adapter_scale=0.5,
+    )
+    assert "Control image 1 (edges.png, 320×256) was resized to 256×256." in summary
+    assert list(Image.open(used["images"][0]).getdata()) != list(Image.open(plain["images"][0]).getdata())
+    record = used["parameters"][0]
+    assert (record["control_types"], record["control_strengths"], record["control_starts"], record["control_ends"]) == (
+        ["canny"], [0.7], [0.1], [0.9]
+    )
+    assert record["ip_adapter"] == "demo-ip-adapter-sd15" and record["ip_adapter_scale"] == 0.5
+    assert record["control_images"][0]["file"] == "edges.png" and len(used["prepared_controls"]) == 1
+    restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
+    assert list(restored[-6:]) == [["canny"], "0.7", "0.1", "0.9", 0.5, "demo-ip-adapter-sd15"]
+    with pytest.raises(Exception, match="control_types: 'tile' is not a control type of"):
+        client.predict(**common, control_images=[handle_file(str(control))], control_types=["tile"])

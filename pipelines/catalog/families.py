@@ -87,6 +87,10 @@ _SDXL_FILES = diffusers_files(
     ("text_encoder", "text_encoder_2", "unet", "vae"), ("tokenizer", "tokenizer_2", "scheduler"), variant="fp16",
 )
 
+# Models attached for a job (pipelines/catalog/controls.py): a ControlNet runs beside the denoiser at every step; an
+# IP-Adapter's image encoder runs once, before it, like a text encoder.
+_ATTACHED_ROLES = {"controlnet": Role.DENOISER, "image_encoder": Role.TEXT_ENCODER}
+
 FAMILIES: Mapping[Family, FamilySpec] = frozen({
     Family.SD3: FamilySpec(
         family=Family.SD3,
@@ -112,6 +116,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
             "text_encoder_3": Role.TEXT_ENCODER,
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
+            **_ATTACHED_ROLES,
         }),
     ),
     Family.FLUX: FamilySpec(
@@ -148,6 +153,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
             "prior_image_embedder": Role.TEXT_ENCODER,
             "transformer": Role.DENOISER,
             "vae": Role.VAE,
+            **_ATTACHED_ROLES,
         }),
     ),
     Family.OMNIGEN: FamilySpec(
@@ -458,6 +464,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
             "text_encoder_2": Role.TEXT_ENCODER,
             "unet": Role.DENOISER,
             "vae": Role.VAE,
+            **_ATTACHED_ROLES,
         }),
     ),
     Family.SD15: FamilySpec(
@@ -485,6 +492,7 @@ FAMILIES: Mapping[Family, FamilySpec] = frozen({
             "text_encoder": Role.TEXT_ENCODER,
             "unet": Role.DENOISER,
             "vae": Role.VAE,
+            **_ATTACHED_ROLES,
         }),
     ),
 })

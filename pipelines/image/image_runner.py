@@ -23,6 +23,10 @@ from pipelines.speed.attention import apply_attention, check_attention
 from pipelines.loading.checkpoint_files import checkpoint_record
 from pipelines.speed.compiled_blocks import CompileReport, check_compile, compiled_blocks, inductor_cache_dir
 from pipelines.errors import InvalidRequest, JobStopped, UnknownModel
+from pipelines.image.controlnets import (
+    NO_CONDITIONING, Conditioning, check_conditioning, control_kwargs, control_pipeline, prepare_control, record as conditioning_record,
+    reference_images,
+)
 from pipelines.jobs import QueuedJob, with_one_retry
 from pipelines.lora_library import ActiveLora, parse_lora_list
 from pipelines.manager import ModelManager
@@ -75,6 +79,17 @@ class ImageRequest:
     compile: str = "off"
     # The denoiser's attention backend (pipelines/speed/attention.py); None means the preset's.
     attention: str | None = None
+    # ControlNets: control pictures (files), each with its type, strength (0-2) and the part of the schedule it acts on
+    # (start < end, 0-1); lists of one value apply to every picture (pipelines/image/controlnets.py).
+    control_images: tuple = ()
+    control_types: tuple | str = ()
+    control_strengths: tuple | str = ()
+    control_starts: tuple | str = ()
+    control_ends: tuple | str = ()
+    # IP-Adapter: reference pictures and how strongly they steer (0: not at all); None picks the model's first adapter.
+    ip_adapter_images: tuple = ()
+    ip_adapter_scale: float | None = 0.0
+    ip_adapter: str | None = None
     # Hires fix (`_hires_fix`): the image is enlarged `hires_scale`× and repainted at `hires_strength`; 1 is off.
     hires_scale: float = 1.0
     hires_strength: float = DEFAULT_HIRES_STRENGTH
@@ -121,14 +136,17 @@ class ImageRequest:
             raise InvalidRequest("weights", f"{weights!r} is not a weight format; choose one of {', '.join(WEIGHT_FORMATS)}")
         cache_method, cache_threshold = check_speed(spec.family, self.speed, self.cache_method, self.cache_threshold)
         compile_choice = check_compile(self.compile, cache_method)
+        weights_spec = catalog.get(spec.base) if spec.base and catalog.get(spec.base) else spec
+        conditioning = check_conditioning(self, spec, weights_spec, width, height)
         hires_scale, hires_strength = _checked_hires(self.hires_scale, self.hires_strength, spec, family, width, height)
         request = replace(
             self, prompt=prompt, negative_prompt=negative, width=width, height=height, steps=steps,
             guidance=guidance, seed=seed, batch=batch, scheduler=scheduler, init_image=init_image, strength=strength,
             loras=loras, weights=weights, speed=self.speed or "off", cache_method=cache_method, cache_threshold=cache_threshold,
             compile=compile_choice, attention=check_attention(self.attention), hires_scale=hires_scale, hires_strength=hires_strength,
+            **_conditioning_values(conditioning),
         )
-        return ImageJob(request, spec, family, batch_seeds(resolved_seed(seed), batch))
+        return ImageJob(request, spec, family, batch_seeds(resolved_seed(seed), batch), conditioning)
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,19 @@ class ImageJob:
     spec: ModelSpec
     family: FamilySpec
     seeds: tuple[int, ...]
+    # ControlNets and IP-Adapter, as checked.
+    conditioning: Conditioning = NO_CONDITIONING
+
+
+def _conditioning_values(conditioning: Conditioning) -> dict:
+    """The request's control and IP-Adapter fields as they will run (lists spelled out for every picture)."""
+    controls = conditioning.controls
+    return dict(
+        control_images=tuple(c.path for c in controls), control_types=tuple(c.kind for c in controls),
+        control_strengths=tuple(c.strength for c in controls), control_starts=tuple(c.start for c in controls),
+        control_ends=tuple(c.end for c in controls), ip_adapter_images=conditioning.reference_images,
+        ip_adapter_scale=conditioning.ip_scale, ip_adapter=conditioning.ip_adapter.id if conditioning.ip_adapter else None,
+    )
 
 
 def start_image_size(path: str, spec: ModelSpec, family: FamilySpec) -> tuple[int, int]:
@@ -163,6 +194,10 @@ class ImageResult:
     size_note: str = ""
     # Set when this job compiled the transformer blocks: what the first run cost.
     compile_note: str = ""
+    # What was done to the control pictures (resized to the job's size).
+    control_note: str = ""
+    # The control pictures as the ControlNets saw them (kept copies), to show beside the inputs.
+    prepared_controls: list[str] = field(default_factory=list)
 
 
 def _start_image(request: ImageRequest) -> Image.Image:
@@ -189,8 +224,11 @@ def _sampler(pipe, name: str, spec: ModelSpec):
         pipe.scheduler = original
 
 
-def _for_task(pipe, spec: ModelSpec, image_to_image: bool):
-    """The loaded pipeline, or its image-to-image sibling sharing the same components (nothing more in memory)."""
+def _for_task(pipe, spec: ModelSpec, image_to_image: bool, conditioning: Conditioning = NO_CONDITIONING):
+    """The loaded pipeline, or its image-to-image or ControlNet sibling sharing the same components (nothing more in
+    memory)."""
+    if conditioning.controls:
+        return control_pipeline(pipe, spec, conditioning)
     if not image_to_image:
         return pipe
     sibling = getattr(diffusers, family_spec(spec.family).img2img_pipeline_class).from_pipe(pipe)
@@ -204,11 +242,13 @@ def _first_image(output) -> Image.Image:
     return images[0] if images is not None else output.frames[0][0]
 
 
-def _make_image(manager, spec, workload, request, queued, kwargs, seed, loras: list[ActiveLora]):
-    """One image, from the seed's noise, with the chosen sampler, LoRAs, step cache and compiled blocks; and what the
-    cache and the compiler did."""
+def _make_image(manager, spec, workload, request, queued, kwargs, seed, loras: list[ActiveLora], conditioning=NO_CONDITIONING, prepared=()):
+    """One image, from the seed's noise, with the chosen sampler, LoRAs, ControlNets, IP-Adapter, step cache and
+    compiled blocks; and what the cache and the compiler did."""
     with (
-        manager.use(spec.id, workload, on_progress=queued.report, weights=request.weights, loras=loras) as pipe,
+        manager.use(
+            spec.id, workload, on_progress=queued.report, weights=request.weights, loras=loras, attachments=conditioning.attachments,
+        ) as pipe,
         _sampler(pipe, request.scheduler, spec),
         compiled_blocks(pipe, spec.family, request.compile == "on", inductor_cache_dir(manager.store.models_dir)) as compiled,
         step_cache(pipe, spec.family, request.cache_method, request.cache_threshold) as cache,
@@ -216,10 +256,18 @@ def _make_image(manager, spec, workload, request, queued, kwargs, seed, loras: l
         queued.check_stop()
         denoiser = getattr(pipe, family_spec(spec.family).denoiser)
         attention = apply_attention(denoiser, request.attention, manager.preset.attention, manager.execution_device())
-        runner = _for_task(pipe, spec, "image" in kwargs)
+        runner = _for_task(pipe, spec, "image" in kwargs, conditioning)
+        extra = {}
+        if conditioning.controls:
+            extra = control_kwargs(runner, spec, conditioning, list(prepared), request.width, request.height, seed)
+        if conditioning.ip_adapter is not None:
+            pipe.set_ip_adapter_scale(conditioning.ip_scale)
+            pictures = reference_images(conditioning)
+            # Several pictures for the one adapter are given as its list; XLabs' FLUX adapter takes one.
+            extra["ip_adapter_image"] = [pictures] if conditioning.ip_adapter.several_images else pictures[0]
         # SDE samplers draw their step noise from the global generator, not the one passed in.
         torch.manual_seed(seed)
-        image = _first_image(runner(**kwargs, generator=torch.Generator("cpu").manual_seed(seed)))
+        image = _first_image(runner(**kwargs, **extra, generator=torch.Generator("cpu").manual_seed(seed)))
     return image, cache.record(), compiled, attention
 
 
@@ -233,6 +281,13 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
     queued.report(0.0, f"Loading {spec.name}")
 
     start_image = _start_image(request) if request.init_image else None
+    conditioning = job.conditioning
+    # The control pictures as the ControlNets will see them, made once for the batch and kept with the results.
+    prepared = [prepare_control(control, request.width, request.height, manager.store.models_dir) for control in conditioning.controls]
+    prepared_records = [_kept_picture(outputs, picture) for picture in prepared]
+    control_note = " ".join(conditioning.notes)
+    if control_note:
+        queued.report(0.0, control_note)
     checkpoint = checkpoint_record(spec.checkpoint)
     # Image to image denoises only the last `strength` of the schedule.
     steps_run = request.steps if start_image is None else max(1, steps_from_picture(request.steps, request.strength))
@@ -270,7 +325,7 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
                 compiled, attention = CompileReport(enabled=False), None
             else:
                 image, cache_record, compiled, attention = with_one_retry(
-                    queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras)
+                    queued, lambda: _make_image(manager, spec, workload, request, queued, kwargs, seed, loras, conditioning, prepared)
                 )
             first_size = image.size
             # 4b. Hires fix (optional): enlarged, then repainted at a low strength, in this job.
@@ -283,8 +338,13 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
         parameters = {
             **{
                 key: value for key, value in asdict(request).items()
-                if key not in ("seed", "batch", "init_image", "strength", "loras", "weights", "cache_method", "cache_threshold")
+                if key not in (
+                    "seed", "batch", "init_image", "strength", "loras", "weights", "cache_method", "cache_threshold", "control_images",
+                    "ip_adapter_images",
+                )
             },
+            # The control and reference pictures kept by content, what the ControlNets saw, and which models ran.
+            **conditioning_record(conditioning, outputs, prepared_records),
             "init_image": outputs.keep_input(request.init_image) if start_image else None,
             "strength": request.strength if start_image else None,
             "seed": seed,
@@ -317,7 +377,20 @@ def generate_image(job: ImageJob, manager: ModelManager, outputs: OutputStore, q
             size_note = _size_note(spec, family, request, first_size)
             queued.report((index + 1) / len(seeds), size_note)
     queued.report(1.0, "Done")
-    return ImageResult(saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note)
+    return ImageResult(
+        saved, seconds=time.monotonic() - started, seeds=seeds, size_note=size_note, compile_note=compile_note, control_note=control_note,
+        prepared_controls=[str(outputs.kept_input(entry)) for entry in prepared_records],
+    )
+
+
+def _kept_picture(outputs: OutputStore, picture: Image.Image) -> dict:
+    """A prepared control picture kept by content in the outputs folder, as an input is."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "prepared-control.png"
+        picture.save(path, format="PNG")
+        return outputs.keep_input(path)
 
 
 def _size_note(spec: ModelSpec, family: FamilySpec, request: ImageRequest, made: tuple[int, int]) -> str:

@@ -29,6 +29,7 @@ import torch
 import transformers
 
 from pipelines.catalog import FAMILIES, CompanionRepo, ComponentRepo, FamilySpec, ModelSpec, family_spec
+from pipelines.catalog.controls import CONTROL_PIPELINES, ControlNetSpec, IPAdapterSpec
 from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable
 from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.memory.aligned_weights import align_cpu_weights
@@ -56,6 +57,28 @@ NATIVE_CLASSES: Mapping[str, type] = {"FishSpeech": FishSpeech}
 
 
 @dataclass(frozen=True)
+class Attachments:
+    """Models read beside a pipeline for the jobs that use them: a ControlNet per control image, in their order (one
+    model may serve several: a union ControlNet in several modes), and an IP-Adapter. Part of what is loaded: other
+    attachments mean another load."""
+
+    controlnets: tuple[ControlNetSpec, ...] = ()
+    ip_adapter: IPAdapterSpec | None = None
+
+    def sources(self) -> list:
+        """The repos to have on disk, each once."""
+        found = {controlnet.source.id: controlnet.source for controlnet in self.controlnets}
+        if self.ip_adapter is not None:
+            found[self.ip_adapter.source.id] = self.ip_adapter.source
+            if self.ip_adapter.encoder is not None:
+                found[self.ip_adapter.encoder.id] = self.ip_adapter.encoder
+        return list(found.values())
+
+
+NO_ATTACHMENTS = Attachments()
+
+
+@dataclass(frozen=True)
 class ReadSettings:
     """Everything a reader needs, decided before it starts."""
 
@@ -72,6 +95,9 @@ class ReadSettings:
     # components read from disk as used.
     stored: Mapping[str, str] = field(default_factory=dict)
     on_disk: frozenset[str] = frozenset()
+    attachments: Attachments = NO_ATTACHMENTS
+    # The attachments' folders, by repo id (`ModelStore.ensure_attached`).
+    attached_folders: Mapping[str, Path] | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +247,8 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
     family = family_spec(spec.family)
     prior_order = _attach_prior(pipe, settings.companion, files, settings.dtype)
     upsampler = _attach_upsampler(pipe, settings.companion, files, settings.dtype)
+    _attach_controlnets(pipe, spec, settings.attachments.controlnets, settings.attached_folders or {}, settings.dtype)
+    _attach_ip_adapter(pipe, settings.attachments.ip_adapter, settings.attached_folders or {})
     if files.lora_file is not None:
         # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
         pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -240,6 +268,9 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
     # A prior runs first: its image encoder leaves the device when the text encoders come. The latent upsampler runs
     # between the two passes, after the transformer and before the VAE decodes.
     sequence = pipe.model_cpu_offload_seq.split("->")
+    if getattr(pipe, CONTROLNET, None) is not None:
+        # Called at every step just before the denoiser.
+        sequence.insert(sequence.index(family.denoiser), CONTROLNET)
     if upsampler:
         sequence.insert(sequence.index("vae"), LATENT_UPSAMPLER)
     order = tuple(name for name in [*prior_order, *sequence] if name in names)
@@ -321,6 +352,43 @@ def _attach_upsampler(pipe, companion: CompanionRepo | None, files: ModelFiles, 
     upsample = upsample_class.from_pretrained(files.companion_folder, vae=pipe.vae, dtype=dtype, use_safetensors=True)
     setattr(pipe, LATENT_UPSAMPLER, upsample.latent_upsampler)
     return True
+
+
+CONTROLNET = "controlnet"
+
+
+def _attach_controlnets(pipe, spec: ModelSpec, controlnets: tuple[ControlNetSpec, ...], folders: Mapping[str, Path], dtype) -> None:
+    """Read each ControlNet once and hang them, as the ControlNet pipeline of the family wraps them (one net per
+    control image, a union model repeated for each of its modes), on the loaded pipeline as `controlnet`: a plain
+    attribute, placed like any component; the runner builds the ControlNet pipeline around it with `from_pipe`."""
+    if not controlnets:
+        return
+    loaded = {}
+    for controlnet in controlnets:
+        if controlnet.id not in loaded:
+            model_class = getattr(diffusers, controlnet.model_class)
+            loaded[controlnet.id] = model_class.from_pretrained(
+                folders[controlnet.id], dtype=dtype, use_safetensors=True, variant=controlnet.variant,
+            )
+    control = CONTROL_PIPELINES[spec.family]
+    pipeline_class = control.union_pipeline_class if controlnets[0].union and control.union_pipeline_class else control.pipeline_class
+    # The pipeline's own constructor wraps the list in the family's multi-ControlNet model.
+    wrapped = getattr(diffusers, pipeline_class).from_pipe(pipe, controlnet=[loaded[controlnet.id] for controlnet in controlnets])
+    setattr(pipe, CONTROLNET, wrapped.controlnet)
+
+
+def _attach_ip_adapter(pipe, adapter: IPAdapterSpec | None, folders: Mapping[str, Path]) -> None:
+    """Load an IP-Adapter into the pipeline as diffusers does (`load_ip_adapter`): its layers join the denoiser's
+    attention, its CLIP vision encoder becomes the pipeline's `image_encoder`."""
+    if adapter is None:
+        return
+    folder = str(folders[adapter.source.id])
+    if adapter.encoder is not None:
+        pipe.load_ip_adapter(
+            folder, weight_name=adapter.weight_name, image_encoder_pretrained_model_name_or_path=str(folders[adapter.encoder.id]),
+        )
+    else:
+        pipe.load_ip_adapter(folder, subfolder=adapter.subfolder, weight_name=adapter.weight_name, image_encoder_folder=adapter.encoder_subfolder)
 
 
 # -- sizes on disk ----------------------------------------------------------------------------------

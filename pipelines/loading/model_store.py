@@ -27,8 +27,10 @@ from pipelines.loading.checkpoint_files import scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
+from pipelines.catalog.controls import AttachedRepo
 from pipelines.tiny import BUILDER_VERSION, build_tiny_companion, build_tiny_component_repo, build_tiny_lora, build_tiny_model
 from pipelines.tiny.upscalers import build_demo_upscalers
+from pipelines.tiny.controlnets import build_tiny_attached
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +232,32 @@ class ModelStore:
                 components[source.id] = self._download_folder(spec, source, target, on_progress)
         return ModelFiles(folder, lora, companion, component_folders=components)
 
+    def attached_folder(self, source: AttachedRepo) -> Path:
+        """Where a ControlNet or IP-Adapter (or its image encoder) lives: one folder, shared by every model it fits."""
+        return self.models_dir / ("demo" if source.demo else "") / source.id
+
+    def ensure_attached(self, spec: ModelSpec, source: AttachedRepo, on_progress: ProgressCallback | None = None) -> Path:
+        """The folder of a model attached to `spec` for a job: built for the demo base (which `ensure(spec)` built
+        first), found here or in the Hugging Face cache, or downloaded; ModelNotAvailable with the command otherwise."""
+        folder = self.attached_folder(source)
+        if source.demo:
+            if not _demo_is_current(folder):
+                base_folder = self.local_folder(spec)
+                _build_atomically(folder, lambda target: build_tiny_attached(source.id, target, base_folder))
+            return folder
+        if (folder / source.folder_marker).is_file():
+            return folder
+        cached = self._cached_snapshot(source)
+        if cached is not None:
+            return cached
+        if self.offline:
+            include = " ".join(f'--include "{pattern}"' for pattern in source.allow_patterns)
+            raise ModelNotAvailable(
+                f"{source.name} is not on this machine (the app is offline). It needs {source.size_bytes / 1e9:.1f} GB. "
+                f"Get it with: hf download {source.repo} {include} --local-dir {folder}"
+            )
+        return self._download_folder(spec, source, folder, on_progress)
+
     def _ensure_checkpoint_base(self, spec: ModelSpec, on_progress: ProgressCallback | None) -> ModelFiles:
         """The checkpoint file with its base's folder: found, built (demo base) or downloaded, never at load time."""
         path = Path(spec.checkpoint.path)
@@ -287,7 +315,7 @@ class ModelStore:
         )
 
     def _download_folder(
-        self, spec: ModelSpec, source: ModelSpec | CompanionRepo | ComponentRepo, folder: Path,
+        self, spec: ModelSpec, source: ModelSpec | CompanionRepo | ComponentRepo | AttachedRepo, folder: Path,
         on_progress: ProgressCallback | None,
     ) -> Path:
         """Download `source` (the model's own repo, or its companion's) for `spec` into `folder`; returns `folder`."""
