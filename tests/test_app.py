@@ -256,6 +256,6 @@ def test_controlnet_and_ip_adapter_through_the_api_are_recorded_and_restored(cli
     assert record["ip_adapter"] == "demo-ip-adapter-sd15" and record["ip_adapter_scale"] == 0.5
     assert record["control_images"][0]["file"] == "edges.png" and len(used["prepared_controls"]) == 1
     restored = client.predict(handle_file(used["images"][0]), api_name="/reuse_settings")
-    assert list(restored[-6:]) == [["canny"], "0.7", "0.1", "0.9", 0.5, "demo-ip-adapter-sd15"]
+    assert list(restored[-8:-2]) == [["canny"], "0.7", "0.1", "0.9", 0.5, "demo-ip-adapter-sd15"]
     with pytest.raises(Exception, match="control_types: 'tile' is not a control type of"):
         client.predict(**common, control_images=[handle_file(str(control))], control_types=["tile"])
