@@ -88,7 +88,7 @@ def quantize_into(source: torch.Tensor, destination: StoredTensor) -> None:
     step = _row_step(columns)
     for start in range(0, rows, step):
         stop = min(start + step, rows)
-        chunk = source[start:stop].to(torch.float32)
+        chunk = source[start:stop].to(torch.float32, copy=True)  # worked on in place: never the source itself
         scale = chunk.abs().amax(dim=1).div_(limit).clamp_(min=_TINY)
         chunk.div_(scale.unsqueeze(1))
         if integer:
