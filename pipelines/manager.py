@@ -90,6 +90,12 @@ class ManagerStatus:
     memory: MemoryReading
 
 
+
+# What the memory engine streams: how the denoiser is stored on disk, and the weight formats it stores itself.
+ENGINE_STORAGES = (Storage.FOLDER, Storage.ASSEMBLED, Storage.DENOISER_FILE)
+ENGINE_FORMATS = (WeightFormat.SHIPPED, WeightFormat.INT8, WeightFormat.FP8)
+
+
 class ModelManager:
     def __init__(self, store: ModelStore, preset: Preset, ram_bytes: int | None = None):
         self.store = store
@@ -271,11 +277,11 @@ class ModelManager:
         return _Loaded(spec, read.pipe, residency, dtype_name, weights, adapters, attachments=attachments)
 
     def _streams_denoiser(self, spec: ModelSpec, storage: Storage, weights: WeightFormat) -> bool:
-        """The memory engine streams plain transformer weights read from folders; quantized or file-read ones are
-        placed whole."""
+        """The memory engine streams a transformer read from folders or from a denoiser file (safetensors, fp8 or
+        GGUF), stored as shipped, int8 or fp8; NF4 and fp8 compute stay with bitsandbytes and torchao, placed whole."""
         return (
-            self._preset.device == "cuda" and storage in (Storage.FOLDER, Storage.ASSEMBLED)
-            and weights is WeightFormat.SHIPPED and family_spec(spec.family).denoiser == "transformer"
+            self._preset.device == "cuda" and storage in ENGINE_STORAGES and weights in ENGINE_FORMATS
+            and family_spec(spec.family).denoiser == "transformer"
         )
 
     def _host_arena(self) -> HostArena:

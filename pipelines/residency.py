@@ -183,7 +183,11 @@ def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtyp
     components = WholeComponents(spec.id, read.pipe, applied)
     if read.streamer is None:
         return components
-    shape = denoiser_shape(read.pipe.transformer, read.streamer.block_bytes, dtype.itemsize, lean=lean_capable(read.pipe.transformer))
+    streamer = read.streamer
+    shape = denoiser_shape(
+        read.pipe.transformer, streamer.block_bytes, dtype.itemsize, scratch_bytes=streamer.scratch_bytes,
+        lean=lean_capable(read.pipe.transformer), trunk_bytes=streamer.trunk_bytes,
+    )
     return StreamedDenoiser(
         spec, preset, components, read.streamer, shape, free_vram=free_vram, arena_note=read.streamer.arena.note,
     )

@@ -247,7 +247,9 @@ def _read_assembled(settings: ReadSettings) -> ReadPipeline:
     transformer_class = getattr(diffusers, spec.denoiser_class)
     streamer = None
     if settings.arena is not None and files.lora_file is None:
-        transformer, streamer = load_streamed(transformer_class, files.folder, settings.device, dtype, settings.arena)
+        transformer, streamer = load_streamed(
+            transformer_class, files.folder, settings.device, dtype, settings.arena, stored=denoiser_storage(settings)
+        )
     else:
         quantization = nf4_model_config(dtype) if settings.weights is WeightFormat.NF4 else None
         transformer = transformer_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, quantization_config=quantization)

@@ -124,9 +124,10 @@ _LADDER = (
 
 
 def _engine_streams(spec: ModelSpec, preset: Preset, weights: str) -> bool:
-    """As the manager decides (`ModelManager._streams_denoiser`): a transformer read from folders, stored as shipped."""
+    """As the manager decides (`ModelManager._streams_denoiser`): a transformer read from its folder or from a denoiser
+    file, stored as shipped, int8 or fp8 (NF4 and fp8 compute are placed whole)."""
     return (
-        preset.device == "cuda" and spec.checkpoint is None and weights == SHIPPED
+        preset.device == "cuda" and weights in (SHIPPED, INT8, FP8)
         and family_spec(spec.family).denoiser == "transformer" and spec.family in LAYOUTS
     )
 
@@ -159,6 +160,9 @@ def plan_job(spec: ModelSpec, preset: Preset, ram_bytes: int, width: int = 0, he
         return _finish(spec, preset, components, 0, 0, None, "no GPU: nothing streams", budget, True, size, "")
     if not _engine_streams(spec, preset, weights):
         ladder = tuple(choice for choice in _LADDER if choice.denoiser == SHIPPED and choice.pinned)
+    elif weights in (INT8, FP8):
+        # The format the user chose is kept: only the arena and the text encoders step down.
+        ladder = tuple(dict.fromkeys(replace(choice, denoiser=weights) for choice in _LADDER))
     else:
         ladder = _LADDER
     plans = [_plan_gpu(spec, preset, parts, size, budget, weights, choice) for choice in ladder]
@@ -192,7 +196,7 @@ def _plan_gpu(spec: ModelSpec, preset: Preset, parts: Mapping[str, int], size: t
     family = family_spec(spec.family)
     streams = _engine_streams(spec, preset, weights)
     stored = _stored_parts(spec, parts, weights)
-    if streams:
+    if streams and stored.get("transformer") in (SHIPPED, INT8, FP8):
         stored["transformer"] = choice.denoiser
     held = {name: int(b * STORED_SHARE.get(stored[name], 1.0)) for name, b in parts.items()}
     roles = {name: family.component_roles.get(name, Role.TEXT_ENCODER) for name in parts}

@@ -100,18 +100,21 @@ class BlockPlan:
         )
 
 
-def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_bytes: int = 0, lean: bool = False) -> DenoiserShape:
+def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_bytes: int = 0, lean: bool = False,
+                   trunk_bytes: int | None = None) -> DenoiserShape:
     """The planner's view of a loaded diffusers transformer (SD3, FLUX and Wan describe their width as heads ×
     head size, ACE-Step as `hidden_size`; the feed-forward is 4× wide unless the config says otherwise).
     `block_bytes` are the blocks as stored; `scratch_bytes`, for quantized blocks, the largest block in the compute
-    dtype (the device scratch they are expanded into); `lean`, whether its blocks have a lean forward."""
+    dtype (the device scratch they are expanded into); `lean`, whether its blocks have a lean forward; `trunk_bytes`,
+    the bytes outside the blocks as held (a quantized model's parameters report their compute dtype's size)."""
     config = model.config
     hidden = getattr(config, "hidden_size", None) or config.num_attention_heads * config.attention_head_dim
     widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     held = len(getattr(config, "vace_layers", None) or ()) * hidden
     model_held = SKYREELS_HELD_WIDTHS * hidden if type(model).__name__.startswith("SkyReelsV2") else 0
-    return DenoiserShape(tuple(block_bytes), max(total - sum(block_bytes), 0), hidden, widest, dtype_bytes, held, scratch_bytes,
+    trunk = max(total - sum(block_bytes), 0) if trunk_bytes is None else trunk_bytes
+    return DenoiserShape(tuple(block_bytes), trunk, hidden, widest, dtype_bytes, held, scratch_bytes,
                          lean, model_held)
 
 

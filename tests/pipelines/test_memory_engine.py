@@ -214,3 +214,21 @@ def test_an_out_of_memory_mid_job_steps_down_retries_and_still_delivers(demo_mod
     assert manager.status().model_id == "demo-sd3"
     image = __import__("PIL.Image").Image
     assert np.array_equal(np.asarray(image.open(result.outputs[0].path)), np.asarray(image.open(expected)))
+
+
+def test_int8_weights_are_streamed_by_the_engine_in_half_the_bytes_and_the_image_stays_close(big_sd3_models_dir, presets, tmp_path):
+    outputs = OutputStore(tmp_path)
+    request = ImageRequest(prompt="a fox", model="demo-sd3", steps=2, seed=3)
+    images = {}
+    plans = {}
+    for weights in ("as shipped", "int8"):
+        manager = ModelManager(ModelStore(big_sd3_models_dir, offline=True), tight_preset(presets, 300))
+        result = generate_image(replace(request, weights=weights).check(manager.store.catalog), manager, outputs, QueuedJob())
+        images[weights] = np.asarray(__import__("PIL.Image").Image.open(result.outputs[0].path)).astype(int)
+        plans[weights] = manager.status().block_plan
+        assert plans[weights] is not None and plans[weights].fits, weights  # the engine holds the denoiser in both
+        manager.unload()
+    held = {weights: plan.resident_bytes + plan.streamed_bytes for weights, plan in plans.items()}
+    assert held["int8"] < 0.6 * held["as shipped"]
+    difference = np.abs(images["int8"] - images["as shipped"])
+    assert difference.any() and difference.mean() < 4.0
