@@ -170,7 +170,7 @@ with torch.no_grad():
     hidden = model(torch.arange(2, 34).reshape(1, 32)).last_hidden_state
 after = status()
 torch.save(hidden, out + ".pt")
-json.dump({"before": before, "after": after}, open(out, "w"))
+json.dump({"before": before, "after": after}, open(out, "w")); print(tier, {k: (after[k] - before[k]) // 2**20 for k in after})
 """
 
 
@@ -218,3 +218,24 @@ def test_a_gguf_encoder_file_gives_the_embeddings_of_the_encoder_it_came_from(en
     assert torch.equal(last_hidden(theirs), last_hidden(ours))
     stored = read_gguf_encoder(path, folder, torch.bfloat16, StoredAs.INT8)
     assert any(isinstance(module, StoredLinear) for module in stored.modules())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("whole", [False, True])
+@pytest.mark.parametrize("tier", ["as shipped", "int8", "fp8", "disk"])
+def test_on_the_gpu_a_visiting_encoder_gives_the_resident_output_and_goes_back_to_its_host_weights(encoder_folders, tmp_path, tier, whole):
+    folder = tmp_path / "umt5"
+    reference(encoder_folders["umt5"], torch.bfloat16).save_pretrained(folder)
+
+    def load():
+        return map_encoder(folder, torch.bfloat16) if tier == "disk" else read_encoder_folder(folder, torch.bfloat16, StoredAs(tier))
+
+    ids = token_ids().cuda()
+    expected = last_hidden(load().to("cuda"), ids)
+    model = load()
+    streamer = EncoderStreamer(model, torch.device("cuda"), whole=whole)
+    assert torch.equal(last_hidden(model, ids), expected)
+    streamer.offload()
+    assert all(parameter.device.type == "cpu" for parameter in model.parameters())
+    assert streamer.copied_bytes == streamer.host_bytes
