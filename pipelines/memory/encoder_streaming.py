@@ -7,7 +7,8 @@ tensors are never replaced: going back costs nothing and allocates nothing (acce
 back with `.to("cpu")`, which for a mapped encoder would fill RAM with a copy of the file).
 
 - streamed (`whole=False`): the trunk (embeddings, final norm) comes at the encoder's forward, each block at its own;
-  the device holds the trunk and one block. UMT5-XXL: 0.5 GB of trunk and 0.35 GB per block in bf16.
+  the device holds the trunk and one block (UMT5-XXL in bf16: 2.1 GB of trunk, its 256k-token embedding; 0.39 GB a
+  block).
 - whole (`whole=True`): everything comes at the forward and leaves when the next component starts.
 
 `offload()` gives the device memory back, so the encoder sits in the chain of visiting components like accelerate's
