@@ -61,7 +61,9 @@ NATIVE_CLASSES: Mapping[str, type] = {"FishSpeech": FishSpeech}
 
 @dataclass(frozen=True)
 class ReadSettings:
-    """Everything a reader needs, decided before it starts."""
+    """Everything a reader needs, decided before it starts. `stored`: component name -> "as shipped" | "int8" | "fp8",
+    as the RAM plan decided (a text encoder missing there follows `weights`: fp8/int8 for the family's quantizable
+    ones); `on_disk`: the components read from disk as used, from their memory-mapped files (the disk tier)."""
 
     spec: ModelSpec
     files: ModelFiles
@@ -72,10 +74,7 @@ class ReadSettings:
     arena: HostArena | None = None
     companion: CompanionRepo | None = None
     component_repos: tuple[ComponentRepo, ...] = ()
-    # Component name -> "as shipped" | "int8" | "fp8", as the RAM plan decided; a text encoder missing here follows
-    # `weights` (fp8/int8 for the family's quantizable ones).
     stored: Mapping[str, str] = field(default_factory=dict)
-    # The components read from disk as used (their memory-mapped files): the disk tier.
     on_disk: frozenset[str] = frozenset()
 
 
