@@ -171,24 +171,3 @@ def stored_bytes(model: torch.nn.Module) -> int:
     """The bytes a model's weights take as stored (int8/fp8 data and scales included)."""
     return sum(parameter.nbytes for parameter in model.parameters())
 
-
-# -- what the RAM plan needs, from the catalog's bytes -------------------------------------------------
-# The share of an encoder's shipped bytes outside its blocks (embeddings, an output head, norms), which stays in the
-# compute dtype when the rest is stored int8/fp8; from the published configs (vocabulary × width against the total).
-TRUNK_SHARE = {
-    "T5EncoderModel": 0.028,  # T5-XXL: 32,128 × 4,096 of 4.76 B parameters
-    "UMT5EncoderModel": 0.185,  # UMT5-XXL: 256,384 × 4,096 of 5.68 B
-    "LlamaForCausalLM": 0.131,  # Llama 3.1 8B: embeddings and output head, 2 × 128,256 × 4,096 of 8.03 B
-    "LlamaModel": 0.070,  # HunyuanVideo's LLaVA-Llama-3-8B text model: embeddings only
-    "GlmModel": 0.070,  # GLM-4-9B: 151,552 × 4,096 of 8.9 B
-}
-DEFAULT_TRUNK_SHARE = 0.1
-
-
-def stored_encoder_bytes(shipped_bytes: int, stored: StoredAs | str, trunk_share: float = DEFAULT_TRUNK_SHARE) -> int:
-    """RAM an encoder of `shipped_bytes` (16-bit) takes stored as `stored`: its blocks' weights at one byte a value (the
-    per-row scales are under 0.1%), its trunk as shipped."""
-    if StoredAs(stored) is StoredAs.SHIPPED:
-        return shipped_bytes
-    trunk = int(shipped_bytes * trunk_share)
-    return trunk + (shipped_bytes - trunk) // 2

@@ -5,8 +5,8 @@ the first time a layer touches it, and the page cache keeps what the machine's f
 process as file-backed memory, `RssFile`, which the OS takes back under pressure, never as `RssAnon`). On the GPU the
 encoder visits block by block (`encoder_streaming.py`), each block copied from the mapping just before it runs.
 
-What it costs: a job reads the component's file once per use (`disk_read_bytes`) — from disk when the page cache
-dropped it, from RAM when it kept it. Text encoders come first: they run once per job, so their bytes are read once.
+What it costs: a job reads the component's file once per use (`encoder_plan.disk_read_bytes`) — from disk when the
+page cache dropped it, from RAM when it kept it. Text encoders come first: they run once per job, so their bytes are read once.
 
 A tensor whose file dtype differs from the compute dtype cannot be a view: it is converted into RAM (a bf16 file
 read for float32 compute on the CPU is all converted; the plan then should not choose this tier).
@@ -102,8 +102,3 @@ def map_encoder(folder: Path, dtype: torch.dtype, class_name: str | None = None)
     model._mapped_weights = weights  # the mappings live as long as the model
     return model
 
-
-def disk_read_bytes(component_bytes: int, uses_per_job: int = 1) -> int:
-    """Bytes a job reads from the file of a component in the disk tier: its whole file once per use (a text encoder
-    is used once per job). An upper bound: whatever the page cache kept since the last job is read from RAM."""
-    return component_bytes * uses_per_job
