@@ -6,7 +6,7 @@ process as file-backed memory, `RssFile`, which the OS takes back under pressure
 encoder visits block by block (`encoder_streaming.py`), each block copied from the mapping just before it runs.
 
 What it costs: a job reads the component's file once per use (`encoder_plan.disk_read_bytes`) — from disk when the
-page cache dropped it, from RAM when it kept it. Text encoders come first: they run once per job, so their bytes are read once.
+page cache dropped it, from RAM when it kept it. Text encoders come first: they run once per job.
 
 A tensor whose file dtype differs from the compute dtype cannot be a view: it is converted into RAM (a bf16 file
 read for float32 compute on the CPU is all converted; the plan then should not choose this tier).
