@@ -23,7 +23,10 @@ def read(models_dir, model_id, weights=WeightFormat.SHIPPED, **fields):
     store = ModelStore(models_dir, offline=True)
     spec = store.catalog.spec(model_id)
     files = store.ensure(spec)
-    settings = ReadSettings(spec, files, torch.float32, weights, torch.device("cpu"), companion=store.companion(spec), **fields)
+    settings = ReadSettings(
+        spec, files, torch.float32, weights, torch.device("cpu"), companion=store.companion(spec),
+        component_repos=store.weights_spec(spec).component_repos, **fields,
+    )
     return spec, reader_for(spec, storage_of(spec, files))(settings)
 
 
@@ -100,3 +103,19 @@ def test_a_gguf_t5_encoder_in_the_models_folder_is_used_for_flux(models_dir, pre
         from_file = generate(pipe)
     assert from_file.shape == from_repo.shape and not np.array_equal(from_file, from_repo)
     manager.unload()
+
+
+@pytest.mark.parametrize("model_id, encoder", [
+    ("demo-sd3", "text_encoder_3"),  # T5
+    ("demo-skyreels-v2", "text_encoder"),  # UMT5
+    ("demo-cogview4", "text_encoder"),  # GLM
+    ("demo-hunyuanvideo", "text_encoder"),  # LLaVA-Llama's text model
+    ("demo-framepack", "text_encoder"),  # the same, from a component repo
+])
+def test_every_big_encoder_can_be_stored_fp8_as_the_plan_says_and_the_others_stay_as_read(demo_models_dir, model_id, encoder):
+    _, read_pipe = read(demo_models_dir, model_id, stored={encoder: "fp8"})
+    assert read_pipe.held == {encoder}
+    linears = stored_linears(getattr(read_pipe.pipe, encoder))
+    assert linears and all(linear.stored.dtype == torch.float8_e4m3fn for linear in linears)
+    others = [name for name in read_pipe.components if name != encoder]
+    assert not any(stored_linears(getattr(read_pipe.pipe, name)) for name in others)
