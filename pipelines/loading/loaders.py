@@ -389,13 +389,14 @@ def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: Mo
     for name, folder in folders.items():
         stored = encoder_storage(settings, name)
         gguf = files.encoder_files.get(name)
+        variant = settings.spec.variant
         if name in settings.on_disk and gguf is None:
             # What the file holds is what is used: a mapped weight cannot be stored in another form.
-            held[name] = map_encoder(folder, settings.dtype, classes.get(name))
+            held[name] = map_encoder(folder, settings.dtype, classes.get(name), variant)
         elif gguf is not None:
             held[name] = read_gguf_encoder(gguf, folder, settings.dtype, stored, classes.get(name))
         elif stored is not StoredAs.SHIPPED:
-            held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name))
+            held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
     return held
 
 

@@ -154,11 +154,21 @@ def read_encoder(model: torch.nn.Module, source: TensorSource, dtype: torch.dtyp
     return model
 
 
-def read_encoder_folder(folder: Path, dtype: torch.dtype, stored: StoredAs, class_name: str | None = None) -> torch.nn.Module:
+def weights_stem(folder: Path, variant: str | None = None) -> str:
+    """The stem of a transformers folder's weights: `model`, or `model.<variant>` where that variant is there (SDXL's
+    `model.fp16.safetensors`, as diffusers' `variant` selects)."""
+    if variant and any((Path(folder) / f"model.{variant}.safetensors{index}").is_file() for index in ("", ".index.json")):
+        return f"model.{variant}"
+    return "model"
+
+
+def read_encoder_folder(
+    folder: Path, dtype: torch.dtype, stored: StoredAs, class_name: str | None = None, variant: str | None = None
+) -> torch.nn.Module:
     """An encoder from a transformers folder (`model.safetensors`, or shards with their index) in `stored`."""
     folder = Path(folder)
     model = build_empty(encoder_class(folder, class_name), folder)
-    weights = WeightsFile(folder, stem="model")
+    weights = WeightsFile(folder, stem=weights_stem(folder, variant))
     try:
         read_encoder(model, weights, dtype, stored)
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from pipelines.memory.block_streamer import replace_parameter, set_buffer
-from pipelines.memory.encoder_storage import build_empty, dtype_rule, encoder_class
+from pipelines.memory.encoder_storage import build_empty, dtype_rule, encoder_class, weights_stem
 from pipelines.memory.weights_file import WeightsFile
 
 log = logging.getLogger(__name__)
@@ -71,12 +71,12 @@ class MappedWeights:
 
 
 @torch.inference_mode(False)
-def map_encoder(folder: Path, dtype: torch.dtype, class_name: str | None = None) -> torch.nn.Module:
+def map_encoder(folder: Path, dtype: torch.dtype, class_name: str | None = None, variant: str | None = None) -> torch.nn.Module:
     """An encoder of a transformers folder whose weights are views on its mapped files (converted where the file's
     dtype is not the compute dtype)."""
     folder = Path(folder)
     model = build_empty(encoder_class(folder, class_name), folder)
-    weights = MappedWeights(folder)
+    weights = MappedWeights(folder, stem=weights_stem(folder, variant))
     dtype_for = dtype_rule(model, dtype)
     converted = 0
     names: dict[int, list[str]] = {}

@@ -262,3 +262,13 @@ def test_an_int8_encoder_takes_what_the_plan_says(encoder_folders):
     trunk_share = 1 - blocks / shipped
     # The per-row scales are what the estimate leaves out: a few percent for these 32-wide layers, under 0.1% at 4096.
     assert stored_encoder_bytes(shipped, "int8", trunk_share) <= stored <= 1.15 * stored_encoder_bytes(shipped, "int8", trunk_share)
+
+
+def test_an_encoder_shipped_as_an_fp16_variant_is_read_from_that_file(encoder_folders, tmp_path):
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((encoder_folders["clip"] / "config.json").read_bytes())
+    (folder / "model.fp16.safetensors").write_bytes((encoder_folders["clip"] / "model.safetensors").read_bytes())
+    expected = last_hidden(reference(encoder_folders["clip"], torch.bfloat16))
+    assert torch.equal(last_hidden(read_encoder_folder(folder, torch.bfloat16, StoredAs.SHIPPED, variant="fp16")), expected)
+    assert torch.equal(last_hidden(map_encoder(folder, torch.bfloat16, variant="fp16")), expected)

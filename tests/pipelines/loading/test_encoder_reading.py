@@ -111,6 +111,7 @@ def test_a_gguf_t5_encoder_in_the_models_folder_is_used_for_flux(models_dir, pre
     ("demo-cogview4", "text_encoder"),  # GLM
     ("demo-hunyuanvideo", "text_encoder"),  # LLaVA-Llama's text model
     ("demo-framepack", "text_encoder"),  # the same, from a component repo
+    ("demo-sdxl", "text_encoder_2"),  # OpenCLIP
 ])
 def test_every_big_encoder_can_be_stored_fp8_as_the_plan_says_and_the_others_stay_as_read(demo_models_dir, model_id, encoder):
     _, read_pipe = read(demo_models_dir, model_id, stored={encoder: "fp8"})
