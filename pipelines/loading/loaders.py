@@ -397,6 +397,9 @@ def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: Mo
             held[name] = read_gguf_encoder(gguf, folder, settings.dtype, stored, classes.get(name))
         elif stored is not StoredAs.SHIPPED:
             held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
+        if name in held:
+            how = "read from disk as used" if name in settings.on_disk and gguf is None else f"stored {stored.value}"
+            log.info("%s: %s from %s, %s", settings.spec.id, name, gguf.name if gguf is not None else folder, how)
     return held
 
 
