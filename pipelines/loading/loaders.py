@@ -63,8 +63,9 @@ NATIVE_CLASSES: Mapping[str, type] = {"FishSpeech": FishSpeech}
 @dataclass(frozen=True)
 class ReadSettings:
     """Everything a reader needs, decided before it starts. `stored`: component name -> "as shipped" | "int8" | "fp8",
-    as the RAM plan decided (a text encoder missing there follows `weights`: fp8/int8 for the family's quantizable
-    ones); `on_disk`: the components read from disk as used, from their memory-mapped files (the disk tier)."""
+    as the RAM plan decided (a text encoder named there is held by the memory engine, even as shipped; one missing
+    follows `weights`: fp8/int8 for the family's quantizable ones); `on_disk`: the components read from disk as used,
+    from their memory-mapped files (the disk tier)."""
 
     spec: ModelSpec
     files: ModelFiles
@@ -383,8 +384,8 @@ def encoder_storage(settings: ReadSettings, name: str) -> StoredAs:
 
 def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: ModelFiles, classes: Mapping[str, str] = {}) -> dict:
     """The text encoders of `folders` the memory engine reads itself, by name: from disk as used (`on_disk`), from a
-    GGUF encoder file the user put in the models folder, or stored int8/fp8, quantized while reading. The others
-    (as shipped, from the repo) are left to diffusers."""
+    GGUF encoder file the user put in the models folder, or stored as the RAM plan names it (int8/fp8 quantized while
+    reading, or as shipped) or the weight format asks. The others (as shipped, from the repo) are left to diffusers."""
     held = {}
     for name, folder in folders.items():
         stored = encoder_storage(settings, name)
@@ -395,7 +396,9 @@ def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: Mo
             held[name] = map_encoder(folder, settings.dtype, classes.get(name), variant)
         elif gguf is not None:
             held[name] = read_gguf_encoder(gguf, folder, settings.dtype, stored, classes.get(name))
-        elif stored is not StoredAs.SHIPPED:
+        elif stored is not StoredAs.SHIPPED or name in settings.stored:
+            # Named by the RAM plan, even as shipped: the engine holds it, and it visits the GPU through the engine
+            # (diffusers' group offload would pin a second copy of it).
             held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
         if name in held:
             how = "read from disk as used" if name in settings.on_disk and gguf is None else f"stored {stored.value}"

@@ -40,12 +40,13 @@ def stored_linears(module) -> list:
 
 
 @pytest.mark.parametrize("preset_id", ["8gb-laptop", "6gb"])
-@pytest.mark.parametrize("stored", ["int8", "fp8"])
+@pytest.mark.parametrize("stored", ["int8", "fp8", "as shipped"])
 def test_an_encoder_the_plan_stores_quantized_visits_the_gpu_through_the_engine_and_changes_nothing_placed(
     demo_models_dir, presets, stored, preset_id
 ):
     spec, resident = read(demo_models_dir, "demo-flux", stored={"text_encoder_2": stored})
-    assert stored_linears(resident.pipe.text_encoder_2) and not stored_linears(resident.pipe.text_encoder)
+    assert bool(stored_linears(resident.pipe.text_encoder_2)) == (stored != "as shipped")
+    assert not stored_linears(resident.pipe.text_encoder)
     assert resident.held == {"text_encoder_2"}
     place(resident, spec, presets["cpu"], "cpu", "float32")
     expected = generate(resident.pipe)
@@ -58,6 +59,11 @@ def test_an_encoder_the_plan_stores_quantized_visits_the_gpu_through_the_engine_
     assert np.array_equal(generate(visiting.pipe), expected)
     assert streamer.copied_bytes > 0
     residency.after_job()
+    if stored == "as shipped":
+        _, by_diffusers = read(demo_models_dir, "demo-flux")
+        assert not by_diffusers.held
+        place(by_diffusers, spec, presets["cpu"], "cpu", "float32")
+        assert np.array_equal(generate(by_diffusers.pipe), expected), "held as shipped, the same encoder"
 
 
 def test_int8_weights_store_the_big_encoders_while_reading_and_the_rest_as_before(demo_models_dir):
