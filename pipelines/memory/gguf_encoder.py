@@ -10,6 +10,7 @@ into float32 on its own and stored as the plan says: in the compute dtype, or in
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -61,12 +62,19 @@ def gguf_metadata(path: Path) -> dict[str, object]:
     }
 
 
-class GGUFSource:
-    """The tensors of a GGUF encoder file by their transformers names, each dequantized when read."""
+# Rows dequantized at a time: float32 work space of a few tens of MB, where UMT5-XXL's 256k-token embedding in one go
+# would take 4.2 GB for a moment.
+ROWS_AT_ONCE = 4096
 
-    def __init__(self, path: Path, names: dict[str, str]):
+
+class GGUFSource:
+    """The tensors of a GGUF encoder file by their transformers names, each dequantized when read, row chunk by row
+    chunk, into `dtype`."""
+
+    def __init__(self, path: Path, names: dict[str, str], dtype: torch.dtype = torch.float32):
         import gguf
 
+        self.dtype = dtype
         self._reader = gguf.GGUFReader(path)
         if self._reader.fields.get("general.architecture").contents() != GGUF_ARCHITECTURE:
             raise ValueError(f"{Path(path).name} is not a T5 encoder GGUF file (architecture {GGUF_ARCHITECTURE!r})")
@@ -80,13 +88,26 @@ class GGUFSource:
         from gguf.quants import dequantize
 
         tensor = self._tensors[self._names[name]]
-        values = dequantize(tensor.data, tensor.tensor_type)
         shape = tuple(int(n) for n in reversed(tensor.shape))  # GGUF lists dimensions innermost first
-        return torch.from_numpy(values.astype("float32", copy=False).reshape(shape).copy())
+        out = torch.empty(shape, dtype=self.dtype)
+        data = tensor.data  # a view on the memory-mapped file: one row of blocks per row of the weight
+        rows = out.reshape(-1, shape[-1]) if len(shape) > 1 else out.reshape(1, -1)
+        with warnings.catch_warnings():
+            # An unquantized tensor comes back as the read-only mapping itself; it is only copied from.
+            warnings.simplefilter("ignore", UserWarning)
+            if data.ndim < 2 or data.shape[0] != rows.shape[0]:
+                rows.copy_(torch.from_numpy(dequantize(data, tensor.tensor_type).astype("float32")).reshape(rows.shape))
+                return out
+            for start in range(0, rows.shape[0], ROWS_AT_ONCE):
+                chunk = dequantize(data[start : start + ROWS_AT_ONCE], tensor.tensor_type).astype("float32", copy=False)
+                rows[start : start + ROWS_AT_ONCE].copy_(torch.from_numpy(chunk).reshape(-1, rows.shape[1]))
+        return out
 
 
 @torch.inference_mode(False)
 def read_gguf_encoder(path: Path, folder: Path, dtype: torch.dtype, stored: StoredAs, class_name: str | None = None) -> torch.nn.Module:
     """The encoder of `folder` (its config, its class) with its weights from the GGUF file at `path`."""
     model = build_empty(encoder_class(folder, class_name), folder)
-    return read_encoder(model, GGUFSource(path, gguf_names(model)), dtype, stored)
+    # Dequantized straight into the compute dtype (float32 where transformers keeps float16 models' layers in it).
+    source = GGUFSource(path, gguf_names(model), torch.float32 if dtype == torch.float16 else dtype)
+    return read_encoder(model, source, dtype, stored)
