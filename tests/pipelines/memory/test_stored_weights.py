@@ -136,3 +136,34 @@ def test_fp8_single_files_load_straight_into_fp8_storage(demo_models_dir, tmp_pa
     # Read into int8 storage instead, the fp8 values are scaled first: still the model's output.
     [as_int8], _ = run("flux", folder, StoredAs.INT8, set(), weights=WeightsFile(tmp_path, stem=name))
     assert relative_error(as_int8, reference) < TOLERANCE[StoredAs.FP8] + TOLERANCE[StoredAs.INT8]
+
+
+def test_a_gguf_transformer_streams_its_blocks_as_stored_and_gives_its_own_output(models_dir):
+    import diffusers
+    from diffusers import SD3Transformer2DModel
+
+    from tests.pipelines.loading.test_checkpoint_files import demo_transformer_state, sd3_original_layout, write_gguf_q8
+
+    path = models_dir / "tiny-sd3-Q8_0.gguf"
+    write_gguf_q8(path, sd3_original_layout(demo_transformer_state(models_dir, "demo-sd3", SD3Transformer2DModel)))
+
+    def load():
+        return SD3Transformer2DModel.from_single_file(
+            str(path), config=str(models_dir / "demo" / "demo-sd3"), subfolder="transformer", local_files_only=True,
+            dtype=torch.float32, quantization_config=diffusers.GGUFQuantizationConfig(compute_dtype=torch.float32),
+        )
+
+    generator = torch.Generator().manual_seed(0)
+    inputs = dict(hidden_states=torch.randn(2, 16, 32, 32, generator=generator), encoder_hidden_states=torch.randn(2, 20, 64, generator=generator),
+                  pooled_projections=torch.randn(2, 64, generator=generator), timestep=torch.tensor([10, 10]))
+    with torch.no_grad():
+        expected = load()(**inputs, return_dict=False)[0]
+    for resident in (set(), {0}):
+        model = load()
+        streamer = stream_loaded(model, torch.device("cpu"), torch.float32, HostArena(pinned=False))
+        streamer.place(resident)
+        weight = model.transformer_blocks[0].attn.to_q.weight
+        assert weight.dtype == torch.uint8 and weight.quant_type is not None, "the packed GGUF bytes, as stored"
+        with torch.no_grad():
+            for _ in range(2):
+                assert torch.equal(model(**inputs, return_dict=False)[0], expected)
