@@ -6,6 +6,10 @@ Placements, from fastest to leanest:
 - offload: moved whole to the device when used, back to RAM when the next component runs.
 - stream: kept in RAM, copied to the device block by block (diffusers group offload, block level).
 - sequential: kept in RAM, copied layer by layer (group offload, leaf level).
+
+A text encoder the memory engine holds (stored int8/fp8, or read from its memory-mapped file: `ReadPipeline.held`)
+visits through the engine's `EncoderStreamer` instead: whole for offload, block by block for stream and sequential.
+Its host weights are never replaced, so going back allocates nothing (accelerate would copy a mapped encoder into RAM).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from accelerate import cpu_offload_with_hook
 from diffusers.hooks import apply_group_offloading
 
 from pipelines.catalog import FamilySpec
+from pipelines.memory.encoder_streaming import EncoderStreamer
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -75,7 +80,8 @@ def measure_component(module: torch.nn.Module, dtype: torch.dtype) -> ComponentS
         parts = getattr(p, "tensor_data_names", None)
         if parts:
             return sum(getattr(p, name).nbytes for name in parts)
-        return p.numel() * (element if p.is_floating_point() else p.element_size())
+        # One-byte weights (int8, fp8 stored by the memory engine) count as they are stored.
+        return p.numel() * (element if p.is_floating_point() and p.element_size() > 1 else p.element_size())
 
     def size(m: torch.nn.Module) -> int:
         return sum(stored(p) for p in m.parameters())
@@ -138,12 +144,15 @@ class AppliedPlacement:
             hook.offload()
 
 
-def apply_placement(pipe, plan: PlacementPlan, order: list[str], denoiser: str | None = None, streamer=None) -> AppliedPlacement:
+def apply_placement(
+    pipe, plan: PlacementPlan, order: list[str], denoiser: str | None = None, streamer=None, held: frozenset[str] = frozenset()
+) -> AppliedPlacement:
     """Install `plan` on a pipeline loaded on the CPU. `order` is the pipeline's component call order.
 
     With a `streamer`, the component called `denoiser` is placed by the memory engine instead: it joins
     the chain of visiting components, so whatever visited before it leaves when it starts, and it gives
-    its device memory back when the next component (the VAE) starts.
+    its device memory back when the next component (the VAE) starts. Components in `held` that are not resident
+    visit through an `EncoderStreamer` in the same chain.
     """
     device = torch.device(plan.device)
     applied = AppliedPlacement(plan)
@@ -163,6 +172,12 @@ def apply_placement(pipe, plan: PlacementPlan, order: list[str], denoiser: str |
             continue
         if placement is Placement.RESIDENT:
             module.to(device)
+        elif name in held:
+            visitor = previous_hook
+            if visitor is not None:
+                module.register_forward_pre_hook(lambda module, args, visitor=visitor: visitor.offload())
+            previous_hook = EncoderStreamer(module, device, whole=placement is Placement.OFFLOAD)
+            applied.offload_hooks.append(previous_hook)
         elif placement is Placement.OFFLOAD:
             _, previous_hook = cpu_offload_with_hook(module, device, prev_module_hook=previous_hook)
             applied.offload_hooks.append(previous_hook)

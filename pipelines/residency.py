@@ -179,7 +179,9 @@ def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtyp
         return WholeComponents(spec.id, read.pipe, AppliedPlacement(plan))
     family = family_spec(spec.family)
     plan = plan_placement(family, sizes, preset, device, dtype_name)
-    applied = apply_placement(read.pipe, plan, list(read.call_order), denoiser=family.denoiser, streamer=read.streamer)
+    applied = apply_placement(
+        read.pipe, plan, list(read.call_order), denoiser=family.denoiser, streamer=read.streamer, held=read.held
+    )
     components = WholeComponents(spec.id, read.pipe, applied)
     if read.streamer is None:
         return components

@@ -181,3 +181,54 @@ def checkpoint_record(checkpoint: CheckpointFile | None) -> dict | None:
         "file": checkpoint.file_name, "sha256": file_sha256(checkpoint.path), "format": checkpoint.format,
         "variant": checkpoint.variant,
     }
+
+
+# -- GGUF text encoder files ------------------------------------------------------------------------
+# The community's T5 encoders in GGUF (`t5-v1_1-xxl-encoder-Q8_0.gguf`, `umt5-xxl-encoder-Q5_K_M.gguf`…), put in
+# `<models_dir>/text_encoders/`, replace the repo's encoder of the families that use that encoder. A file is used
+# only where its blocks and width are those of the pipeline's encoder config (a demo model's tiny T5 is not XXL).
+
+ENCODER_FILES_FOLDER = "text_encoders"
+# File name prefix -> the kind of encoder it holds.
+ENCODER_FILE_KINDS = {"t5-v1_1-xxl-encoder": "t5", "umt5-xxl-encoder": "umt5"}
+# Family -> (component, kind of encoder it uses).
+ENCODER_FILE_USERS = {
+    "flux": ("text_encoder_2", "t5"), "sd3": ("text_encoder_3", "t5"),
+    "wan": ("text_encoder", "umt5"), "wan_vace": ("text_encoder", "umt5"), "skyreels_v2": ("text_encoder", "umt5"),
+}
+
+
+def encoder_file_kind(path: Path) -> str | None:
+    """The kind of encoder a GGUF file's name says it holds ("t5", "umt5"), None for another file."""
+    if path.suffix != ".gguf":
+        return None
+    return next((kind for prefix, kind in ENCODER_FILE_KINDS.items() if path.name.lower().startswith(prefix)), None)
+
+
+def encoder_files_for(models_dir: Path, family: str, folder: Path) -> dict[str, Path]:
+    """Component name -> the GGUF encoder file in the models folder that replaces it for a model of `family` read
+    from `folder`; empty when there is none, or none of the encoder's size."""
+    use = ENCODER_FILE_USERS.get(family)
+    encoders = Path(models_dir) / ENCODER_FILES_FOLDER
+    if use is None or not encoders.is_dir():
+        return {}
+    component, kind = use
+    config_path = Path(folder) / component / "config.json"
+    if not config_path.is_file():
+        return {}
+    config = json.loads(config_path.read_text())
+    from pipelines.memory.gguf_encoder import gguf_metadata
+
+    for path in sorted(encoders.glob("*.gguf")):
+        if encoder_file_kind(path) != kind:
+            continue
+        try:
+            header = gguf_metadata(path)
+        except (OSError, ValueError) as error:
+            log.warning("%s is not a readable GGUF file: %s", path.name, error)
+            continue
+        if (header["blocks"], header["width"]) == (config.get("num_layers"), config.get("d_model")):
+            return {component: path}
+        log.info("%s does not fit %s (%s blocks × %s wide, the model's encoder %s × %s)", path.name, folder.name,
+                 header["blocks"], header["width"], config.get("num_layers"), config.get("d_model"))
+    return {}

@@ -34,6 +34,9 @@ from pipelines.errors import InvalidRequest, ModelLoadFailed, ModelNotAvailable
 from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.memory.aligned_weights import align_cpu_weights
 from pipelines.memory.block_streamer import BlockStreamer
+from pipelines.memory.encoder_storage import read_encoder_folder
+from pipelines.memory.gguf_encoder import read_gguf_encoder
+from pipelines.memory.mapped_weights import map_encoder
 from pipelines.memory.host_arena import HostArena
 from pipelines.memory.loader import diffusers_layout, load_streamed, stream_loaded
 from pipelines.memory.stored_weights import StoredAs, stored_as
@@ -82,7 +85,10 @@ NO_ATTACHMENTS = Attachments()
 
 @dataclass(frozen=True)
 class ReadSettings:
-    """Everything a reader needs, decided before it starts."""
+    """Everything a reader needs, decided before it starts. `stored`: component name -> "as shipped" | "int8" | "fp8",
+    as the RAM plan decided (a text encoder named there is held by the memory engine, even as shipped; one missing
+    follows `weights`: fp8/int8 for the family's quantizable ones); `on_disk`: the components read from disk as used,
+    from their memory-mapped files (the disk tier)."""
 
     spec: ModelSpec
     files: ModelFiles
@@ -125,6 +131,9 @@ class ReadPipeline:
     streamer: BlockStreamer | None = None
     # Our own models read themselves onto the execution device: nothing is left to place.
     on_device: bool = False
+    # Components whose weights the memory engine holds (text encoders stored int8/fp8, or read from disk as used):
+    # they visit the device through its encoder streamer, never through accelerate's offload.
+    held: frozenset[str] = frozenset()
 
 
 Reader = Callable[[ReadSettings], ReadPipeline]
@@ -169,7 +178,9 @@ def _read_folder(settings: ReadSettings) -> ReadPipeline:
     spec, files, dtype = settings.spec, settings.files, settings.dtype
     family = family_spec(spec.family)
     load_kwargs = dict(family.load_kwargs)
-    to_quantize = list(family.quantizable)
+    held = held_encoders(settings, _encoder_folders(files.folder), files)
+    load_kwargs.update(held)
+    to_quantize = [name for name in family.quantizable if name not in held]
     streamer = None
     if settings.arena is not None and files.lora_file is None:
         # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
@@ -179,11 +190,11 @@ def _read_folder(settings: ReadSettings) -> ReadPipeline:
         )
     if settings.weights is WeightFormat.NF4 and to_quantize:
         load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
-    load_kwargs.update(companion_components(settings.companion, files, dtype))
+    load_kwargs.update(_companion(settings, held))
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
         files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
     )
-    return _finished(settings, pipe, to_quantize, streamer)
+    return _finished(settings, pipe, to_quantize, streamer, frozenset(held))
 
 
 def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
@@ -211,16 +222,21 @@ def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
         load_kwargs[family.denoiser], streamer = _streamed_denoiser_from_file(settings, family)
     else:
         load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, settings.weights)
+    held = held_encoders(settings, _encoder_folders(files.folder), files)
+    load_kwargs.update(held)
     # A GGUF denoiser is quantized already; a safetensors one follows the chosen format like the other components.
     gguf = files.checkpoint.suffix == ".gguf"
-    to_quantize = [name for name in family.quantizable if not (name == family.denoiser and (gguf or streamer is not None))]
+    to_quantize = [
+        name for name in family.quantizable
+        if not (name == family.denoiser and (gguf or streamer is not None)) and name not in held
+    ]
     if settings.weights is WeightFormat.NF4 and to_quantize:
         load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, [name for name in to_quantize if name != family.denoiser])
-    load_kwargs.update(companion_components(settings.companion, files, dtype))
+    load_kwargs.update(_companion(settings, held))
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
         files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
     )
-    return _finished(settings, pipe, to_quantize, streamer)
+    return _finished(settings, pipe, to_quantize, streamer, frozenset(held))
 
 
 def _streamed_denoiser_from_file(settings: ReadSettings, family: FamilySpec):
@@ -253,13 +269,20 @@ def _read_assembled(settings: ReadSettings) -> ReadPipeline:
     else:
         quantization = nf4_model_config(dtype) if settings.weights is WeightFormat.NF4 else None
         transformer = transformer_class.from_pretrained(files.folder, dtype=dtype, use_safetensors=True, quantization_config=quantization)
-    components = {}
+    folders = {
+        name: files.component_folders[source.id] / name
+        for source in settings.component_repos for name in source.components if name.startswith(TEXT_ENCODER_PREFIX)
+    }
+    components = held_encoders(settings, folders, files)
+    held = frozenset(components)
     for source in settings.component_repos:
         folder = files.component_folders[source.id]
         for name, class_name in source.components.items():
-            components[name] = _load_component(class_name, folder / name, dtype)
+            if name not in held:
+                components[name] = _load_component(class_name, folder / name, dtype)
     pipe = getattr(diffusers, spec.pipeline_class)(transformer=transformer, **components)
-    return _finished(settings, pipe, list(family_spec(spec.family).quantizable), streamer)
+    to_quantize = [name for name in family_spec(spec.family).quantizable if name not in held]
+    return _finished(settings, pipe, to_quantize, streamer, held)
 
 
 def _read_native(settings: ReadSettings) -> ReadPipeline:
@@ -279,7 +302,9 @@ READERS: Mapping[Storage, Reader] = {
 }
 
 
-def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: BlockStreamer | None) -> ReadPipeline:
+def _finished(
+    settings: ReadSettings, pipe, to_quantize: list[str], streamer: BlockStreamer | None, held: frozenset[str] = frozenset()
+) -> ReadPipeline:
     """What every diffusers reader does after reading: the prior, a fused LoRA, fp8/int8, aligned CPU weights."""
     spec, files = settings.spec, settings.files
     family = family_spec(spec.family)
@@ -304,7 +329,8 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
     if settings.device.type == "cpu":
         # Weights left mapped from their file, at the offset its header gave them, would make a CPU result depend
         # on the file's byte layout, and differ from the memory engine's aligned copies (memory/aligned_weights.py).
-        copied = sum(align_cpu_weights(getattr(pipe, name)) for name in names)
+        # Not those read from disk as used: a copy would put them in RAM, which the disk tier is there to avoid.
+        copied = sum(align_cpu_weights(getattr(pipe, name)) for name in names if name not in settings.on_disk)
         log.debug("%s: %.1f MB of weights copied to aligned memory", spec.id, copied / 1e6)
     # A prior runs first: its image encoder leaves the device when the text encoders come. The latent upsampler runs
     # between the two passes, after the transformer and before the VAE decodes.
@@ -315,7 +341,7 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
     if upsampler:
         sequence.insert(sequence.index("vae"), LATENT_UPSAMPLER)
     order = tuple(name for name in [*prior_order, *sequence] if name in names)
-    return ReadPipeline(pipe, names, order, streamer=streamer)
+    return ReadPipeline(pipe, names, order, streamer=streamer, held=held & set(names))
 
 
 # -- parts ------------------------------------------------------------------------------------------
@@ -349,15 +375,75 @@ def _component_class(folder: Path, component: str) -> str:
     return json.loads((folder / "model_index.json").read_text())[component][1]
 
 
-def companion_components(companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype) -> dict:
+def companion_components(companion: CompanionRepo | None, files: ModelFiles, dtype: torch.dtype, encoder=None) -> dict:
     """The components a pipeline's repo leaves out (HiDream's Llama encoder and its tokenizer), loaded from their
-    own folder, as keyword arguments for the pipeline's `from_pretrained`."""
+    own folder (the encoder unless given, read already), as keyword arguments for the pipeline's `from_pretrained`."""
     if companion is None or not companion.encoder:
         return {}
-    encoder_class = getattr(transformers, companion.encoder_class)
+    if encoder is None:
+        encoder_class = getattr(transformers, companion.encoder_class)
+        encoder = encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True)
+    return {companion.encoder: encoder, companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder)}
+
+
+def _companion(settings: ReadSettings, held: dict) -> dict:
+    """The companion's components; its encoder held by the memory engine (added to `held`) when the plan says so."""
+    companion, files = settings.companion, settings.files
+    if companion is None or not companion.encoder:
+        return companion_components(companion, files, settings.dtype)
+    mine = held_encoders(settings, {companion.encoder: files.companion_folder}, files, {companion.encoder: companion.encoder_class})
+    held.update(mine)
+    return companion_components(companion, files, settings.dtype, encoder=mine.get(companion.encoder))
+
+
+# -- text encoders held by the memory engine ---------------------------------------------------------
+
+TEXT_ENCODER_PREFIX = "text_encoder"
+# fp8 compute computes the denoiser in fp8; the text encoders are stored in fp8 as with plain fp8.
+_ENCODER_STORAGE = {**ENGINE_STORAGE, WeightFormat.FP8_COMPUTE: StoredAs.FP8}
+
+
+def encoder_storage(settings: ReadSettings, name: str) -> StoredAs:
+    """How text encoder `name` is stored: as the RAM plan says, else fp8/int8 when that weight format is chosen and
+    the family quantizes it, else as shipped."""
+    chosen = settings.stored.get(name)
+    if chosen is not None:
+        return stored_as(chosen)
+    if name in family_spec(settings.spec.family).quantizable:
+        return _ENCODER_STORAGE.get(settings.weights, StoredAs.SHIPPED)
+    return StoredAs.SHIPPED
+
+
+def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: ModelFiles, classes: Mapping[str, str] = {}) -> dict:
+    """The text encoders of `folders` the memory engine reads itself, by name: from disk as used (`on_disk`), from a
+    GGUF encoder file the user put in the models folder, or stored as the RAM plan names it (int8/fp8 quantized while
+    reading, or as shipped) or the weight format asks. The others (as shipped, from the repo) are left to diffusers."""
+    held = {}
+    for name, folder in folders.items():
+        stored = encoder_storage(settings, name)
+        gguf = files.encoder_files.get(name)
+        variant = settings.spec.variant
+        if name in settings.on_disk and gguf is None:
+            # What the file holds is what is used: a mapped weight cannot be stored in another form.
+            held[name] = map_encoder(folder, settings.dtype, classes.get(name), variant)
+        elif gguf is not None:
+            held[name] = read_gguf_encoder(gguf, folder, settings.dtype, stored, classes.get(name))
+        elif stored is not StoredAs.SHIPPED or name in settings.stored:
+            # Named by the RAM plan, even as shipped: the engine holds it, and it visits the GPU through the engine
+            # (diffusers' group offload would pin a second copy of it).
+            held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
+        if name in held:
+            how = "read from disk as used" if name in settings.on_disk and gguf is None else f"stored {stored.value}"
+            log.info("%s: %s from %s, %s", settings.spec.id, name, gguf.name if gguf is not None else folder, how)
+    return held
+
+
+def _encoder_folders(folder: Path) -> dict[str, Path]:
+    """The transformers text encoders a diffusers folder's `model_index.json` names, with their subfolders."""
+    index = json.loads((folder / "model_index.json").read_text())
     return {
-        companion.encoder: encoder_class.from_pretrained(files.companion_folder, dtype=dtype, use_safetensors=True),
-        companion.tokenizer: transformers.AutoTokenizer.from_pretrained(files.companion_folder),
+        name: folder / name for name, value in index.items()
+        if name.startswith(TEXT_ENCODER_PREFIX) and isinstance(value, list) and value[0] == "transformers" and (folder / name).is_dir()
     }
 
 

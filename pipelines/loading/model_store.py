@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipelines.catalog import Catalog, CompanionRepo, ComponentRepo, ModelSpec, family_spec
-from pipelines.loading.checkpoint_files import scan_checkpoint_files
+from pipelines.loading.checkpoint_files import encoder_files_for, scan_checkpoint_files
 from pipelines.errors import ModelNotAvailable
 from pipelines.jobs import ProgressCallback
 from pipelines.lora_library import LoraLibrary
@@ -54,6 +54,8 @@ class ModelFiles:
     companion_folder: Path | None = None
     checkpoint: Path | None = None
     component_folders: dict[str, Path] = field(default_factory=dict)
+    # Component name -> a GGUF encoder file from `<models_dir>/text_encoders/` read in place of the repo's encoder.
+    encoder_files: dict[str, Path] = field(default_factory=dict)
 
 
 class ModelStore:
@@ -203,7 +205,12 @@ class ModelStore:
     # -- getting things ---------------------------------------------------------------------------
 
     def ensure(self, spec: ModelSpec, on_progress: ProgressCallback | None = None) -> ModelFiles:
-        """Files ready to load: built (demo), found, or downloaded; ModelNotAvailable with a way out otherwise."""
+        """Files ready to load: built (demo), found, or downloaded; ModelNotAvailable with a way out otherwise. A GGUF
+        encoder file in `<models_dir>/text_encoders/` that fits the model's encoder comes with them."""
+        files = self._ensure(spec, on_progress)
+        return replace(files, encoder_files=encoder_files_for(self.models_dir, spec.family, files.folder))
+
+    def _ensure(self, spec: ModelSpec, on_progress: ProgressCallback | None) -> ModelFiles:
         if spec.demo:
             return self._ensure_demo(spec)
         if spec.checkpoint is not None:

@@ -161,11 +161,17 @@ def _layout(index: int, prefix: str, module: torch.nn.Module, dtype_for: DtypeFo
 
 def find_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     """The repeated blocks in execution order: every direct ModuleList child, in definition order
-    (diffusers' transformers run their block lists in the order they define them)."""
+    (diffusers' transformers run their block lists in the order they define them). A model with none holds its
+    blocks deeper, as transformers' encoders do (T5's `encoder.block`, Llama's `model.layers`, CLIP's
+    `text_model.encoder.layers`): then the children are searched the same way, in definition order."""
     blocks = []
     for list_name, child in model.named_children():
         if isinstance(child, torch.nn.ModuleList):
             blocks += [(f"{list_name}.{i}.", block) for i, block in enumerate(child)]
+    if blocks:
+        return blocks
+    for child_name, child in model.named_children():
+        blocks += [(f"{child_name}.{prefix}", block) for prefix, block in find_blocks(child)]
     return blocks
 
 
