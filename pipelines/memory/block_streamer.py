@@ -30,11 +30,15 @@ from typing import Callable
 import torch
 
 from pipelines.memory.host_arena import HostArena, align
+from pipelines.memory.stored_weights import (
+    SCALE_DTYPE, STORAGE_DTYPES, StoredAs, StoredTensor, dequantize_into, quantizable, stored_nbytes,
+)
 
 log = logging.getLogger(__name__)
 
-# fill(name, destination): write the tensor called `name` (its full name in the model) into `destination`.
-Fill = Callable[[str, torch.Tensor], None]
+# fill(name, destination): write the tensor called `name` (its full name in the model) into `destination`: a tensor of
+# its compute dtype, or, for a weight stored quantized, a `StoredTensor` (data and per-row scale) to quantize into.
+Fill = Callable[[str, "torch.Tensor | StoredTensor"], None]
 
 
 @dataclass
@@ -44,11 +48,27 @@ class _Tensor:
     parameter: torch.nn.Parameter
     offset: int
     nbytes: int
-    dtype: torch.dtype
+    dtype: torch.dtype  # the compute dtype the block runs it in
     shape: torch.Size
+    # Quantized storage (int8 / fp8): the data at `offset`, one float32 scale a row at `scale_offset`, and where the
+    # weight is expanded to `dtype` in the scratch buffer before its block runs. None: kept in `dtype` as it is.
+    stored_dtype: torch.dtype | None = None
+    scale_offset: int = 0
+    scratch_offset: int = 0
 
     def view(self, buffer: torch.Tensor) -> torch.Tensor:
-        return buffer[self.offset : self.offset + self.nbytes].view(self.dtype).view(self.shape)
+        return buffer[self.offset : self.offset + self.nbytes].view(self.stored_dtype or self.dtype).view(self.shape)
+
+    def destination(self, buffer: torch.Tensor) -> torch.Tensor | StoredTensor:
+        """Where a fill writes this tensor: a plain view, or the stored data and its scale."""
+        if self.stored_dtype is None:
+            return self.view(buffer)
+        rows = self.shape[0]
+        return StoredTensor(self.view(buffer), buffer[self.scale_offset : self.scale_offset + rows * SCALE_DTYPE.itemsize].view(SCALE_DTYPE))
+
+    def placeholder(self, device: torch.device) -> torch.Tensor:
+        """What a quantized weight's parameter holds while its block is not running: its dtype and shape, no memory."""
+        return torch.empty((), dtype=self.dtype, device=device).expand(self.shape)
 
 
 @dataclass
@@ -57,13 +77,29 @@ class _Block:
     module: torch.nn.Module
     tensors: list[_Tensor]
     nbytes: int
+    scratch_nbytes: int = 0  # the quantized weights expanded to the compute dtype
     host: torch.Tensor | None = None
     device_copy: torch.Tensor | None = None
+    bound: torch.Tensor | None = None  # the buffer the block's parameters point into now
     hooks: list = field(default_factory=list)
 
+    @property
+    def quantized(self) -> bool:
+        return self.scratch_nbytes > 0
+
     def bind(self, buffer: torch.Tensor) -> None:
+        self.bound = buffer
         for tensor in self.tensors:
-            tensor.parameter.data = tensor.view(buffer)
+            tensor.parameter.data = tensor.view(buffer) if tensor.stored_dtype is None else tensor.placeholder(buffer.device)
+
+    def expand(self, scratch: torch.Tensor) -> None:
+        """Turn the quantized weights of the bound buffer into the compute dtype in `scratch`, and bind them there."""
+        for tensor in self.tensors:
+            if tensor.stored_dtype is not None:
+                stored = tensor.destination(self.bound)
+                nbytes = tensor.shape.numel() * tensor.dtype.itemsize
+                target = scratch[tensor.scratch_offset : tensor.scratch_offset + nbytes].view(tensor.dtype).view(tensor.shape)
+                tensor.parameter.data = dequantize_into(stored.data, stored.scale, target)
 
 
 @dataclass
@@ -91,16 +127,33 @@ class _Held:
 
 
 DtypeFor = Callable[[str], torch.dtype]
+# stored_for(name): how the block weight called `name` is kept (only Linear layers' 2-D weights are asked).
+StoredFor = Callable[[str], StoredAs]
 
 
-def _layout(index: int, prefix: str, module: torch.nn.Module, dtype_for: DtypeFor) -> _Block:
-    tensors, offset = [], 0
+def _linear_weights(module: torch.nn.Module) -> set[str]:
+    return {f"{name}.weight".lstrip(".") for name, child in module.named_modules() if isinstance(child, torch.nn.Linear)}
+
+
+def _layout(index: int, prefix: str, module: torch.nn.Module, dtype_for: DtypeFor, stored_for: StoredFor | None) -> _Block:
+    tensors, offset, scratch = [], 0, 0
+    linear = _linear_weights(module) if stored_for is not None else set()
     for name, parameter in module.named_parameters(recurse=True):
         target = dtype_for(f"{prefix}{name}") if parameter.is_floating_point() else parameter.dtype
-        nbytes = parameter.numel() * torch.empty((), dtype=target).element_size()
-        tensors.append(_Tensor(f"{prefix}{name}", name, parameter, offset, nbytes, target, parameter.shape))
-        offset += align(nbytes)
-    return _Block(index, module, tensors, offset)
+        stored = stored_for(f"{prefix}{name}") if name in linear and quantizable(parameter.shape) else StoredAs.SHIPPED
+        if stored is StoredAs.SHIPPED:
+            nbytes = parameter.numel() * torch.empty((), dtype=target).element_size()
+            tensors.append(_Tensor(f"{prefix}{name}", name, parameter, offset, nbytes, target, parameter.shape))
+            offset += align(nbytes)
+            continue
+        data_bytes, scale_bytes = stored_nbytes(tuple(parameter.shape), stored)
+        tensors.append(_Tensor(
+            f"{prefix}{name}", name, parameter, offset, data_bytes, target, parameter.shape,
+            stored_dtype=STORAGE_DTYPES[stored], scale_offset=offset + align(data_bytes), scratch_offset=scratch,
+        ))
+        offset += align(data_bytes) + align(scale_bytes)
+        scratch += align(parameter.numel() * target.itemsize)
+    return _Block(index, module, tensors, offset, scratch)
 
 
 def find_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
@@ -116,14 +169,19 @@ def find_blocks(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
 class BlockStreamer:
     """Installed on one model; `resident` says which block indices stay on the device."""
 
-    def __init__(self, model: torch.nn.Module, arena: HostArena, device: torch.device, dtype_for: DtypeFor, ring_slots: int = 2):
+    def __init__(
+        self, model: torch.nn.Module, arena: HostArena, device: torch.device, dtype_for: DtypeFor, ring_slots: int = 2,
+        stored_for: StoredFor | None = None,
+    ):
         if ring_slots < 1:
             raise ValueError("ring_slots must be at least 1")
         self.model = model
         self.arena = arena
         self.device = torch.device(device)
         self.ring_slots = ring_slots
-        self.blocks = [_layout(i, prefix, module, dtype_for) for i, (prefix, module) in enumerate(find_blocks(model))]
+        self.blocks = [_layout(i, prefix, module, dtype_for, stored_for) for i, (prefix, module) in enumerate(find_blocks(model))]
+        # One buffer the quantized weights of the running block are expanded into (the largest block's), reused.
+        self._scratch: torch.Tensor | None = None
         self.resident: set[int] = set()
         self._order: list[int] = []
         self._slots: list[_Slot] = []
@@ -168,15 +226,17 @@ class BlockStreamer:
         for block in self.blocks:
             block.host = self.arena.take(block.nbytes)
             for tensor in block.tensors:
-                work.append((tensor.name, tensor.view(block.host)))
+                work.append((tensor.name, tensor.destination(block.host)))
         with ThreadPoolExecutor(max_workers=threads) as pool:
             for _ in pool.map(lambda item: fill(*item), work):
                 pass
         for block in self.blocks:
             for tensor in block.tensors:
                 # A fresh Parameter: the old one may live on the meta device, whose data cannot be swapped.
-                tensor.parameter = torch.nn.Parameter(tensor.view(block.host), requires_grad=False)
+                host = tensor.view(block.host) if tensor.stored_dtype is None else tensor.placeholder(block.host.device)
+                tensor.parameter = torch.nn.Parameter(host, requires_grad=False)
                 replace_parameter(block.module, tensor.local_name, tensor.parameter)
+            block.bound = block.host
 
     @torch.inference_mode(False)  # device buffers are refilled by hooks that may run outside inference mode
     def place(self, resident: set[int], ring_slots: int | None = None) -> None:
@@ -229,6 +289,7 @@ class BlockStreamer:
                 block.bind(block.host)
             for slot in self._slots:
                 slot.buffer = None
+            self._scratch = None
             for held in self._held:
                 held.bind(held.host)
             self._on_device = False
@@ -322,11 +383,22 @@ class BlockStreamer:
         self.blocks[index].bind(slot.buffer)
 
     def _computing(self, index: int) -> None:
-        """A block's forward starts: it computes. One of a forward already seen as skipped gets its weights now."""
+        """A block's forward starts: it computes. One of a forward already seen as skipped gets its weights now; quantized
+        weights are expanded to the compute dtype now, where the block's bytes are (a step cache's skip expands none)."""
         if self._skipping and self._on_device and index not in self.resident and self._order:
             self._skipping = False
             self._before_block(index)
         self._ran = True
+        block = self.blocks[index]
+        if block.quantized:
+            block.expand(self._scratch_on(block.bound.device))
+
+    @torch.inference_mode(False)
+    def _scratch_on(self, device: torch.device) -> torch.Tensor:
+        if self._scratch is None or self._scratch.device != device:
+            largest = max(block.scratch_nbytes for block in self.blocks)
+            self._scratch = torch.empty(largest, dtype=torch.uint8, device=device)
+        return self._scratch
 
     def _after_block(self, index: int) -> None:
         if self._skipping:

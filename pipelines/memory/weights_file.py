@@ -77,7 +77,7 @@ class WeightsFile:
         location = self.locations[name]
         if destination.dtype != location.dtype or tuple(destination.shape) != location.shape:
             raise ValueError(f"{name}: file has {location.dtype} {location.shape}, destination {destination.dtype} {tuple(destination.shape)}")
-        view = memoryview(destination.view(torch.uint8).reshape(-1).numpy())
+        view = memoryview(destination.reshape(-1).view(torch.uint8).numpy())  # reshaped first: a 0-d tensor has no byte view
         got = self._read_at(location.path, location.offset, view)
         if got != location.nbytes:
             raise OSError(f"{location.path} is truncated: {name} needs {location.nbytes} bytes, read {got}")
