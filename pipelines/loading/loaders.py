@@ -34,7 +34,9 @@ from pipelines.networks.fish_speech.model import FishSpeech
 from pipelines.memory.aligned_weights import align_cpu_weights
 from pipelines.memory.block_streamer import BlockStreamer
 from pipelines.memory.host_arena import HostArena
-from pipelines.memory.loader import load_streamed, stream_loaded
+from pipelines.memory.loader import diffusers_layout, load_streamed, stream_loaded
+from pipelines.memory.stored_weights import StoredAs, stored_as
+from pipelines.memory.weights_file import WeightsFile
 from pipelines.loading.model_store import ModelFiles
 from pipelines.loading.weight_formats import WeightFormat, nf4_model_config, nf4_pipeline_config, quantize_loaded
 
@@ -68,10 +70,21 @@ class ReadSettings:
     arena: HostArena | None = None
     companion: CompanionRepo | None = None
     component_repos: tuple[ComponentRepo, ...] = ()
-    # The RAM plan's choices (`memory/job_plan.read_choices`): component name → "as shipped" | "int8" | "fp8", and the
-    # components read from disk as used.
+    # How the memory engine stores each component it holds (name -> "as shipped" | "int8" | "fp8"), as the RAM plan
+    # decides; a component not named follows the weight format.
     stored: Mapping[str, str] = field(default_factory=dict)
+    # Components read from disk as they run instead of held in RAM.
     on_disk: frozenset[str] = frozenset()
+
+
+# The engine's storage for a weight format: the formats it stores itself (the others are torchao's and bitsandbytes').
+ENGINE_STORAGE: Mapping[WeightFormat, StoredAs] = {WeightFormat.INT8: StoredAs.INT8, WeightFormat.FP8: StoredAs.FP8}
+
+
+def denoiser_storage(settings: ReadSettings) -> StoredAs:
+    """How the memory engine stores the denoiser's blocks: the RAM plan's choice, else the user's weight format."""
+    chosen = settings.stored.get("transformer")
+    return stored_as(chosen) if chosen is not None else ENGINE_STORAGE.get(settings.weights, StoredAs.SHIPPED)
 
 
 @dataclass(frozen=True)
@@ -137,7 +150,7 @@ def _read_folder(settings: ReadSettings) -> ReadPipeline:
         # Read once, straight into the arena: no second copy of the denoiser in RAM at any point.
         transformer_class = getattr(diffusers, _component_class(files.folder, "transformer"))
         load_kwargs["transformer"], streamer = load_streamed(
-            transformer_class, files.folder / "transformer", settings.device, dtype, settings.arena
+            transformer_class, files.folder / "transformer", settings.device, dtype, settings.arena, stored=denoiser_storage(settings)
         )
     if settings.weights is WeightFormat.NF4 and to_quantize:
         load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
@@ -162,19 +175,43 @@ def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
 
 
 def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
-    """The denoiser from its file, in the file's format (GGUF) or NF4 while reading; the rest from the base's folder."""
+    """The denoiser from its file, in the file's format (GGUF) or NF4 while reading; the rest from the base's folder.
+    With the memory engine holding it, a safetensors file in diffusers' layout is read straight into the arena in the
+    engine's storage (an fp8 file's bytes as they are); any other file is read whole, then put under the engine."""
     spec, files, dtype = settings.spec, settings.files, settings.dtype
     family = family_spec(spec.family)
     load_kwargs = dict(family.load_kwargs)
-    load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, settings.weights)
-    to_quantize = [name for name in family.quantizable if name != family.denoiser]
+    streamer = None
+    if settings.arena is not None and family.denoiser == "transformer" and files.lora_file is None:
+        load_kwargs[family.denoiser], streamer = _streamed_denoiser_from_file(settings, family)
+    else:
+        load_kwargs[family.denoiser] = _denoiser_from_file(files, family, dtype, settings.weights)
+    # A GGUF denoiser is quantized already; a safetensors one follows the chosen format like the other components.
+    gguf = files.checkpoint.suffix == ".gguf"
+    to_quantize = [name for name in family.quantizable if not (name == family.denoiser and (gguf or streamer is not None))]
     if settings.weights is WeightFormat.NF4 and to_quantize:
-        load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, to_quantize)
+        load_kwargs["quantization_config"] = nf4_pipeline_config(dtype, [name for name in to_quantize if name != family.denoiser])
     load_kwargs.update(companion_components(settings.companion, files, dtype))
     pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(
         files.folder, dtype=dtype, use_safetensors=True, variant=spec.variant, **load_kwargs
     )
-    return _finished(settings, pipe, to_quantize, None)
+    return _finished(settings, pipe, to_quantize, streamer)
+
+
+def _streamed_denoiser_from_file(settings: ReadSettings, family: FamilySpec):
+    files, dtype = settings.files, settings.dtype
+    denoiser_class = getattr(diffusers, _component_class(files.folder, family.denoiser))
+    stored = denoiser_storage(settings)
+    if files.checkpoint.suffix == ".safetensors":
+        weights = WeightsFile(files.checkpoint.parent, stem=files.checkpoint.name.removesuffix(".safetensors"))
+        if diffusers_layout(denoiser_class, files.folder / family.denoiser, weights):
+            return load_streamed(
+                denoiser_class, files.folder / family.denoiser, settings.device, dtype, settings.arena, stored=stored, weights=weights
+            )
+        weights.close()
+    # The original layouts (converted by diffusers while reading) and GGUF (whose blocks stream as stored).
+    denoiser = _denoiser_from_file(files, family, dtype, WeightFormat.SHIPPED)
+    return denoiser, stream_loaded(denoiser, settings.device, dtype, settings.arena, stored=stored)
 
 
 def _read_assembled(settings: ReadSettings) -> ReadPipeline:
@@ -227,7 +264,10 @@ def _finished(settings: ReadSettings, pipe, to_quantize: list[str], streamer: Bl
         pipe.fuse_lora(lora_scale=spec.lora.scale)
         pipe.unload_lora_weights()
         if settings.arena is not None:
-            streamer = stream_loaded(pipe.transformer, settings.device, settings.dtype, settings.arena)
+            streamer = stream_loaded(pipe.transformer, settings.device, settings.dtype, settings.arena, stored=denoiser_storage(settings))
+    if streamer is not None:
+        # The engine stores the denoiser's blocks itself (as shipped, int8 or fp8): torchao must not wrap them.
+        to_quantize = [name for name in to_quantize if name != family.denoiser]
     quantize_loaded(pipe, to_quantize, settings.weights, denoiser=family.denoiser)
     # Runners report steps themselves; the pipeline's own bar would show every step twice.
     pipe.set_progress_bar_config(disable=True)

@@ -140,7 +140,10 @@ def _layout(index: int, prefix: str, module: torch.nn.Module, dtype_for: DtypeFo
     linear = _linear_weights(module) if stored_for is not None else set()
     for name, parameter in module.named_parameters(recurse=True):
         target = dtype_for(f"{prefix}{name}") if parameter.is_floating_point() else parameter.dtype
-        stored = stored_for(f"{prefix}{name}") if name in linear and quantizable(parameter.shape) else StoredAs.SHIPPED
+        # Only floating weights are quantized here: GGUF's packed bytes (uint8) stream as they are.
+        stored = StoredAs.SHIPPED
+        if name in linear and parameter.is_floating_point() and quantizable(parameter.shape):
+            stored = stored_for(f"{prefix}{name}")
         if stored is StoredAs.SHIPPED:
             nbytes = parameter.numel() * torch.empty((), dtype=target).element_size()
             tensors.append(_Tensor(f"{prefix}{name}", name, parameter, offset, nbytes, target, parameter.shape))
@@ -212,6 +215,18 @@ class BlockStreamer:
         return [block.nbytes for block in self.blocks]
 
     @property
+    def scratch_bytes(self) -> int:
+        """Device memory the quantized weights of one block take expanded to the compute dtype (0 as shipped): one
+        buffer of this size sits on the device during a job, beside the resident blocks and the ring."""
+        return max((block.scratch_nbytes for block in self.blocks), default=0)
+
+    @property
+    def trunk_bytes(self) -> int:
+        """The bytes of everything outside the block lists (known once `hold_outside_blocks` ran). The parameters of
+        quantized weights report their compute dtype's size: count the trunk from here, not from the parameters."""
+        return sum(held.host.numel() * held.host.element_size() for held in self._held)
+
+    @property
     def on_device(self) -> bool:
         """Whether the trunk, the resident blocks and the ring are on the device now (only during a forward's job)."""
         return self._on_device
@@ -234,7 +249,7 @@ class BlockStreamer:
             for tensor in block.tensors:
                 # A fresh Parameter: the old one may live on the meta device, whose data cannot be swapped.
                 host = tensor.view(block.host) if tensor.stored_dtype is None else tensor.placeholder(block.host.device)
-                tensor.parameter = torch.nn.Parameter(host, requires_grad=False)
+                tensor.parameter = fresh_parameter(tensor.parameter, host)
                 replace_parameter(block.module, tensor.local_name, tensor.parameter)
             block.bound = block.host
 
@@ -396,8 +411,7 @@ class BlockStreamer:
     @torch.inference_mode(False)
     def _scratch_on(self, device: torch.device) -> torch.Tensor:
         if self._scratch is None or self._scratch.device != device:
-            largest = max(block.scratch_nbytes for block in self.blocks)
-            self._scratch = torch.empty(largest, dtype=torch.uint8, device=device)
+            self._scratch = torch.empty(self.scratch_bytes, dtype=torch.uint8, device=device)
         return self._scratch
 
     def _after_block(self, index: int) -> None:
@@ -444,6 +458,16 @@ def _mark_compute(module: torch.nn.Module, computing: Callable[[int], None], ind
         return original(*args, **kwargs)
 
     module.forward = forward
+
+
+def fresh_parameter(old: torch.nn.Parameter, data: torch.Tensor) -> torch.nn.Parameter:
+    """A Parameter over `data`, of the old one's class with its attributes (diffusers' GGUFParameter keeps its
+    quantization type there, which its Linear reads to dequantize)."""
+    if type(old) is torch.nn.Parameter:
+        return torch.nn.Parameter(data, requires_grad=False)
+    fresh = torch.Tensor._make_subclass(type(old), data, False)  # not the class's own constructor: it may want more
+    fresh.__dict__.update(old.__dict__)
+    return fresh
 
 
 def _owner(module: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:

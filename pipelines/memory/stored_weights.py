@@ -10,8 +10,8 @@ Both quantized forms take half the bytes of bf16 plus 4 bytes a row. The weight 
 dtype (`dequantize_into`) just before its block runs, into a destination the caller owns (on the GPU one scratch
 buffer reused by every block), so only one block's weights ever exist expanded.
 
-Quantizing works on row chunks in float32 (`CHUNK_ELEMENTS` at a time), so quantizing a tensor costs a few MB beyond
-its source and its stored bytes, whatever its size: the bf16 model never needs to exist whole.
+Quantizing works on row chunks in float32 (`CHUNK_ELEMENTS` at a time), so quantizing a tensor costs 4 MB beyond its
+source and its stored bytes, whatever its size: the bf16 model never needs to exist whole.
 Pure functions on tensors: no files, no devices chosen here.
 """
 
@@ -26,8 +26,9 @@ INT8_MAX = 127
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = torch.finfo(FP8_DTYPE).max  # 448
 SCALE_DTYPE = torch.float32
-# Row chunks of about 4 M elements (16 MB of float32 work space) while quantizing: small beside any block.
-CHUNK_ELEMENTS = 1 << 22
+# Row chunks of about 1 M elements (4 MB of float32 work space) while quantizing: small beside any block, and eight
+# reading threads hold eight of them.
+CHUNK_ELEMENTS = 1 << 20
 # A row of zeros gets this scale instead of 0, so dequantizing never divides or multiplies by nothing useful.
 _TINY = 1e-12
 
@@ -77,19 +78,25 @@ def _row_step(columns: int) -> int:
     return max(1, CHUNK_ELEMENTS // max(columns, 1))
 
 
-def quantize_into(source: torch.Tensor, destination: StoredTensor) -> None:
+def quantize_into(source: torch.Tensor, destination: StoredTensor, work: torch.Tensor | None = None) -> None:
     """Quantize `source` (2-D, any float dtype) into `destination` (from `empty_stored`, same shape, same device),
-    row chunk by row chunk: int8 with scale = max|row| / 127, fp8 with scale = max|row| / 448."""
+    row chunk by row chunk: int8 with scale = max|row| / 127, fp8 with scale = max|row| / 448. `work`, a float32
+    buffer of at least `work_elements(columns)` elements, is reused for the chunks (fresh memory otherwise): reading
+    threads that keep their own stop the allocator from scattering freed chunks over RAM."""
     if source.shape != destination.data.shape:
         raise ValueError(f"source {tuple(source.shape)} does not match stored {tuple(destination.data.shape)}")
     rows, columns = source.shape
     integer = destination.data.dtype == torch.int8
     limit = INT8_MAX if integer else FP8_MAX
     step = _row_step(columns)
+    if work is None:
+        work = torch.empty(min(step, rows) * columns, dtype=torch.float32, device=source.device)
     for start in range(0, rows, step):
         stop = min(start + step, rows)
-        chunk = source[start:stop].to(torch.float32, copy=True)  # worked on in place: never the source itself
-        scale = chunk.abs().amax(dim=1).div_(limit).clamp_(min=_TINY)
+        chunk = work[: (stop - start) * columns].view(stop - start, columns)
+        chunk.copy_(source[start:stop])  # worked on in place: never the source itself
+        # max |x| per row without a temporary the chunk's size
+        scale = torch.maximum(chunk.amax(dim=1), chunk.amin(dim=1).neg_()).div_(limit).clamp_(min=_TINY)
         chunk.div_(scale.unsqueeze(1))
         if integer:
             chunk.round_().clamp_(-INT8_MAX, INT8_MAX)
@@ -97,6 +104,11 @@ def quantize_into(source: torch.Tensor, destination: StoredTensor) -> None:
             chunk.clamp_(-FP8_MAX, FP8_MAX)
         destination.data[start:stop].copy_(chunk)
         destination.scale[start:stop].copy_(scale)
+
+
+def work_elements(columns: int) -> int:
+    """The float32 elements `quantize_into` works on at once for rows of `columns` values."""
+    return _row_step(columns) * columns
 
 
 def quantize(source: torch.Tensor, stored: StoredAs) -> StoredTensor:
