@@ -223,16 +223,18 @@ def run_child(kind: str, folder: Path, cap_gb: float | None = None) -> dict:
 
 
 def plan_ram_gb(part: Part) -> float | None:
-    """The job plan's RAM for this component with int8 weights on the 8 GB laptop preset (32 GB of RAM)."""
+    """The job plan's RAM for this component with int8 weights on the 8 GB laptop preset (32 GB of RAM), with the
+    process's own RAM the plan counts once per job (each part runs in a process of its own here)."""
     from pipelines.catalog import MODELS_BY_ID
-    from pipelines.memory.job_plan import plan_job
+    from pipelines.memory.job_plan import PROCESS_RAM_BYTES, plan_job
     from presets import load_presets
 
     spec = MODELS_BY_ID.get(part.model)
     if spec is None:
         return None
     plan = plan_job(spec, load_presets()["8gb-laptop"], 32 * 2**30, weights="int8")
-    return next((component.ram_gb for component in plan.components if component.name == part.name), None)
+    ram = next((component.ram_gb for component in plan.components if component.name == part.name), None)
+    return None if ram is None else round(ram + PROCESS_RAM_BYTES / 1e9, 2)
 
 
 def machine() -> str:

@@ -155,8 +155,14 @@ def plan_job(spec: ModelSpec, preset: Preset, ram_bytes: int, width: int = 0, he
         vram = sum(parts.values()) + ALLOCATOR_MARGIN_BYTES
         return _finish(spec, preset, components, vram, 0, None, "placed whole: nothing streams", budget, True, size, "")
     if preset.device == "cpu":
-        # float32 on the CPU: the 16-bit weights the catalog counts take twice their bytes.
-        components = tuple(ComponentPlan(name, TIER_CPU, "float32", round(2 * b / GB, 2), 0.0) for name, b in parts.items())
+        # float32 on the CPU: the 16-bit weights the catalog counts take twice their bytes; what the user's format
+        # stores quantized (int8/fp8) keeps its stored bytes.
+        stored = _stored_parts(spec, parts, weights)
+        components = tuple(
+            ComponentPlan(name, TIER_CPU, "float32" if stored[name] == SHIPPED else stored[name],
+                          round((2 if stored[name] == SHIPPED else STORED_SHARE.get(stored[name], 1.0)) * b / GB, 2), 0.0, stored[name])
+            for name, b in parts.items()
+        )
         return _finish(spec, preset, components, 0, 0, None, "no GPU: nothing streams", budget, True, size, "")
     if not _engine_streams(spec, preset, weights):
         ladder = tuple(choice for choice in _LADDER if choice.denoiser == SHIPPED and choice.pinned)
