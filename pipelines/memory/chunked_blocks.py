@@ -395,7 +395,8 @@ def has_lean_forward(block: torch.nn.Module) -> bool:
 
 def has_lean_model_forward(model: torch.nn.Module) -> bool:
     """Whether the whole model has a lean forward now: SkyReels V2 with every block lean (a block running its own forward
-    needs the per-token modulation) and no forward of its own set on it (context windows', which call ours inside)."""
+    needs the per-token modulation) and no forward set on the instance already (a wrapper ours would bypass; context
+    windows, set later, call ours for each window)."""
     from pipelines.memory.block_streamer import find_blocks
 
     return (type(model).__name__ == "SkyReelsV2Transformer3DModel" and "forward" not in vars(model)
