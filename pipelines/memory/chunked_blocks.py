@@ -21,10 +21,17 @@ The attention core goes through diffusers' attention dispatch with the processor
 still apply. A block whose processor is not the stock one (wrapped by Enhance-A-Video, or fused projections) runs its
 normal forward: a wrapper sees whole tensors, and a chunked call would change what it computes. Blocks are never changed
 for good: `lean_blocks` swaps the forward of each block for one job and puts the previous one back.
+
+SkyReels V2's whole model has a lean forward too (`skyreels_model_forward`): its diffusion forcing gives every latent
+frame its own timestep, and its own forward expands that frame's time embedding and modulation to every token of the
+frame (7 hidden widths per token, held through all blocks, and a transient copy before them). The lean model forward
+keeps them per frame (`PerFrame`) and each chunk expands only its own rows; the output head runs per chunk too, and the
+causal mask of its asynchronous mode is made per chunk of queries (`CausalFrames`) instead of tokens × tokens.
 """
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -32,6 +39,8 @@ from typing import Callable, Iterator
 import torch
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.modeling_outputs import Transformer2DModelOutput
+from diffusers.utils import apply_lora_scale
 
 # Hidden-width tensors per token a lean block holds (counted above); planner.LEAN_HELD_WIDTHS adds the rotary tables.
 HELD_HIDDEN_WIDTHS = 4
@@ -59,8 +68,46 @@ def _attend(attn, query, key, value, mask=None):
     )
 
 
+@dataclass(frozen=True)
+class PerFrame:
+    """A modulation given per latent frame, not per token: `values` is (batch, frames, parts, width); the tokens of a
+    frame are `tokens_per_frame` consecutive tokens (frame-major, as the patch embedding flattens them)."""
+
+    values: torch.Tensor
+    tokens_per_frame: int
+
+    def frames(self, rows: slice) -> tuple[slice, torch.Tensor]:
+        """The frames these tokens lie in, and each token's frame counted from the first of them."""
+        first, last = rows.start // self.tokens_per_frame, (rows.stop - 1) // self.tokens_per_frame
+        tokens = torch.arange(rows.start, rows.stop, device=self.values.device)
+        return slice(first, last + 1), tokens // self.tokens_per_frame - first
+
+    def rows(self, table: torch.Tensor, rows: slice) -> torch.Tensor:
+        """`table` (1, parts, width) plus the modulation of these tokens' frames, float32, expanded to the tokens:
+        (batch, tokens, parts, width). The sums are the ones the model's own forward makes token by token."""
+        frames, index = self.frames(rows)
+        return (table + self.values[:, frames].float()).index_select(1, index)
+
+
+@dataclass(frozen=True)
+class CausalFrames:
+    """SkyReels V2's asynchronous attention mask, made per chunk of queries: a token attends to every token whose causal
+    block (`frames_per_block` latent frames) is not after its own. The model's own forward builds it tokens × tokens."""
+
+    tokens: int
+    tokens_per_frame: int
+    frames_per_block: int
+    device: torch.device
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        block = torch.arange(self.tokens, device=self.device) // self.tokens_per_frame // self.frames_per_block
+        return (block.unsqueeze(0) <= block[rows].unsqueeze(1)).view(1, 1, rows.stop - rows.start, self.tokens)
+
+
 def _mask_rows(mask, rows: slice):
     """The attention mask for a chunk of queries: a key mask ([B, 1, 1, N]) is the same for all of them."""
+    if isinstance(mask, CausalFrames):
+        return mask.rows(rows)
     if mask is None or mask.dim() < 2 or mask.shape[-2] == 1:
         return mask
     return mask[..., rows, :]
@@ -79,10 +126,13 @@ def _wan_rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.
     return out.type_as(x)
 
 
-def _wan_modulation(block, temb: torch.Tensor, rows: slice) -> list[torch.Tensor]:
-    """shift, scale, gate of the self-attention and of the feed-forward for these tokens: one per sample (a 3-d temb), or
-    one per token (Wan2.2's (batch, tokens, 6, dim), SkyReels V2's diffusion forcing (batch, 6, tokens, dim))."""
+def _wan_modulation(block, temb, rows: slice) -> list[torch.Tensor]:
+    """shift, scale, gate of the self-attention and of the feed-forward for these tokens: one per sample (a 3-d temb),
+    one per token (Wan2.2's (batch, tokens, 6, dim), SkyReels V2's diffusion forcing (batch, 6, tokens, dim)), or one per
+    frame (`PerFrame`, from SkyReels V2's lean model forward: expanded here to these tokens only)."""
     table = block.scale_shift_table
+    if isinstance(temb, PerFrame):
+        return [part.squeeze(2) for part in temb.rows(table, rows).chunk(6, dim=2)]
     if temb.dim() == 3:
         return list((table + temb.float()).chunk(6, dim=1))
     if type(block).__name__.startswith("SkyReels"):
@@ -164,6 +214,73 @@ def vace_block_forward(block, hidden_states, encoder_hidden_states, control_hidd
             # The VACE model moves each hint to the main stream's device when it adds it.
             hint[:, rows] = block.proj_out(control[:, rows])
     return hint, control
+
+
+def _skyreels_forward(model, hidden_states, timestep, encoder_hidden_states, encoder_hidden_states_image=None,
+                      enable_diffusion_forcing=False, fps=None, return_dict=True, attention_kwargs=None, *,
+                      settings: LeanSettings):
+    """`SkyReelsV2Transformer3DModel.forward`, its blocks lean, keeping diffusion forcing's modulation per frame.
+
+    Held through the blocks besides each block's own 4 widths per token (its input is the patch embedding's output, then
+    the last block's): the rotary tables (as the model's own forward), and per latent frame the time embedding (1 width)
+    and the blocks' modulation (6 widths) — `planner.SKYREELS_LEAN_FRAME_WIDTHS`, no hidden width per token. The output
+    head (norm, modulation, projection) runs per chunk into the output, `out_channels × patch` wide per token."""
+    config = model.config
+    batch, _, frames, height, width = hidden_states.shape
+    p_t, p_h, p_w = config.patch_size
+    post_frames, post_height, post_width = frames // p_t, height // p_h, width // p_w
+    tokens_per_frame = post_height * post_width
+
+    rotary_emb = model.rope(hidden_states)
+    hidden_states = model.patch_embedding(hidden_states).flatten(2).transpose(1, 2)
+    tokens = hidden_states.shape[1]
+
+    causal_mask = None
+    if config.num_frame_per_block > 1:
+        causal_mask = CausalFrames(tokens, tokens_per_frame, config.num_frame_per_block, hidden_states.device)
+
+    temb, timestep_proj, encoder_hidden_states, encoder_hidden_states_image = model.condition_embedder(
+        timestep, encoder_hidden_states, encoder_hidden_states_image
+    )
+    timestep_proj = timestep_proj.unflatten(-1, (6, -1))
+    if encoder_hidden_states_image is not None:
+        encoder_hidden_states = torch.concat([encoder_hidden_states_image, encoder_hidden_states], dim=1)
+    if config.inject_sample_info:
+        fps_emb = model.fps_embedding(torch.tensor(fps, dtype=torch.long, device=hidden_states.device))
+        fps_proj = model.fps_projection(fps_emb).unflatten(1, (6, -1))
+        timestep_proj = timestep_proj + (fps_proj.repeat(timestep.shape[1], 1, 1) if enable_diffusion_forcing else fps_proj)
+
+    if enable_diffusion_forcing:
+        # (batch, frames, 6, width) and (batch, frames, width): the model's own forward repeats both for every token.
+        modulation = PerFrame(timestep_proj, tokens_per_frame)
+        head = PerFrame(temb.unsqueeze(2), tokens_per_frame)
+    else:
+        modulation, head = timestep_proj, None
+
+    for block in model.blocks:
+        hidden_states = block(hidden_states, encoder_hidden_states, modulation, rotary_emb, causal_mask)
+
+    table = model.scale_shift_table
+    if head is None:
+        shift, scale = (table + temb.unsqueeze(1)).chunk(2, dim=1)
+    out = hidden_states.new_empty(batch, tokens, model.proj_out.out_features)
+    for rows in _chunks(0, tokens, settings.chunk_tokens):
+        if head is not None:
+            shift, scale = (part.squeeze(2) for part in head.rows(table, rows).chunk(2, dim=2))
+        x = hidden_states[:, rows]
+        x = (model.norm_out(x.float()) * (1 + scale.to(x.device)) + shift.to(x.device)).type_as(x)
+        out[:, rows] = model.proj_out(x)
+    del hidden_states
+
+    out = out.reshape(batch, post_frames, post_height, post_width, p_t, p_h, p_w, -1)
+    output = out.permute(0, 7, 1, 4, 2, 5, 3, 6).flatten(6, 7).flatten(4, 5).flatten(2, 3)
+    if not return_dict:
+        return (output,)
+    return Transformer2DModelOutput(sample=output)
+
+
+# The LoRA scale in `attention_kwargs` applies as in the model's own forward.
+skyreels_model_forward = apply_lora_scale("attention_kwargs")(_skyreels_forward)
 
 
 # -- HunyuanVideo (and FramePack, which reuses its blocks) ------------------------------------------------------------
@@ -276,6 +393,16 @@ def has_lean_forward(block: torch.nn.Module) -> bool:
     )
 
 
+def has_lean_model_forward(model: torch.nn.Module) -> bool:
+    """Whether the whole model has a lean forward now: SkyReels V2 with every block lean (a block running its own forward
+    needs the per-token modulation) and no forward set on the instance already (a wrapper ours would bypass; context
+    windows, set later, call ours for each window)."""
+    from pipelines.memory.block_streamer import find_blocks
+
+    return (type(model).__name__ == "SkyReelsV2Transformer3DModel" and "forward" not in vars(model)
+            and all(has_lean_forward(block) for _, block in find_blocks(model)))
+
+
 def lean_capable(model: torch.nn.Module) -> bool:
     """Whether the model's repeated blocks all have a lean forward (the planner's `DenoiserShape.lean`)."""
     from pipelines.memory.block_streamer import find_blocks
@@ -286,19 +413,35 @@ def lean_capable(model: torch.nn.Module) -> bool:
 
 @contextmanager
 def lean_blocks(model: torch.nn.Module, settings: LeanSettings) -> Iterator[int]:
-    """Run `model`'s blocks with their lean forward while inside; yields how many blocks got it. The forward a block
-    had (the block streamer's, which tells the streamer the block computes) comes back afterwards."""
+    """Run `model`'s blocks with their lean forward while inside, and the whole model's where it has one (SkyReels V2);
+    yields how many blocks got it. The forward a block had (the block streamer's, which tells the streamer the block
+    computes) comes back afterwards, and the model's own."""
     from pipelines.memory.block_streamer import find_blocks
 
     undo = []
     try:
+        whole_model = has_lean_model_forward(model)
         for _, block in find_blocks(model):
             if has_lean_forward(block):
                 undo.append(_install(block, settings))
-        yield len(undo)
+        blocks = len(undo)
+        if whole_model:
+            undo.append(_install_model(model, settings))
+        yield blocks
     finally:
         for step in reversed(undo):
             step()
+
+
+def _install_model(model: torch.nn.Module, settings: LeanSettings) -> Callable[[], None]:
+    forward = functools.partial(skyreels_model_forward, model, settings=settings)
+    model.forward = forward
+
+    def undo():
+        if vars(model).get("forward") is forward:
+            del model.forward
+
+    return undo
 
 
 def _install(block: torch.nn.Module, settings: LeanSettings) -> Callable[[], None]:

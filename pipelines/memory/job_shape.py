@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pipelines.catalog import Family, ModelSpec, family_spec
 from pipelines.catalog.schema import CallDefaults, EditDefaults, MusicDefaults, VideoDefaults
-from pipelines.memory.planner import DenoiserShape, Workload
+from pipelines.memory.planner import SKYREELS_HELD_WIDTHS, DenoiserShape, Workload, skyreels_lean_held
 
 
 @dataclass(frozen=True)
@@ -25,9 +25,11 @@ class Layout:
     widest_layer: int
     trunk_share: float = 0.02
     held_width: int = 0
-    # Whether the blocks have a lean forward (memory/chunked_blocks.py), and what the model itself holds per token.
+    # Whether the blocks have a lean forward (memory/chunked_blocks.py), what the model's own forward holds per token,
+    # and what it holds when lean (planner.DenoiserShape).
     lean: bool = False
     model_held_width: int = 0
+    lean_model_held: int = 0
 
 
 # Per family, by transformer bytes (the variant nearest the catalog's bytes is used).
@@ -45,9 +47,12 @@ LAYOUTS: dict[Family, tuple[tuple[int, Layout], ...]] = {
     Family.WAN: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960, lean=True)),
                  (28_600_000_000, Layout(((40, 1.0),), 5120, 13824, lean=True)),
                  (32_800_000_000, Layout(((40, 1.0),), 5120, 13824, 0.04, lean=True))),
-    # Diffusion forcing expands the modulation to every token: 7 hidden widths held through the blocks (planner.py).
-    Family.SKYREELS_V2: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960, lean=True, model_held_width=7 * 1536)),
-                         (28_600_000_000, Layout(((40, 1.0),), 5120, 13824, lean=True, model_held_width=7 * 5120))),
+    # Diffusion forcing expands the modulation to every token: 7 hidden widths held through the blocks; lean, the model
+    # keeps them per latent frame (planner.py).
+    Family.SKYREELS_V2: ((2_840_000_000, Layout(((30, 1.0),), 1536, 8960, lean=True, model_held_width=SKYREELS_HELD_WIDTHS * 1536,
+                                                lean_model_held=skyreels_lean_held(1536))),
+                         (28_600_000_000, Layout(((40, 1.0),), 5120, 13824, lean=True, model_held_width=SKYREELS_HELD_WIDTHS * 5120,
+                                                 lean_model_held=skyreels_lean_held(5120)))),
     Family.WAN_VACE: ((4_310_000_000, Layout(((30, 1.0), (15, 1.0)), 1536, 8960, 0.02, 15 * 1536, lean=True)),
                       (34_680_000_000, Layout(((40, 1.0), (8, 1.0)), 5120, 13824, 0.02, 8 * 5120, lean=True))),
     Family.LTX: ((3_850_000_000, Layout(((28, 1.0),), 2048, 8192)), (26_000_000_000, Layout(((48, 1.0),), 4096, 16384))),
@@ -79,7 +84,8 @@ def denoiser_shape_from_catalog(spec: ModelSpec, stored_share: float = 1.0, dtyp
     blocks = tuple(int(size * stored_share) for size in shipped)
     scratch = max(shipped) if stored_share < 1 else 0
     return DenoiserShape(blocks, total - sum(shipped), layout.hidden_size, layout.widest_layer, dtype_bytes, layout.held_width,
-                         scratch_bytes=scratch, lean=layout.lean, model_held_width=layout.model_held_width)
+                         scratch_bytes=scratch, lean=layout.lean, model_held_width=layout.model_held_width,
+                         lean_model_held=layout.lean_model_held)
 
 
 def job_size(spec: ModelSpec, width: int = 0, height: int = 0, frames: int = 0) -> tuple[int, int, int]:

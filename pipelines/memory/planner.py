@@ -12,7 +12,8 @@ activations are then `LEAN_HELD_WIDTHS` hidden-width tensors per token (counted 
 its output or the stream it updates in place, the self-attention's K and V — 4 — plus half a width for the rotary tables,
 float32, head size × 2 per token: at most a fifth of a width for these models) and one chunk's working set,
 `ACTIVATION_FACTOR` widest-layer tensors per chunk token (the whole-block factor, kept for headroom). The chunk is the
-largest of `LEAN_CHUNK_TOKENS` that fits. VACE's hints then wait in host RAM (`BlockPlan.host_bytes`). These figures are
+largest of `LEAN_CHUNK_TOKENS` that fits. SkyReels V2 then runs its whole model lean too: what it holds outside its blocks
+is per latent frame, not per token (`lean_model_held`). VACE's hints then wait in host RAM (`BlockPlan.host_bytes`). These figures are
 counted from the code, not measured on a GPU; on the CPU the held memory of one block fell as counted
 (tests/pipelines/test_chunked_blocks.py).
 """
@@ -58,9 +59,12 @@ class DenoiserShape:
     scratch_bytes: int = 0
     # Whether the blocks have a lean forward (run over chunks of tokens when the activations would not fit otherwise).
     lean: bool = False
-    # Activations per token the model itself holds through its blocks, lean or not: SkyReels V2's diffusion forcing
-    # expands its modulation to every token (six hidden-width tensors and the time embedding: 7 widths).
+    # Activations per token the model's own forward holds through its blocks: SkyReels V2's diffusion forcing expands
+    # its modulation to every token (six hidden-width tensors and the time embedding: 7 widths).
     model_held_width: int = 0
+    # Activations the model holds through its blocks when they run lean, whatever the tokens: SkyReels V2's lean model
+    # forward keeps its modulation and time embedding per latent frame (`skyreels_lean_held`).
+    lean_model_held: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,26 @@ def denoiser_shape(model, block_bytes: list[int], dtype_bytes: int = 2, scratch_
     widest = getattr(config, "ffn_dim", None) or getattr(config, "intermediate_size", None) or 4 * hidden
     total = sum(p.numel() * p.element_size() for p in model.parameters())
     held = len(getattr(config, "vace_layers", None) or ()) * hidden
-    model_held = SKYREELS_HELD_WIDTHS * hidden if type(model).__name__.startswith("SkyReelsV2") else 0
+    skyreels = type(model).__name__.startswith("SkyReelsV2")
+    model_held = SKYREELS_HELD_WIDTHS * hidden if skyreels else 0
     trunk = max(total - sum(block_bytes), 0) if trunk_bytes is None else trunk_bytes
     return DenoiserShape(tuple(block_bytes), trunk, hidden, widest, dtype_bytes, held, scratch_bytes,
-                         lean, model_held)
+                         lean, model_held, skyreels_lean_held(hidden) if skyreels else 0)
 
 
-# SkyReels V2 (diffusion forcing): its per-token modulation, 6 widths, and time embedding, 1 (transformer_skyreels_v2.py).
+# SkyReels V2 (diffusion forcing), its own forward: its per-token modulation, 6 widths, and time embedding, 1
+# (transformer_skyreels_v2.py).
 SKYREELS_HELD_WIDTHS = 7
+# Its lean model forward (chunked_blocks.skyreels_model_forward): the same 7 widths per latent frame instead, for the most
+# latent frames one forward sees: 25 (the family's 97 frames; longer videos come in chunks of at most that).
+SKYREELS_LEAN_FRAME_WIDTHS = 7
+SKYREELS_MAX_LATENT_FRAMES = 25
+
+
+def skyreels_lean_held(hidden_size: int) -> int:
+    """Activations SkyReels V2's lean model forward holds through its blocks: 7 widths per latent frame (1.8 MB for the
+    14B model in bfloat16)."""
+    return SKYREELS_LEAN_FRAME_WIDTHS * hidden_size * SKYREELS_MAX_LATENT_FRAMES
 
 
 def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
@@ -130,9 +146,9 @@ def activation_bytes(shape: DenoiserShape, workload: Workload) -> int:
 
 def lean_activation_bytes(shape: DenoiserShape, workload: Workload, chunk_tokens: int) -> int:
     """One lean block's activations: `LEAN_HELD_WIDTHS` hidden widths per token (VACE's hints wait in host RAM), what the
-    model itself holds, and one chunk's working set."""
+    model itself holds when lean (per frame, not per token), and one chunk's working set."""
     widest = max(shape.hidden_size, shape.widest_layer)
-    held = (LEAN_HELD_WIDTHS * shape.hidden_size + shape.model_held_width) * workload.tokens
+    held = LEAN_HELD_WIDTHS * shape.hidden_size * workload.tokens + shape.lean_model_held
     chunk = ACTIVATION_FACTOR * widest * min(chunk_tokens, workload.tokens)
     return int((held + chunk) * shape.bytes_per_activation * workload.batch) + WORKSPACE_BYTES
 

@@ -1,5 +1,6 @@
 """The lean block forward (memory/chunked_blocks.py): the same outputs as the blocks' own forward on tiny Wan, SkyReels V2,
-VACE and HunyuanVideo transformers, the blocks given back afterwards, and less memory held at a mid-size block."""
+VACE and HunyuanVideo transformers (SkyReels V2's whole model lean, its modulation per frame), the blocks given back
+afterwards, and less memory held at a mid-size block and a mid-size SkyReels V2 model."""
 
 import json
 import subprocess
@@ -8,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from pipelines.memory.chunked_blocks import LeanSettings, has_lean_forward, lean_blocks, lean_capable
+from pipelines.memory.chunked_blocks import LeanSettings, PerFrame, has_lean_forward, has_lean_model_forward, lean_blocks, lean_capable
 from pipelines.tiny import framepack, hunyuanvideo, skyreels_v2, wan
 
 # float32 on the CPU: the chunked matmuls see other shapes than the whole ones, so the last bits may differ.
@@ -46,10 +47,65 @@ def test_wan_i2v_blocks_chunk_the_image_cross_attention_too():
     _same_outputs(wan.tiny_transformer(1, image_to_video=True), inputs)
 
 
-def test_skyreels_v2_diffusion_forcing_slices_its_per_token_modulation_by_chunk():
+def _skyreels_inputs(timesteps, frames=3):
     inputs = _wan_inputs()
-    inputs.update(timestep=torch.tensor([[900, 600, 300]]), enable_diffusion_forcing=True)
-    _same_outputs(skyreels_v2.tiny_transformer(1), inputs)
+    inputs.update(hidden_states=torch.randn(1, wan.LATENT_CHANNELS, frames, 8, 8), enable_diffusion_forcing=True,
+                  timestep=torch.tensor([timesteps]))
+    return inputs
+
+
+def _blocks_temb(model, inputs, settings=SETTINGS):
+    """What the first block gets as its modulation under the lean forward."""
+    seen = []
+    handle = model.blocks[0].register_forward_pre_hook(lambda module, args: seen.append(args[2]))
+    try:
+        with torch.no_grad(), lean_blocks(model, settings):
+            assert "forward" in vars(model), "SkyReels V2 runs its lean model forward"
+            model(**inputs)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@pytest.mark.parametrize("timesteps", [[900, 600, 300], [700, 700, 700]], ids=["frames-differ", "frames-alike"])
+def test_skyreels_v2_diffusion_forcing_keeps_its_modulation_per_frame_and_gives_the_same_output(timesteps):
+    """Diffusion forcing's per-frame timesteps (the causal noise schedule: each frame noisier than the one before, or all
+    alike): the lean model forward gives the same output, with 7-token chunks crossing frames (16 tokens a frame)."""
+    model = skyreels_v2.tiny_transformer(1)
+    inputs = _skyreels_inputs(timesteps)
+    _same_outputs(model, inputs)
+    assert "forward" not in vars(model), "the model's own forward is back"
+    temb = _blocks_temb(model, inputs)
+    width = model.config.num_attention_heads * model.config.attention_head_dim
+    # (batch, frames, 6, width), not (batch, 6, tokens, width) as the model's own forward gives its blocks.
+    assert isinstance(temb, PerFrame) and temb.values.shape == (1, 3, 6, width) and temb.tokens_per_frame == 16
+
+
+def test_skyreels_v2_without_diffusion_forcing_and_with_one_chunk_gives_the_same_output():
+    model = skyreels_v2.tiny_transformer(1)
+    inputs = _wan_inputs()
+    _same_outputs(model, inputs)
+    _same_outputs(model, _skyreels_inputs([900, 600, 300]), LeanSettings(chunk_tokens=10_000))
+
+
+def test_skyreels_v2_asynchronous_mode_makes_its_causal_mask_per_chunk_with_the_same_output():
+    """Causal blocks of 2 latent frames (4 frames, 64 tokens): the model's own forward builds a 64 × 64 mask, the lean
+    one each chunk's rows."""
+    model = skyreels_v2.tiny_transformer(1)
+    inputs = _skyreels_inputs([900, 800, 400, 300], frames=4)
+    with torch.no_grad():
+        full_attention = model(**inputs, return_dict=False)[0]
+    model._set_ar_attention(2)
+    normal, _ = _same_outputs(model, inputs)
+    assert not torch.allclose(normal, full_attention), "the mask changes the output: the test sees it"
+
+
+def test_a_skyreels_v2_block_without_its_lean_forward_keeps_the_models_own_forward():
+    model = skyreels_v2.tiny_transformer(1)
+    model.blocks[1].attn1.fuse_projections()
+    assert not has_lean_model_forward(model)
+    with lean_blocks(model, SETTINGS) as count:
+        assert count == 1 and "forward" not in vars(model)
 
 
 def test_vace_control_blocks_give_the_same_hints_and_output_in_chunks():
@@ -145,6 +201,45 @@ def test_a_lean_block_holds_far_less_memory_than_the_normal_forward():
     done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT], capture_output=True, text=True, check=True, timeout=300)
     grew = json.loads(done.stdout.strip().splitlines()[-1])
     assert grew["lean"] < 0.5 * grew["normal"], grew
+
+
+_SKYREELS_PEAK_SCRIPT = r"""
+import json, torch
+from diffusers import SkyReelsV2Transformer3DModel
+from pipelines.memory.chunked_blocks import LeanSettings, lean_blocks
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = SkyReelsV2Transformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=128, in_channels=16,
+                                     out_channels=16, text_dim=64, freq_dim=64, ffn_dim=1024, num_layers=1,
+                                     cross_attn_norm=True, rope_max_seq_len=64).eval()
+inputs = dict(hidden_states=torch.randn(1, 16, 8, 64, 64), timestep=torch.arange(8).mul(100).unsqueeze(0) + 100,
+              encoder_hidden_states=torch.randn(1, 16, 64), enable_diffusion_forcing=True, return_dict=False)
+
+def hwm():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) * 1024
+
+result = {}
+with torch.no_grad(), lean_blocks(model, LeanSettings(chunk_tokens=1024)):
+    before = hwm()
+    lean = model(**inputs)[0]
+    result["lean_model"] = hwm() - before
+    del lean
+    # The same lean blocks under the model's own forward, which expands the modulation to every token.
+    own = type(model).forward(model, **inputs)[0]
+    result["own_model"] = hwm() - before
+print(json.dumps(result))
+"""
+
+
+def test_skyreels_v2s_lean_model_forward_holds_far_less_than_its_own_forward_around_lean_blocks():
+    """A one-block SkyReels V2 (512 wide, 8 latent frames of 1,024 tokens: a hidden-width tensor is 16.8 MB in float32)
+    on the CPU in a fresh process, its block lean both times: peak RSS (VmHWM) grew 135 MB under the lean model forward
+    (about 8 widths: the block's 4, the rotary tables in float64, a chunk), 282 MB under the model's own (about 17: its
+    per-token modulation and time embedding, 7 widths, and the copy it makes of them)."""
+    done = subprocess.run([sys.executable, "-c", _SKYREELS_PEAK_SCRIPT], capture_output=True, text=True, check=True, timeout=300)
+    grew = json.loads(done.stdout.strip().splitlines()[-1])
+    assert grew["lean_model"] < 0.6 * grew["own_model"], grew
 
 
 def test_a_two_step_wan_generation_with_chunked_blocks_matches_the_normal_one():

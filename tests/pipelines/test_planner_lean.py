@@ -6,6 +6,7 @@ import pytest
 
 from pipelines.memory.planner import (
     GIB, LEAN_HELD_WIDTHS, WORKSPACE_BYTES, DenoiserShape, Workload, activation_bytes, lean_activation_bytes, plan_blocks,
+    skyreels_lean_held,
 )
 
 # Wan2.1-14B as stored in int8: 40 blocks of 0.35 GB, 0.57 GB of trunk, a 0.70 GB scratch, width 5120, FFN 13,824.
@@ -49,9 +50,28 @@ def test_vace_hints_leave_the_device_and_are_counted_in_host_ram():
     assert plan.activation_bytes == lean_activation_bytes(WAN14B, Workload(76_112), plan.chunk_tokens)
 
 
-def test_what_the_model_holds_outside_its_blocks_counts_lean_or_not():
-    skyreels = replace(WAN14B, model_held_width=7 * 5120)
+def test_skyreels_v2_holds_its_modulation_per_token_with_whole_blocks_and_per_frame_when_lean():
+    """SkyReels V2 DF 14B at 960×544×97 (51,000 tokens and the text): its own forward holds 7 widths per token outside
+    its blocks; its lean model forward 7 widths per latent frame, for at most 25 frames (1.8 MB): it fits lean."""
+    skyreels = replace(WAN14B, model_held_width=7 * 5120, lean_model_held=skyreels_lean_held(5120))
     workload = Workload(51_512)
-    assert lean_activation_bytes(skyreels, workload, 8192) - lean_activation_bytes(WAN14B, workload, 8192) == 7 * 5120 * 51_512 * 2
-    assert not plan_blocks(skyreels, workload, USABLE).fits
+    assert skyreels.lean_model_held == 7 * 5120 * 25
     assert pytest.approx(activation_bytes(skyreels, workload) - activation_bytes(WAN14B, workload)) == 7 * 5120 * 51_512 * 2
+    assert lean_activation_bytes(skyreels, workload, 8192) - lean_activation_bytes(WAN14B, workload, 8192) == 7 * 5120 * 25 * 2
+    plan = plan_blocks(skyreels, workload, USABLE)
+    assert plan.fits and plan.chunk_tokens == 8192 and plan.device_bytes <= USABLE
+    # Counted per token, as before the lean model forward, the same job did not fit.
+    per_token = replace(WAN14B, lean_model_held=7 * 5120 * 51_512)
+    assert not plan_blocks(per_token, workload, USABLE).fits
+
+
+def test_the_planner_reads_skyreels_v2s_held_activations_from_the_loaded_model():
+    from pipelines.memory.planner import denoiser_shape
+    from pipelines.tiny import skyreels_v2, wan
+
+    model = skyreels_v2.tiny_transformer(1)
+    shape = denoiser_shape(model, [1000] * len(model.blocks), lean=True)
+    width = wan.TRANSFORMER_CONFIG["num_attention_heads"] * wan.TRANSFORMER_CONFIG["attention_head_dim"]
+    assert (shape.model_held_width, shape.lean_model_held) == (7 * width, 7 * width * 25)
+    wan_shape = denoiser_shape(wan.tiny_transformer(1, image_to_video=False), [1000] * 2, lean=True)
+    assert (wan_shape.model_held_width, wan_shape.lean_model_held) == (0, 0)

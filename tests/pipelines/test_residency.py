@@ -136,3 +136,22 @@ def test_a_job_too_big_for_whole_blocks_runs_them_lean_and_the_blocks_come_back_
     assert not any("forward" in vars(block) for block in transformer.blocks)
     residency.admit(Workload(4096))
     assert residency.block_plan.chunk_tokens == 0 and not any("forward" in vars(block) for block in transformer.blocks)
+
+
+def test_skyreels_v2_runs_its_whole_model_lean_for_a_chunked_job_and_gets_its_own_forward_back(presets):
+    from pipelines.memory.planner import skyreels_lean_held
+    from pipelines.tiny import skyreels_v2
+
+    transformer = skyreels_v2.tiny_transformer(1)
+    preset = replace(presets["8gb-laptop"], vram_budget_gb=6.8, vram_reserve_gb=0.0)
+    pipe = SimpleNamespace(vae=FakeVae(), transformer=transformer)
+    components = WholeComponents("demo-skyreels-v2", pipe, AppliedPlacement(PlacementPlan("cuda", "bfloat16", {}, False, 1, 0, 0, resident_bytes=0)))
+    # SkyReels V2 DF 14B stored in int8 (0.35 GB blocks, a 0.70 GB scratch), as the catalog plans it.
+    shape = DenoiserShape(tuple([354_000_000] * 40), 572_000_000, 5120, 13824, scratch_bytes=702_000_000, lean=True,
+                          model_held_width=7 * 5120, lean_model_held=skyreels_lean_held(5120))
+    residency = StreamedDenoiser(Catalog().spec("demo-skyreels-v2"), preset, components, FakeStreamer(), shape)
+    residency.admit(Workload(51_512))  # 960×544×97 and the text
+    assert residency.block_plan.fits and residency.block_plan.chunk_tokens == 8192
+    assert "forward" in vars(transformer) and all("forward" in vars(block) for block in transformer.blocks)
+    residency.after_job()
+    assert "forward" not in vars(transformer) and not any("forward" in vars(block) for block in transformer.blocks)
