@@ -8,8 +8,10 @@ Placements, from fastest to leanest:
 - sequential: kept in RAM, copied layer by layer (group offload, leaf level).
 
 A text encoder the memory engine holds (stored int8/fp8, or read from its memory-mapped file: `ReadPipeline.held`)
-visits through the engine's `EncoderStreamer` instead: whole for offload, block by block for stream and sequential.
-Its host weights are never replaced, so going back allocates nothing (accelerate would copy a mapped encoder into RAM).
+visits through the engine's visitor instead (`memory/encoder_streaming.EncoderStreamer`, handed in by the residency,
+so that this room stays below the memory engine whose planner reads it): whole for offload, block by block for stream
+and sequential. Its host weights are never replaced, so going back allocates nothing (accelerate would copy a mapped
+encoder into RAM).
 """
 
 from __future__ import annotations
@@ -17,14 +19,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from accelerate import cpu_offload_with_hook
 from diffusers.hooks import apply_group_offloading
 
 from pipelines.catalog import FamilySpec
-from pipelines.memory.encoder_streaming import EncoderStreamer
 from presets import Preset
 
 log = logging.getLogger(__name__)
@@ -144,15 +145,20 @@ class AppliedPlacement:
             hook.offload()
 
 
+# Makes a held component visit the device: (module, device, whole) -> a hook with `offload()`.
+HeldVisitor = Callable[..., object]
+
+
 def apply_placement(
-    pipe, plan: PlacementPlan, order: list[str], denoiser: str | None = None, streamer=None, held: frozenset[str] = frozenset()
+    pipe, plan: PlacementPlan, order: list[str], denoiser: str | None = None, streamer=None, held: frozenset[str] = frozenset(),
+    held_visitor: HeldVisitor | None = None,
 ) -> AppliedPlacement:
     """Install `plan` on a pipeline loaded on the CPU. `order` is the pipeline's component call order.
 
     With a `streamer`, the component called `denoiser` is placed by the memory engine instead: it joins
     the chain of visiting components, so whatever visited before it leaves when it starts, and it gives
     its device memory back when the next component (the VAE) starts. Components in `held` that are not resident
-    visit through an `EncoderStreamer` in the same chain.
+    visit through `held_visitor(module, device, whole=...)` in the same chain.
     """
     device = torch.device(plan.device)
     applied = AppliedPlacement(plan)
@@ -176,7 +182,7 @@ def apply_placement(
             visitor = previous_hook
             if visitor is not None:
                 module.register_forward_pre_hook(lambda module, args, visitor=visitor: visitor.offload())
-            previous_hook = EncoderStreamer(module, device, whole=placement is Placement.OFFLOAD)
+            previous_hook = held_visitor(module, device, whole=placement is Placement.OFFLOAD)
             applied.offload_hooks.append(previous_hook)
         elif placement is Placement.OFFLOAD:
             _, previous_hook = cpu_offload_with_hook(module, device, prev_module_hook=previous_hook)

@@ -27,6 +27,7 @@ from pipelines.catalog import ModelSpec, family_spec
 from pipelines.errors import NotEnoughMemory
 from pipelines.loading.loaders import ReadPipeline
 from pipelines.memory.block_streamer import BlockStreamer
+from pipelines.memory.encoder_streaming import EncoderStreamer
 from pipelines.memory.chunked_blocks import LeanSettings, lean_blocks, lean_capable
 from pipelines.memory.planner import ALLOCATOR_MARGIN_BYTES, MIN_RING_SLOTS, BlockPlan, DenoiserShape, Workload, denoiser_shape, plan_blocks
 from pipelines.placement import AppliedPlacement, Placement, PlacementPlan, apply_placement, measure_component, plan_placement
@@ -180,7 +181,8 @@ def place(read: ReadPipeline, spec: ModelSpec, preset: Preset, device: str, dtyp
     family = family_spec(spec.family)
     plan = plan_placement(family, sizes, preset, device, dtype_name)
     applied = apply_placement(
-        read.pipe, plan, list(read.call_order), denoiser=family.denoiser, streamer=read.streamer, held=read.held
+        read.pipe, plan, list(read.call_order), denoiser=family.denoiser, streamer=read.streamer, held=read.held,
+        held_visitor=EncoderStreamer,
     )
     components = WholeComponents(spec.id, read.pipe, applied)
     if read.streamer is None:
