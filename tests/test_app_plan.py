@@ -34,11 +34,13 @@ def test_plan_answers_for_a_model_that_is_not_on_disk_with_its_components(client
     assert plan["peak_vram_gb"] <= 8
 
 
-def test_plan_refuses_wan_14b_at_480p_on_the_8gb_laptop_and_says_why(client):
-    plan = client.predict("wan21-t2v-14b", "", 0, 832, 480, 81, api_name="/plan")
-    assert not plan["fits"] and "even with every block streamed" in plan["reason"] and "6.80 GiB" in plan["reason"]
-    assert plan["streamed_gb_per_step"] > 28, "every block streams, for the prompt and the negative prompt"
-    assert plan["seconds_per_step_estimate"] > 0
+def test_plan_runs_wan_14b_at_480p_on_the_8gb_laptop_in_token_chunks_and_refuses_a_far_bigger_video(client):
+    plan = client.predict("wan21-t2v-14b", "8gb-laptop", 32, 832, 480, 81, api_name="/plan")
+    transformer = next(part for part in plan["components"] if part["name"] == "transformer")
+    assert plan["fits"] and plan["peak_vram_gb"] <= 8 and "chunks of" in transformer["tier"]
+    assert plan["streamed_gb_per_step"] > 0 and plan["seconds_per_step_estimate"] > 0
+    huge = client.predict("wan21-t2v-14b", "8gb-laptop", 32, 1920, 1088, 161, api_name="/plan")
+    assert not huge["fits"] and "even with every block streamed" in huge["reason"] and "6.80 GiB" in huge["reason"]
 
 
 def test_more_ram_lets_a_model_fit_that_8_gb_cannot_hold(client):

@@ -431,7 +431,12 @@ def held_encoders(settings: ReadSettings, folders: Mapping[str, Path], files: Mo
         elif stored is not StoredAs.SHIPPED or name in settings.stored:
             # Named by the RAM plan, even as shipped: the engine holds it, and it visits the GPU through the engine
             # (diffusers' group offload would pin a second copy of it).
-            held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
+            try:
+                held[name] = read_encoder_folder(folder, settings.dtype, stored, classes.get(name), variant)
+            except KeyError as missing:
+                # A model whose file names its weights otherwise than its modules (transformers renames Llava's on
+                # load): transformers reads it, and the weight format applies after (torchao) as for any component.
+                log.warning("%s: %s is read by transformers, not the memory engine (%s)", settings.spec.id, name, missing)
         if name in held:
             how = "read from disk as used" if name in settings.on_disk and gguf is None else f"stored {stored.value}"
             log.info("%s: %s from %s, %s", settings.spec.id, name, gguf.name if gguf is not None else folder, how)

@@ -59,6 +59,9 @@ TEXT_ENCODER = "text_encoder"
 TIER_GPU = "GPU-resident"
 TIER_DISK = "disk, memory-mapped, read as used (visits the GPU block by block)"
 TIER_CPU = "RAM (CPU)"
+# A text encoder too big to visit whole: the memory engine holds it (one copy in pageable RAM, nothing pinned) and
+# copies it to the GPU block by block as it runs (`memory/encoder_streaming.py`).
+TIER_ENCODER_STREAMED = "pageable RAM, visits the GPU block by block (memory engine)"
 QUALITY = {
     INT8: "int8 weights (one scale per row) make slightly different pictures than as shipped (docs/memory.md, Storage)",
     FP8: "fp8 weights (e4m3, one scale per row) make slightly different pictures than as shipped (docs/memory.md, Storage)",
@@ -257,6 +260,8 @@ def _whole_component(name: str, where: Placement, size: ComponentSize, stored: s
         return ComponentPlan(name, TIER_GPU, dtype, 0.0, gb, stored)
     if where is Placement.OFFLOAD:
         return ComponentPlan(name, "pageable RAM, visits the GPU whole", dtype, gb, gb, stored)
+    if name.startswith(TEXT_ENCODER):
+        return ComponentPlan(name, TIER_ENCODER_STREAMED, dtype, gb, streaming_gpu, stored)
     ram = round(GROUP_OFFLOAD_RAM_FACTOR * size.total_bytes / GB, 2)
     return ComponentPlan(name, f"pageable + pinned RAM, visits the GPU {where.value}ing", dtype, ram, streaming_gpu, stored)
 
@@ -320,5 +325,10 @@ def _finish(spec, preset, components, vram, streamed, seconds, note, budget, pin
 def read_choices(plan: JobPlan) -> tuple[dict[str, str], frozenset[str]]:
     """What the readers take from a plan (`ReadSettings.stored`, `ReadSettings.on_disk`): each component's storage
     ("as shipped", "int8", "fp8") and the components read from disk as used."""
-    stored = {c.name: c.stored for c in plan.components if c.stored in (SHIPPED, INT8, FP8)}
+    stored = {
+        c.name: c.stored for c in plan.components
+        # What the engine stores: the denoiser it streams, the encoders quantized, and as shipped the encoders it streams
+        # (diffusers' group offload would pin a second copy of them). The others are left to diffusers as they are.
+        if c.stored in (INT8, FP8) or (c.stored == SHIPPED and (c.name == "transformer" or c.tier == TIER_ENCODER_STREAMED))
+    }
     return stored, frozenset(c.name for c in plan.components if c.tier == TIER_DISK)

@@ -188,5 +188,5 @@ def test_read_choices_give_the_readers_each_components_storage_and_the_disk_tier
 
     plan = plan_job(CATALOG.spec("hidream-i1-full"), presets["8gb-laptop"], 32 * GB)
     stored, on_disk = read_choices(plan)
-    assert stored["transformer"] == "int8" and stored["text_encoder_4"] == "as shipped"
+    assert stored["transformer"] == "int8" and "text_encoder_4" not in stored  # on disk: used as its file stores it
     assert on_disk == {"text_encoder_2", "text_encoder_3", "text_encoder_4"}

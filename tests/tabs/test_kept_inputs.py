@@ -30,9 +30,9 @@ def is_copy_of(value, name: str) -> bool:
 
 def test_the_image_tab_gets_its_start_image_back_and_a_text_to_image_result_clears_it(store, tmp_path):
     used = {"init_image": kept(store, tmp_path, "start.png")}
-    (start,) = ImageTab(None, []).inputs_from(used, KeptInputs(store))
-    assert is_copy_of(start, "start.png")
-    assert ImageTab(None, []).inputs_from({"init_image": None}, KeptInputs(store)) == (None,)
+    start, control_images, ip_adapter_images = ImageTab(None, []).inputs_from(used, KeptInputs(store))
+    assert is_copy_of(start, "start.png") and control_images is None and ip_adapter_images is None
+    assert ImageTab(None, []).inputs_from({"init_image": None}, KeptInputs(store)) == (None, None, None)
 
 
 def test_the_edit_tab_fills_its_three_slots_and_mask_or_a_flux_tools_picture_and_depth_map(store, tmp_path):
@@ -72,7 +72,7 @@ def test_an_input_whose_copy_is_gone_leaves_its_control_alone_and_is_named(store
     record = kept(store, tmp_path, "gone.png")
     store.kept_input(record).unlink()
     lookup = KeptInputs(store)
-    assert ImageTab(None, []).inputs_from({"init_image": record}, lookup) == (gr.skip(),)
+    assert ImageTab(None, []).inputs_from({"init_image": record}, lookup)[0] == gr.skip()
     assert lookup.missing == ["gone.png"]
     # A result from before inputs were kept has a short hash and no copy.
     lookup = KeptInputs(store)
