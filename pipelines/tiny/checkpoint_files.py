@@ -95,15 +95,20 @@ def _fp8_entries(name: str, shape: tuple[int, ...], make: Callable[[], torch.Ten
     if how == PLAIN_FP8:
         return [TensorEntry(name, shape, torch.float8_e4m3fn, lambda: make().float().clamp(-_FP8_MAX, _FP8_MAX))]
     per_row = how == SCALED_PER_ROW
+    held = {}  # the scale is written just before its weight: the weight is made once for both
 
     def scale():
-        values = make().float().abs()
-        largest = values.amax(dim=tuple(range(1, values.dim()))) if per_row else values.amax().reshape(())
-        return (largest / _FP8_MAX).clamp(min=1e-12)
+        held["values"] = make().float()
+        magnitude = held["values"].abs()
+        largest = magnitude.amax(dim=tuple(range(1, magnitude.dim()))) if per_row else magnitude.amax().reshape(())
+        held["scale"] = (largest / _FP8_MAX).clamp(min=1e-12)
+        return held["scale"]
 
     def scaled():
-        values = make().float()
-        return values / (scale().view(-1, *[1] * (values.dim() - 1)) if per_row else scale())
+        if "scale" not in held:
+            scale()
+        values, factor = held.pop("values"), held.pop("scale")
+        return values.div_(factor.view(-1, *[1] * (values.dim() - 1)) if per_row else factor)
 
     return [
         TensorEntry(name.removesuffix("weight") + "scale_weight", (shape[0],) if per_row else (), torch.float32, scale),

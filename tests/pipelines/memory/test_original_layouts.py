@@ -147,3 +147,56 @@ def test_a_file_of_another_size_matches_no_layout(demo_models_dir, tmp_path):
     path, shapes = write_original(demo_models_dir, tmp_path, "flux", SCALED_FP8)
     wider = {name: (shape[0] * 2, *shape[1:]) if name.endswith("to_q.weight") else shape for name, shape in shapes.items()}
     assert open_layout(path, "FluxTransformer2DModel", wider) is None
+
+
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from diffusers import FluxTransformer2DModel
+from pipelines.memory.host_arena import HostArena
+from pipelines.memory.loader import load_streamed, state_shapes
+from pipelines.memory.original_layouts import open_layout
+from pipelines.memory.stored_weights import StoredAs
+
+def hwm():
+    return int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")).split()[1]) * 1024
+
+folder, path = sys.argv[2], sys.argv[3]
+weights = open_layout(path, "FluxTransformer2DModel", state_shapes(FluxTransformer2DModel, folder))
+baseline = hwm()
+model, streamer = load_streamed(FluxTransformer2DModel, folder, torch.device("cpu"), torch.bfloat16, HostArena(pinned=False),
+                                stored=StoredAs.FP8, weights=weights)
+stored = [t.stored_dtype for block in streamer.blocks for t in block.tensors if t.stored_dtype is not None]
+print(json.dumps({"growth": hwm() - baseline, "fp8_weights": len(stored), "all_fp8": set(stored) == {torch.float8_e4m3fn}}))
+"""
+
+
+def test_reading_a_scaled_fp8_file_in_the_original_layout_never_holds_the_bf16_weights(tmp_path):
+    """A 290 MB scaled fp8 FLUX file in BFL's layout (a 570 MB model in bf16) read into fp8 storage raises the peak RSS
+    by about the file's size, not the bf16 size: each tensor goes from its rows of the file straight into the arena."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pipelines.tiny.checkpoint_files import model_shapes, random_entries
+    from tests.pipelines.memory.test_quantize_while_reading import MB, MEDIUM_FLUX, SLACK_BYTES
+
+    config = {**MEDIUM_FLUX, "num_single_layers": 48}
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"_class_name": "FluxTransformer2DModel", **config}))
+    entries = {entry.name: entry for entry in random_entries(model_shapes(FluxTransformer2DModel, config), torch.float32, seed=0)}
+    shapes = {name: entry.shape for name, entry in entries.items()}
+    bf16_bytes = sum(torch.Size(shape).numel() * 2 for shape in shapes.values())
+    path = tmp_path / "flux1-big_fp8_e4m3fn_scaled.safetensors"
+    written = write_original_layout_file(path, FLUX_BFL, shapes, lambda name: entries[name].make(), fp8=SCALED_FP8)
+    assert 250 * MB < written < 0.55 * bf16_bytes
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(folder), str(path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["all_fp8"] and result["fp8_weights"] > 100
+    assert result["growth"] <= written + SLACK_BYTES, f"peak RSS grew {result['growth'] / MB:.0f} MB for a {written / MB:.0f} MB file"
+    assert result["growth"] < 0.75 * bf16_bytes, f"peak RSS grew {result['growth'] / MB:.0f} MB: the {bf16_bytes / MB:.0f} MB bf16 model was held"
