@@ -1,7 +1,9 @@
 """Single checkpoint files dropped in the models folder, listed as catalog entries.
 
 A `.safetensors` file is a community fine-tune: the whole pipeline for SD1.5/SDXL, the transformer alone for
-FLUX/SD3 (PixelWave and most others) and Wan. A `.gguf` file is a quantized transformer (Q8_0 … Q4_K_S). Only the
+FLUX/SD3 (PixelWave and most others) and Wan. A `.gguf` file is a quantized transformer (Q8_0 … Q4_K_S). The variant
+names what the weights are stored in: bf16, fp16, "fp8" (`*_fp8_e4m3fn`), "fp8 scaled" (fp8 with a `scale_weight`
+per layer, ComfyUI's and Kijai's "scaled" files), or the GGUF type. Only the
 file's header is read: its key names say the family, diffusers' own `infer_diffusers_model_type` says which
 base model's configs it loads against (FLUX.1 dev or schnell, SD3 Medium or 3.5 Large, Wan T2V 1.3B or I2V 14B…),
 and the base says the file's task (a Wan I2V file makes videos from a picture). A sidecar
@@ -21,6 +23,7 @@ import torch
 
 from pipelines.catalog import FAMILIES, MODELS_BY_ID, CheckpointFile, FamilySpec, ModelSpec
 from pipelines.media import file_sha256
+from pipelines.memory.original_layouts import scaled_keys
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ def _checkpoint_spec(path: Path, size_bytes: int, mtime_ns: int, chosen_base: st
     # A quantized file keeps norms, biases and tables in float; its quantized type is what names the variant.
     quantized = Counter({name: size for name, size in bytes_by_type.items() if name not in _FLOAT_TYPES})
     variant = (quantized or bytes_by_type).most_common(1)[0][0] if bytes_by_type else "unknown"
+    if variant.startswith("fp8") and scaled_keys(shapes):
+        variant = "fp8 scaled"  # a `scale_weight` per layer: its fp8 values are not the weights until scaled
     if family.file_holds_pipeline:
         component_bytes = {family.denoiser: size_bytes}
     else:

@@ -38,7 +38,8 @@ from pipelines.memory.encoder_storage import read_encoder_folder
 from pipelines.memory.gguf_encoder import read_gguf_encoder
 from pipelines.memory.mapped_weights import map_encoder
 from pipelines.memory.host_arena import HostArena
-from pipelines.memory.loader import diffusers_layout, load_streamed, stream_loaded
+from pipelines.memory.loader import load_streamed, read_state_dict, state_shapes, stream_loaded
+from pipelines.memory.original_layouts import LayoutWeights, UnknownScales, open_layout, scaled_keys
 from pipelines.memory.stored_weights import StoredAs, stored_as
 from pipelines.memory.weights_file import WeightsFile
 from pipelines.loading.model_store import ModelFiles
@@ -212,8 +213,10 @@ def _read_pipeline_file(settings: ReadSettings) -> ReadPipeline:
 
 def _read_denoiser_file(settings: ReadSettings) -> ReadPipeline:
     """The denoiser from its file, in the file's format (GGUF) or NF4 while reading; the rest from the base's folder.
-    With the memory engine holding it, a safetensors file in diffusers' layout is read straight into the arena in the
-    engine's storage (an fp8 file's bytes as they are); any other file is read whole, then put under the engine."""
+    A safetensors file in diffusers' layout or in the original FLUX / Wan layout is read tensor by tensor under
+    diffusers' names (`original_layouts`): with the memory engine holding the denoiser straight into the arena in the
+    engine's storage (an fp8 file's bytes as they are, with the file's scale), otherwise into a state dict handed to
+    diffusers (a scaled fp8 weight times its scale). Any other file is read by diffusers, then put under the engine."""
     spec, files, dtype = settings.spec, settings.files, settings.dtype
     family = family_spec(spec.family)
     load_kwargs = dict(family.load_kwargs)
@@ -243,14 +246,12 @@ def _streamed_denoiser_from_file(settings: ReadSettings, family: FamilySpec):
     files, dtype = settings.files, settings.dtype
     denoiser_class = getattr(diffusers, _component_class(files.folder, family.denoiser))
     stored = denoiser_storage(settings)
-    if files.checkpoint.suffix == ".safetensors":
-        weights = WeightsFile(files.checkpoint.parent, stem=files.checkpoint.name.removesuffix(".safetensors"))
-        if diffusers_layout(denoiser_class, files.folder / family.denoiser, weights):
-            return load_streamed(
-                denoiser_class, files.folder / family.denoiser, settings.device, dtype, settings.arena, stored=stored, weights=weights
-            )
-        weights.close()
-    # The original layouts (converted by diffusers while reading) and GGUF (whose blocks stream as stored).
+    weights = _layout_weights(files, family, denoiser_class)
+    if weights is not None:
+        return load_streamed(
+            denoiser_class, files.folder / family.denoiser, settings.device, dtype, settings.arena, stored=stored, weights=weights
+        )
+    # Layouts only diffusers converts (read whole, then put under the engine) and GGUF (whose blocks stream as stored).
     denoiser = _denoiser_from_file(files, family, dtype, WeightFormat.SHIPPED)
     return denoiser, stream_loaded(denoiser, settings.device, dtype, settings.arena, stored=stored)
 
@@ -356,10 +357,39 @@ def _denoiser_from_file(files: ModelFiles, family: FamilySpec, dtype: torch.dtyp
         quantization = diffusers.GGUFQuantizationConfig(compute_dtype=dtype)
     elif weights is WeightFormat.NF4:
         quantization = nf4_model_config(dtype)
+    checkpoint = str(files.checkpoint)
+    read = _layout_weights(files, family, denoiser_class)
+    if read is not None:
+        # Read tensor by tensor under diffusers' names, a scaled fp8 weight times its scale: diffusers' own conversion
+        # of the original layouts drops `scale_weight`, and its FLUX conversion assumes FLUX.1's width.
+        try:
+            checkpoint = read_state_dict(denoiser_class, files.folder / family.denoiser, read, dtype)
+        finally:
+            read.close()
     return denoiser_class.from_single_file(
-        str(files.checkpoint), config=str(files.folder), subfolder=family.denoiser, local_files_only=True,
+        checkpoint, config=str(files.folder), subfolder=family.denoiser, local_files_only=True,
         dtype=dtype, quantization_config=quantization,
     )
+
+
+def _layout_weights(files: ModelFiles, family: FamilySpec, denoiser_class) -> LayoutWeights | None:
+    """The denoiser's safetensors file read under diffusers' names, when its layout is one Atelier maps (diffusers',
+    FLUX's or Wan's original); None for a GGUF file or another layout. A scaled fp8 file (`scale_weight` per layer) in
+    a layout Atelier cannot map is refused: diffusers' conversion would drop its scales and give wrong pictures."""
+    if files.checkpoint.suffix != ".safetensors":
+        return None
+    shapes = state_shapes(denoiser_class, files.folder / family.denoiser)
+    try:
+        weights = open_layout(files.checkpoint, denoiser_class.__name__, shapes)
+    except UnknownScales as error:
+        raise ModelLoadFailed(str(error)) from None
+    if weights is None and scaled_keys(WeightsFile(files.checkpoint.parent, stem=files.checkpoint.stem).locations):
+        raise ModelLoadFailed(
+            f"{files.checkpoint.name} is a scaled fp8 file whose tensors are not those of {denoiser_class.__name__} as "
+            f"configured in {files.folder.name} in any layout Atelier reads; read without its scales its pictures would be "
+            "wrong. Name the right base in the file's .json sidecar, or use the file's bf16 or plain fp8 release."
+        )
+    return weights
 
 
 def _load_component(class_name: str, folder: Path, dtype: torch.dtype):

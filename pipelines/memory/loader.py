@@ -9,6 +9,8 @@ time: each reading thread reads one tensor into a temporary of the file's dtype 
 scale into the arena, so the model never exists whole in the compute dtype. Files shipped in fp8 (F8_E4M3 weights,
 with or without a `scale_weight` per layer, as ComfyUI's "scaled fp8" files carry) are read as they are into fp8
 storage, the file's scale becoming the per-row scale; read into another storage, their weights are scaled first.
+Files in the original FLUX / Wan layouts are read the same way, each tensor from its rows of the file
+(`original_layouts.LayoutWeights`): a fused `qkv` is never read whole.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from accelerate import init_empty_weights
 
 from pipelines.memory.block_streamer import BlockStreamer, find_blocks, fresh_parameter, replace_parameter, set_buffer
 from pipelines.memory.host_arena import HostArena
+from pipelines.memory.original_layouts import LayoutWeights, scale_name
 from pipelines.memory.stored_weights import StoredAs, StoredTensor, quantize_into, scale_per_row, work_elements
 from pipelines.memory.weights_file import WeightsFile
 
@@ -47,16 +50,14 @@ def stored_rule(model: torch.nn.Module, stored: StoredAs):
     return lambda name: StoredAs.SHIPPED if any(part in name.split(".") for part in keep) else stored
 
 
-def scale_name(name: str) -> str:
-    """The key of a weight's scale in a scaled fp8 file (`x.weight` -> `x.scale_weight`)."""
-    return f"{name.removesuffix('weight')}scale_weight"
-
-
-def read_real(weights: WeightsFile, name: str) -> torch.Tensor:
-    """Tensor `name` as the values it stands for: an fp8 weight of a scaled file times its scale (in float32)."""
+def read_real(weights: WeightsFile | LayoutWeights, name: str) -> torch.Tensor:
+    """Tensor `name` as the values it stands for: an fp8 weight of a scaled file times its scale (in float32; the scale
+    one number, or one per row, whatever the tensor's rank)."""
     tensor = weights.read(name)
     if tensor.dtype in FP8_FILE_DTYPES and scale_name(name) in weights:
-        return tensor.to(torch.float32).mul_(scale_per_row(weights.read(scale_name(name)), tensor.shape[0]).unsqueeze(1))
+        rows = tensor.shape[0] if tensor.dim() else 1
+        scale = scale_per_row(weights.read(scale_name(name)), rows)
+        return tensor.to(torch.float32).mul_(scale.view(tensor.shape[:1] + (1,) * (tensor.dim() - 1)) if tensor.dim() else scale.view(()))
     return tensor
 
 
@@ -104,12 +105,26 @@ def _store_from_file(weights: WeightsFile, name: str, destination: StoredTensor,
         quantize_into(_read_staged(weights, name, staging), destination, staging.floats(work_elements(columns)))
 
 
-def diffusers_layout(model_class, folder: Path, weights: WeightsFile) -> bool:
-    """Whether `weights` holds every parameter of `model_class` (configured from `folder`) under diffusers' names:
-    then it can be read tensor by tensor; files in an original layout need diffusers' conversion first."""
+def state_shapes(model_class, folder: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor of `model_class`'s state dict (configured from `folder`), by diffusers' name, from a
+    model built on the meta device (no memory)."""
     with init_empty_weights():
         model = model_class.from_config(model_class.load_config(folder))
-    return all(name in weights for name, _ in model.named_parameters())
+    return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+
+
+@torch.inference_mode(False)
+def read_state_dict(model_class, folder: Path, weights: WeightsFile | LayoutWeights, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The state dict of a `model_class` (configured from `folder`) read from `weights` one tensor at a time, each as
+    the values it stands for (a scaled fp8 weight times its scale) in the dtype the model keeps it in: for readers that
+    need the whole model in RAM anyway (the CPU, NF4), never with a scale dropped."""
+    with init_empty_weights():
+        model = model_class.from_config(model_class.load_config(folder))
+    dtype_for = dtype_rule(model, dtype)
+    return {
+        name: read_real(weights, name).to(dtype_for(name) if tensor.is_floating_point() else tensor.dtype)
+        for name, tensor in model.state_dict().items()
+    }
 
 
 def _fill_from(weights: WeightsFile):
@@ -165,7 +180,8 @@ def load_streamed(
 ):
     """A `model_class` from a diffusers component folder, blocks in the arena, their Linear weights stored as `stored`;
     returns (model, streamer). `weights` reads the tensors from elsewhere than the folder's safetensors (a single
-    file with diffusers' keys); the folder still gives the config. The weights file is closed when done."""
+    file, under diffusers' names: `original_layouts.open_layout`); the folder still gives the config. The weights file
+    is closed when done."""
     config = model_class.load_config(folder)
     with init_empty_weights():
         model = model_class.from_config(config)

@@ -82,6 +82,14 @@ class WeightsFile:
         if got != location.nbytes:
             raise OSError(f"{location.path} is truncated: {name} needs {location.nbytes} bytes, read {got}")
 
+    def read_part(self, location: TensorLocation, destination: torch.Tensor, what: str) -> None:
+        """Fill `destination` (contiguous CPU bytes, `location.nbytes` of them) with the bytes at `location`: a part of a
+        tensor (some of its rows), as a file in another key layout splits a fused tensor."""
+        view = memoryview(destination.numpy())
+        got = self._read_at(location.path, location.offset, view)
+        if got != location.nbytes:
+            raise OSError(f"{location.path} is truncated: {what} needs {location.nbytes} bytes, read {got}")
+
     def read(self, name: str) -> torch.Tensor:
         location = self.locations[name]
         tensor = torch.empty(location.shape, dtype=location.dtype)

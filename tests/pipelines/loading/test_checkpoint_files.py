@@ -587,3 +587,31 @@ def test_bitsandbytes_nf4_files_are_refused_at_scan_time_by_name_or_by_their_qua
     store = ModelStore(tmp_path, offline=True)
     store.scan_files()
     assert len(store.file_problems) == 2 and store.catalog.get("flux1-dev-bnb-nf4-v2.safetensors") is None
+
+
+def test_fp8_files_in_the_original_layout_are_labelled_and_a_scaled_one_draws_the_bf16_files_image_on_both_presets(models_dir, presets, outputs):
+    from pipelines.memory.loader import state_shapes
+    from pipelines.memory.original_layouts import FLUX_BFL
+    from pipelines.memory.weights_file import WeightsFile
+    from pipelines.tiny.checkpoint_files import PLAIN_FP8, SCALED_FP8, write_original_layout_file
+
+    folder = models_dir / "demo" / "demo-flux" / "transformer"
+    source = WeightsFile(folder)
+    names = {None: "flux1-tune-bf16", PLAIN_FP8: "flux1-tune_fp8_e4m3fn", SCALED_FP8: "flux1-tune_fp8_e4m3fn_scaled"}
+    for fp8, stem in names.items():
+        path = with_base(models_dir / f"{stem}.safetensors", "demo-flux")
+        write_original_layout_file(path, FLUX_BFL, state_shapes(FluxTransformer2DModel, folder), source.read, fp8=fp8)
+    store = ModelStore(models_dir, offline=True)
+    listed = {listing.spec.id: listing.as_dict() for listing in list_models(store, demo_mode=True)}
+    variants = {stem: listed[f"{stem}.safetensors"]["checkpoint"]["variant"] for stem in names.values()}
+    assert variants == {"flux1-tune-bf16": "bf16", "flux1-tune_fp8_e4m3fn": "fp8", "flux1-tune_fp8_e4m3fn_scaled": "fp8 scaled"}
+    assert "(fp8 scaled," in listed["flux1-tune_fp8_e4m3fn_scaled.safetensors"]["name"]
+    for preset in ("cpu", "8gb-laptop"):  # the whole model read on the CPU; the memory engine holding its blocks
+        manager = ModelManager(store, presets[preset])
+        bf16 = pixels(run(manager, outputs, "flux1-tune-bf16.safetensors", steps=1))
+        scaled = run(manager, outputs, "flux1-tune_fp8_e4m3fn_scaled.safetensors", steps=1)
+        assert (manager.status().block_plan is not None) == (preset != "cpu"), preset
+        difference = np.abs(pixels(scaled) - bf16)
+        assert bf16.std() > 1 and difference.mean() < 4.0, f"{preset}: the scaled file's image is {difference.mean():.1f} off"
+        assert read_parameters(scaled.path)["checkpoint"]["variant"] == "fp8 scaled"
+        manager.unload()
