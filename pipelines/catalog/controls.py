@@ -252,6 +252,15 @@ IP_ADAPTERS: tuple[IPAdapterSpec, ...] = (
                      folder_marker="models/ip-adapter.safetensors", size_bytes=100_000, licence=DEMO_LICENCE),
         subfolder="models", weight_name="ip-adapter.safetensors", encoder_subfolder="models/image_encoder", bases=("demo-sdxl",),
     ),
+    IPAdapterSpec(
+        "demo-ip-adapter-flux", "IP-Adapter FLUX.1 (tiny)", Family.FLUX,
+        AttachedRepo(id="demo-ip-adapter-flux", name="IP-Adapter FLUX.1 (tiny)", repo=None, allow_patterns=(),
+                     folder_marker="ip_adapter.safetensors", size_bytes=100_000, licence=DEMO_LICENCE),
+        subfolder="", weight_name="ip_adapter.safetensors",
+        encoder=AttachedRepo(id="demo-clip-vit-large-patch14", name="CLIP image encoder (tiny)", repo=None, allow_patterns=(),
+                             folder_marker="config.json", size_bytes=100_000, licence=DEMO_LICENCE),
+        bases=("demo-flux",), several_images=False,
+    ),
 )
 
 

@@ -90,16 +90,33 @@ def test_an_unreadable_control_image_and_a_model_without_controlnets_are_refused
         ImageRequest(prompt="a fox", model="demo-cogview4", control_images=[square()], control_types=["canny"]).check(manager.store.catalog)
 
 
-@pytest.mark.parametrize("model", ["demo-sd15", "demo-sdxl"])
-def test_ip_adapter_at_scale_0_gives_exactly_the_image_without_it_and_above_0_another(manager, outputs, square, model):
+# FLUX.1's is XLabs' adapter (one reference image) with its CLIP encoder from a repo of its own.
+@pytest.mark.parametrize("model, references", [("demo-sd15", 2), ("demo-sdxl", 2), ("demo-flux", 1)])
+def test_ip_adapter_at_scale_0_gives_exactly_the_image_without_it_and_above_0_another(manager, outputs, square, model, references):
     plain = run(manager, outputs, model=model).outputs[0]
     off = run(manager, outputs, model=model, ip_adapter_images=[square()], ip_adapter_scale=0.0).outputs[0]
-    on = run(manager, outputs, model=model, ip_adapter_images=[square(), square(name="b.png")], ip_adapter_scale=1.0).outputs[0]
+    pictures = [square(name=f"{index}.png") for index in range(references)]
+    on = run(manager, outputs, model=model, ip_adapter_images=pictures, ip_adapter_scale=1.0).outputs[0]
     assert np.array_equal(pixels(plain.path), pixels(off.path))
     assert np.abs(pixels(plain.path) - pixels(on.path)).max() > 0
     recorded = read_parameters(on.path)
     assert recorded["ip_adapter_scale"] == 1.0 and recorded["ip_adapter"] == f"demo-ip-adapter-{model.removeprefix('demo-')}"
-    assert len(recorded["ip_adapter_images"]) == 2
+    assert len(recorded["ip_adapter_images"]) == references
+
+
+def test_flux_ip_adapter_is_xlabs_layout_and_takes_one_reference_image(manager, square):
+    from safetensors import safe_open
+
+    from pipelines.catalog.controls import ip_adapters
+    from pipelines.catalog import MODELS_BY_ID
+
+    adapter = ip_adapters(MODELS_BY_ID["demo-flux"].family, "demo-flux", True)["demo-ip-adapter-flux"]
+    folder = manager.store.ensure_attached(MODELS_BY_ID["demo-flux"], adapter.source)
+    with safe_open(str(folder / "ip_adapter.safetensors"), "pt") as opened:
+        keys = set(opened.keys())
+    assert "ip_adapter_proj_model.proj.weight" in keys and "double_blocks.0.processor.ip_adapter_double_stream_k_proj.bias" in keys
+    with pytest.raises(InvalidRequest, match="ip_adapter_images: .*takes one reference image"):
+        ImageRequest(prompt="a fox", model="demo-flux", ip_adapter_images=[square(), square(name="b.png")]).check(manager.store.catalog)
 
 
 def test_flux_controlnet_is_placed_and_counted_like_a_component(manager, outputs, square, presets):
