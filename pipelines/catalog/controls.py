@@ -286,5 +286,30 @@ def ip_adapters(model_family: Family, weights_id: str, weights_demo: bool) -> di
     }
 
 
+# The components a job's attachments add to the memory plan (`memory/job_plan.plan_job`): the ControlNets run beside
+# the denoiser at every step; the IP-Adapter (its layers, which join the denoiser's attention, with its image encoder,
+# which runs once like a text encoder) is counted as the image encoder.
+CONTROLNET_COMPONENT = "controlnet"
+IMAGE_ENCODER_COMPONENT = "image_encoder"
+
+
+def attached_bytes(controlnets: tuple[ControlNetSpec, ...], ip_adapter: IPAdapterSpec | None) -> dict[str, int]:
+    """The bytes a job's ControlNets (each read once, a union net however many modes it serves) and IP-Adapter (with its
+    image encoder) add, by plan component, as the catalog sizes their downloads."""
+    found: dict[str, int] = {}
+    controlnet_bytes = sum({controlnet.id: controlnet.source.size_bytes for controlnet in controlnets}.values())
+    if controlnet_bytes:
+        found[CONTROLNET_COMPONENT] = controlnet_bytes
+    if ip_adapter is not None:
+        found[IMAGE_ENCODER_COMPONENT] = ip_adapter.source.size_bytes + (ip_adapter.encoder.size_bytes if ip_adapter.encoder else 0)
+    return found
+
+
+def attached_names(controlnets: tuple[ControlNetSpec, ...], ip_adapter: IPAdapterSpec | None) -> list[str]:
+    """The attached models' names, each once, for messages."""
+    names = [controlnet.source.name for controlnet in controlnets] + ([ip_adapter.name] if ip_adapter is not None else [])
+    return list(dict.fromkeys(names))
+
+
 def preparation(kind: str) -> str:
     return PREPARATIONS.get(kind, PREPARED_AS_GIVEN)

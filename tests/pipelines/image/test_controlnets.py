@@ -134,3 +134,45 @@ def test_flux_controlnet_is_placed_and_counted_like_a_component(manager, outputs
     both = plan_placement(FAMILIES[Family.FLUX], with_controlnet, presets["24gb"], "cuda", "bfloat16")
     assert "controlnet" in both.components and both.predicted_peak_vram_bytes <= both.usable_vram_bytes
     assert both.predicted_peak_vram_bytes > alone.predicted_peak_vram_bytes, "the ControlNet's bytes are counted"
+
+
+def test_the_memory_plan_counts_an_attached_controlnet_and_a_too_small_ram_is_refused_naming_it(presets):
+    from pipelines.catalog import MODELS_BY_ID
+    from pipelines.catalog.controls import CONTROLNETS, attached_bytes
+    from pipelines.memory.job_plan import plan_job
+
+    GB = 10**9
+    flux, laptop = MODELS_BY_ID["flux1-dev"], presets["8gb-laptop"]
+    union_pro = next(c for c in CONTROLNETS if c.source.repo == "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro")
+    # Two control pictures served by the one union net: it is read once.
+    extra = attached_bytes((union_pro, union_pro), None)
+    assert extra == {"controlnet": union_pro.source.size_bytes}
+    alone = plan_job(flux, laptop, 64 * GB, 1024, 1024)
+    both = plan_job(flux, laptop, 64 * GB, 1024, 1024, attached_bytes=extra)
+    controlnet = next(c for c in both.components if c.name == "controlnet")
+    assert controlnet.ram_gb == 6.6 and both.peak_ram_gb >= alone.peak_ram_gb + 6.6
+    assert both.peak_vram_gb > alone.peak_vram_gb, "the ControlNet visits the GPU beside the streamed blocks"
+    # 20 GB of RAM: FLUX alone fits (its denoiser in int8, the T5 on disk); with the ControlNet it does not.
+    assert plan_job(flux, laptop, 20 * GB).ram_fits
+    short = plan_job(flux, laptop, 20 * GB, attached_bytes=extra)
+    assert not short.ram_fits and "controlnet 6.6" in short.ram_reason
+
+
+def test_the_manager_refuses_a_load_whose_attached_controlnet_does_not_fit_the_ram(demo_models_dir, presets, square):
+    from dataclasses import replace
+
+    from pipelines.errors import NotEnoughMemory
+    from pipelines.loading.loaders import Attachments
+    from pipelines.loading.model_store import ModelStore
+    from pipelines.manager import ModelManager
+    from pipelines.catalog.controls import control_types
+
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"], ram_bytes=64 * 10**9)
+    union = control_types(manager.store.catalog.spec("demo-flux").family, "demo-flux", True)["canny"]
+    # The tiny union ControlNet weighed as a 40 GB one: float32 on the CPU preset, 80 GB.
+    heavy = replace(union, source=replace(union.source, size_bytes=40 * 10**9))
+    with pytest.raises(NotEnoughMemory, match=r"FLUX.1 \(tiny\) with FLUX.1 ControlNet Union \(tiny\) does not fit .*controlnet 80.0"):
+        with manager.use("demo-flux", attachments=Attachments((heavy,))):
+            pass
+    with manager.use("demo-flux", attachments=Attachments((union,))):
+        assert manager.status().model_id == "demo-flux"
