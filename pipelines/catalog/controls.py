@@ -161,7 +161,7 @@ CONTROLNETS: tuple[ControlNetSpec, ...] = (
             AttachedRepo(
                 id=f"sd35-large-controlnet-{kind}", name=f"SD3.5 Large ControlNet {kind.title()}",
                 repo=f"stabilityai/stable-diffusion-3.5-large-controlnet-{kind}",
-                allow_patterns=_DIFFUSERS_MODEL, folder_marker="config.json", size_bytes=8_650_000_000,
+                allow_patterns=_DIFFUSERS_MODEL, folder_marker="config.json", size_bytes=8_610_000_000,
                 licence="Stability AI Community License; gated on the Hub (accept the licence first).",
             ),
             Family.SD3, "SD3ControlNetModel", frozen({"tile" if kind == "blur" else kind: None}), bases=("sd35-large",),
@@ -234,7 +234,8 @@ IP_ADAPTERS: tuple[IPAdapterSpec, ...] = (
         subfolder="", weight_name="ip_adapter.safetensors",
         encoder=AttachedRepo(
             id="clip-vit-large-patch14", name="CLIP ViT-L/14 image encoder (OpenAI)", repo="openai/clip-vit-large-patch14",
-            allow_patterns=("config.json", "preprocessor_config.json", "model.safetensors"), folder_marker="config.json",
+            # diffusers builds the image processor from the encoder's image size: preprocessor_config.json is not read.
+            allow_patterns=("config.json", "model.safetensors"), folder_marker="config.json",
             size_bytes=1_710_000_000, licence="MIT.",
         ),
         # XLabs' adapter takes one image embedding.
