@@ -45,6 +45,7 @@ import psutil
 import torch
 
 from pipelines.catalog import ModelSpec, family_spec
+from pipelines.catalog.controls import attached_bytes, attached_names
 from pipelines.errors import InvalidRequest, ModelLoadFailed, NotEnoughMemory, RetryAfterOutOfMemory
 from pipelines.hardware import MemoryReading, compute_dtype_for, free_vram_bytes, read_memory, release_freed_memory
 from pipelines.jobs import ProgressCallback
@@ -213,17 +214,19 @@ class ModelManager:
         check_readable(spec, weights)
         files = self.store.ensure(spec, on_progress)
         attached = {source.id: self.store.ensure_attached(spec, source, on_progress) for source in attachments.sources()}
-        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value, bytes_on_disk=bytes_to_read(spec, files))
+        extra = attached_bytes(attachments.controlnets, attachments.ip_adapter)
+        plan = plan_job(spec, self._preset, self.ram_bytes, weights=weights.value, bytes_on_disk=bytes_to_read(spec, files), attached_bytes=extra)
+        with_attached = f" with {' and '.join(attached_names(attachments.controlnets, attachments.ip_adapter))}" if extra else ""
         if not plan.ram_fits:
             raise NotEnoughMemory(
-                f"{spec.name} does not fit this machine's RAM on the {self._preset.label} preset: it {plan.ram_reason}. "
-                "Choose a smaller model, or start with --ram-gb if the RAM was misread."
+                f"{spec.name}{with_attached} does not fit this machine's RAM on the {self._preset.label} preset: it {plan.ram_reason}. "
+                "Choose a smaller model" + (", or fewer attached models" if extra else "") + ", or start with --ram-gb if the RAM was misread."
             )
         self._pin_arena = plan.pinned
         storage = storage_of(spec, files)
         reader = reader_for(spec, storage)
         self._release(next_denoiser_bytes=denoiser_bytes(spec, files))
-        _check_ram(spec, files, read_choices(plan)[1])
+        _check_ram(spec, files, read_choices(plan)[1], sum(extra.values()), with_attached)
         started = time.monotonic()
         try:
             loaded = self._read_and_place(spec, files, storage, reader, dtype_name, weights, plan, attachments, attached)
@@ -318,18 +321,20 @@ class ModelManager:
         )
 
 
-def _check_ram(spec: ModelSpec, files: ModelFiles, on_disk: frozenset[str] = frozenset()) -> None:
+def _check_ram(spec: ModelSpec, files: ModelFiles, on_disk: frozenset[str] = frozenset(), attached: int = 0, with_attached: str = "") -> None:
     """Refuse a load that cannot fit in RAM before reading a byte of it. Only the files the reader loads count
     (`loaders.bytes_to_read`), not the copies and duplicates a repo folder may hold beside them, and not the share of
-    the components the plan reads from disk as used (`on_disk`, weighed as the catalog weighs them)."""
+    the components the plan reads from disk as used (`on_disk`, weighed as the catalog weighs them); the models the job
+    attaches (`attached` bytes, named in `with_attached`) count as the catalog sizes them."""
     needed_bytes = bytes_to_read(spec, files)
     parts = {name: size for name, size in spec.component_bytes.items() if name != "lora"}
     if on_disk and sum(parts.values()):
         needed_bytes -= needed_bytes * sum(size for name, size in parts.items() if name in on_disk) // sum(parts.values())
+    needed_bytes += attached
     available = psutil.virtual_memory().available
     if needed_bytes > available:
         raise NotEnoughMemory(
-            f"{spec.name} needs {needed_bytes / 1e9:.1f} GB of RAM to load; {available / 1e9:.1f} GB is free. "
+            f"{spec.name}{with_attached} needs {needed_bytes / 1e9:.1f} GB of RAM to load; {available / 1e9:.1f} GB is free. "
             "Close other programs, or choose a smaller model."
         )
 

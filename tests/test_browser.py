@@ -592,3 +592,53 @@ def test_an_enhance_weight_set_in_the_video_tab_is_used_and_comes_back_with_reus
     weight.press("Tab")
     reuse_from_outputs(page, "an enhanced fox in the browser", "4321")
     page.wait_for_function("() => document.querySelector('#video-enhance-weight input[type=number]')?.value === '2.5'")
+
+
+def choose_image_model(page, label: str) -> None:
+    page.get_by_role("tab", name="Image").click()
+    field = page.locator("#image-model input")
+    field.click()
+    field.fill(label.split(" [")[0])
+    page.get_by_role("option", name=label).click()
+    page.wait_for_function("(label) => document.querySelector('#image-model input')?.value === label", arg=label)
+
+
+def white_square(path: Path) -> str:
+    from PIL import Image
+
+    square = Image.new("RGB", (256, 256))
+    square.paste((255, 255, 255), (64, 64, 192, 192))
+    square.save(path)
+    return str(path)
+
+
+def test_a_canny_controlnet_shows_the_control_it_prepared_beside_the_result(page, artifacts, tmp_path):
+    choose_image_model(page, "SD1.5 (tiny) [demo · random weights]")
+    page.get_by_text("ControlNet and IP-Adapter", exact=True).click()
+    page.locator("#image-control-images input[type=file]").set_input_files(white_square(tmp_path / "control.png"))
+    page.locator("#image-control-types input").click()
+    page.get_by_role("option", name="canny", exact=True).click()
+    page.locator("#image-control-types").get_by_text("canny", exact=True).first.wait_for()
+    generate(page, "a house drawn by its edges")
+    page.locator("#image-control-gallery img").first.wait_for()
+    page.locator("#image-gallery img").first.wait_for()
+    assert "1 image(s)" in page.locator("#image-result").inner_text()
+    page.screenshot(path=str(artifacts / "image-controlnet-canny.png"), animations="disabled", full_page=True)
+
+
+def test_an_ip_adapter_reference_steers_the_image_and_its_settings_are_shown(page, artifacts, tmp_path):
+    choose_image_model(page, "SD1.5 (tiny) [demo · random weights]")
+    page.get_by_text("ControlNet and IP-Adapter", exact=True).click()
+    page.locator("#image-ip-images input[type=file]").set_input_files(white_square(tmp_path / "reference.png"))
+    scale = page.locator("#image-ip-scale input[type=number]")
+    scale.fill("0.6")
+    scale.press("Tab")
+    generate(page, "a house like the reference")
+    page.locator("#image-gallery img").first.wait_for()
+    page.get_by_text("Parameters used", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#image-parameters')?.innerText.includes('demo-ip-adapter-sd15')")
+    assert "1 image(s)" in page.locator("#image-result").inner_text()
+    shown = page.locator("#image-parameters").inner_text().replace("\n", "")
+    # The JSON view folds lists: one reference picture kept with the result.
+    assert '"ip_adapter_scale":0.6' in shown and '"ip_adapter_images":[Array(1)' in shown
+    page.screenshot(path=str(artifacts / "image-ip-adapter.png"), animations="disabled", full_page=True)

@@ -6,6 +6,11 @@ and FramePack's component repos:
     files the loader reads;
 (b) the RAM check before a load counts exactly those files' weight bytes;
 (c) the tiny builder's folder for the same family has the repo's shape.
+The models a job attaches (`pipelines/catalog/controls.py`: ControlNets, IP-Adapters and the FLUX.1 adapter's image encoder)
+are checked the same way, by what their loaders read: a diffusers model folder (`config.json` and the weights of the
+variant loaded), an IP-Adapter's weight file, a transformers model folder for its image encoder (`config.json`,
+`model.safetensors`); the RAM check and the memory plan count their catalog sizes, which must be those files' bytes; a
+ControlNet's config names the class the catalog loads it with.
 
 "The loader reads", from a manifest: for a diffusers repo, `model_index.json` and, in the folder of each component the
 pipeline loads (those named in `model_index.json`, less those the family passes as None), its configs, tokenizer files
@@ -303,3 +308,94 @@ def test_tiny_builder_has_the_real_repos_shape(source, tiny_folders):
     # The tiny models are saved without precision variants; the real entry's variant is not part of the shape.
     tiny = shape(tiny_paths, tiny_classes, tiny_components, None, _reads_index(source))
     assert tiny == real, f"{source.repo}: the tiny builder's folder differs from the real repo's"
+
+
+# -- the attached models: ControlNets, IP-Adapters, image encoders ------------------------------------------------------
+
+def _attached_sources():
+    """(test id, the repo, its allow_patterns, what the loader reads there, the class its config names)."""
+    from pipelines.catalog.controls import CONTROLNETS, IP_ADAPTERS
+
+    sources = []
+    for controlnet in CONTROLNETS:
+        if not controlnet.source.demo:
+            sources.append(SimpleNamespace(
+                id=controlnet.id, source=controlnet.source, reads=[("diffusers", "", controlnet.variant)], model_class=controlnet.model_class,
+            ))
+    for adapter in IP_ADAPTERS:
+        if adapter.source.demo:
+            continue
+        weight = "/".join(part for part in (adapter.subfolder, adapter.weight_name) if part)
+        reads = [("file", weight, None)] + ([("transformers", adapter.encoder_subfolder, None)] if adapter.encoder_subfolder else [])
+        sources.append(SimpleNamespace(id=adapter.id, source=adapter.source, reads=reads, model_class=None))
+        if adapter.encoder is not None:
+            sources.append(SimpleNamespace(
+                id=f"{adapter.id}-encoder", source=adapter.encoder, reads=[("transformers", "", None)], model_class=None,
+            ))
+    return sources
+
+
+ATTACHED = _attached_sources()
+
+
+def _folder_model_reads(paths, folder: str, stem: str, variant: str | None) -> list[str]:
+    """What `from_pretrained` reads in a model folder: its config.json and the `.safetensors` weights named `stem` of
+    `variant` (shards and their index included); no .bin, no other precision, no other model's files beside them."""
+    import re
+
+    tag = re.escape(f".{variant}") if variant else ""
+    weights = re.compile(rf"{re.escape(stem)}(\.safetensors\.index{tag}\.json|{tag}\.safetensors|{tag}-\d+-of-\d+\.safetensors)")
+    read = []
+    for path in paths:
+        parent, _, name = path.rpartition("/")
+        if parent == folder and (name == "config.json" or weights.fullmatch(name)):
+            read.append(path)
+    return read
+
+
+def attached_reads(paths, reads) -> list[str]:
+    read = []
+    for kind, where, variant in reads:
+        if kind == "file":
+            read += [path for path in paths if path == where]
+        elif kind == "diffusers":
+            read += _folder_model_reads(paths, where, "diffusion_pytorch_model", variant)
+        else:
+            read += _folder_model_reads(paths, where, "model", variant)
+    return sorted(read)
+
+
+def test_every_attached_repo_has_a_layout_manifest():
+    missing = [item.source.repo for item in ATTACHED if not manifest_path(item.source.repo).is_file()]
+    assert missing == []
+    for item in ATTACHED:
+        manifest = load_manifest(item.source.repo)
+        assert manifest["sources"] and manifest["repo"] == item.source.repo
+
+
+@pytest.mark.parametrize("item", ATTACHED, ids=[item.id for item in ATTACHED])
+def test_attached_download_filter_picks_exactly_the_files_the_loader_reads(item):
+    files = _manifest_files(item.source)
+    picked = sorted(filter_repo_objects(list(files), allow_patterns=list(item.source.allow_patterns)))
+    wanted = attached_reads(list(files), item.reads)
+    assert wanted, f"{item.source.repo}: the manifest has none of the files the loader reads"
+    assert (sorted(set(picked) - set(wanted)), sorted(set(wanted) - set(picked))) == ([], []), (
+        f"{item.source.repo}: the filter {item.source.allow_patterns} picks {picked}; the loader reads {wanted}"
+    )
+    assert item.source.folder_marker in wanted, "the file that says the download is complete is one the loader reads"
+
+
+@pytest.mark.parametrize("item", ATTACHED, ids=[item.id for item in ATTACHED])
+def test_attached_size_in_the_catalog_is_the_weights_the_loader_reads(item):
+    """The RAM check and the memory plan count `size_bytes`: it must be the downloaded weights' bytes (within 1%: the
+    manifests' sizes are the Hub's rounded figures)."""
+    files = _manifest_files(item.source)
+    weights = sum(files[path] for path in attached_reads(list(files), item.reads) if path.endswith(_WEIGHT_SUFFIXES))
+    assert abs(item.source.size_bytes - weights) <= 0.01 * weights, (
+        f"{item.source.repo}: the catalog counts {item.source.size_bytes / 1e9:.2f} GB; the files read hold {weights / 1e9:.2f} GB"
+    )
+
+
+@pytest.mark.parametrize("item", [i for i in ATTACHED if i.model_class], ids=[i.id for i in ATTACHED if i.model_class])
+def test_attached_controlnet_config_names_the_class_the_catalog_loads(item):
+    assert load_manifest(item.source.repo)["classes"].get("config.json") == item.model_class

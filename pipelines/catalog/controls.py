@@ -161,7 +161,7 @@ CONTROLNETS: tuple[ControlNetSpec, ...] = (
             AttachedRepo(
                 id=f"sd35-large-controlnet-{kind}", name=f"SD3.5 Large ControlNet {kind.title()}",
                 repo=f"stabilityai/stable-diffusion-3.5-large-controlnet-{kind}",
-                allow_patterns=_DIFFUSERS_MODEL, folder_marker="config.json", size_bytes=8_650_000_000,
+                allow_patterns=_DIFFUSERS_MODEL, folder_marker="config.json", size_bytes=8_610_000_000,
                 licence="Stability AI Community License; gated on the Hub (accept the licence first).",
             ),
             Family.SD3, "SD3ControlNetModel", frozen({"tile" if kind == "blur" else kind: None}), bases=("sd35-large",),
@@ -234,7 +234,8 @@ IP_ADAPTERS: tuple[IPAdapterSpec, ...] = (
         subfolder="", weight_name="ip_adapter.safetensors",
         encoder=AttachedRepo(
             id="clip-vit-large-patch14", name="CLIP ViT-L/14 image encoder (OpenAI)", repo="openai/clip-vit-large-patch14",
-            allow_patterns=("config.json", "preprocessor_config.json", "model.safetensors"), folder_marker="config.json",
+            # diffusers builds the image processor from the encoder's image size: preprocessor_config.json is not read.
+            allow_patterns=("config.json", "model.safetensors"), folder_marker="config.json",
             size_bytes=1_710_000_000, licence="MIT.",
         ),
         # XLabs' adapter takes one image embedding.
@@ -251,6 +252,15 @@ IP_ADAPTERS: tuple[IPAdapterSpec, ...] = (
         AttachedRepo(id="demo-ip-adapter-sdxl", name="IP-Adapter SDXL (tiny)", repo=None, allow_patterns=(),
                      folder_marker="models/ip-adapter.safetensors", size_bytes=100_000, licence=DEMO_LICENCE),
         subfolder="models", weight_name="ip-adapter.safetensors", encoder_subfolder="models/image_encoder", bases=("demo-sdxl",),
+    ),
+    IPAdapterSpec(
+        "demo-ip-adapter-flux", "IP-Adapter FLUX.1 (tiny)", Family.FLUX,
+        AttachedRepo(id="demo-ip-adapter-flux", name="IP-Adapter FLUX.1 (tiny)", repo=None, allow_patterns=(),
+                     folder_marker="ip_adapter.safetensors", size_bytes=100_000, licence=DEMO_LICENCE),
+        subfolder="", weight_name="ip_adapter.safetensors",
+        encoder=AttachedRepo(id="demo-clip-vit-large-patch14", name="CLIP image encoder (tiny)", repo=None, allow_patterns=(),
+                             folder_marker="config.json", size_bytes=100_000, licence=DEMO_LICENCE),
+        bases=("demo-flux",), several_images=False,
     ),
 )
 
@@ -275,6 +285,31 @@ def ip_adapters(model_family: Family, weights_id: str, weights_demo: bool) -> di
         adapter.id: adapter for adapter in IP_ADAPTERS
         if _fits(adapter.family, adapter.bases, adapter.source.demo, model_family, weights_id, weights_demo)
     }
+
+
+# The components a job's attachments add to the memory plan (`memory/job_plan.plan_job`): the ControlNets run beside
+# the denoiser at every step; the IP-Adapter (its layers, which join the denoiser's attention, with its image encoder,
+# which runs once like a text encoder) is counted as the image encoder.
+CONTROLNET_COMPONENT = "controlnet"
+IMAGE_ENCODER_COMPONENT = "image_encoder"
+
+
+def attached_bytes(controlnets: tuple[ControlNetSpec, ...], ip_adapter: IPAdapterSpec | None) -> dict[str, int]:
+    """The bytes a job's ControlNets (each read once, a union net however many modes it serves) and IP-Adapter (with its
+    image encoder) add, by plan component, as the catalog sizes their downloads."""
+    found: dict[str, int] = {}
+    controlnet_bytes = sum({controlnet.id: controlnet.source.size_bytes for controlnet in controlnets}.values())
+    if controlnet_bytes:
+        found[CONTROLNET_COMPONENT] = controlnet_bytes
+    if ip_adapter is not None:
+        found[IMAGE_ENCODER_COMPONENT] = ip_adapter.source.size_bytes + (ip_adapter.encoder.size_bytes if ip_adapter.encoder else 0)
+    return found
+
+
+def attached_names(controlnets: tuple[ControlNetSpec, ...], ip_adapter: IPAdapterSpec | None) -> list[str]:
+    """The attached models' names, each once, for messages."""
+    names = [controlnet.source.name for controlnet in controlnets] + ([ip_adapter.name] if ip_adapter is not None else [])
+    return list(dict.fromkeys(names))
 
 
 def preparation(kind: str) -> str:

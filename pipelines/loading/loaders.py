@@ -312,7 +312,7 @@ def _finished(
     prior_order = _attach_prior(pipe, settings.companion, files, settings.dtype)
     upsampler = _attach_upsampler(pipe, settings.companion, files, settings.dtype)
     _attach_controlnets(pipe, spec, settings.attachments.controlnets, settings.attached_folders or {}, settings.dtype)
-    _attach_ip_adapter(pipe, settings.attachments.ip_adapter, settings.attached_folders or {})
+    _attach_ip_adapter(pipe, settings.attachments.ip_adapter, settings.attached_folders or {}, settings.dtype)
     if files.lora_file is not None:
         # Fused once at load, then the adapter is dropped: the fast preset costs nothing per step.
         pipe.load_lora_weights(files.lora_file.parent, weight_name=files.lora_file.name)
@@ -539,15 +539,17 @@ def _attach_controlnets(pipe, spec: ModelSpec, controlnets: tuple[ControlNetSpec
     setattr(pipe, CONTROLNET, wrapped.controlnet)
 
 
-def _attach_ip_adapter(pipe, adapter: IPAdapterSpec | None, folders: Mapping[str, Path]) -> None:
+def _attach_ip_adapter(pipe, adapter: IPAdapterSpec | None, folders: Mapping[str, Path], dtype: torch.dtype) -> None:
     """Load an IP-Adapter into the pipeline as diffusers does (`load_ip_adapter`): its layers join the denoiser's
-    attention, its CLIP vision encoder becomes the pipeline's `image_encoder`."""
+    attention, its CLIP vision encoder becomes the pipeline's `image_encoder`. XLabs' FLUX.1 adapter names its encoder's
+    repo (openai/clip-vit-large-patch14); diffusers' FLUX loader reads it in float16 unless told the job's dtype."""
     if adapter is None:
         return
     folder = str(folders[adapter.source.id])
     if adapter.encoder is not None:
         pipe.load_ip_adapter(
             folder, weight_name=adapter.weight_name, image_encoder_pretrained_model_name_or_path=str(folders[adapter.encoder.id]),
+            image_encoder_dtype=dtype,
         )
     else:
         pipe.load_ip_adapter(folder, subfolder=adapter.subfolder, weight_name=adapter.weight_name, image_encoder_folder=adapter.encoder_subfolder)

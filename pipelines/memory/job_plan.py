@@ -56,6 +56,8 @@ STORED_SHARE = {SHIPPED: 1.0, INT8: 0.505, FP8: 0.505}
 BIG_ENCODER_BYTES = 10**9
 # The disk tier is the text encoders' (`text_encoder`, `text_encoder_2`…): they run once per job.
 TEXT_ENCODER = "text_encoder"
+# The attached ControlNet (`catalog.controls.attached_bytes`).
+CONTROLNET = "controlnet"
 TIER_GPU = "GPU-resident"
 TIER_DISK = "disk, memory-mapped, read as used (visits the GPU block by block)"
 TIER_CPU = "RAM (CPU)"
@@ -140,11 +142,13 @@ def _ram_budget(ram_bytes: int) -> int:
 
 
 def plan_job(spec: ModelSpec, preset: Preset, ram_bytes: int, width: int = 0, height: int = 0, frames: int = 0,
-             weights: str | None = None, bytes_on_disk: int | None = None) -> JobPlan:
+             weights: str | None = None, bytes_on_disk: int | None = None, attached_bytes: Mapping[str, int] | None = None) -> JobPlan:
     """The plan for one job of `spec` at this size on `preset` with `ram_bytes` of RAM in the machine. Sizes come from
     the catalog; `bytes_on_disk`, when the weights are there, is what the loader will really read (a fine-tune, a
     smaller variant, a demo model in a real repo's layout), shared out over the components as the catalog weighs them.
-    `weights` is a format the user chose (None: the preset's)."""
+    `weights` is a format the user chose (None: the preset's). `attached_bytes`: the models the job attaches
+    (`catalog.controls.attached_bytes`: "controlnet", "image_encoder"), placed by their roles like the model's own
+    components (a ControlNet as the denoiser's neighbour, an image encoder as a text encoder), stored as shipped."""
     weights = weights or preset.weights
     size = job_size(spec, width, height, frames)
     budget = _ram_budget(ram_bytes)
@@ -152,6 +156,8 @@ def plan_job(spec: ModelSpec, preset: Preset, ram_bytes: int, width: int = 0, he
     if bytes_on_disk is not None and sum(parts.values()):
         scale = bytes_on_disk / sum(parts.values())
         parts = {name: int(bytes_ * scale) for name, bytes_ in parts.items()}
+    for name, bytes_ in (attached_bytes or {}).items():
+        parts[name] = parts.get(name, 0) + bytes_
     if spec.family not in FAMILIES and preset.device == "cuda":
         # Our own models (Fish Speech) stay resident whole on every GPU preset, as shipped.
         components = tuple(ComponentPlan(name, TIER_GPU, SHIPPED, 0.0, round(b / GB, 2)) for name, b in parts.items())
@@ -227,9 +233,16 @@ def _plan_gpu(spec: ModelSpec, preset: Preset, parts: Mapping[str, int], size: t
     )
     streamed, vram, seconds, pinned, note, notes = 0, whole_peak, None, True, "the denoiser is placed whole: no streaming figure", []
     if streams:
-        denoiser, blocks, pinned, reason = _denoiser(spec, preset, choice, placement.resident_bytes, size, reason)
+        # An attached ControlNet runs at every step just before the denoiser: when it visits the GPU, it is there beside
+        # the streamed blocks, so their budget leaves room for it.
+        beside = 0
+        if CONTROLNET in visits and visits[CONTROLNET] is not Placement.RESIDENT:
+            beside = predicted_peak({CONTROLNET: visits[CONTROLNET]}, {CONTROLNET: sizes[CONTROLNET]}, placement.stream_blocks_per_group)
+        denoiser, blocks, pinned, reason = _denoiser(spec, preset, choice, placement.resident_bytes + beside, size, reason)
+        if beside and not blocks.fits and reason.startswith("the denoiser"):
+            reason += f", of which the ControlNet visiting beside it takes {beside / GIB:.2f} GiB"
         components.insert(0, denoiser)
-        vram = max(vram, placement.resident_bytes + blocks.device_bytes)
+        vram = max(vram, placement.resident_bytes + beside + blocks.device_bytes)
         streamed = blocks.streamed_bytes * forwards_per_step(spec)
         if streamed and preset.host_link_gb_s:
             seconds = round(streamed / (preset.host_link_gb_s * GB * (1 if pinned else PAGEABLE_COPY_SHARE)), 2)

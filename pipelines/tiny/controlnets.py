@@ -7,7 +7,10 @@ base's own denoiser so every width matches (`ControlNetModel` / `ControlNetUnion
 and a test can tell strength 0 from strength 1.
 
 IP-Adapters: h94/IP-Adapter's layout: the adapter file in `models/` with its `image_proj` and `ip_adapter` keys,
-and a CLIP vision encoder in `models/image_encoder/`.
+and a CLIP vision encoder in `models/image_encoder/`. For FLUX.1, XLabs-AI/flux-ip-adapter's: one `ip_adapter.safetensors`
+at the root with XLabs' own key names (`ip_adapter_proj_model.*`, `double_blocks.<n>.processor.ip_adapter_double_stream_k/v_proj.*`),
+which diffusers' `FluxPipeline.load_ip_adapter` renames as it reads them, and the image encoder in a repo of its own
+in openai/clip-vit-large-patch14's layout (a whole CLIP model, text tower included, of which the vision tower is read).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from safetensors.torch import save_file
-from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 # Modes of the union ControlNets as their authors number them: xinsir's SDXL union (6 types; ProMax adds tile 6 and
 # inpaint 7) and InstantX's / Shakker-Labs' FLUX.1 union (7 types).
@@ -131,6 +134,48 @@ def build_ip_adapter(folder: Path, base_folder: Path, seed: int, subfolder: str 
     build_image_encoder(target / "image_encoder", seed + 1)
 
 
+def _xlabs_ip_adapter_state(transformer: FluxTransformer2DModel, seed: int) -> dict[str, torch.Tensor]:
+    """XLabs' keys: `ip_adapter_proj_model.*` (the image embedding to IP_TOKENS tokens of the text width, then a norm)
+    and, for each double-stream block n, `double_blocks.<n>.processor.ip_adapter_double_stream_k_proj/v_proj.weight/bias`
+    (text width -> the transformer's width). The single-stream blocks take no image tokens."""
+    generator = torch.Generator().manual_seed(seed)
+    context, width = transformer.config.joint_attention_dim, transformer.inner_dim
+    state = {
+        "ip_adapter_proj_model.proj.weight": torch.randn(context * IP_TOKENS, IMAGE_EMBED_DIM, generator=generator) * 0.1,
+        "ip_adapter_proj_model.proj.bias": torch.zeros(context * IP_TOKENS),
+        "ip_adapter_proj_model.norm.weight": torch.ones(context),
+        "ip_adapter_proj_model.norm.bias": torch.zeros(context),
+    }
+    for block in range(len(transformer.transformer_blocks)):
+        for key in ("k", "v"):
+            prefix = f"double_blocks.{block}.processor.ip_adapter_double_stream_{key}_proj"
+            state[f"{prefix}.weight"] = torch.randn(width, context, generator=generator) * 0.5
+            state[f"{prefix}.bias"] = torch.randn(width, generator=generator) * 0.5
+    return state
+
+
+def build_flux_ip_adapter(folder: Path, base_folder: Path, seed: int) -> None:
+    """A FLUX.1 IP-Adapter for the tiny FLUX in `base_folder`, as XLabs-AI/flux-ip-adapter ships it (the image encoder
+    is another repo: `build_clip_vision_repo`)."""
+    transformer = _denoiser(base_folder, "transformer", FluxTransformer2DModel)
+    Path(folder).mkdir(parents=True)
+    save_file(_xlabs_ip_adapter_state(transformer, seed), str(Path(folder) / "ip_adapter.safetensors"))
+
+
+def build_clip_vision_repo(folder: Path, base_folder: Path, seed: int) -> None:
+    """A tiny CLIP in openai/clip-vit-large-patch14's layout: the whole model (`CLIPModel`: text and vision towers,
+    both projections) with its image processor; `CLIPVisionModelWithProjection.from_pretrained` reads its vision half.
+    The vision config repeats the projection width, as the real one does."""
+    torch.manual_seed(seed)
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, projection_dim=IMAGE_EMBED_DIM)
+    config = CLIPConfig(
+        text_config=dict(tower, vocab_size=1000, max_position_embeddings=77),
+        vision_config=dict(tower, image_size=32, patch_size=4), projection_dim=IMAGE_EMBED_DIM,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    CLIPImageProcessor(crop_size=32, size=32).save_pretrained(folder)
+
+
 # The demo ControlNets and IP-Adapters (see `pipelines/catalog/controls.py`) by id, each with its seed.
 _BUILDERS = {
     "demo-sd15-controlnet-canny": (build_sd15, 11),
@@ -141,6 +186,8 @@ _BUILDERS = {
     "demo-flux-controlnet-union": (build_flux_union, 16),
     "demo-ip-adapter-sd15": (build_ip_adapter, 17),
     "demo-ip-adapter-sdxl": (build_ip_adapter, 18),
+    "demo-ip-adapter-flux": (build_flux_ip_adapter, 19),
+    "demo-clip-vit-large-patch14": (build_clip_vision_repo, 20),
 }
 
 

@@ -90,16 +90,33 @@ def test_an_unreadable_control_image_and_a_model_without_controlnets_are_refused
         ImageRequest(prompt="a fox", model="demo-cogview4", control_images=[square()], control_types=["canny"]).check(manager.store.catalog)
 
 
-@pytest.mark.parametrize("model", ["demo-sd15", "demo-sdxl"])
-def test_ip_adapter_at_scale_0_gives_exactly_the_image_without_it_and_above_0_another(manager, outputs, square, model):
+# FLUX.1's is XLabs' adapter (one reference image) with its CLIP encoder from a repo of its own.
+@pytest.mark.parametrize("model, references", [("demo-sd15", 2), ("demo-sdxl", 2), ("demo-flux", 1)])
+def test_ip_adapter_at_scale_0_gives_exactly_the_image_without_it_and_above_0_another(manager, outputs, square, model, references):
     plain = run(manager, outputs, model=model).outputs[0]
     off = run(manager, outputs, model=model, ip_adapter_images=[square()], ip_adapter_scale=0.0).outputs[0]
-    on = run(manager, outputs, model=model, ip_adapter_images=[square(), square(name="b.png")], ip_adapter_scale=1.0).outputs[0]
+    pictures = [square(name=f"{index}.png") for index in range(references)]
+    on = run(manager, outputs, model=model, ip_adapter_images=pictures, ip_adapter_scale=1.0).outputs[0]
     assert np.array_equal(pixels(plain.path), pixels(off.path))
     assert np.abs(pixels(plain.path) - pixels(on.path)).max() > 0
     recorded = read_parameters(on.path)
     assert recorded["ip_adapter_scale"] == 1.0 and recorded["ip_adapter"] == f"demo-ip-adapter-{model.removeprefix('demo-')}"
-    assert len(recorded["ip_adapter_images"]) == 2
+    assert len(recorded["ip_adapter_images"]) == references
+
+
+def test_flux_ip_adapter_is_xlabs_layout_and_takes_one_reference_image(manager, square):
+    from safetensors import safe_open
+
+    from pipelines.catalog.controls import ip_adapters
+    from pipelines.catalog import MODELS_BY_ID
+
+    adapter = ip_adapters(MODELS_BY_ID["demo-flux"].family, "demo-flux", True)["demo-ip-adapter-flux"]
+    folder = manager.store.ensure_attached(MODELS_BY_ID["demo-flux"], adapter.source)
+    with safe_open(str(folder / "ip_adapter.safetensors"), "pt") as opened:
+        keys = set(opened.keys())
+    assert "ip_adapter_proj_model.proj.weight" in keys and "double_blocks.0.processor.ip_adapter_double_stream_k_proj.bias" in keys
+    with pytest.raises(InvalidRequest, match="ip_adapter_images: .*takes one reference image"):
+        ImageRequest(prompt="a fox", model="demo-flux", ip_adapter_images=[square(), square(name="b.png")]).check(manager.store.catalog)
 
 
 def test_flux_controlnet_is_placed_and_counted_like_a_component(manager, outputs, square, presets):
@@ -117,3 +134,45 @@ def test_flux_controlnet_is_placed_and_counted_like_a_component(manager, outputs
     both = plan_placement(FAMILIES[Family.FLUX], with_controlnet, presets["24gb"], "cuda", "bfloat16")
     assert "controlnet" in both.components and both.predicted_peak_vram_bytes <= both.usable_vram_bytes
     assert both.predicted_peak_vram_bytes > alone.predicted_peak_vram_bytes, "the ControlNet's bytes are counted"
+
+
+def test_the_memory_plan_counts_an_attached_controlnet_and_a_too_small_ram_is_refused_naming_it(presets):
+    from pipelines.catalog import MODELS_BY_ID
+    from pipelines.catalog.controls import CONTROLNETS, attached_bytes
+    from pipelines.memory.job_plan import plan_job
+
+    GB = 10**9
+    flux, laptop = MODELS_BY_ID["flux1-dev"], presets["8gb-laptop"]
+    union_pro = next(c for c in CONTROLNETS if c.source.repo == "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro")
+    # Two control pictures served by the one union net: it is read once.
+    extra = attached_bytes((union_pro, union_pro), None)
+    assert extra == {"controlnet": union_pro.source.size_bytes}
+    alone = plan_job(flux, laptop, 64 * GB, 1024, 1024)
+    both = plan_job(flux, laptop, 64 * GB, 1024, 1024, attached_bytes=extra)
+    controlnet = next(c for c in both.components if c.name == "controlnet")
+    assert controlnet.ram_gb == 6.6 and both.peak_ram_gb >= alone.peak_ram_gb + 6.6
+    assert both.peak_vram_gb > alone.peak_vram_gb, "the ControlNet visits the GPU beside the streamed blocks"
+    # 20 GB of RAM: FLUX alone fits (its denoiser in int8, the T5 on disk); with the ControlNet it does not.
+    assert plan_job(flux, laptop, 20 * GB).ram_fits
+    short = plan_job(flux, laptop, 20 * GB, attached_bytes=extra)
+    assert not short.ram_fits and "controlnet 6.6" in short.ram_reason
+
+
+def test_the_manager_refuses_a_load_whose_attached_controlnet_does_not_fit_the_ram(demo_models_dir, presets, square):
+    from dataclasses import replace
+
+    from pipelines.errors import NotEnoughMemory
+    from pipelines.loading.loaders import Attachments
+    from pipelines.loading.model_store import ModelStore
+    from pipelines.manager import ModelManager
+    from pipelines.catalog.controls import control_types
+
+    manager = ModelManager(ModelStore(demo_models_dir, offline=True), presets["cpu"], ram_bytes=64 * 10**9)
+    union = control_types(manager.store.catalog.spec("demo-flux").family, "demo-flux", True)["canny"]
+    # The tiny union ControlNet weighed as a 40 GB one: float32 on the CPU preset, 80 GB.
+    heavy = replace(union, source=replace(union.source, size_bytes=40 * 10**9))
+    with pytest.raises(NotEnoughMemory, match=r"FLUX.1 \(tiny\) with FLUX.1 ControlNet Union \(tiny\) does not fit .*controlnet 80.0"):
+        with manager.use("demo-flux", attachments=Attachments((heavy,))):
+            pass
+    with manager.use("demo-flux", attachments=Attachments((union,))):
+        assert manager.status().model_id == "demo-flux"
