@@ -110,9 +110,10 @@ class _Slot:
     free: torch.cuda.Event | None = None
 
 
-@dataclass
-class _Held:
-    """A tensor outside the block lists (trunk parameters, every buffer): kept on the host, on the device during a job."""
+@dataclass(eq=False)  # compared by identity
+class HeldTensor:
+    """A parameter or buffer whose host copy is kept while a device copy is bound in its place for a job (the trunk
+    outside the block lists here; an encoder's tensors in `encoder_streaming.py`)."""
 
     owner: torch.nn.Module
     name: str
@@ -201,7 +202,7 @@ class BlockStreamer:
         self._on_device = False
         self._copy_stream = torch.cuda.Stream(self.device) if self._cuda else None
         self._model_hooks: list = []
-        self._held: list[_Held] = []
+        self._held: list[HeldTensor] = []
         # The streamed blocks' execution order as recorded on a complete forward (block index -> position).
         self._rank: dict[int, int] = {}
         self._order_known = False
@@ -295,10 +296,10 @@ class BlockStreamer:
         for name, parameter in self.model.named_parameters():
             if id(parameter) not in in_blocks:
                 owner, local = _owner(self.model, name)
-                self._held.append(_Held(owner, local, True, parameter.data))
+                self._held.append(HeldTensor(owner, local, True, parameter.data))
         for name, buffer in self.model.named_buffers():
             owner, local = _owner(self.model, name)
-            self._held.append(_Held(owner, local, False, buffer))
+            self._held.append(HeldTensor(owner, local, False, buffer))
 
     def offload(self) -> None:
         """Give the device memory back (resident copies and ring) while other components run; the next

@@ -18,38 +18,23 @@ computes exactly what a resident one does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
-from pipelines.memory.block_streamer import find_blocks
+from pipelines.memory.block_streamer import HeldTensor, find_blocks
 
 
-@dataclass(eq=False)  # compared by identity
-class _Tensor:
-    owner: torch.nn.Module
-    name: str
-    is_parameter: bool
-    host: torch.Tensor
-
-    def bind(self, value: torch.Tensor) -> None:
-        if self.is_parameter:
-            self.owner._parameters[self.name].data = value
-        else:
-            self.owner._buffers[self.name] = value
-
-
-def _tensors(module: torch.nn.Module, skip: set[int] = frozenset()) -> list[_Tensor]:
+def _tensors(module: torch.nn.Module, skip: set[int] = frozenset()) -> list[HeldTensor]:
     found, seen = [], set(skip)
     for owner in module.modules():
         for name, parameter in owner._parameters.items():
             if parameter is not None and id(parameter) not in seen:
                 seen.add(id(parameter))
-                found.append(_Tensor(owner, name, True, parameter.data))
+                found.append(HeldTensor(owner, name, True, parameter.data))
         for name, buffer in owner._buffers.items():
             if buffer is not None and id(buffer) not in seen:
                 seen.add(id(buffer))
-                found.append(_Tensor(owner, name, False, buffer))
+                found.append(HeldTensor(owner, name, False, buffer))
     return found
 
 
@@ -64,7 +49,7 @@ class EncoderStreamer:
         self.blocks = [_tensors(block) for block in blocks]
         in_blocks = {id(tensor) for block in blocks for tensor in [*block.parameters(), *block.buffers()]}
         self.trunk = _tensors(model, in_blocks)
-        self._on_device: dict[int, _Tensor] = {}
+        self._on_device: dict[int, HeldTensor] = {}
         # What a user sees through tests and logs: bytes copied to the device since the encoder was placed.
         self.copied_bytes = 0
         arriving = self.trunk + ([tensor for block in self.blocks for tensor in block] if whole else [])
@@ -81,7 +66,7 @@ class EncoderStreamer:
         return sum(tensor.host.nbytes for tensors in [self.trunk, *self.blocks] for tensor in tensors)
 
     @torch.inference_mode(False)  # the device copies are bound as parameters, used outside any inference block too
-    def _visit(self, tensors: list[_Tensor]) -> None:
+    def _visit(self, tensors: list[HeldTensor]) -> None:
         for tensor in tensors:
             if id(tensor) in self._on_device:
                 continue
@@ -90,7 +75,7 @@ class EncoderStreamer:
             self.copied_bytes += tensor.host.nbytes
             self._on_device[id(tensor)] = tensor
 
-    def _leave(self, tensors: list[_Tensor]) -> None:
+    def _leave(self, tensors: list[HeldTensor]) -> None:
         for tensor in tensors:
             tensor.bind(tensor.host)
             self._on_device.pop(id(tensor), None)

@@ -13,7 +13,8 @@ from diffusers import HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
 from pipelines.tiny import framepack
 
 
-def tiny_transformer(seed: int) -> HunyuanVideoTransformer3DModel:
+def tiny_transformer(seed: int, **config) -> HunyuanVideoTransformer3DModel:
+    """The tiny transformer; `config` adds what a variant changes (I2V's `image_condition_type`)."""
     torch.manual_seed(seed)
     return HunyuanVideoTransformer3DModel(
         in_channels=framepack.LATENT_CHANNELS,
@@ -29,6 +30,7 @@ def tiny_transformer(seed: int) -> HunyuanVideoTransformer3DModel:
         text_embed_dim=framepack.LLAMA_DIM,
         pooled_projection_dim=framepack.CLIP_DIM,
         rope_axes_dim=(4, 6, 6),
+        **config,
     )
 
 

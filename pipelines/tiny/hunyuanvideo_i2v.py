@@ -23,7 +23,7 @@ from transformers import (
     CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, PreTrainedTokenizerFast,
 )
 
-from pipelines.tiny import framepack
+from pipelines.tiny import framepack, hunyuanvideo
 
 IMAGE_TOKEN = "<image>"
 PAD_TOKEN = "<pad>"
@@ -81,21 +81,8 @@ def tiny_llava(seed: int, tokenizer: PreTrainedTokenizerFast) -> LlavaForConditi
 
 
 def tiny_transformer(seed: int) -> HunyuanVideoTransformer3DModel:
-    torch.manual_seed(seed)
-    return HunyuanVideoTransformer3DModel(
-        in_channels=framepack.LATENT_CHANNELS,
-        out_channels=framepack.LATENT_CHANNELS,
-        num_attention_heads=2,
-        attention_head_dim=16,
-        num_layers=1,
-        num_single_layers=1,
-        num_refiner_layers=1,
-        guidance_embeds=True,
-        text_embed_dim=framepack.LLAMA_DIM,
-        pooled_projection_dim=framepack.CLIP_DIM,
-        rope_axes_dim=(4, 6, 6),
-        image_condition_type="token_replace",
-    )
+    """T2V's tiny transformer with the released I2V weights' conditioning: the picture replaces the first latent frame."""
+    return hunyuanvideo.tiny_transformer(seed, image_condition_type="token_replace")
 
 
 def build(folder: Path, seed: int) -> None:
