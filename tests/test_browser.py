@@ -642,3 +642,22 @@ def test_an_ip_adapter_reference_steers_the_image_and_its_settings_are_shown(pag
     # The JSON view folds lists: one reference picture kept with the result.
     assert '"ip_adapter_scale":0.6' in shown and '"ip_adapter_images":[Array(1)' in shown
     page.screenshot(path=str(artifacts / "image-ip-adapter.png"), animations="disabled", full_page=True)
+
+
+def test_upscale_under_the_video_result_makes_a_bigger_video_with_the_same_frames(page, app):
+    page.get_by_role("tab", name="Video").click()
+    wait_for_restored_values(page, app, "video")
+    page.locator("#video-prompt textarea").fill("a fox in the snow")
+    set_number(page, "video-width", 128)
+    set_number(page, "video-height", 128)
+    set_number(page, "video-frames", 5)
+    set_number(page, "video-steps", 1)
+    page.locator("#video-generate").click()
+    page.locator("#video-player video").wait_for()
+    page.get_by_text("Upscale this video").click()
+    page.locator("#video-upscale").click()
+    page.wait_for_function("() => document.querySelector('#video-result')?.innerText.includes('Upscaled ×')")
+    summary = page.locator("#video-result").inner_text()
+    scale = float(summary.split("Upscaled ×")[1].split(" ")[0])
+    assert f"to {int(128 * scale)}×{int(128 * scale)}, 5 frames" in summary
+    page.locator("#video-player video").wait_for()
