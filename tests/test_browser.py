@@ -661,3 +661,19 @@ def test_upscale_under_the_video_result_makes_a_bigger_video_with_the_same_frame
     scale = float(summary.split("Upscaled ×")[1].split(" ")[0])
     assert f"to {int(128 * scale)}×{int(128 * scale)}, 5 frames" in summary
     page.locator("#video-player video").wait_for()
+
+
+def test_the_hires_fix_in_the_image_tab_gives_the_enlarged_image_in_one_job(page, app):
+    page.get_by_role("tab", name="Image").click()
+    wait_for_restored_values(page, app, "image")
+    page.get_by_text("Hires fix (enlarge, then repaint at a low strength)").click()
+    scale = page.locator("#image-hires-scale input[type=number]")
+    scale.fill("1.5")
+    scale.press("Tab")
+    try:
+        generate(page, "a hires lighthouse", width=256)
+        page.get_by_text("1 image(s)").first.wait_for()
+        page.wait_for_function("() => document.querySelector('#image-gallery img')?.naturalWidth === 384")
+    finally:
+        scale.fill("1")  # the next tests generate without it
+        scale.press("Tab")
